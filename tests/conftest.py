@@ -1,0 +1,69 @@
+"""Shared fixtures: the packaged SmolLM2 (real tokenizer and weights) and tiny random models.
+
+Everything runs offline: the hub is switched off before transformers is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> str:
+    """Folder of the plain (dequantised) packaged SmolLM2-135M; built once per machine."""
+    from limakit.models import resolve
+
+    return resolve("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_dir):
+    """A fresh SmolLM2 tokenizer with the limakit format (EOT) attached."""
+    from transformers import AutoTokenizer
+
+    from limakit.template import attach
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    attach(tok)
+    return tok
+
+
+def make_tiny_model(tokenizer, *, layers: int = 2, hidden: int = 64, seed: int = 0):
+    """A random-weight Llama-style model over ``tokenizer``'s vocabulary, for fast mechanics tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> str:
+    """A saved tiny random Llama with the SmolLM2 tokenizer and limakit format: loads like any model."""
+    from limakit.template import attach
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model = make_tiny_model(smollm2_tokenizer)
+    attach(smollm2_tokenizer, model)
+    model.save_pretrained(path)
+    smollm2_tokenizer.save_pretrained(path)
+    return str(path)
