@@ -154,6 +154,9 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
 
 def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, **kwargs):
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # limakit draws its own progress; a 0.3 s load needs none
 
     path = resolve(name)
     if isinstance(dtype, str):

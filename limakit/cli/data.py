@@ -1,0 +1,77 @@
+"""``lima convert`` and ``lima inspect``: the data format and the masks the model trains on."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from limakit.example import FORMATS
+
+    p = sub.add_parser(
+        "convert",
+        help="convert examples between GAIR/lima, ShareGPT, Alpaca, OpenAI and limakit formats",
+    )
+    p.add_argument("input", help="input file (.jsonl, or .json holding a list)")
+    p.add_argument("output", help="output .jsonl file (written atomically)")
+    p.add_argument("--from", dest="from_format", required=True, choices=list(FORMATS))
+    p.add_argument("--to", dest="to_format", default="limakit", choices=list(FORMATS))
+    p.set_defaults(func=run_convert)
+
+    p = sub.add_parser(
+        "inspect", help="show each example's tokens with the trained ones highlighted"
+    )
+    p.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="alias, local folder or hub id (its tokenizer is used)",
+    )
+    p.add_argument("--data", required=True, help="examples .jsonl (limakit format)")
+    p.add_argument("--max-len", type=int, default=2048, help="trim longer texts (default 2048)")
+    p.add_argument(
+        "--train-on",
+        choices=["assistant", "last", "all"],
+        default="assistant",
+        help="which tokens are trained: every assistant turn (default), the last one, or all",
+    )
+    p.add_argument("--limit", type=int, default=None, help="show only the first N examples")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per example with input_ids and labels"
+    )
+    p.set_defaults(func=run_inspect)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from limakit.example import convert
+
+    n = convert(args.input, args.output, args.from_format, args.to_format)
+    print(
+        f"wrote {n} records to {args.output} ({args.from_format} -> {args.to_format})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from limakit.example import read_examples
+    from limakit.inspect import inspect_examples
+    from limakit.models import load_tokenizer
+    from limakit.template import Template, attach
+
+    tokenizer = load_tokenizer(args.model)
+    attach(tokenizer, None, Template.from_tokenizer(tokenizer))
+    totals = inspect_examples(
+        read_examples(args.data, require_answer=True),
+        tokenizer,
+        max_len=args.max_len,
+        train_on=args.train_on,
+        as_json=args.json,
+        limit=args.limit,
+    )
+    print(
+        f"{totals.examples} examples, {totals.tokens} tokens, {totals.trained} trained, "
+        f"{totals.trimmed} trimmed at {args.max_len}, {totals.untrained} with no trained token",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,158 @@
+"""Exact label masks, token by token, on two real, different tokenizers."""
+
+from __future__ import annotations
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+from limakit.example import Example, Message
+from limakit.template import IGNORE, Template, attach, render, render_prompt
+
+CORPUS = [
+    "How do I reverse a list in Python? Use slicing: items[::-1] returns a reversed copy.",
+    "The quick brown fox jumps over the lazy dog. Ünïcödé text: café, naïve, 日本語, emoji 🙂.",
+    "```python\nfor i in range(3):\n    print(i)\n```\nLists:\n- one\n- two\n",
+] * 20
+
+
+def bpe_tokenizer(with_bos: bool) -> PreTrainedTokenizerFast:
+    """A small byte-level BPE trained here: a tokenizer unlike SmolLM2's, optionally adding BOS."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    if with_bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", 0)]
+        )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    attach(fast)
+    return fast
+
+
+@pytest.fixture(params=["smollm2", "bpe", "bpe-bos"])
+def tokenizer(request, smollm2_tokenizer):
+    if request.param == "smollm2":
+        return smollm2_tokenizer
+    return bpe_tokenizer(with_bos=request.param == "bpe-bos")
+
+
+def expected(
+    messages: list[Message], tok, train_on: str = "assistant"
+) -> tuple[list[int], list[int]]:
+    """An independent oracle: tokenise each piece on its own and mask by role."""
+    t = Template()
+    ids: list[int] = []
+    labels: list[int] = []
+    if tok("a").input_ids[0] == tok.bos_token_id:
+        ids.append(tok.bos_token_id)
+        labels.append(IGNORE)
+    last = max(i for i, m in enumerate(messages) if m.role == "assistant")
+    eot = tok.convert_tokens_to_ids(t.eot)
+    for i, m in enumerate(messages):
+        head = tok(t.headers[m.role], add_special_tokens=False).input_ids
+        body = tok(m.content, add_special_tokens=False).input_ids + [eot]
+        trained = m.role == "assistant" if train_on == "assistant" else i == last
+        ids += head + body
+        labels += [IGNORE] * len(head) + (body if trained else [IGNORE] * len(body))
+    return ids, labels
+
+
+CASES = {
+    "single": [
+        Message("user", "What is a list?"),
+        Message("assistant", "A list is an ordered collection."),
+    ],
+    "system+multi": [
+        Message("system", "You are concise."),
+        Message("user", "Reverse a list?"),
+        Message("assistant", "Use items[::-1]."),
+        Message("user", "And in place?"),
+        Message("assistant", "Call items.reverse()."),
+    ],
+    "unicode+code": [
+        Message("user", "Montre-moi du café ☕ et 日本語"),
+        Message("assistant", "```python\nfor i in range(3):\n    print(i)\n```\n- naïve 🙂\n- two"),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("train_on", ["assistant", "last"])
+def test_exact_label_mask(tokenizer, case, train_on):
+    messages = CASES[case]
+    r = render(Example(messages), tokenizer, train_on=train_on)
+    ids, labels = expected(messages, tokenizer, train_on)
+    assert r.input_ids == ids
+    assert r.labels == labels
+    assert not r.trimmed
+
+
+def test_trained_tokens_decode_to_answers_and_eot(smollm2_tokenizer):
+    messages = CASES["system+multi"]
+    r = render(Example(messages), smollm2_tokenizer)
+    trained = [i for i, lab in zip(r.input_ids, r.labels) if lab != IGNORE]
+    assert (
+        smollm2_tokenizer.decode(trained) == "Use items[::-1].<|eot|>Call items.reverse().<|eot|>"
+    )
+    untrained = smollm2_tokenizer.decode(
+        [i for i, lab in zip(r.input_ids, r.labels) if lab == IGNORE]
+    )
+    assert "You are concise." in untrained and "Reverse a list?" in untrained
+
+
+def test_train_on_all_trains_prompts_but_not_bos(tokenizer):
+    r = render(Example(CASES["single"]), tokenizer, train_on="all")
+    has_bos = (
+        r.input_ids[0] == tokenizer.bos_token_id
+        and tokenizer("a").input_ids[0] == tokenizer.bos_token_id
+    )
+    assert r.labels[int(has_bos) :] == r.input_ids[int(has_bos) :]
+    assert r.labels[: int(has_bos)] == [IGNORE] * int(has_bos)
+
+
+def test_trimming_at_max_len(tokenizer):
+    messages = CASES["system+multi"]
+    full = render(Example(messages), tokenizer)
+    r = render(Example(messages), tokenizer, max_len=len(full.input_ids) - 3)
+    assert r.trimmed
+    assert r.input_ids == full.input_ids[:-3]
+    assert r.labels == full.labels[:-3]
+
+
+def test_saved_chat_template_matches_render_prompt(tokenizer, tmp_path):
+    messages = CASES["system+multi"][:4]
+    ids = render_prompt(messages, tokenizer)
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = PreTrainedTokenizerFast.from_pretrained(tmp_path)
+    via_template = reloaded.apply_chat_template(
+        [m.to_dict() for m in messages], add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
+    assert via_template == ids
+    assert reloaded.eos_token == "<|eot|>"
+    # The prompt is exactly the training render up to the answer.
+    full = render(Example(CASES["system+multi"]), tokenizer)
+    assert full.input_ids[: len(ids)] == ids
+
+
+def test_add_eot_grows_embeddings_with_mean_row(smollm2_tokenizer):
+    from transformers import AutoTokenizer
+
+    from tests.conftest import make_tiny_model
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer.name_or_path)
+    model = make_tiny_model(tok)
+    n = model.get_input_embeddings().weight.shape[0]
+    eot = attach(tok, model, Template(eot="<|end_of_turn|>"))
+    emb = model.get_input_embeddings().weight
+    assert eot == n and emb.shape[0] == n + 1
+    assert (emb[n] - emb[:n].mean(0)).abs().max().item() < 1e-6
+    assert model.generation_config.eos_token_id == eot
+    assert attach(tok, model, Template(eot="<|end_of_turn|>")) == eot  # idempotent
+    assert model.get_input_embeddings().weight.shape[0] == n + 1
