@@ -1,0 +1,222 @@
+"""The LIMA training loop: one function, top to bottom.
+
+>>> from limakit.config import load_config
+>>> cfg = load_config(TrainConfig, "configs/demo-train.yaml")  # doctest: +SKIP
+>>> train(cfg, "runs/demo")  # doctest: +SKIP
+PosixPath('runs/demo')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from limakit.errors import LimaError
+from limakit.training.batching import (
+    Encoded,
+    collate,
+    epoch_order,
+    plan_micro_batches,
+    shift_labels,
+    step_groups,
+)
+from limakit.training.checkpoint import (
+    latest_checkpoint,
+    load_state,
+    load_weights,
+    model_fingerprint,
+    save_checkpoint,
+)
+from limakit.training.config import TrainConfig
+from limakit.training.model import LossModel, inner_model, lr_factor, param_groups, prepare_model
+from limakit.training.progress import Reporter
+
+
+def encode(config: TrainConfig, tokenizer) -> list[Encoded]:
+    """Render every example with the template; fail (or skip, if allowed) on untrained ones."""
+    from limakit.example import read_examples
+    from limakit.template import Template, render
+
+    template = Template.from_tokenizer(tokenizer)
+    if not Path(config.data).exists():
+        raise LimaError(f"{config.data}: training data not found (set data=PATH)")
+    out: list[Encoded] = []
+    untrained: list[str] = []
+    for n, ex in enumerate(read_examples(config.data, require_answer=True)):
+        r = render(ex, tokenizer, template, max_len=config.max_len, train_on=config.train_on)
+        item = Encoded(len(out), r.input_ids, shift_labels(r.labels))
+        if item.n_trained == 0:
+            untrained.append(f"record {n + 1} (id {ex.id or '-'})")
+            continue
+        out.append(item)
+    if untrained and not config.drop_untrained:
+        raise LimaError(
+            f"{config.data}: {len(untrained)} example(s) have no trained token after rendering "
+            f"(train_on={config.train_on}, max_len={config.max_len}), e.g. "
+            f"{', '.join(untrained[:5])}; fix the data or set drop_untrained=true"
+        )
+    if untrained:
+        print(f"skipped {len(untrained)} example(s) with no trained token", file=sys.stderr)
+    if not out:
+        raise LimaError(f"{config.data}: no example with a trained token")
+    return out
+
+
+def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Path:
+    """Fine-tune ``config.model`` on ``config.data``; checkpoints go to ``out_dir/checkpoints``."""
+    from accelerate import Accelerator
+
+    run = Path(out_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    acc = Accelerator(mixed_precision="bf16" if config.autocast else "no")
+    world, rank = acc.num_processes, acc.process_index
+    ckpt = latest_checkpoint(run) if resume else None
+    if resume and ckpt is None:
+        print(f"no checkpoint under {run}; starting from scratch", file=sys.stderr)
+    if not resume and latest_checkpoint(run) is not None:
+        raise LimaError(f"{run}: holds checkpoints already; pass --resume or use a new --out")
+
+    torch.manual_seed(config.seed)
+    model, tokenizer = prepare_model(config)
+    data = encode(config, tokenizer)
+    fingerprint = model_fingerprint(inner_model(model))
+    steps_per_epoch = math.ceil(len(data) / config.global_batch)
+    # The schedule spans the full run; max_steps only stops early, so a capped run resumes exactly.
+    schedule_total = config.epochs * steps_per_epoch
+    total = min(schedule_total, config.max_steps or schedule_total)
+
+    optimizer = torch.optim.AdamW(
+        param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, eps=config.eps
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, schedule_total, config.lr, config.final_lr, config.warmup)
+    )
+    start_epoch, start_step, global_step = 0, 0, 0
+    if ckpt is not None:
+        state = load_state(ckpt, fingerprint, rank)
+        if state["n_examples"] != len(data):
+            raise LimaError(
+                f"{ckpt}: made with {state['n_examples']} examples, data has {len(data)}"
+            )
+        if "adapter" in state:
+            model.load_state_dict(state["adapter"], strict=False)
+        else:
+            load_weights(inner_model(model), ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, start_step, global_step = (
+            state["epoch"],
+            state["step_in_epoch"],
+            state["global_step"],
+        )
+    wrapped, optimizer = acc.prepare(LossModel(model, config.loss_chunk), optimizer)
+    wrapped.train()
+    with_mask = "flash" not in str(getattr(inner_model(model).config, "_attn_implementation", ""))
+    autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=config.autocast)
+
+    def write_model(folder: Path) -> None:
+        lm = acc.unwrap_model(wrapped).lm
+        if config.lora.enabled:  # export merged weights; the adapter itself goes in the state
+            import copy
+
+            lm = copy.deepcopy(lm).merge_and_unload()
+        if acc.is_main_process:
+            lm.save_pretrained(folder)
+
+    def checkpoint(name: str, epoch: int, step_in_epoch: int) -> None:
+        state = {
+            "global_step": global_step,
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "fingerprint": fingerprint,
+            "n_examples": len(data),
+            "data_order": {"seed": config.seed, "rule": "epoch_order(n, seed, epoch)"},
+        }
+        if config.lora.enabled:
+            lm = acc.unwrap_model(wrapped).lm
+            state["adapter"] = {k: v for k, v in lm.state_dict().items() if "lora_" in k}
+        save_checkpoint(run / "checkpoints" / name, acc, write_model, tokenizer, config, state)
+
+    if acc.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        config.save(run / "train_config.yaml")
+    reporter = Reporter(run, total, global_step, enabled=acc.is_main_process)
+    done = global_step >= total
+    for epoch in range(start_epoch, config.epochs):
+        if done:
+            break
+        groups = step_groups(epoch_order(len(data), config.seed, epoch), config.global_batch)
+        for s, group in enumerate(groups):
+            if epoch == start_epoch and s < start_step:
+                continue  # already trained before the resumed checkpoint
+            t0 = time.perf_counter()
+            items = [data[i] for i in group]
+            n_target = sum(x.n_trained for x in items)  # the whole global batch's denominator
+            micro = plan_micro_batches(items, config.micro_batch, config.max_len, config.packing)
+            n_real = sum(len(x) for x in items)
+            n_tokens = sum(len(mb) * max(sum(len(x) for x in row) for row in mb) for mb in micro)
+            mine = micro[rank::world]
+            if not mine:  # fewer micro-batches than processes: join with an empty one
+                mine = [[[Encoded(-1, micro[0][0][0].ids, [-100] * len(micro[0][0][0]))]]]
+            loss_sum = torch.zeros((), device=acc.device)
+            for k, rows in enumerate(mine):
+                b = collate(rows, tokenizer.pad_token_id, with_mask=with_mask)
+                sync = k == len(mine) - 1
+                with contextlib.nullcontext() if sync else acc.no_sync(wrapped), autocast:
+                    mask = b["attention_mask"]
+                    part = wrapped(
+                        input_ids=b["input_ids"].to(acc.device),
+                        targets=b["targets"].to(acc.device),
+                        position_ids=b["position_ids"].to(acc.device),
+                        attention_mask=None if mask is None else mask.to(acc.device),
+                    )
+                    # DDP averages gradients over processes: scale so the result is sum / n_target.
+                    acc.backward(part * world / n_target)
+                loss_sum += part.detach().float()
+            if config.grad_clip:
+                acc.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            loss = acc.reduce(loss_sum, reduction="sum").item() / n_target
+            dt = time.perf_counter() - t0
+            reporter.step(
+                {
+                    "step": global_step,
+                    "epoch": epoch + (s + 1) / len(groups),
+                    "loss": loss,
+                    "lr": lr,
+                    "real_tokens": n_real,
+                    "target_tokens": n_target,
+                    "padding": 1.0 - n_real / n_tokens,
+                    "tokens_per_s": n_real / dt,
+                    "step_time_s": dt,
+                }
+            )
+            done = global_step >= total
+            if config.save_every_steps and global_step % config.save_every_steps == 0 and not done:
+                if s + 1 < len(groups):
+                    checkpoint("latest", epoch, s + 1)
+            if done and s + 1 < len(groups):
+                checkpoint("latest", epoch, s + 1)  # a capped run can still be resumed/extended
+                break
+        else:
+            if config.save_epochs is None or epoch + 1 in config.save_epochs:
+                checkpoint(f"epoch-{epoch + 1}", epoch + 1, 0)
+    reporter.close()
+    if acc.is_main_process:
+        summary = {"steps": global_step, "examples": len(data), "processes": world}
+        (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    acc.wait_for_everyone()
+    return run

@@ -1,0 +1,78 @@
+"""Per-step reporting: ``metrics.jsonl``, a rich progress bar, and TensorBoard when installed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from limakit.files import append_jsonl, atomic_write
+
+
+class Reporter:
+    """Writes one JSON row per optimizer step and drives the progress bar (main process only)."""
+
+    def __init__(self, run: Path, total: int, done: int, enabled: bool = True):
+        self.enabled = enabled
+        if not enabled:
+            return
+        path = run / "metrics.jsonl"
+        if path.exists():  # on resume, drop rows of steps the checkpoint does not contain
+            keep = [
+                line
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= done
+            ]
+            with atomic_write(path) as f:
+                f.writelines(line + "\n" for line in keep)
+        self.file = path.open("a", encoding="utf-8")
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            pass
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.task = self.progress.add_task("train", total=total, completed=done, loss="-", tps="-")
+        self.progress.start()
+
+    def step(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        append_jsonl(self.file, row)
+        if self.tb is not None:
+            for k in ("loss", "lr", "tokens_per_s", "padding"):
+                self.tb.add_scalar(f"train/{k}", row[k], row["step"])
+        self.progress.update(
+            self.task,
+            advance=1,
+            loss=f"{row['loss']:.4f}",
+            tps=f"{row['tokens_per_s']:.0f}",
+        )
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self.progress.stop()
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
