@@ -1,0 +1,211 @@
+"""``lima judge pairwise|rate|likert``, ``lima report``, ``lima select``, ``lima check``, ``lima ifbench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _judge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge", required=True, help="judge config YAML (configs/judge-*.yaml)")
+    p.add_argument("--out", required=True, help="output folder: verdicts.jsonl, summary.json")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a judge config field, e.g. --set concurrency=4 (repeatable)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "judge",
+        help="judge answers with an LLM: pairwise, rate (Fail/Pass/Excellent), likert (1-6)",
+    )
+    jsub = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+
+    q = jsub.add_parser(
+        "pairwise", help="A vs B on every shared (id, sample), judged in both orders"
+    )
+    q.add_argument("--a", required=True, help="answers of model A (.jsonl)")
+    q.add_argument("--b", required=True, help="answers of model B (.jsonl)")
+    _judge_args(q)
+    q.set_defaults(func=run_pairwise)
+
+    for name, what, k in (
+        ("rate", "absolute rating Fail / Pass / Excellent", None),
+        ("likert", "1-6 helpfulness, mean with a 95% interval", 5),
+    ):
+        q = jsub.add_parser(name, help=what)
+        q.add_argument("--answers", required=True, help="answers to judge (.jsonl)")
+        q.add_argument(
+            "--samples",
+            type=int,
+            default=k,
+            help=f"judge at most K samples per prompt (default: {k or 'all'})",
+        )
+        _judge_args(q)
+        q.set_defaults(func=run_single, kind=name)
+
+    p = sub.add_parser(
+        "report", help="Markdown + HTML report (Win/Tie/Lose bars, per-category tables)"
+    )
+    p.add_argument("dirs", nargs="+", help="folders written by `lima judge`")
+    p.add_argument("--out", required=True, help="report folder (report.md, report.html, PNGs)")
+    p.set_defaults(func=run_report)
+
+    p = sub.add_parser("select", help="choose the checkpoint among epochs by judging dev answers")
+    p.add_argument("run_dir", help="training run folder holding checkpoints/epoch-N/")
+    p.add_argument(
+        "--dev", required=True, help="dev prompts (.jsonl; answers there serve as reference)"
+    )
+    p.add_argument("--judge", required=True, help="judge config YAML")
+    p.add_argument(
+        "--epochs", default="5-10", help="epochs to compare: '5-10' or '5,7,9' (default 5-10)"
+    )
+    p.add_argument(
+        "--reference", help="reference answers for pairwise (default: the dev file's answers)"
+    )
+    p.add_argument("--protocol", choices=["pairwise", "likert"], default="pairwise")
+    p.add_argument(
+        "--samples", type=int, default=1, help="answers sampled per dev prompt (default 1)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=run_select)
+
+    p = sub.add_parser(
+        "check", help="judge-free checks: EOT share, lengths, repetition (+ IFBench)"
+    )
+    p.add_argument("answers", nargs="+", help="answer files (.jsonl)")
+    p.add_argument("--ifbench", action="store_true", help="also score answers to IFBench prompts")
+    p.add_argument("--out", help="write the checks as JSON here (atomically)")
+    p.set_defaults(func=run_check)
+
+    p = sub.add_parser("ifbench", help="IFBench: export its 294 prompts, or score answers to them")
+    isub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = isub.add_parser("export", help="write the IFBench prompts as a limakit prompts file")
+    q.add_argument("--out", required=True, help="prompts .jsonl to generate answers for")
+    q.set_defaults(func=run_ifbench_export)
+    q = isub.add_parser("score", help="score answers to the exported prompts with if-verifiable")
+    q.add_argument("answers", help="answers .jsonl (ids from `lima ifbench export`)")
+    q.add_argument("--out", help="write the scores as JSON here (atomically)")
+    q.set_defaults(func=run_ifbench_score)
+
+
+def _config(args: argparse.Namespace):
+    from limakit.config import load_config
+    from limakit.evaluation.config import JudgeConfig
+
+    return load_config(JudgeConfig, args.judge, args.overrides)
+
+
+def _ci(s: dict, key: str) -> str:
+    lo, hi = s.get(f"{key}_ci") or (0, 0)
+    return f"{100 * s[key]:5.1f}%  [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def run_pairwise(args: argparse.Namespace) -> int:
+    from limakit.evaluation import judge_pairwise
+
+    s = judge_pairwise(args.a, args.b, _config(args), args.out)
+    print(f"{s['a']['model']} vs {s['b']['model']}: {s['n']} pairs judged ({s['pairs']} matched)")
+    for key in ("win", "tie", "lose"):
+        print(f"  {key:5s}{_ci(s, key)}")
+    lb = s["length_bias"]["longer_won"]
+    print(
+        f"  consistency {s['consistency']}, invalid {s['invalid']}, "
+        f"longer answer won {'-' if lb is None else f'{100 * lb:.0f}%'}"
+    )
+    u = s["usage"]
+    print(
+        f"  calls {u['calls']} (cached {u['cached']}, retries {u['retries']}), "
+        f"tokens {u['prompt_tokens']}+{u['completion_tokens']}"
+        + (f", cost {u['cost']}" if u["cost"] is not None else "")
+    )
+    if s["unmatched"]["a"] or s["unmatched"]["b"]:
+        print(f"  unmatched: {s['unmatched']['a']} only in A, {s['unmatched']['b']} only in B")
+    print(f"wrote {args.out}/summary.json and verdicts.jsonl", file=sys.stderr)
+    return 0
+
+
+def run_single(args: argparse.Namespace) -> int:
+    from limakit.evaluation import judge_likert, judge_rate
+
+    fn = judge_rate if args.kind == "rate" else judge_likert
+    s = fn(args.answers, _config(args), args.out, samples=args.samples)
+    ci = s["mean_ci"] or [0, 0]
+    print(
+        f"{s['answers']['model']}: {args.kind} mean {s['mean']} [{ci[0]}, {ci[1]}] over "
+        f"{s['prompts']} prompts / {s['n']} answers; invalid {s['invalid']}"
+    )
+    print("  distribution: " + ", ".join(f"{k} {v}" for k, v in s["distribution"].items()))
+    print(f"wrote {args.out}/summary.json and verdicts.jsonl", file=sys.stderr)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from limakit.evaluation import write_report
+
+    path = write_report([Path(d) for d in args.dirs], Path(args.out))
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+def run_select(args: argparse.Namespace) -> int:
+    from limakit.evaluation.select import parse_epochs, select_checkpoint
+
+    result = select_checkpoint(
+        args.run_dir,
+        args.dev,
+        _config(args),
+        epochs=parse_epochs(args.epochs),
+        reference=args.reference,
+        protocol=args.protocol,
+        samples=args.samples,
+        seed=args.seed,
+    )
+    print(result["table_md"])
+    print(
+        f"chosen: epoch {result['chosen']}" if result["chosen"] is not None else "no epoch judged"
+    )
+    return 0 if result["chosen"] is not None else 1
+
+
+def _dump(obj: dict, out: str | None) -> None:
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    if out:
+        from limakit.files import atomic_write
+
+        with atomic_write(out) as f:
+            f.write(text + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+    print(text)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from limakit.evaluation import auto_checks
+
+    results = {path: auto_checks(path, ifbench=args.ifbench) for path in args.answers}
+    _dump(results if len(results) > 1 else next(iter(results.values())), args.out)
+    return 0
+
+
+def run_ifbench_export(args: argparse.Namespace) -> int:
+    from limakit.evaluation import export_ifbench_prompts
+
+    n = export_ifbench_prompts(args.out)
+    print(f"wrote {n} IFBench prompts to {args.out}")
+    return 0
+
+
+def run_ifbench_score(args: argparse.Namespace) -> int:
+    from limakit.evaluation import score_ifbench
+
+    _dump(score_ifbench(args.answers), args.out)
+    return 0

@@ -1,0 +1,65 @@
+"""The ``local`` backend: a transformers model read through its next-token probabilities.
+
+No free text is generated or parsed: after the judge prompt and the opening ``[[`` of a verdict,
+the label whose first token is most probable wins. A small model is a weak judge (it tends to
+prefer one position), which the two-order pairwise protocol turns into ties rather than wins.
+"""
+
+from __future__ import annotations
+
+from limakit.errors import LimaError
+from limakit.evaluation.config import JudgeConfig
+from limakit.evaluation.judges.base import Reply
+
+VERDICT_OPENING = "[["  # the prompts ask for [[label]]; the model continues right after it
+
+
+class LocalJudge:
+    """>>> judge = LocalJudge(JudgeConfig(backend="local", model="smollm2-135m"))  # doctest: +SKIP"""
+
+    def __init__(self, cfg: JudgeConfig, model=None, tokenizer=None) -> None:
+        if model is None or tokenizer is None:
+            from limakit.models import load
+
+            model, tokenizer = load(cfg.model, cfg.dtype)
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.max_prompt_tokens = cfg.max_prompt_tokens
+        self._label_ids: dict[tuple[str, ...], list[int]] = {}
+
+    def label_ids(self, labels: tuple[str, ...]) -> list[int]:
+        """First token of each label as it follows ``[[``; they must differ to be told apart."""
+        if labels not in self._label_ids:
+            base = self.tok(VERDICT_OPENING, add_special_tokens=False)["input_ids"]
+            ids = []
+            for label in labels:
+                full = self.tok(VERDICT_OPENING + label, add_special_tokens=False)["input_ids"]
+                if full[: len(base)] != base or len(full) == len(base):
+                    full = base + self.tok(label, add_special_tokens=False)["input_ids"]
+                ids.append(full[len(base)])
+            if len(set(ids)) != len(ids):
+                raise LimaError(
+                    f"local judge: labels {labels} share a first token in this tokenizer"
+                )
+            self._label_ids[labels] = ids
+        return self._label_ids[labels]
+
+    def choose(self, messages: list[dict], labels: tuple[str, ...]) -> Reply:
+        import torch
+
+        from limakit.example import Message
+        from limakit.template import render_prompt
+
+        msgs = [Message(m["role"], m["content"]) for m in messages]
+        ids = render_prompt(msgs, self.tok)
+        ids += self.tok(VERDICT_OPENING, add_special_tokens=False)["input_ids"]
+        # Keep the end: it holds the question to answer and the verdict opening.
+        ids = ids[-self.max_prompt_tokens :]
+        label_ids = self.label_ids(labels)
+        with torch.no_grad():
+            logits = self.model(torch.tensor([ids])).logits[0, -1].float()  # (vocab,)
+        probs = torch.softmax(logits, dim=-1)[label_ids]
+        probs = probs / probs.sum()
+        table = {label: round(float(p), 6) for label, p in zip(labels, probs)}
+        best = labels[int(torch.argmax(probs))]
+        return Reply(text=f"[[{best}]]", prompt_tokens=len(ids), probs=table)

@@ -1,0 +1,113 @@
+"""The ``openai`` backend: any OpenAI-compatible chat endpoint through the official client.
+
+Retries are ours, not the client's, so that a 429's Retry-After is honoured exactly, 5xx and
+timeouts back off exponentially, and every retry is counted. The API key is read from the variable
+named by ``api_key_env`` and goes nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import sys
+import time
+
+import openai
+
+from limakit.errors import LimaError
+from limakit.evaluation.config import JudgeConfig
+from limakit.evaluation.judges.base import Reply
+
+MAX_WAIT = 120.0  # never sleep longer than this on one Retry-After
+
+
+def make_client(cfg: JudgeConfig) -> openai.AsyncOpenAI:
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        # Local servers (vLLM, llama.cpp, Ollama, `lima serve`) accept any key; real APIs answer
+        # 401, which is reported below with the variable's name.
+        print(f"note: ${cfg.api_key_env} is not set; sending a placeholder key", file=sys.stderr)
+        key = "not-set"
+    return openai.AsyncOpenAI(
+        base_url=cfg.base_url, api_key=key, timeout=cfg.timeout, max_retries=0
+    )
+
+
+def retry_after(response) -> float | None:
+    """Seconds a server asked us to wait (``Retry-After`` as seconds or an HTTP date)."""
+    if response is None:
+        return None
+    headers = response.headers
+    if headers.get("retry-after-ms"):
+        try:
+            return float(headers["retry-after-ms"]) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def backoff(attempt: int) -> float:
+    # Exponential with jitter so that 16 workers hit by the same outage do not retry in lockstep.
+    return min(0.5 * 2**attempt, 30.0) * random.uniform(0.5, 1.0)
+
+
+async def complete(client: openai.AsyncOpenAI, cfg: JudgeConfig, messages: list[dict]) -> Reply:
+    """One judge reply, retrying 429 / 5xx / timeouts up to ``cfg.max_retries`` times."""
+    retries = 0
+    last_error = ""
+    for attempt in range(cfg.max_retries + 1):
+        try:
+            resp = await client.chat.completions.create(
+                model=cfg.model,
+                messages=messages,
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+            )
+        except openai.RateLimitError as e:
+            wait = retry_after(e.response)
+            wait = backoff(attempt) if wait is None else min(wait, MAX_WAIT)
+            last_error = "429 rate limited"
+        except openai.APITimeoutError:
+            wait, last_error = backoff(attempt), f"timeout after {cfg.timeout:g}s"
+        except openai.APIConnectionError as e:
+            wait, last_error = backoff(attempt), f"connection error: {e}"
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403):
+                raise LimaError(
+                    f"judge endpoint {cfg.base_url} refused the key (HTTP {e.status_code}); "
+                    f"set ${cfg.api_key_env}"
+                ) from None
+            if e.status_code == 404:
+                raise LimaError(
+                    f"judge endpoint {cfg.base_url}: model {cfg.model!r} or route not found (404)"
+                ) from None
+            if e.status_code < 500 and e.status_code != 408:
+                return Reply(error=f"HTTP {e.status_code}: {str(e)[:200]}", retries=retries)
+            wait = retry_after(e.response) or backoff(attempt)
+            last_error = f"HTTP {e.status_code}"
+        else:
+            try:
+                text = resp.choices[0].message.content or ""
+            except (AttributeError, IndexError, TypeError):
+                return Reply(error="malformed response (no choices[0].message)", retries=retries)
+            usage = getattr(resp, "usage", None)
+            return Reply(
+                text=text,
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                retries=retries,
+            )
+        if attempt == cfg.max_retries:
+            break
+        retries += 1
+        await asyncio.sleep(wait)
+    return Reply(error=f"gave up after {retries} retries: {last_error}", retries=retries)

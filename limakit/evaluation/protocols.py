@@ -1,0 +1,294 @@
+"""The paper's three judging protocols over answer files: pairwise, absolute rating, Likert.
+
+Answer files are the generation stage's JSONL (one Example per answer; ``meta.sample`` numbers the
+samples of a prompt, 0 when absent). Each protocol writes ``OUT/verdicts.jsonl`` (every raw reply
+kept) and ``OUT/summary.json``, both atomically; the judge cache (``OUT/cache.sqlite`` unless the
+config names another) makes a rerun free and a killed run resume.
+
+>>> summary = judge_pairwise("lima.jsonl", "gpt4.jsonl", cfg, "out/lima-vs-gpt4")  # doctest: +SKIP
+>>> summary["win"], summary["win_ci"], summary["consistency"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from limakit.errors import LimaError
+from limakit.evaluation import metrics
+from limakit.evaluation.cache import JudgeCache
+from limakit.evaluation.config import JudgeConfig
+from limakit.evaluation.judges import Outcome, run_judgements
+from limakit.evaluation.prompts import get_prompt, question_text
+from limakit.example import Example, read_examples
+from limakit.files import atomic_write, write_jsonl
+
+RATE_SCORES = {"Fail": 0, "Pass": 1, "Excellent": 2}
+
+
+def sample_of(ex: Example) -> int:
+    try:
+        return int(ex.meta.get("sample", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def category_of(ex: Example) -> str:
+    return str(ex.meta.get("category") or ex.source or "unknown")
+
+
+def read_answers(path: str | os.PathLike) -> dict[tuple[str, int], Example]:
+    """Answers keyed by (prompt id, sample); a repeated key is an error naming the file."""
+    out: dict[tuple[str, int], Example] = {}
+    for ex in read_examples(path, require_answer=True):
+        key = (ex.id, sample_of(ex))
+        if key in out:
+            raise LimaError(f"{path}: id {ex.id!r} sample {key[1]} appears twice")
+        out[key] = ex
+    if not out:
+        raise LimaError(f"{path}: no answers")
+    return out
+
+
+def model_name(answers: dict, path: str | os.PathLike) -> str:
+    first = next(iter(answers.values()))
+    return str(first.meta.get("model") or Path(path).stem)
+
+
+def _cache(cfg: JudgeConfig, out_dir: Path) -> JudgeCache:
+    return JudgeCache(cfg.cache or out_dir / "cache.sqlite")
+
+
+def _usage(outcomes: list[Outcome], cfg: JudgeConfig) -> dict:
+    pt = sum(o.prompt_tokens for o in outcomes)
+    ct = sum(o.completion_tokens for o in outcomes)
+    cost = None
+    if cfg.cost_per_input_token is not None or cfg.cost_per_output_token is not None:
+        cost = round(
+            pt * (cfg.cost_per_input_token or 0) + ct * (cfg.cost_per_output_token or 0), 6
+        )
+    return {
+        "calls": sum(o.calls for o in outcomes),
+        "cached": sum(o.cached for o in outcomes),
+        "retries": sum(o.retries for o in outcomes),
+        "prompt_tokens": pt,
+        "completion_tokens": ct,
+        "cost": cost,
+    }
+
+
+def _judge_info(cfg: JudgeConfig, kind: str) -> dict:
+    prompt = get_prompt(kind, cfg.prompt)
+    return {"backend": cfg.backend, "model": cfg.model, "prompt": prompt.version}
+
+
+def _write(out_dir: Path, rows: list[dict], summary: dict, cfg: JudgeConfig) -> None:
+    write_jsonl(out_dir / "verdicts.jsonl", rows)
+    with atomic_write(out_dir / "summary.json") as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    cfg.save(out_dir / "judge.yaml")  # holds the key's variable name only, never the key
+
+
+def _verdict(o: Outcome) -> dict:
+    return {
+        "label": o.label,
+        "raw": o.raw,
+        "error": o.error,
+        **({"probs": o.probs} if o.probs else {}),
+    }
+
+
+def judge_pairwise(
+    a_path: str | os.PathLike,
+    b_path: str | os.PathLike,
+    judge: JudgeConfig,
+    out_dir: str | os.PathLike,
+) -> dict:
+    """Judge every (id, sample) pair of two answer files in both orders; return the summary.
+
+    A wins a pair only when the judge prefers it in both orders; a disagreement (position bias)
+    or a "neither" is a tie. Unmatched ids are counted in ``unmatched`` and listed, not dropped.
+    """
+    out_dir = Path(out_dir)
+    a, b = read_answers(a_path), read_answers(b_path)
+    keys = [k for k in a if k in b]
+    only_a = [k for k in a if k not in b]
+    only_b = [k for k in b if k not in a]
+    if not keys:
+        raise LimaError(f"{a_path} and {b_path} share no (id, sample) pair to compare")
+    if only_a or only_b:
+        print(
+            f"warning: {len(only_a)} answers only in {a_path}, {len(only_b)} only in {b_path} "
+            "(listed in summary.json under 'unmatched')",
+            file=sys.stderr,
+        )
+    prompt = get_prompt("pairwise", judge.prompt)
+    requests = []
+    for key in keys:
+        qa, qb = question_text(a[key].messages[:-1]), question_text(b[key].messages[:-1])
+        if qa.strip() != qb.strip():
+            raise LimaError(
+                f"{a_path} / {b_path}: id {key[0]!r} has different prompts in the two files"
+            )
+        ans_a, ans_b = a[key].answer or "", b[key].answer or ""
+        requests += [prompt.messages(qa, ans_a, ans_b), prompt.messages(qa, ans_b, ans_a)]
+    cache = _cache(judge, out_dir)
+    try:
+        outcomes = run_judgements(requests, prompt, judge, cache, f"pairwise ({len(keys)} pairs)")
+    finally:
+        cache.close()
+
+    rows, results, lengths, invalid_ids = [], [], [], []
+    by_cat: dict[str, list[str]] = defaultdict(list)
+    consistent = 0
+    for i, key in enumerate(keys):
+        first, second = outcomes[2 * i], outcomes[2 * i + 1]
+        ex_a, ex_b = a[key], b[key]
+        len_a, len_b = len(ex_a.answer or ""), len(ex_b.answer or "")
+        row = {
+            "id": key[0],
+            "sample": key[1],
+            "category": category_of(ex_a),
+            "a_then_b": _verdict(first),
+            "b_then_a": _verdict(second),
+            "len_a": len_a,
+            "len_b": len_b,
+        }
+        if first.label is None or second.label is None:
+            row["result"], row["consistent"] = "invalid", None
+            invalid_ids.append(key[0])
+        else:
+            res = metrics.outcome(first.label, second.label)
+            row["result"] = res
+            row["consistent"] = metrics.consistent(first.label, second.label)
+            consistent += row["consistent"]
+            results.append(res)
+            lengths.append((res, len_a, len_b))
+            by_cat[row["category"]].append(res)
+        rows.append(row)
+
+    stats = metrics.pairwise_stats(results, resamples=judge.bootstrap, seed=judge.seed)
+    summary = {
+        "protocol": "pairwise",
+        "a": {"path": str(a_path), "model": model_name(a, a_path)},
+        "b": {"path": str(b_path), "model": model_name(b, b_path)},
+        "judge": _judge_info(judge, "pairwise"),
+        "pairs": len(keys),
+        **stats,
+        "consistency": round(consistent / len(results), 6) if results else None,
+        "invalid": len(invalid_ids),
+        "invalid_ids": invalid_ids[:50],
+        "errors": sum(o.error is not None for o in outcomes),
+        "length_bias": metrics.length_bias(lengths),
+        "unmatched": {
+            "a": len(only_a),
+            "b": len(only_b),
+            "a_ids": [k[0] for k in only_a[:50]],
+            "b_ids": [k[0] for k in only_b[:50]],
+        },
+        "usage": _usage(outcomes, judge),
+        "categories": {
+            cat: {"n": len(rs), **{k: round(v, 6) for k, v in metrics.fractions(rs).items()}}
+            for cat, rs in sorted(by_cat.items())
+        },
+    }
+    _write(out_dir, rows, summary, judge)
+    return summary
+
+
+def _judge_single(
+    kind: str,
+    answers_path: str | os.PathLike,
+    judge: JudgeConfig,
+    out_dir: str | os.PathLike,
+    samples: int | None,
+) -> dict:
+    out_dir = Path(out_dir)
+    answers = read_answers(answers_path)
+    keys = [k for k in answers if samples is None or k[1] < samples]
+    skipped = len(answers) - len(keys)
+    prompt = get_prompt(kind)
+    requests = [
+        prompt.messages(question_text(answers[k].messages[:-1]), answers[k].answer or "")
+        for k in keys
+    ]
+    cache = _cache(judge, out_dir)
+    try:
+        outcomes = run_judgements(requests, prompt, judge, cache, f"{kind} ({len(keys)} answers)")
+    finally:
+        cache.close()
+
+    def score(label: str) -> float:
+        return float(RATE_SCORES[label] if kind == "rate" else int(label))
+
+    rows, groups, invalid_ids = [], defaultdict(list), []
+    cat_groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    labels: list[str] = []
+    for key, o in zip(keys, outcomes):
+        ex = answers[key]
+        row = {"id": key[0], "sample": key[1], "category": category_of(ex), **_verdict(o)}
+        if o.label is None:
+            invalid_ids.append(key[0])
+            row["score"] = None
+        else:
+            row["score"] = score(o.label)
+            groups[key[0]].append(row["score"])
+            cat_groups[row["category"]][key[0]].append(row["score"])
+            labels.append(o.label)
+        rows.append(row)
+    per_prompt = defaultdict(int)
+    for k in keys:
+        per_prompt[k[0]] += 1
+    summary = {
+        "protocol": kind,
+        "answers": {"path": str(answers_path), "model": model_name(answers, answers_path)},
+        "judge": _judge_info(judge, kind),
+        "judged": len(keys),
+        "skipped_samples": skipped,
+        "samples_per_prompt": max(per_prompt.values()) if per_prompt else 0,
+        **metrics.mean_with_ci(groups, resamples=judge.bootstrap, seed=judge.seed),
+        "distribution": {lab: labels.count(lab) for lab in prompt.labels},
+        "invalid": len(invalid_ids),
+        "invalid_ids": invalid_ids[:50],
+        "errors": sum(o.error is not None for o in outcomes),
+        "usage": _usage(outcomes, judge),
+        "categories": {
+            cat: metrics.mean_with_ci(g, resamples=judge.bootstrap, seed=judge.seed)
+            for cat, g in sorted(cat_groups.items())
+        },
+    }
+    if kind == "rate":
+        # The paper reports the share of Fail / Pass / Excellent answers.
+        for lab in prompt.labels:
+            summary[lab.lower()] = round(labels.count(lab) / len(labels), 6) if labels else 0.0
+            summary[f"{lab.lower()}_ci"] = metrics.bootstrap_ci(
+                [x == lab for x in labels], resamples=judge.bootstrap, seed=judge.seed
+            )
+    _write(out_dir, rows, summary, judge)
+    return summary
+
+
+def judge_rate(
+    answers_path: str | os.PathLike,
+    judge: JudgeConfig,
+    out_dir: str | os.PathLike,
+    *,
+    samples: int | None = None,
+) -> dict:
+    """Absolute rating Fail / Pass / Excellent (scores 0 / 1 / 2) of every answer (or K samples)."""
+    return _judge_single("rate", answers_path, judge, out_dir, samples)
+
+
+def judge_likert(
+    answers_path: str | os.PathLike,
+    judge: JudgeConfig,
+    out_dir: str | os.PathLike,
+    *,
+    samples: int | None = 5,
+) -> dict:
+    """1-6 helpfulness of up to ``samples`` answers per prompt; mean with a 95% interval."""
+    return _judge_single("likert", answers_path, judge, out_dir, samples)
