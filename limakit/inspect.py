@@ -64,14 +64,22 @@ def inspect_examples(
             out.write(json.dumps(row) + "\n")
             continue
         text = Text()
+        # Without colours (a pipe, a file), trained runs are bracketed with ⟦...⟧ instead.
+        plain = not console.is_terminal
+        inside = False
         for tid, label in zip(r.input_ids, r.labels):
-            piece = tokenizer.decode([tid])
-            text.append(piece, style="bold green on grey15" if label != IGNORE else "dim")
+            trained = label != IGNORE
+            if plain and trained != inside:
+                text.append("⟦" if trained else "⟧")
+                inside = trained
+            text.append(tokenizer.decode([tid]), style="bold green on grey15" if trained else "dim")
+        if plain and inside:
+            text.append("⟧")
         console.rule(f"[bold]{ex.id}[/bold]  ({ex.source})")
         console.print(text)
         rows.append((ex.id, len(r.input_ids), r.n_trained, "yes" if r.trimmed else ""))
     if not as_json:
-        table = Table(title="tokens per example (green = trained)")
+        table = Table(title="tokens per example (trained: green, or ⟦bracketed⟧ without colours)")
         for col in ("id", "tokens", "trained", "trimmed"):
             table.add_column(col, justify="right" if col != "id" else "left")
         for row in rows:

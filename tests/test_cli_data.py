@@ -56,3 +56,22 @@ def test_bad_input_exits_nonzero_with_file_and_line(tmp_path):
     assert r.returncode == 2
     assert f"{data}:1:" in r.stderr and "roles must alternate" in r.stderr
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_inspect_view_marks_trained_spans(tmp_path, tiny_model_dir, capsys):
+    data = tmp_path / "one.jsonl"
+    data.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "Say yes."},
+                    {"role": "assistant", "content": "Yes."},
+                ]
+            }
+        )
+        + "\n"
+    )
+    assert main(["inspect", "--model", tiny_model_dir, "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "⟦Yes.<|eot|>⟧" in out
+    assert "⟦" not in out.split("⟦Yes")[0]  # the prompt is not marked as trained
