@@ -1,0 +1,81 @@
+"""Packing gives the same loss as unpacked training and no example sees another in its row."""
+
+from __future__ import annotations
+
+import torch
+
+from limakit.training.batching import Encoded, collate, shift_labels
+from limakit.training.model import LossModel
+
+
+def _examples(tokenizer, texts):
+    from limakit.example import Example, Message
+    from limakit.template import render
+
+    out = []
+    for i, (q, a) in enumerate(texts):
+        ex = Example([Message("user", q), Message("assistant", a)])
+        r = render(ex, tokenizer, max_len=256)
+        out.append(Encoded(i, r.input_ids, shift_labels(r.labels)))
+    return out
+
+
+TEXTS = [
+    ("What is a cat?", "A small domesticated carnivorous mammal."),
+    ("Name three colours.", "Red, green and blue."),
+    ("Say hi", "Hi there! How can I help you today? I am happy to help."),
+]
+
+
+def _loss(model, rows, pad):
+    b = collate(rows, pad)
+    return LossModel(model)(b["input_ids"], b["targets"], b["position_ids"], b["attention_mask"])
+
+
+def test_packed_and_unpacked_losses_are_equal(smollm2_tokenizer):
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(smollm2_tokenizer, layers=2).eval()
+    items = _examples(smollm2_tokenizer, TEXTS)
+    pad = smollm2_tokenizer.pad_token_id
+    with torch.no_grad():
+        packed = _loss(model, [items], pad)  # one row holding all three
+        padded = _loss(model, [[x] for x in items], pad)  # three padded rows
+        alone = sum(_loss(model, [[x]], pad) for x in items)  # one at a time, no padding
+    assert torch.allclose(packed, alone, rtol=1e-5), (packed, alone)
+    assert torch.allclose(padded, alone, rtol=1e-5), (padded, alone)
+
+
+def test_changing_one_example_leaves_its_row_neighbours_logits_unchanged(smollm2_tokenizer):
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(smollm2_tokenizer, layers=2).eval()
+    a, b, c = _examples(smollm2_tokenizer, TEXTS)
+    b2 = _examples(smollm2_tokenizer, [("Name four animals!", "Dog, cat, cow, and a horse.")])[0]
+    pad = smollm2_tokenizer.pad_token_id
+
+    def logits(row, plain_causal=False):
+        batch = collate([row], pad)
+        mask = batch["attention_mask"]
+        if plain_causal:  # what a packer without a block mask would do
+            mask = torch.ones_like(mask).tril_()
+        with torch.no_grad():
+            return model(
+                input_ids=batch["input_ids"],
+                position_ids=batch["position_ids"],
+                attention_mask=mask,
+            ).logits[0]
+
+    x, y = logits([a, b, c]), logits([a, b2, c])
+    n_a = len(a)
+    assert torch.equal(x[:n_a], y[:n_a])  # before the change: identical
+    # after the change (c follows b, whose length also changed): still the same values
+    assert torch.allclose(x[-len(c) :], y[-len(c) :], atol=1e-5)
+    k = min(len(b), len(b2))
+    assert not torch.allclose(x[n_a : n_a + k], y[n_a : n_a + k])  # the changed one did change
+    # and c's logits equal c run alone
+    alone = logits([c])
+    assert torch.allclose(x[-len(c) :], alone, atol=1e-5)
+    # The test can fail: without the block-diagonal mask, c does see b.
+    leaky_x, leaky_y = logits([a, b, c], True), logits([a, b2, c], True)
+    assert not torch.allclose(leaky_x[-len(c) :], leaky_y[-len(c) :], atol=1e-5)

@@ -1,0 +1,154 @@
+"""End-to-end training on a tiny random model: checkpoints, exact resume after SIGKILL, 2 processes,
+and the errors people meet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from training.helpers import write_data
+
+from limakit.config import load_config
+from limakit.errors import LimaError
+from limakit.training import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(model: str, data: Path, *extra: str) -> list[str]:
+    return [
+        f"model={model}",
+        f"data={data}",
+        "epochs=3",
+        "global_batch=4",
+        "micro_batch=2",
+        "max_len=64",
+        "dropout_top=0.3",
+        "threads=1",
+        *extra,
+    ]
+
+
+def _empty_yaml(tmp_path: Path) -> Path:
+    """A config file holding no field: the defaults plus the command-line overrides apply."""
+    path = tmp_path / "empty.yaml"
+    path.write_text("{}\n")
+    return path
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return load_file(ckpt / "model.safetensors")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
+    return env
+
+
+def test_train_writes_loadable_checkpoints_and_metrics(tmp_path, tiny_model_dir):
+    from limakit.models import load
+
+    data = write_data(tmp_path / "d.jsonl", 12)
+    cfg = load_config(TrainConfig, None, _cfg(tiny_model_dir, data, "epochs=2"))
+    run = train(cfg, tmp_path / "run")
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert rows[0]["lr"] == pytest.approx(1e-5) and rows[-1]["lr"] == pytest.approx(1e-6)
+    assert all(r["real_tokens"] > 0 and 0 <= r["padding"] < 1 for r in rows)
+    ckpt = run / "checkpoints" / "epoch-2"
+    for name in ("model.safetensors", "tokenizer.json", "train_config.yaml", "trainer_state.pt"):
+        assert (ckpt / name).exists(), name
+    model, tok = load(str(ckpt))
+    assert tok.eos_token == "<|eot|>" and "limakit" in tok.chat_template
+    assert model.generation_config.eos_token_id == tok.convert_tokens_to_ids("<|eot|>")
+    with pytest.raises(LimaError, match="--resume"):
+        train(cfg, run)
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tiny_model_dir):
+    data = write_data(tmp_path / "d.jsonl", 12)
+    overrides = _cfg(tiny_model_dir, data)
+    full = train(load_config(TrainConfig, None, overrides), tmp_path / "full")
+
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "limakit", "train", str(_empty_yaml(tmp_path))]
+    cmd += [*overrides, "save_every_steps=1", "--out", str(run)]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = run / "checkpoints" / "latest" / "trainer_state.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and torch.load(state, weights_only=False)["global_step"] >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "checkpoints" / "epoch-3").exists()
+
+    resumed = train(load_config(TrainConfig, None, overrides), run, resume=True)
+    a = _weights(full / "checkpoints" / "epoch-3")
+    b = _weights(resumed / "checkpoints" / "epoch-3")
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 10))  # no step lost or repeated in the log
+
+
+def test_two_processes_match_one(tmp_path, tiny_model_dir):
+    data = write_data(tmp_path / "d.jsonl", 8)
+    # No dropout: each process has its own RNG stream, the trajectories must match exactly.
+    overrides = _cfg(tiny_model_dir, data, "dropout_top=0", "epochs=2", "micro_batch=1")
+    one = train(load_config(TrainConfig, None, overrides), tmp_path / "one")
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [str(launcher), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1"]
+    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "limakit", "train"]
+    cmd += [str(_empty_yaml(tmp_path)), *overrides, "--out", str(tmp_path / "two")]
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    load_rows = lambda p: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    r1, r2 = load_rows(one), load_rows(tmp_path / "two")
+    assert len(r1) == len(r2) == 4
+    for x, y in zip(r1, r2, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4)
+        assert x["real_tokens"] == y["real_tokens"]
+    a = _weights(one / "checkpoints" / "epoch-2")
+    b = _weights(tmp_path / "two" / "checkpoints" / "epoch-2")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_clear_errors(tmp_path, tiny_model_dir, smollm2_tokenizer):
+    from conftest import make_tiny_model
+
+    from limakit.template import attach
+
+    data = write_data(tmp_path / "d.jsonl", 4)
+    with pytest.raises(LimaError, match="unknown field 'epoch'"):
+        load_config(TrainConfig, None, ["epoch=3"])
+    # An example whose answer is trimmed away has no trained token: counted and named.
+    bad = tmp_path / "bad.jsonl"
+    long_q = " ".join(["word"] * 200)
+    row = {
+        "messages": [{"role": "user", "content": long_q}, {"role": "assistant", "content": "ok"}]
+    }
+    bad.write_text(data.read_text() + json.dumps(row) + "\n")
+    with pytest.raises(LimaError, match=r"1 example\(s\) have no trained token.*record 5"):
+        train(load_config(TrainConfig, None, _cfg(tiny_model_dir, bad)), tmp_path / "r0")
+    # A checkpoint of another model is refused on resume.
+    run = train(
+        load_config(TrainConfig, None, _cfg(tiny_model_dir, data, "epochs=1")), tmp_path / "r1"
+    )
+    other = tmp_path / "other"
+    m = make_tiny_model(smollm2_tokenizer, layers=3)
+    attach(smollm2_tokenizer, m)
+    m.save_pretrained(other)
+    smollm2_tokenizer.save_pretrained(other)
+    with pytest.raises(LimaError, match="different model"):
+        train(load_config(TrainConfig, None, _cfg(str(other), data, "epochs=2")), run, resume=True)
