@@ -158,7 +158,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    from limakit.evaluation.select import parse_epochs, select_checkpoint
+    from limakit.evaluation.selection import parse_epochs, select_checkpoint
 
     result = select_checkpoint(
         args.run_dir,

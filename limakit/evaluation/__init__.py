@@ -55,6 +55,6 @@ def score_ifbench(answers_path) -> dict:
 
 
 def select_checkpoint(*args, **kwargs) -> dict:
-    from limakit.evaluation.select import select_checkpoint as _select
+    from limakit.evaluation.selection import select_checkpoint as _select
 
     return _select(*args, **kwargs)

@@ -1,0 +1,204 @@
+"""Reports: Markdown + HTML with the paper's Figure-1 style Win / Tie / Lose bars and tables.
+
+>>> write_report([Path("out/lima-vs-gpt4"), Path("out/lima-rate")], Path("report"))  # doctest: +SKIP
+PosixPath('report/report.md')
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from limakit.errors import LimaError
+from limakit.files import atomic_write
+
+COLORS = {"win": "#2b6cb0", "tie": "#a0aec0", "lose": "#e2e8f0"}
+
+
+def load_summary(d: Path) -> dict:
+    path = Path(d) / "summary.json"
+    if not path.exists():
+        raise LimaError(f"{path}: not found (is {d} a folder written by `lima judge`?)")
+    try:
+        s = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise LimaError(f"{path}: invalid JSON ({e.msg})") from None
+    if s.get("protocol") not in ("pairwise", "rate", "likert"):
+        raise LimaError(f"{path}: unknown protocol {s.get('protocol')!r}")
+    return s
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _ci(ci: list | None, pct: bool = True) -> str:
+    if not ci:
+        return "-"
+    return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if pct else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def bars_png(pairs: list[dict], out: Path) -> Path:
+    """Stacked horizontal Win / Tie / Lose bars, one per comparison (the paper's Figure 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(pairs) + 1.4))
+    labels = [s["label"] for s in pairs]
+    for row, s in enumerate(pairs):
+        left = 0.0
+        for key in ("win", "tie", "lose"):
+            width = 100 * s[key]
+            ax.barh(row, width, left=left, color=COLORS[key], edgecolor="white",
+                    label=key.capitalize() if row == 0 else None)  # fmt: skip
+            if width >= 6:
+                ax.text(left + width / 2, row, f"{width:.0f}%", ha="center", va="center",
+                        color="white" if key == "win" else "black", fontsize=9)  # fmt: skip
+            left += width
+    ax.set_yticks(range(len(pairs)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of prompts (judged in both orders; disagreement counts as a tie)")
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _table(header: list[str], rows: list[list]) -> tuple[list[str], list[list[str]]]:
+    return header, [[str(c) for c in r] for r in rows]
+
+
+def _md_table(table: tuple[list[str], list[list[str]]]) -> str:
+    def cell(c: str) -> str:
+        return c.replace("|", "\\|").replace("\n", " ")
+
+    header, rows = table
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _sections(dirs: list[Path], summaries: list[dict], png: str | None) -> list[tuple[str, Any]]:
+    """(kind, text) blocks: ('h', heading), ('p', paragraph), ('t', markdown table), ('img', path)."""
+    blocks: list[tuple[str, str]] = [("h1", "Evaluation report")]
+    pairs = [(d, s) for d, s in zip(dirs, summaries) if s["protocol"] == "pairwise"]
+    singles = [(d, s) for d, s in zip(dirs, summaries) if s["protocol"] != "pairwise"]
+    if pairs:
+        blocks.append(("h2", "Pairwise preference (Win / Tie / Lose for the first model)"))
+        if png:
+            blocks.append(("img", png))
+        rows = []
+        for _d, s in pairs:
+            lb = s.get("length_bias", {}).get("longer_won")
+            rows.append([
+                s["label"], s["n"],
+                f"{_pct(s['win'])} {_ci(s.get('win_ci'))}", f"{_pct(s['tie'])} {_ci(s.get('tie_ci'))}",
+                f"{_pct(s['lose'])} {_ci(s.get('lose_ci'))}", _pct(s.get("consistency")),
+                s.get("invalid", 0), _pct(lb), f"{s['judge']['model']} ({s['judge']['prompt']})",
+            ])  # fmt: skip
+        blocks.append(("t", _table(
+            ["comparison", "n", "win [95% CI]", "tie", "lose", "consistency", "invalid",
+             "longer won", "judge"], rows)))  # fmt: skip
+        for _d, s in pairs:
+            cats = s.get("categories") or {}
+            if len(cats) > 1:
+                blocks.append(("h3", f"{s['label']} by category"))
+                blocks.append(("t", _table(
+                    ["category", "n", "win", "tie", "lose"],
+                    [[c, v["n"], _pct(v["win"]), _pct(v["tie"]), _pct(v["lose"])]
+                     for c, v in cats.items()])))  # fmt: skip
+    for kind, title in (("rate", "Absolute rating (Fail / Pass / Excellent)"),
+                        ("likert", "Helpfulness, 1-6 Likert")):  # fmt: skip
+        group = [s for _d, s in singles if s["protocol"] == kind]
+        if not group:
+            continue
+        blocks.append(("h2", title))
+        rows = []
+        for s in group:
+            dist = ", ".join(f"{k}: {v}" for k, v in s["distribution"].items())
+            mean = "-" if s["mean"] is None else f"{s['mean']:.2f}"
+            rows.append([s["answers"]["model"], s["prompts"], s["n"], mean,
+                         _ci(s.get("mean_ci"), pct=False), dist, s.get("invalid", 0)])  # fmt: skip
+        blocks.append(("t", _table(
+            ["model", "prompts", "answers", "mean", "95% CI", "distribution", "invalid"], rows)))  # fmt: skip
+        for s in group:
+            cats = s.get("categories") or {}
+            if len(cats) > 1:
+                blocks.append(("h3", f"{s['answers']['model']} by category"))
+                blocks.append(("t", _table(
+                    ["category", "prompts", "mean", "95% CI"],
+                    [[c, v["prompts"], f"{v['mean']:.2f}", _ci(v.get("mean_ci"), pct=False)]
+                     for c, v in cats.items()])))  # fmt: skip
+    blocks.append(("p", "Sources: " + ", ".join(f"`{d}`" for d in dirs)))
+    return blocks
+
+
+def _markdown(blocks: list[tuple[str, Any]]) -> str:
+    out = []
+    for kind, text in blocks:
+        if kind.startswith("h"):
+            out.append("#" * int(kind[1]) + " " + text)
+        elif kind == "img":
+            out.append(f"![Win / Tie / Lose]({text})")
+        elif kind == "t":
+            out.append(_md_table(text))
+        else:
+            out.append(text)
+    return "\n\n".join(out) + "\n"
+
+
+def _html(blocks: list[tuple[str, Any]]) -> str:
+    body = []
+    for kind, text in blocks:
+        if kind.startswith("h"):
+            body.append(f"<{kind}>{html.escape(text)}</{kind}>")
+        elif kind == "img":
+            body.append(f'<img src="{html.escape(text)}" alt="Win / Tie / Lose bars">')
+        elif kind == "t":
+            head, rows = text
+            cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            trs = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+            )
+            body.append(f"<table><thead><tr>{cells}</tr></thead><tbody>{trs}</tbody></table>")
+        else:
+            body.append(f"<p>{html.escape(text)}</p>")
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "th{background:#f4f4f4}img{max-width:100%}"
+    )
+    return (
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>Evaluation report</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def write_report(dirs: list[Path], out: Path) -> Path:
+    """Write ``out/report.md``, ``out/report.html`` and ``out/winrates.png``; return report.md."""
+    dirs = [Path(d) for d in dirs]
+    if not dirs:
+        raise LimaError("report: give at least one folder written by `lima judge`")
+    out = Path(out)
+    summaries = [load_summary(d) for d in dirs]
+    names = [f"{s['a']['model']} vs {s['b']['model']}" for s in summaries if "a" in s]
+    for d, s in zip(dirs, summaries):
+        if s["protocol"] == "pairwise":
+            s["label"] = f"{s['a']['model']} vs {s['b']['model']}"
+            if names.count(s["label"]) > 1:  # same models judged twice: name the folder too
+                s["label"] += f" ({d.name})"
+    pairs = [s for s in summaries if s["protocol"] == "pairwise"]
+    png = bars_png(pairs, out / "winrates.png").name if pairs else None
+    blocks = _sections(dirs, summaries, png)
+    with atomic_write(out / "report.md") as f:
+        f.write(_markdown(blocks))
+    with atomic_write(out / "report.html") as f:
+        f.write(_html(blocks))
+    return out / "report.md"
