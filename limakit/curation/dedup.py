@@ -1,0 +1,169 @@
+"""Exact and near-duplicate removal, and decontamination against evaluation prompts.
+
+Both take examples in priority order (the first of a duplicate pair is kept) and return the kept
+ones plus ``(example, rule, reason)`` for each removal, so the caller can report every one.
+
+>>> from limakit.example import Example, Message
+>>> a = Example([Message("user", "How do I boil an egg?"), Message("assistant", "Boil it.")])
+>>> kept, removed = deduplicate([a, a], near=False)
+>>> len(kept), removed[0][1]
+(1, 'duplicate')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from limakit.errors import LimaError
+from limakit.example import Example
+from limakit.files import read_jsonl_records
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _norm(text: str) -> str:
+    return " ".join(words(text))
+
+
+def deduplicate(
+    examples: Iterable[Example],
+    *,
+    exact: bool = True,
+    near: bool = True,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    shingle: int = 5,
+) -> tuple[list[Example], list[tuple[Example, str, str]]]:
+    """Drop exact duplicates (same normalised prompt) and near duplicates (MinHash LSH)."""
+    kept: list[Example] = []
+    removed: list[tuple[Example, str, str]] = []
+    seen: dict[str, str] = {}
+    inserted: set[str] = set()
+    lsh = None
+    if near:
+        from datasketch import MinHash, MinHashLSH
+
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    for ex in examples:
+        if exact:
+            key = hashlib.sha1(_norm(ex.prompt).encode()).hexdigest()
+            if key in seen:
+                removed.append((ex, "duplicate", f"same prompt as {seen[key]}"))
+                continue
+        if lsh is not None:
+            toks = words(ex.prompt + " " + (ex.answer or ""))
+            grams = {
+                " ".join(toks[i : i + shingle]) for i in range(max(1, len(toks) - shingle + 1))
+            }
+            mh = MinHash(num_perm=num_perm, seed=1)
+            mh.update_batch([g.encode() for g in grams])
+            hits = lsh.query(mh)
+            if hits:
+                removed.append(
+                    (
+                        ex,
+                        "near_duplicate",
+                        f"near-duplicate (Jaccard >= {threshold}) of {sorted(hits)[0]}",
+                    )
+                )
+                continue
+            key_id = ex.id if ex.id not in inserted else f"{ex.id}#{len(inserted)}"
+            inserted.add(key_id)
+            lsh.insert(key_id, mh)
+        if exact:
+            seen[key] = ex.id
+        kept.append(ex)
+    return kept, removed
+
+
+def prompt_texts(obj: dict) -> list[str]:
+    """The prompt strings of an evaluation record in any common layout."""
+    out: list[str] = []
+    for key in ("prompt", "instruction", "question", "input", "text"):
+        if isinstance(obj.get(key), str):
+            out.append(obj[key])
+    if isinstance(obj.get("turns"), list):  # MT-Bench
+        out += [t for t in obj["turns"] if isinstance(t, str)]
+    if isinstance(obj.get("messages"), list):
+        out += [
+            m["content"]
+            for m in obj["messages"]
+            if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
+        ]
+    if isinstance(obj.get("conversations"), list):  # GAIR/lima (strings) or ShareGPT (dicts)
+        for i, c in enumerate(obj["conversations"]):
+            if isinstance(c, str) and i % 2 == 0:
+                out.append(c)
+            elif isinstance(c, dict) and str(c.get("from")).lower() in ("human", "user"):
+                out.append(str(c.get("value", "")))
+    return out
+
+
+class Decontaminator:
+    """An index of evaluation n-grams; ``hit(text)`` names the eval file and an overlapping n-gram."""
+
+    def __init__(self, paths: list[str | os.PathLike], n: int = 13) -> None:
+        self.n = n
+        self.index: dict[int, str] = {}
+        self.prompts = 0
+        self.short: list[str] = []
+        self.short_where: list[str] = []
+        for path in paths:
+            p = Path(path)
+            if not p.exists():
+                raise LimaError(f"{p}: decontamination set not found")
+            for lineno, obj in read_jsonl_records(p):
+                texts = prompt_texts(obj)
+                if not texts:
+                    raise LimaError(f"{p}:{lineno}: no prompt field (prompt/turns/messages/...)")
+                self.prompts += 1
+                for text in texts:
+                    before = len(self.short)
+                    for g in self._grams(text):
+                        self.index.setdefault(g, f"{p.name}:{lineno}")
+                    self.short_where += [f"{p.name}:{lineno}"] * (len(self.short) - before)
+
+    def _grams(self, text: str) -> set[int]:
+        toks = words(text)
+        if len(toks) < self.n:
+            # A prompt shorter than n words counts when it appears whole inside a text.
+            if toks:
+                self.short.append(" " + " ".join(toks) + " ")
+            return set()
+        return {hash(" ".join(toks[i : i + self.n])) for i in range(len(toks) - self.n + 1)}
+
+    def hit(self, text: str) -> str | None:
+        toks = words(text)
+        for i in range(len(toks) - self.n + 1):
+            g = " ".join(toks[i : i + self.n])
+            where = self.index.get(hash(g))
+            if where:
+                return f"{self.n}-gram overlap with {where}: {json.dumps(g[:80])}"
+        if self.short:
+            joined = " " + " ".join(toks) + " "
+            for s, where in zip(self.short, self.short_where):
+                if s in joined:
+                    return f"contains the whole short prompt {where}: {json.dumps(s.strip()[:80])}"
+        return None
+
+    def split(
+        self, examples: Iterable[Example], fields: str = "both"
+    ) -> tuple[list[Example], list[tuple[Example, str, str]]]:
+        kept, removed = [], []
+        for ex in examples:
+            text = ex.prompt if fields == "prompt" else ex.prompt + "\n" + (ex.answer or "")
+            reason = self.hit(text) if (self.index or self.short) else None
+            if reason:
+                removed.append((ex, "decontamination", reason))
+            else:
+                kept.append(ex)
+        return kept, removed

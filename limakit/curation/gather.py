@@ -1,0 +1,272 @@
+"""Turn each source into candidates: read, clean, apply the source's rules, report rejections.
+
+Each ``gather_*`` function yields nothing; it appends kept examples to ``pools[bucket][group]``
+(best first where the source has an order) and sends every rejection to the :class:`Funnel`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+from limakit.curation.config import CurateConfig
+from limakit.curation.markdown import html_to_markdown
+from limakit.curation.rules import check
+from limakit.errors import LimaError
+from limakit.example import Example, Message
+
+Pools = dict[str, dict[str, list[Example]]]  # bucket -> group -> examples
+
+
+class Funnel:
+    """Counts per (source, rule) and writes one ``rejected.jsonl`` row per rejection."""
+
+    def __init__(self, f: IO[str] | None) -> None:
+        self.f = f
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+        self.read: dict[str, int] = defaultdict(int)
+        self.notes: list[str] = []
+
+    def reject(
+        self,
+        source: str,
+        rid: str,
+        rule: str,
+        reason: str,
+        ex: Example | None = None,
+        meta: dict | None = None,
+    ) -> None:
+        self.counts[(source, rule)] += 1
+        if self.f is not None:
+            row = {"id": rid, "source": source, "rule": rule, "reason": reason}
+            if ex is not None and ex.messages:
+                row["prompt"] = ex.prompt[:300]
+            row["meta"] = meta if meta is not None else (ex.meta if ex is not None else {})
+            self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def by_rule(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for (_, rule), n in self.counts.items():
+            out[rule] += n
+        return dict(out)
+
+
+def apply_rules(ex: Example, names: list[str], cfg: CurateConfig, funnel: Funnel) -> bool:
+    try:
+        hit = check(ex, names, cfg.rules)
+    except ValueError as e:
+        raise LimaError(f"config rules_by_source: {e}") from None
+    if hit:
+        funnel.reject(ex.source, ex.id, hit[0], hit[1], ex)
+        return False
+    return True
+
+
+def site_groups(cfg: CurateConfig) -> dict[str, str]:
+    if cfg.se.site_groups:
+        path = Path(cfg.se.site_groups)
+        if not path.exists():
+            raise LimaError(f"{path}: site groups file not found")
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = (
+            resources.files("limakit.curation")
+            .joinpath("data", "stackexchange_sites.yaml")
+            .read_text(encoding="utf-8")
+        )
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise LimaError("site groups must map a group name to a list of sites")
+    return {
+        str(site).lower(): str(group) for group, sites in data.items() for site in (sites or [])
+    }
+
+
+def gather_stackexchange(
+    cfg: CurateConfig, pools: Pools, funnel: Funnel, sizes: dict[str, float], progress
+) -> None:
+    from limakit.sources.stackexchange import find_sites, posts_file, scan_site, site_name
+
+    groups = site_groups(cfg)
+    names = cfg.rules_by_source.get("stackexchange", [])
+    for root in cfg.stackexchange:
+        for site_path in find_sites(root):
+            site = site_name(site_path)
+            group = groups.get(site, cfg.se.unknown_group)
+            bucket = f"stackexchange_{group}"
+            if bucket not in cfg.quotas:
+                bucket = "stackexchange_other"
+            with posts_file(site_path) as posts:
+
+                def on_reject(qid, rule, reason, qs, ascore, _site=site):
+                    funnel.reject(
+                        "stackexchange",
+                        f"se-{_site}-{qid}",
+                        rule,
+                        reason,
+                        meta={"site": _site, "question_score": qs, "answer_score": ascore},
+                    )
+
+                with progress(f"Stack Exchange {site}", posts.stat().st_size) as advance:
+                    scan = scan_site(
+                        posts,
+                        site=site,
+                        pool=cfg.se.pool_per_site,
+                        min_answer_score=cfg.rules.min_answer_score
+                        if "answer_score" in names
+                        else -(2**62),
+                        min_question_score=cfg.rules.min_question_score
+                        if "question_score" in names
+                        else None,
+                        progress=advance,
+                        on_reject=on_reject,
+                    )
+            funnel.read[bucket] += scan.questions
+            if scan.beyond_pool:
+                funnel.notes.append(
+                    f"{site}: {scan.beyond_pool} eligible questions ranked below the top "
+                    f"{cfg.se.pool_per_site} were not examined (se.pool_per_site)"
+                )
+            kept = []
+            for pair in scan.pairs:
+                rng = random.Random(f"{cfg.seed}:{site}:{pair.question_id}")
+                use_title = cfg.se.prompt_from == "title" or (
+                    cfg.se.prompt_from == "random" and rng.random() < cfg.se.title_probability
+                )
+                body = html_to_markdown(pair.question_html)
+                prompt = pair.title.strip() if use_title and pair.title.strip() else body
+                ex = Example(
+                    [
+                        Message("user", prompt),
+                        Message("assistant", html_to_markdown(pair.answer_html)),
+                    ],
+                    source="stackexchange",
+                    id=f"se-{site}-{pair.question_id}",
+                    meta={
+                        "site": site,
+                        "group": group,
+                        "question_id": pair.question_id,
+                        "answer_id": pair.answer_id,
+                        "question_score": pair.question_score,
+                        "answer_score": pair.answer_score,
+                        "accepted": pair.accepted,
+                        "prompt_from": "title" if prompt == pair.title.strip() else "body",
+                    },
+                )
+                if apply_rules(ex, names, cfg, funnel):
+                    kept.append(ex)
+            pools.setdefault(bucket, {})[site] = kept  # already best first
+            sizes[site] = scan.questions if cfg.se.size_by == "questions" else len(kept)
+
+
+def gather_wikihow(cfg: CurateConfig, pools: Pools, funnel: Funnel) -> None:
+    from limakit.sources.wikihow import read_wikihow
+
+    names = cfg.rules_by_source.get("wikihow", [])
+    for path in cfg.wikihow:
+        for ex in read_wikihow(path):
+            funnel.read["wikihow"] += 1
+            if apply_rules(ex, names, cfg, funnel):
+                pools.setdefault("wikihow", {}).setdefault(ex.meta["category"], []).append(ex)
+
+
+def gather_reddit(cfg: CurateConfig, pools: Pools, funnel: Funnel, tests: list[Example]) -> None:
+    from limakit.sources.reddit import scan_reddit
+
+    opts = cfg.reddit_options
+    scan = scan_reddit(
+        cfg.reddit,
+        pool=opts.pool,
+        test_prompts=opts.test_prompts,
+        tags=tuple(opts.tags),
+        min_story_score=opts.min_story_score,
+    )
+    for rid, rule, reason, meta in scan.rejected:
+        funnel.reject("writingprompts", rid, rule, reason, meta=meta)
+    for kind, n in sorted(scan.skipped.items()):
+        funnel.notes.append(f"Reddit: {n} {kind} not used")
+    if scan.beyond_pool:
+        funnel.notes.append(
+            f"Reddit: {scan.beyond_pool} prompts below the top {opts.pool} not examined"
+        )
+    funnel.read["writingprompts"] += scan.eligible + len(scan.rejected)
+    names = cfg.rules_by_source.get("writingprompts", [])
+    kept = [ex for ex in scan.pairs if apply_rules(ex, names, cfg, funnel)]
+    pools.setdefault("writingprompts", {})["writingprompts"] = kept
+    tests.extend(scan.test_prompts)
+
+
+def gather_sni(cfg: CurateConfig, pools: Pools, funnel: Funnel) -> None:
+    from limakit.sources.natural_instructions import GENERATION_CATEGORIES, read_tasks
+
+    wanted = set(cfg.sni.categories or GENERATION_CATEGORIES)
+    languages = set(cfg.sni.languages)
+    names = cfg.rules_by_source.get("natural_instructions", [])
+    for root in cfg.natural_instructions:
+        for ex in read_tasks(root, seed=cfg.seed):
+            funnel.read["natural_instructions"] += 1
+            cats = ex.meta["categories"]
+            if cfg.sni.generation_only and not wanted & set(cats):
+                funnel.reject(
+                    ex.source,
+                    ex.id,
+                    "not_generation",
+                    f"categories {cats} are not generation tasks",
+                    ex,
+                )
+                continue
+            if languages and ex.meta["language"] and ex.meta["language"] not in languages:
+                funnel.reject(
+                    ex.source, ex.id, "language", f"input language {ex.meta['language']}", ex
+                )
+                continue
+            if apply_rules(ex, names, cfg, funnel):
+                pools.setdefault("natural_instructions", {}).setdefault("tasks", []).append(ex)
+
+
+def gather_manual(cfg: CurateConfig, pools: Pools, funnel: Funnel, tests: list[Example]) -> None:
+    from limakit.sources.manual import read_manual
+
+    names = cfg.rules_by_source.get("manual", [])
+    for path in cfg.manual:
+        for ex in read_manual(path):
+            funnel.read["manual"] += 1
+            if ex.answer is None:
+                tests.append(ex)  # group B: prompts without answers are test prompts
+            elif apply_rules(ex, names, cfg, funnel):
+                pools.setdefault("manual", {}).setdefault("manual", []).append(ex)
+
+
+def gather_pool(cfg: CurateConfig, pools: Pools, funnel: Funnel, stats: dict) -> None:
+    from limakit.example import read_examples
+    from limakit.sources.sharegpt import ShareGPTStream
+
+    names = cfg.rules_by_source.get("pool" if cfg.select == "lima-rules" else "hygiene", [])
+    kept = pools.setdefault("pool", {}).setdefault("pool", [])
+    for path in cfg.sharegpt:
+        stream = ShareGPTStream(path)
+        for item in stream.examples(turns=cfg.sharegpt_turns):
+            funnel.read["pool"] += 1
+            if isinstance(item, tuple):
+                funnel.reject("sharegpt", f"sharegpt-{item[0]}", "conversation_shape", item[1])
+            elif apply_rules(item, names, cfg, funnel):
+                kept.append(item)
+        stats.setdefault("sharegpt", []).append(
+            {"file": stream.name, "complete": stream.complete, "truncated": stream.truncated}
+        )
+        if stream.truncated:
+            funnel.notes.append(
+                f"ShareGPT {stream.name}: the JSON list is cut off; read its {stream.complete} "
+                "complete conversations and stopped at the break"
+            )
+    for path in cfg.pool:
+        for ex in read_examples(path, require_answer=True):
+            funnel.read["pool"] += 1
+            if apply_rules(ex, names, cfg, funnel):
+                kept.append(ex)

@@ -1,0 +1,49 @@
+"""Hand-written examples: YAML (a list, or ``{examples: [...]}``) or JSONL, in the Example format.
+
+Records ending with an assistant turn are training examples; records ending with a user turn are
+prompts (LIMA's group B test prompts). Multi-turn conversations are kept whole.
+
+>>> examples = read_manual("configs/handwritten.yaml")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from limakit.errors import LimaError
+from limakit.example import Example, read_examples
+
+
+def read_manual(path: str | os.PathLike) -> Iterator[Example]:
+    path = Path(path)
+    if not path.exists():
+        raise LimaError(f"{path}: hand-written examples file not found")
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        for ex in read_examples(path, require_answer=None):
+            ex.source = ex.source if ex.source != "unknown" else "manual"
+            yield ex
+        return
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise LimaError(f"{path}: not valid UTF-8 (byte offset {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise LimaError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if isinstance(data, dict) and "examples" in data:
+        data = data["examples"]
+    if not isinstance(data, list):
+        raise LimaError(f"{path}: expected a list of examples (or a mapping with 'examples')")
+    for i, obj in enumerate(data, start=1):
+        try:
+            ex = Example.from_dict(obj, require_answer=None)
+        except ValueError as e:
+            raise LimaError(f"{path}: example {i}: {e}") from None
+        if ex.source == "unknown":
+            ex.source = "manual"
+        yield ex

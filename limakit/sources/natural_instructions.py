@@ -1,0 +1,116 @@
+"""Super-NaturalInstructions task files (``tasks/taskNNN_name.json``): one example per task.
+
+A task holds ``Definition`` (a list of strings), ``Categories``, ``Positive Examples`` and
+``Instances`` (``input`` plus a list of acceptable ``output`` strings). LIMA took 50 *generation*
+tasks (summarisation, paraphrase, style transfer...), one instance each, prompt = definition + input.
+
+>>> for task in read_tasks("natural-instructions/tasks", seed=0):  # doctest: +SKIP
+...     print(task.id, task.meta["categories"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+from limakit.errors import LimaError
+from limakit.example import Example, Message
+
+# Categories whose outputs are free text rather than a label, span or yes/no.
+GENERATION_CATEGORIES = [
+    "Summarization",
+    "Paraphrasing",
+    "Text Simplification",
+    "Style Transfer",
+    "Title Generation",
+    "Question Rewriting",
+    "Sentence Compression",
+    "Data to Text",
+    "Dialogue Generation",
+    "Story Composition",
+    "Sentence Composition",
+    "Poem Generation",
+    "Explanation",
+    "Question Generation",
+    "Text Completion",
+    "Sentence Expansion",
+    "Code to Text",
+    "Fill in The Blank",
+    "Grammar Error Correction",
+    "Keyword Tagging",
+    "Misc.",
+]
+
+
+def task_files(root: str | os.PathLike) -> list[Path]:
+    root = Path(root)
+    if not root.exists():
+        raise LimaError(f"{root}: Super-NaturalInstructions folder not found")
+    if root.is_file():
+        return [root]
+    files = sorted(root.glob("task*.json")) or sorted(root.glob("*.json"))
+    if not files:
+        raise LimaError(f"{root}: no task*.json files")
+    return files
+
+
+def load_task(path: Path) -> dict:
+    """One task file; damage is reported with line and column."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            task = json.load(f)
+    except UnicodeDecodeError as e:
+        raise LimaError(f"{path}: not valid UTF-8 (byte offset {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise LimaError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    if not isinstance(task, dict):
+        raise LimaError(f"{path}: a task file must hold a JSON object")
+    for key in ("Definition", "Instances"):
+        if key not in task:
+            raise LimaError(f"{path}: task lacks '{key}'")
+    if not isinstance(task["Instances"], list):
+        raise LimaError(f"{path}: 'Instances' must be a list")
+    return task
+
+
+def read_tasks(root: str | os.PathLike, *, seed: int = 0) -> Iterator[Example]:
+    """One example per task: a seeded random instance with a non-empty output.
+
+    Tasks are yielded whatever their category; ``meta["categories"]`` and ``meta["language"]`` let
+    the curation rules keep generation tasks in the wanted language and report the rest. A task
+    without a usable instance yields an example with an empty answer (rejected as ``empty``).
+    """
+    for path in task_files(root):
+        task = load_task(path)
+        name = path.stem
+        definition = task["Definition"]
+        if isinstance(definition, list):
+            definition = "\n".join(str(d) for d in definition)
+        usable = [
+            inst
+            for inst in task["Instances"]
+            if isinstance(inst, dict)
+            and str(inst.get("input") or "").strip()
+            and any(isinstance(o, str) and o.strip() for o in (inst.get("output") or []))
+        ]
+        # Per-task seed: adding or removing other tasks never changes this task's pick.
+        rng = random.Random(f"{seed}:{name}")
+        inst = rng.choice(usable) if usable else {"input": "", "output": [""], "id": ""}
+        output = next((o for o in inst["output"] if isinstance(o, str) and o.strip()), "")
+        prompt = f"{str(definition).strip()}\n\n{str(inst['input']).strip()}"
+        languages = task.get("Input_language") or task.get("Output_language") or []
+        yield Example(
+            [Message("user", prompt), Message("assistant", output.strip())],
+            source="natural_instructions",
+            id=f"sni-{name}",
+            meta={
+                "task": name,
+                "instance": inst.get("id", ""),
+                "categories": list(task.get("Categories") or []),
+                "language": languages[0] if languages else "",
+                "where": str(path),
+            },
+        )

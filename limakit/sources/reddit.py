@@ -1,0 +1,258 @@
+"""Reddit dumps in Pushshift's NDJSON form (plain or ``.zst``): submissions and comments.
+
+Submissions carry ``id, subreddit, title, selftext, score``; comments carry ``link_id`` (``t3_<id>``),
+``parent_id``, ``body``, ``score``. A file may hold either or both. Two streaming passes:
+
+1. keep r/WritingPrompts ``[WP]`` submissions (id, title, score), each one's best-scored top-level
+   story comment (score and position only), and the best r/AskReddit titles;
+2. fetch the bodies of the ``pool`` best-scored prompts' stories.
+
+>>> scan = scan_reddit(["RS_2019-01.zst", "RC_2019-01.zst"], pool=500)  # doctest: +SKIP
+>>> scan.pairs[0].prompt  # doctest: +SKIP
+'A dragon hoards words instead of gold.'
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from limakit.errors import LimaError
+from limakit.example import Example, Message
+
+_TAG = re.compile(r"^\s*(\[[^\]]{1,12}\]\s*|\([A-Za-z]{1,4}\)\s*)+")
+_URL = re.compile(r"https?://|www\.", re.I)
+_DEICTIC = re.compile(r"\b(this|these) (post|pic|picture|image|photo|video|gif|thread|sub)\b", re.I)
+DELETED = {"[deleted]", "[removed]", ""}
+BOTS = {"automoderator"}
+
+
+def strip_tags(title: str) -> tuple[str, list[str]]:
+    """``"[WP] [OT] A dragon..."`` -> ``("A dragon...", ["WP", "OT"])``."""
+    m = _TAG.match(title)
+    if not m:
+        return title.strip(), []
+    tags = re.findall(r"[\[(]([^\])]+)[\])]", m.group(0))
+    return title[m.end() :].strip(), [t.strip().upper() for t in tags]
+
+
+def open_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` of a plain or zstandard-compressed NDJSON file."""
+    if not path.exists():
+        raise LimaError(f"{path}: Reddit file not found")
+    raw = open(path, "rb")
+    try:
+        if path.suffix == ".zst":
+            import zstandard
+
+            # Pushshift archives use a long window; the default limit would refuse them.
+            dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
+            stream = dctx.stream_reader(raw, read_across_frames=True)
+        else:
+            stream = raw
+        buffered = io.BufferedReader(stream, 1 << 20) if path.suffix == ".zst" else stream
+        lineno = 0
+        while True:
+            try:
+                line = buffered.readline()
+            except Exception as e:  # zstd damage surfaces as a generic ZstdError
+                raise LimaError(
+                    f"{path}: after line {lineno}: corrupt zstandard data ({e})"
+                ) from None
+            if not line:
+                return
+            lineno += 1
+            try:
+                yield lineno, line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise LimaError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start})") from None
+    finally:
+        raw.close()
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict]]:
+    for lineno, text in open_lines(path):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise LimaError(
+                f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})"
+            ) from None
+        if not isinstance(obj, dict):
+            raise LimaError(f"{path}:{lineno}: each line must be a JSON object")
+        yield lineno, obj
+
+
+@dataclass
+class RedditScan:
+    pairs: list[Example] = field(default_factory=list)
+    test_prompts: list[Example] = field(default_factory=list)
+    rejected: list[tuple[str, str, str, dict]] = field(
+        default_factory=list
+    )  # id, rule, reason, meta
+    skipped: dict[str, int] = field(default_factory=dict)  # records outside the used subreddits
+    eligible: int = 0
+    beyond_pool: int = 0
+
+
+def _score(obj: dict, path: Path, lineno: int) -> int:
+    try:
+        return int(obj.get("score") or 0)
+    except (TypeError, ValueError):
+        raise LimaError(
+            f"{path}:{lineno}: 'score' must be a number, got {obj.get('score')!r}"
+        ) from None
+
+
+def scan_reddit(
+    paths: list[str | os.PathLike],
+    *,
+    pool: int = 1000,
+    test_prompts: int = 70,
+    tags: tuple[str, ...] = ("WP",),
+    min_story_score: int = 0,
+) -> RedditScan:
+    """Pair WritingPrompts prompts with their best story; collect AskReddit titles as test prompts."""
+    files = [Path(p) for p in paths]
+    scan = RedditScan()
+    prompts: dict[str, tuple[str, int, str]] = {}  # id -> (title without tags, score, where)
+    best: dict[str, tuple[int, int, int, str]] = {}  # link id -> (score, file, line, comment id)
+    ask: list[tuple[int, str, str]] = []  # heap of (score, id, title)
+    wanted_tags = {t.upper() for t in tags}
+
+    def skip(kind: str) -> None:
+        scan.skipped[kind] = scan.skipped.get(kind, 0) + 1
+
+    for fi, path in enumerate(files):
+        for lineno, obj in _records(path):
+            sub = str(obj.get("subreddit") or "").lower()
+            is_comment = "link_id" in obj or "body" in obj
+            where = f"{path}:{lineno}"
+            if sub == "writingprompts" and not is_comment:
+                rid = str(obj.get("id") or "")
+                if not rid:
+                    raise LimaError(f"{where}: submission lacks 'id'")
+                title, found = strip_tags(str(obj.get("title") or ""))
+                if not wanted_tags & set(found):
+                    scan.rejected.append(
+                        (
+                            f"reddit-{rid}",
+                            "not_writing_prompt",
+                            f"title tags {found or 'none'} lack {sorted(wanted_tags)}",
+                            {"where": where},
+                        )
+                    )
+                    continue
+                prompts[rid] = (title, _score(obj, path, lineno), where)
+            elif sub == "writingprompts":
+                link = str(obj.get("link_id") or "")
+                if not link:
+                    raise LimaError(f"{where}: comment lacks 'link_id'")
+                if obj.get("parent_id") != link:
+                    skip("reply comments")
+                    continue
+                body = str(obj.get("body") or "").strip()
+                author = str(obj.get("author") or "").lower()
+                if body in DELETED:
+                    skip("deleted or removed comments")
+                    continue
+                if author in BOTS or obj.get("stickied") or obj.get("distinguished") == "moderator":
+                    skip("bot or moderator comments")
+                    continue
+                score = _score(obj, path, lineno)
+                key = link[3:] if link.startswith("t3_") else link
+                cur = best.get(key)
+                if cur is None or score > cur[0]:
+                    best[key] = (score, fi, lineno, str(obj.get("id") or ""))
+            elif sub == "askreddit" and not is_comment:
+                title, _ = strip_tags(str(obj.get("title") or ""))
+                reason = _ask_problem(title)
+                if reason:
+                    skip(f"AskReddit titles not self-contained ({reason})")
+                    continue
+                item = (_score(obj, path, lineno), str(obj.get("id") or lineno), title)
+                if len(ask) < test_prompts:
+                    heapq.heappush(ask, item)
+                else:
+                    heapq.heappushpop(ask, item)
+            else:
+                skip(f"r/{sub or '?'} {'comments' if is_comment else 'submissions'}")
+
+    ranked = []
+    for rid, (title, score, where) in prompts.items():
+        story = best.get(rid)
+        if story is None:
+            scan.rejected.append(
+                (f"reddit-{rid}", "no_story", "no top-level story comment", {"where": where})
+            )
+        elif story[0] < min_story_score:
+            scan.rejected.append(
+                (
+                    f"reddit-{rid}",
+                    "story_score",
+                    f"best story score {story[0]} < {min_story_score}",
+                    {"where": where},
+                )
+            )
+        else:
+            ranked.append((-score, rid))
+    ranked.sort()
+    scan.eligible = len(ranked)
+    scan.beyond_pool = max(0, len(ranked) - pool)
+    chosen = {rid for _, rid in ranked[:pool]}
+    wanted = {(best[rid][1], best[rid][2]): rid for rid in chosen}
+    bodies: dict[str, str] = {}
+    for fi, path in enumerate(files):
+        if not any(k[0] == fi for k in wanted):
+            continue
+        for lineno, obj in _records(path):
+            rid = wanted.get((fi, lineno))
+            if rid is not None:
+                bodies[rid] = str(obj.get("body") or "").strip()
+    for negscore, rid in ranked[:pool]:
+        title, score, where = prompts[rid]
+        sscore, _, _, cid = best[rid]
+        scan.pairs.append(
+            Example(
+                [Message("user", title), Message("assistant", bodies.get(rid, ""))],
+                source="writingprompts",
+                id=f"reddit-{rid}",
+                meta={
+                    "prompt_score": score,
+                    "story_score": sscore,
+                    "comment_id": cid,
+                    "where": where,
+                },
+            )
+        )
+    for score, rid, title in sorted(ask, key=lambda t: (-t[0], t[1])):
+        scan.test_prompts.append(
+            Example(
+                [Message("user", title)],
+                source="askreddit",
+                id=f"askreddit-{rid}",
+                meta={"score": score},
+            )
+        )
+    return scan
+
+
+def _ask_problem(title: str) -> str | None:
+    """Why an AskReddit title is not a self-contained prompt, or None."""
+    if len(title) < 10:
+        return "too short"
+    if _URL.search(title):
+        return "holds a link"
+    if _DEICTIC.search(title):
+        return "points at a post or picture"
+    if not title.rstrip().endswith("?"):
+        return "not a question"
+    return None

@@ -1,0 +1,332 @@
+"""Stack Exchange data dumps: one folder (or ``.7z`` archive) per site holding ``Posts.xml``.
+
+``Posts.xml`` is ``<posts><row Id= PostTypeId="1"|"2" ParentId= Score= Title= Body= .../></posts>``,
+questions (type 1) and answers (type 2) interleaved; an answer can come years (gigabytes) after its
+question. Reading never holds the file in memory, in two streaming passes:
+
+1. ids and scores only: per question its score, per answer ``(parent, score, id)`` in compact
+   arrays; from these each question's *top* answer is known, and the questions are ranked.
+2. texts, only for the ``pool`` best-ranked questions (bounded) and their top answers.
+
+>>> scan = scan_site("cooking.stackexchange.com/Posts.xml", pool=100)  # doctest: +SKIP
+>>> scan.site, scan.questions, len(scan.pairs)  # doctest: +SKIP
+('cooking', 5210, 100)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from limakit.errors import LimaError
+
+SITE_SUFFIXES = (".stackexchange.com", ".stackoverflow.com", ".com", ".net", ".org")
+
+
+@dataclass
+class SEPair:
+    """A question with its top answer; bodies are the dump's HTML."""
+
+    site: str
+    question_id: int
+    answer_id: int
+    title: str
+    question_html: str
+    answer_html: str
+    question_score: int
+    answer_score: int
+    accepted: bool
+    tags: str = ""
+
+
+@dataclass
+class SiteScan:
+    """What one site yields: its size, the ranked pool of pairs, and the pairs rejected on scores."""
+
+    site: str
+    path: str
+    questions: int = 0
+    answers: int = 0
+    pairs: list[SEPair] = field(default_factory=list)
+    # (question_id, rule, reason, question_score, answer_score): decided from scores alone
+    rejected: list[tuple[int, str, str, int, int | None]] = field(default_factory=list)
+    eligible: int = 0
+    beyond_pool: int = 0
+    bytes: int = 0
+
+
+def site_name(path: str | os.PathLike) -> str:
+    """``/d/cooking.stackexchange.com.7z`` -> ``cooking``; ``stackoverflow.com`` -> ``stackoverflow``.
+
+    >>> site_name("dumps/math.stackexchange.com")
+    'math'
+    """
+    name = Path(path).name
+    if name.endswith(".7z"):
+        name = name[:-3]
+    if name == "Posts.xml":
+        name = Path(path).parent.name
+    for suffix in SITE_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name.lower()
+
+
+def find_sites(root: str | os.PathLike) -> list[Path]:
+    """Site sources under ``root``: a folder with Posts.xml, a ``.7z`` archive, or many of them."""
+    root = Path(root)
+    if not root.exists():
+        raise LimaError(f"{root}: Stack Exchange dump not found")
+    if root.is_file():
+        return [root]
+    if (root / "Posts.xml").exists():
+        return [root]
+    sites = sorted(
+        p
+        for p in root.iterdir()
+        if (p.is_dir() and (p / "Posts.xml").exists()) or p.suffix == ".7z"
+    )
+    if not sites:
+        raise LimaError(f"{root}: no site folder with Posts.xml and no .7z archive found")
+    return sites
+
+
+@contextlib.contextmanager
+def posts_file(site_path: Path) -> Iterator[Path]:
+    """The Posts.xml of a site; a ``.7z`` is extracted to a temporary folder (disk, not memory)."""
+    if site_path.is_file() and site_path.suffix == ".7z":
+        import py7zr
+
+        with tempfile.TemporaryDirectory(prefix="lima-se-") as tmp:
+            try:
+                with py7zr.SevenZipFile(site_path, "r") as archive:
+                    names = [n for n in archive.getnames() if Path(n).name == "Posts.xml"]
+                    if not names:
+                        raise LimaError(f"{site_path}: archive holds no Posts.xml")
+                    archive.extract(path=tmp, targets=[names[0]])
+            except LimaError:
+                raise
+            except Exception as e:  # py7zr raises several unrelated types for damage
+                raise LimaError(f"{site_path}: cannot read the 7z archive ({e})") from None
+            yield Path(tmp) / names[0]
+    elif site_path.is_file():
+        yield site_path
+    else:
+        yield site_path / "Posts.xml"
+
+
+def _rows(path: Path, progress=None) -> Iterator[etree._Element]:
+    """Stream ``<row>`` elements, freeing each one (and its parsed siblings) after use."""
+    try:
+        with open(path, "rb") as f:
+            last = 0
+            for _, el in etree.iterparse(f, events=("end",), tag="row", huge_tree=True):
+                yield el
+                el.clear(keep_tail=False)
+                parent = el.getparent()
+                while el.getprevious() is not None:
+                    del parent[0]
+                if progress is not None:
+                    pos = f.tell()
+                    if pos != last:
+                        progress(pos - last)
+                        last = pos
+    except etree.XMLSyntaxError as e:
+        line, col = e.position if e.position else (0, 0)
+        raise LimaError(f"{path}:{line}:{col}: malformed XML ({e.msg})") from None
+    except OSError as e:
+        raise LimaError(f"{path}: cannot read ({e})") from None
+
+
+def _int(el: etree._Element, key: str, path: Path) -> int:
+    value = el.get(key)
+    if value is None:
+        raise LimaError(f"{path}:{el.sourceline}: row Id={el.get('Id')} lacks attribute {key}")
+    try:
+        return int(value)
+    except ValueError:
+        raise LimaError(
+            f"{path}:{el.sourceline}: row attribute {key}={value!r} is not an integer"
+        ) from None
+
+
+def scan_site(
+    posts: str | os.PathLike,
+    *,
+    site: str | None = None,
+    pool: int = 1000,
+    min_answer_score: int = 10,
+    min_question_score: int | None = 0,
+    progress=None,
+    on_reject=None,
+) -> SiteScan:
+    """Pair each question with its top answer in two streaming passes; keep the ``pool`` best.
+
+    Questions are ranked by score (then id, for determinism). Those whose top answer's score is
+    below ``min_answer_score``, whose own score is below ``min_question_score`` or that have no
+    answer are recorded in ``rejected``; of the rest the ``pool`` best keep their texts.
+    """
+    path = Path(posts)
+    if on_reject is None:
+
+        def on_reject(*row):
+            scan.rejected.append(row)
+
+    if not path.exists():
+        raise LimaError(f"{path}: Posts.xml not found")
+    scan = SiteScan(site=site or site_name(path), path=str(path), bytes=path.stat().st_size)
+    q_ids, q_scores, q_acc = array("q"), array("q"), array("q")
+    a_parent, a_score, a_ids = array("q"), array("q"), array("q")
+    for el in _rows(path, progress):
+        kind = el.get("PostTypeId")
+        if kind == "1":
+            q_ids.append(_int(el, "Id", path))
+            q_scores.append(_int(el, "Score", path))
+            acc = el.get("AcceptedAnswerId")
+            q_acc.append(int(acc) if acc and acc.isdigit() else -1)
+        elif kind == "2":
+            a_parent.append(_int(el, "ParentId", path))
+            a_score.append(_int(el, "Score", path))
+            a_ids.append(_int(el, "Id", path))
+    scan.questions, scan.answers = len(q_ids), len(a_ids)
+    chosen = _rank(
+        scan,
+        q_ids,
+        q_scores,
+        q_acc,
+        a_parent,
+        a_score,
+        a_ids,
+        pool,
+        min_answer_score,
+        min_question_score,
+        on_reject,
+    )
+    del q_ids, q_scores, q_acc, a_parent, a_score, a_ids
+    want_q = {qid: i for i, (qid, _, _, _, _) in enumerate(chosen)}
+    want_a = {aid: i for i, (_, aid, _, _, _) in enumerate(chosen)}
+    if not chosen:
+        return scan
+
+    texts: list[dict] = [{} for _ in chosen]
+    for el in _rows(path):
+        rid = el.get("Id")
+        if rid is None or not rid.isdigit():
+            continue
+        rid_i = int(rid)
+        if rid_i in want_q and el.get("PostTypeId") == "1":
+            texts[want_q[rid_i]].update(
+                title=el.get("Title") or "", body=el.get("Body") or "", tags=el.get("Tags") or ""
+            )
+        elif rid_i in want_a and el.get("PostTypeId") == "2":
+            texts[want_a[rid_i]]["answer"] = el.get("Body") or ""
+    for t, (qid, aid, qscore, ascore, acc) in zip(texts, chosen):
+        scan.pairs.append(
+            SEPair(
+                site=scan.site,
+                question_id=qid,
+                answer_id=aid,
+                title=t.get("title", ""),
+                question_html=t.get("body", ""),
+                answer_html=t.get("answer", ""),
+                question_score=qscore,
+                answer_score=ascore,
+                accepted=acc,
+                tags=t.get("tags", ""),
+            )
+        )
+    return scan
+
+
+def _rank(
+    scan,
+    q_ids,
+    q_scores,
+    q_acc,
+    a_parent,
+    a_score,
+    a_ids,
+    pool,
+    min_answer_score,
+    min_question_score,
+    on_reject,
+) -> list[tuple[int, int, int, int, bool]]:
+    """Pick each question's top answer and rank questions, in numpy so memory stays small.
+
+    The top answer has the highest score, then is the accepted one, then the oldest. Rejections
+    go to ``on_reject(question_id, rule, reason, question_score, answer_score)`` as they are found.
+    """
+    import numpy as np
+
+    qi = np.frombuffer(q_ids, dtype=np.int64) if len(q_ids) else np.zeros(0, np.int64)
+    qs = np.frombuffer(q_scores, dtype=np.int64) if len(q_ids) else np.zeros(0, np.int64)
+    qa = np.frombuffer(q_acc, dtype=np.int64) if len(q_ids) else np.zeros(0, np.int64)
+    ap = np.frombuffer(a_parent, dtype=np.int64) if len(a_ids) else np.zeros(0, np.int64)
+    ascr = np.frombuffer(a_score, dtype=np.int64) if len(a_ids) else np.zeros(0, np.int64)
+    ai = np.frombuffer(a_ids, dtype=np.int64) if len(a_ids) else np.zeros(0, np.int64)
+    qorder = np.argsort(qi, kind="stable")
+    qi_sorted = qi[qorder]
+    # Which answers are their question's accepted one.
+    pos = np.clip(np.searchsorted(qi_sorted, ap), 0, max(len(qi_sorted) - 1, 0))
+    is_acc = np.zeros(len(ai), dtype=np.int64)
+    if len(qi_sorted):
+        found = qi_sorted[pos] == ap
+        is_acc = (found & (qa[qorder][pos] == ai)).astype(np.int64)
+    order = np.lexsort((-ai, is_acc, ascr, ap))
+    ap_o = ap[order]
+    last = np.ones(len(order), dtype=bool)
+    if len(order):
+        last[:-1] = ap_o[1:] != ap_o[:-1]
+    top_idx = order[last]  # one per parent: its top answer
+    top_parent = ap[top_idx]
+    # For each question: its top answer (if any).
+    has = np.zeros(len(qi), dtype=bool)
+    top_score = np.full(len(qi), np.iinfo(np.int64).min, dtype=np.int64)
+    top_id = np.full(len(qi), -1, dtype=np.int64)
+    top_acc = np.zeros(len(qi), dtype=bool)
+    if len(top_parent) and len(qi):
+        p2 = np.clip(np.searchsorted(qi_sorted, top_parent), 0, len(qi_sorted) - 1)
+        ok = qi_sorted[p2] == top_parent
+        rows = qorder[p2[ok]]
+        has[rows] = True
+        top_score[rows] = ascr[top_idx[ok]]
+        top_id[rows] = ai[top_idx[ok]]
+        top_acc[rows] = is_acc[top_idx[ok]].astype(bool)
+    bad_q = (qs < min_question_score) if min_question_score is not None else np.zeros(len(qi), bool)
+    bad_a = top_score < min_answer_score
+    for k in np.flatnonzero(~has | bad_q | bad_a):
+        qid, qscore = int(qi[k]), int(qs[k])
+        if not has[k]:
+            on_reject(qid, "no_answer", "the question has no answer", qscore, None)
+        elif bad_q[k]:
+            on_reject(
+                qid,
+                "question_score",
+                f"question score {qscore} < {min_question_score}",
+                qscore,
+                int(top_score[k]),
+            )
+        else:
+            on_reject(
+                qid,
+                "answer_score",
+                f"top answer score {int(top_score[k])} < {min_answer_score}",
+                qscore,
+                int(top_score[k]),
+            )
+    good = np.flatnonzero(has & ~bad_q & ~bad_a)
+    ranked = good[np.lexsort((qi[good], -qs[good]))]  # highest score first, then oldest
+    scan.eligible = len(ranked)
+    scan.beyond_pool = max(0, len(ranked) - pool)
+    return [
+        (int(qi[k]), int(top_id[k]), int(qs[k]), int(top_score[k]), bool(top_acc[k]))
+        for k in ranked[:pool]
+    ]
