@@ -65,6 +65,14 @@ class FakeServer:
             def log_message(self, *args) -> None:  # keep test output quiet
                 pass
 
+            def do_GET(self) -> None:  # /stats: the call count, for a server in another process
+                data = json.dumps({"calls": len(server.calls)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
@@ -123,3 +131,19 @@ class FakeServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def slow_marked(body: dict, n: int, delay: float = 0.2) -> Act:
+    act = prefer_marked(body, n)
+    act.delay = delay
+    return act
+
+
+if __name__ == "__main__":  # serve in its own process: prints the URL, runs until killed
+    import functools
+    import sys
+
+    delay = float(sys.argv[1]) if len(sys.argv) > 1 else 0.2
+    with FakeServer(functools.partial(slow_marked, delay=delay)) as srv:
+        print(srv.url, flush=True)
+        srv.thread.join()
