@@ -15,7 +15,6 @@ Submissions carry ``id, subreddit, title, selftext, score``; comments carry ``li
 from __future__ import annotations
 
 import heapq
-import io
 import json
 import os
 import re
@@ -42,38 +41,63 @@ def strip_tags(title: str) -> tuple[str, list[str]]:
     return title[m.end() :].strip(), [t.strip().upper() for t in tags]
 
 
+def _zst_chunks(f, path: Path) -> Iterator[bytes]:
+    """Decompressed chunks of a (multi-frame) zstandard file; a cut-off frame is an error."""
+    import zstandard
+
+    # Pushshift archives use a long window; the default limit would refuse them.
+    dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
+    dobj = dctx.decompressobj()
+    fed = False  # whether the current frame has received any bytes
+    offset = 0
+    while True:
+        raw = f.read(1 << 20)
+        if not raw:
+            break
+        offset += len(raw)
+        while raw:
+            fed = True
+            try:
+                out = dobj.decompress(raw)
+            except zstandard.ZstdError as e:
+                raise LimaError(
+                    f"{path}: byte offset ~{offset}: corrupt zstandard data ({e})"
+                ) from None
+            if out:
+                yield out
+            raw = dobj.unused_data if dobj.eof else b""
+            if dobj.eof:
+                dobj, fed = dctx.decompressobj(), False
+    if fed and not dobj.eof:
+        raise LimaError(
+            f"{path}: byte offset {offset}: the zstandard stream is cut off (truncated file)"
+        )
+
+
 def open_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line_number, text)`` of a plain or zstandard-compressed NDJSON file."""
     if not path.exists():
         raise LimaError(f"{path}: Reddit file not found")
-    raw = open(path, "rb")
-    try:
+    with open(path, "rb") as f:
         if path.suffix == ".zst":
-            import zstandard
-
-            # Pushshift archives use a long window; the default limit would refuse them.
-            dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
-            stream = dctx.stream_reader(raw, read_across_frames=True)
+            lines = _split_lines(_zst_chunks(f, path))
         else:
-            stream = raw
-        buffered = io.BufferedReader(stream, 1 << 20) if path.suffix == ".zst" else stream
-        lineno = 0
-        while True:
-            try:
-                line = buffered.readline()
-            except Exception as e:  # zstd damage surfaces as a generic ZstdError
-                raise LimaError(
-                    f"{path}: after line {lineno}: corrupt zstandard data ({e})"
-                ) from None
-            if not line:
-                return
-            lineno += 1
+            lines = iter(f)
+        for lineno, line in enumerate(lines, start=1):
             try:
                 yield lineno, line.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise LimaError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start})") from None
-    finally:
-        raw.close()
+
+
+def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield from (p + b"\n" for p in parts)
+    if rest:
+        yield rest
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
@@ -187,7 +211,7 @@ def scan_reddit(
                 skip(f"r/{sub or '?'} {'comments' if is_comment else 'submissions'}")
 
     ranked = []
-    for rid, (title, score, where) in prompts.items():
+    for rid, (_title, score, where) in prompts.items():
         story = best.get(rid)
         if story is None:
             scan.rejected.append(
@@ -217,7 +241,7 @@ def scan_reddit(
             rid = wanted.get((fi, lineno))
             if rid is not None:
                 bodies[rid] = str(obj.get("body") or "").strip()
-    for negscore, rid in ranked[:pool]:
+    for _, rid in ranked[:pool]:
         title, score, where = prompts[rid]
         sscore, _, _, cid = best[rid]
         scan.pairs.append(
