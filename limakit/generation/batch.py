@@ -1,0 +1,216 @@
+"""Answer a prompt file: K samples per prompt, streamed to a resumable JSONL of Examples.
+
+Each output line is an :class:`~limakit.example.Example`: the prompt's id, source and messages with
+the answer appended as the last assistant message, and in ``meta`` the prompt's own meta plus
+``sample``, ``model``, ``stop`` ("eot" or "length"), ``new_tokens`` and ``decoding``.
+
+>>> answers = generate_answers("smollm2-135m", prompts, samples=5, out="answers.jsonl")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from limakit.errors import LimaError
+from limakit.example import Example, Message
+from limakit.files import append_jsonl, atomic_write
+from limakit.generation.config import DecodeConfig
+
+
+def load_model(model, dtype: str = "bfloat16", model_name: str | None = None):
+    """``(model, tokenizer, name)`` from an alias/path or an already loaded ``(model, tokenizer)``."""
+    if isinstance(model, (str, os.PathLike)):
+        from limakit.models import load
+
+        name = model_name or str(model)
+        m, tok = load(str(model), dtype)
+        return m, tok, name
+    m, tok = model
+    name = model_name or getattr(m.config, "_name_or_path", "") or type(m).__name__
+    return m, tok, name
+
+
+def context_length(model) -> int:
+    """The longest prompt + answer the model's position embeddings allow."""
+    cfg = (
+        model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    )
+    return int(getattr(cfg, "max_position_embeddings", 0) or 2048)
+
+
+def read_done(out: Path) -> dict[tuple[str, int], Example]:
+    """Answers already in ``out``, keyed by (id, sample). A cut-off last line (killed run) is dropped
+    and the file rewritten without it; a bad line elsewhere is an error naming the line."""
+    if not out.exists():
+        return {}
+    raw = out.read_bytes()
+    lines = raw.split(b"\n")
+    done: dict[tuple[str, int], Example] = {}
+    cut = False
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        is_last = all(not rest.strip() for rest in lines[lineno:])
+        try:
+            ex = Example.from_dict(json.loads(line.decode("utf-8")), require_answer=True)
+        except (ValueError, UnicodeDecodeError) as e:
+            if is_last and not raw.endswith(b"\n"):
+                cut = True  # the writer died mid-line: this answer is generated again
+                break
+            raise LimaError(f"{out}:{lineno}: not a generated answer ({e})") from None
+        done[(ex.id, int(ex.meta.get("sample", 0)))] = ex
+    if cut or (raw and not raw.endswith(b"\n")):
+        with atomic_write(out) as f:
+            for ex in done.values():
+                f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+    return done
+
+
+def generate_answers(
+    model,
+    prompts: list[Example],
+    *,
+    samples: int = 1,
+    seed: int = 0,
+    config: DecodeConfig | None = None,
+    out: str | Path | None = None,
+    batch_size: int = 16,
+    model_name: str | None = None,
+    dtype: str = "bfloat16",
+    progress: bool = True,
+    backend: str = "hf",
+) -> list[Example]:
+    """Sample ``samples`` answers per prompt with LIMA decoding; write/resume ``out`` if given.
+
+    ``model`` is an alias, a checkpoint folder, or a loaded ``(model, tokenizer)`` pair. Returns
+    the answers in prompt order then sample order (those found in ``out`` included). The same
+    ``seed`` gives the same answers: each (prompt id, sample) has its own random stream.
+
+    >>> ans = generate_answers((model, tok), [Example([Message("user", "Hi")])])  # doctest: +SKIP
+    >>> ans[0].messages[-1].role, ans[0].meta["stop"]  # doctest: +SKIP
+    ('assistant', 'eot')
+    """
+    config = config or DecodeConfig()
+    if samples < 1:
+        raise LimaError(f"samples must be at least 1 (got {samples})")
+    _check_prompts(prompts)
+    out_path = Path(out) if out is not None else None
+    done = read_done(out_path) if out_path else {}
+    todo = [(p, k) for p in prompts for k in range(samples) if (p.id, k) not in done]
+    if backend == "vllm":
+        from limakit.generation.vllm_backend import generate_vllm
+
+        new = generate_vllm(model, todo, seed=seed, config=config, model_name=model_name)
+        if out_path:
+            with open(out_path, "a", encoding="utf-8") as f:
+                for ex in new:
+                    append_jsonl(f, ex.to_dict())
+        done.update({(ex.id, ex.meta["sample"]): ex for ex in new})
+        return [done[(p.id, k)] for p in prompts for k in range(samples)]
+    if backend != "hf":
+        raise LimaError(f"unknown backend {backend!r} (choose hf or vllm)")
+    if todo:
+        m, tok, name = load_model(model, dtype, model_name)
+        done.update(_run(m, tok, name, todo, seed, config, out_path, batch_size, progress))
+    return [done[(p.id, k)] for p in prompts for k in range(samples)]
+
+
+def _check_prompts(prompts: list[Example]) -> None:
+    seen: dict[str, int] = {}
+    for i, p in enumerate(prompts, start=1):
+        if not p.messages or p.messages[-1].role != "user":
+            raise LimaError(f"prompt {i} (id {p.id!r}): the last message must be the user's")
+        if p.id in seen:
+            raise LimaError(
+                f"prompt {i}: duplicate id {p.id!r} (also prompt {seen[p.id]}); ids must be unique"
+            )
+        seen[p.id] = i
+
+
+def _run(model, tok, name, todo, seed, config, out_path, batch_size, progress):
+    import torch
+
+    from limakit.generation.engine import Engine, Request
+    from limakit.generation.sampler import generator_for
+    from limakit.template import render_prompt
+
+    limit = context_length(model)
+    decoding = {**config.model_dump(), "seed": seed, "dtype": str(model.dtype).split(".")[-1]}
+    reqs = []
+    for p, k in todo:
+        ids = render_prompt(p.messages, tok)
+        room = limit - len(ids)
+        if room < 1:
+            raise LimaError(
+                f"prompt {p.id!r}: {len(ids)} tokens leave no room to answer "
+                f"(the model's context is {limit} tokens)"
+            )
+        reqs.append(
+            Request(
+                prompt_ids=ids,
+                max_new_tokens=min(config.max_new_tokens, room),
+                temperature=config.temperature,
+                top_p=config.top_p,
+                repetition_penalty=config.repetition_penalty,
+                generator=generator_for(seed, p.id, k),
+                tag=(p, k),
+            )
+        )
+    # Longest prompts first: they cost most, and ordering makes the run reproducible.
+    reqs.sort(key=lambda r: -len(r.prompt_ids))
+    results: dict[tuple[str, int], Example] = {}
+    f = open(out_path, "a", encoding="utf-8") if out_path else None
+
+    def finish(req: Request) -> None:
+        p, k = req.tag
+        text = tok.decode(req.output_ids, skip_special_tokens=True).strip()
+        meta = {
+            **p.meta,
+            "sample": k,
+            "model": name,
+            "stop": req.finish_reason,
+            "new_tokens": len(req.output_ids),
+            "decoding": decoding,
+        }
+        ex = Example(
+            messages=[*p.messages, Message("assistant", text)], source=p.source, id=p.id, meta=meta
+        )
+        results[(p.id, k)] = ex
+        if f:
+            append_jsonl(f, ex.to_dict())  # flushed: a killed run keeps every finished answer
+
+    for r in reqs:
+        r.on_finish = finish
+    engine = Engine(model, tok, max_batch=batch_size)
+    try:
+        with torch.inference_mode():
+            _drive(engine, reqs, progress)
+    finally:
+        if f:
+            f.close()
+    return results
+
+
+def _drive(engine, reqs, progress: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    for r in reqs:
+        engine.add(r)
+    start = time.perf_counter()
+    columns = [
+        TextColumn("answers"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("generate", total=len(reqs), rate="")
+        while engine.busy:
+            engine.step()
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            finished = sum(r.done for r in reqs)
+            bar.update(task, completed=finished, rate=f"{engine.generated / elapsed:.1f} tok/s")

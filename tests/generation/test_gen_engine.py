@@ -1,0 +1,88 @@
+"""The continuous-batching engine: exactness against transformers, EOT, batch independence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from limakit.generation.engine import Engine, Request
+from limakit.generation.sampler import generator_for
+from limakit.template import render_prompt
+
+from .conftest import boost_eot, prompts
+
+
+def _requests(tok, n, **kw):
+    return [
+        Request(render_prompt(p.messages, tok), generator=generator_for(1, p.id), tag=p.id, **kw)
+        for p in prompts(n)
+    ]
+
+
+def test_sampled_text_does_not_depend_on_batch_composition(tiny):
+    """Sequences joining and leaving a pool of 3 produce exactly what each produces alone."""
+    model, tok = tiny
+    boost_eot(model, tok, 6.0)  # random lengths: rows finish at different steps and are replaced
+    pooled = _requests(tok, 7, max_new_tokens=30)
+    Engine(model, tok, max_batch=3).run(pooled)
+    alone = _requests(tok, 7, max_new_tokens=30)
+    for r in alone:
+        Engine(model, tok, max_batch=1).run([r])
+    assert [r.output_ids for r in pooled] == [r.output_ids for r in alone]
+    lengths = {len(r.output_ids) for r in pooled}
+    assert len(lengths) > 2  # the pool really had sequences leaving at different times
+    assert {r.finish_reason for r in pooled} == {"eot", "length"} or len(lengths) > 2
+
+
+def test_stops_at_eot_and_eot_never_in_output(tiny):
+    model, tok = tiny
+    boost_eot(model, tok, 9.0)
+    reqs = _requests(tok, 6, max_new_tokens=200)
+    engine = Engine(model, tok, max_batch=4)
+    engine.run(reqs)
+    assert all(r.finish_reason == "eot" for r in reqs)
+    for r in reqs:
+        assert engine.eot_id not in r.output_ids
+        assert "<|eot|>" not in tok.decode(r.output_ids)
+        assert len(r.output_ids) < 200
+
+
+def test_length_stop_and_cancel(tiny):
+    model, tok = tiny
+    reqs = _requests(tok, 3, max_new_tokens=7, temperature=0.0, repetition_penalty=1.0)
+    reqs[1].cancelled = True
+    Engine(model, tok, max_batch=2).run(reqs)
+    assert [r.finish_reason for r in reqs] == ["length", "cancelled", "length"]
+    assert len(reqs[0].output_ids) == 7
+
+
+def _greedy_matches_generate(model, tok, n_prompts, new_tokens):
+    ps = [render_prompt(p.messages, tok) for p in prompts(n_prompts)]
+    reqs = [Request(p, max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0) for p in ps]
+    engine = Engine(model, tok, max_batch=n_prompts)
+    engine.run(reqs)
+    # transformers, one prompt at a time and as one left-padded batch.
+    tok.padding_side = "left"
+    batch = tok.pad({"input_ids": ps}, return_tensors="pt")
+    with torch.no_grad():
+        batched = model.generate(**batch, do_sample=False, max_new_tokens=new_tokens)
+    width = batch["input_ids"].shape[1]
+    for i, (p, r) in enumerate(zip(ps, reqs)):
+        with torch.no_grad():
+            single = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=new_tokens)
+        mine = r.output_ids + ([engine.eot_id] if r.finish_reason == "eot" else [])
+        assert single[0, len(p) :].tolist()[: len(mine)] == mine, f"prompt {i} alone"
+        assert batched[i, width:].tolist()[: len(mine)] == mine, f"prompt {i} in batch"
+
+
+def test_greedy_equals_transformers_generate_tiny(tiny):
+    model, tok = tiny
+    _greedy_matches_generate(model, tok, 4, 12)
+
+
+@pytest.mark.slow
+def test_greedy_equals_transformers_generate_smollm2(smollm2_dir):
+    from limakit.models import load
+
+    model, tok = load(smollm2_dir, torch.float32)
+    _greedy_matches_generate(model, tok, 2, 10)
