@@ -98,7 +98,7 @@ def collate(
 
     Returns ``input_ids``, ``targets``, ``position_ids`` (B, T) and ``attention_mask``: a boolean
     (B, 1, T, T) block-diagonal causal mask (True = may attend), or None when every row holds one
-    unpadded example (plain causal attention is then exact and faster). Padding forms its own
+    example (plain causal attention is then exact and faster: padding only ever follows). Padding forms its own
     segment that only sees itself, so no softmax row is empty. With ``with_mask=False`` the mask is
     left to the attention kernel, which reads the example boundaries from the position ids
     (flash-attention varlen).
@@ -121,7 +121,9 @@ def collate(
             t += n
         n_real += t
         pos[b, t:] = torch.arange(T - t)  # padding counts as one more sequence
-    simple = all(len(row) == 1 for row in rows) and n_real == B * T
+    # One example per row: right padding is harmless under plain causal attention (real tokens
+    # never look ahead at it, and padding has no target), so the fast is_causal kernel is exact.
+    simple = all(len(row) == 1 for row in rows)
     mask = None
     if with_mask and not simple:
         causal = torch.ones(T, T, dtype=torch.bool).tril_()

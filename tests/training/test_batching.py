@@ -41,7 +41,7 @@ def test_packing_keeps_every_example_once_within_capacity():
 
 
 def test_collate_mask_is_block_diagonal_causal_with_restarting_positions():
-    b = collate([[enc(0, 3), enc(1, 2)], [enc(2, 4)]], pad_id=0)
+    b = collate([[enc(0, 3), enc(1, 2)], [enc(2, 4)]], pad_id=0)  # packed + padded
     assert b["position_ids"][0].tolist() == [0, 1, 2, 0, 1]
     assert b["n_real"] == 9 and b["n_tokens"] == 10
     m = b["attention_mask"][0, 0]
@@ -56,5 +56,5 @@ def test_collate_mask_is_block_diagonal_causal_with_restarting_positions():
 
 
 def test_collate_skips_the_mask_when_plain_causal_is_exact():
-    b = collate([[enc(0, 4)], [enc(1, 4)]], pad_id=0)
-    assert b["attention_mask"] is None
+    b = collate([[enc(0, 4)], [enc(1, 2)]], pad_id=0)
+    assert b["attention_mask"] is None  # one example per row; padding only follows it
