@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,54 +35,91 @@ def _norm(text: str) -> str:
     return " ".join(words(text))
 
 
+class Deduper:
+    """Remembers accepted examples; ``check(ex)`` says whether ``ex`` duplicates one of them.
+
+    Exact: same normalised prompt. Near: MinHash LSH over word shingles of prompt + answer.
+    """
+
+    def __init__(
+        self,
+        *,
+        exact: bool = True,
+        near: bool = True,
+        threshold: float = 0.8,
+        num_perm: int = 128,
+        shingle: int = 5,
+    ) -> None:
+        self.exact, self.threshold, self.num_perm, self.shingle = (
+            exact,
+            threshold,
+            num_perm,
+            shingle,
+        )
+        self.seen: dict[str, str] = {}
+        self.keys: set[str] = set()
+        self.lsh = None
+        if near:
+            from datasketch import MinHash, MinHashLSH
+
+            self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            # Drawing the permutations is a large share of a MinHash's cost: do it once.
+            template = MinHash(num_perm=num_perm, seed=1)
+            self.perms, self.scheme = template.permutations, template.scheme
+
+    def _minhash(self, ex: Example):
+        from datasketch import MinHash
+
+        toks = words(ex.prompt + " " + (ex.answer or ""))
+        n = self.shingle
+        grams = {" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))}
+        # crc32: deterministic across processes (unlike hash()) and cheaper than sha1.
+        mh = MinHash(
+            num_perm=self.num_perm,
+            seed=1,
+            hashfunc=zlib.crc32,
+            permutations=self.perms,
+            scheme=self.scheme,
+        )
+        mh.update_batch([g.encode() for g in grams])
+        return mh
+
+    def check(self, ex: Example) -> tuple[str, str] | None:
+        """``(rule, reason)`` if ``ex`` duplicates an accepted example; else accept it."""
+        key = hashlib.sha1(_norm(ex.prompt).encode()).hexdigest() if self.exact else ""
+        if self.exact and key in self.seen:
+            return "duplicate", f"same prompt as {self.seen[key]}"
+        mh = None
+        if self.lsh is not None:
+            mh = self._minhash(ex)
+            hits = self.lsh.query(mh)
+            if hits:
+                return (
+                    "near_duplicate",
+                    f"near-duplicate (Jaccard >= {self.threshold}) of {sorted(hits)[0]}",
+                )
+        if self.exact:
+            self.seen[key] = ex.id
+        if mh is not None:
+            name = ex.id if ex.id not in self.keys else f"{ex.id}#{len(self.keys)}"
+            self.keys.add(name)
+            self.lsh.insert(name, mh)
+        return None
+
+
 def deduplicate(
-    examples: Iterable[Example],
-    *,
-    exact: bool = True,
-    near: bool = True,
-    threshold: float = 0.8,
-    num_perm: int = 128,
-    shingle: int = 5,
+    examples: Iterable[Example], deduper: Deduper | None = None, **options
 ) -> tuple[list[Example], list[tuple[Example, str, str]]]:
-    """Drop exact duplicates (same normalised prompt) and near duplicates (MinHash LSH)."""
+    """Keep the first of each duplicate group; report the others with rule and reason."""
+    deduper = deduper or Deduper(**options)
     kept: list[Example] = []
     removed: list[tuple[Example, str, str]] = []
-    seen: dict[str, str] = {}
-    inserted: set[str] = set()
-    lsh = None
-    if near:
-        from datasketch import MinHash, MinHashLSH
-
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     for ex in examples:
-        if exact:
-            key = hashlib.sha1(_norm(ex.prompt).encode()).hexdigest()
-            if key in seen:
-                removed.append((ex, "duplicate", f"same prompt as {seen[key]}"))
-                continue
-        if lsh is not None:
-            toks = words(ex.prompt + " " + (ex.answer or ""))
-            grams = {
-                " ".join(toks[i : i + shingle]) for i in range(max(1, len(toks) - shingle + 1))
-            }
-            mh = MinHash(num_perm=num_perm, seed=1)
-            mh.update_batch([g.encode() for g in grams])
-            hits = lsh.query(mh)
-            if hits:
-                removed.append(
-                    (
-                        ex,
-                        "near_duplicate",
-                        f"near-duplicate (Jaccard >= {threshold}) of {sorted(hits)[0]}",
-                    )
-                )
-                continue
-            key_id = ex.id if ex.id not in inserted else f"{ex.id}#{len(inserted)}"
-            inserted.add(key_id)
-            lsh.insert(key_id, mh)
-        if exact:
-            seen[key] = ex.id
-        kept.append(ex)
+        hit = deduper.check(ex)
+        if hit:
+            removed.append((ex, *hit))
+        else:
+            kept.append(ex)
     return kept, removed
 
 

@@ -133,36 +133,40 @@ def gather_stackexchange(
                     f"{site}: {scan.beyond_pool} eligible questions ranked below the top "
                     f"{cfg.se.pool_per_site} were not examined (se.pool_per_site)"
                 )
-            kept = []
+            # Pairs stay raw: cleaning and the text rules run lazily, when the sampler reaches
+            # them (see pipeline), so a site's 1,000th question costs nothing unless needed.
             for pair in scan.pairs:
-                rng = random.Random(f"{cfg.seed}:{site}:{pair.question_id}")
-                use_title = cfg.se.prompt_from == "title" or (
-                    cfg.se.prompt_from == "random" and rng.random() < cfg.se.title_probability
-                )
-                body = html_to_markdown(pair.question_html)
-                prompt = pair.title.strip() if use_title and pair.title.strip() else body
-                ex = Example(
-                    [
-                        Message("user", prompt),
-                        Message("assistant", html_to_markdown(pair.answer_html)),
-                    ],
-                    source="stackexchange",
-                    id=f"se-{site}-{pair.question_id}",
-                    meta={
-                        "site": site,
-                        "group": group,
-                        "question_id": pair.question_id,
-                        "answer_id": pair.answer_id,
-                        "question_score": pair.question_score,
-                        "answer_score": pair.answer_score,
-                        "accepted": pair.accepted,
-                        "prompt_from": "title" if prompt == pair.title.strip() else "body",
-                    },
-                )
-                if apply_rules(ex, names, cfg, funnel):
-                    kept.append(ex)
-            pools.setdefault(bucket, {})[site] = kept  # already best first
-            sizes[site] = scan.questions if cfg.se.size_by == "questions" else len(kept)
+                pair.group = group
+            pools.setdefault(bucket, {})[site] = scan.pairs  # best first
+            sizes[site] = scan.questions if cfg.se.size_by == "questions" else len(scan.pairs)
+
+
+def se_example(pair, cfg: CurateConfig) -> Example:
+    """A cleaned Stack Exchange example; the prompt is the title or the body (seeded per question)."""
+    rng = random.Random(f"{cfg.seed}:{pair.site}:{pair.question_id}")
+    use_title = cfg.se.prompt_from == "title" or (
+        cfg.se.prompt_from == "random" and rng.random() < cfg.se.title_probability
+    )
+    # Clean the body only when it is the prompt: cleaning is the costly step.
+    if use_title and pair.title.strip():
+        prompt, prompt_from = pair.title.strip(), "title"
+    else:
+        prompt, prompt_from = html_to_markdown(pair.question_html), "body"
+    return Example(
+        [Message("user", prompt), Message("assistant", html_to_markdown(pair.answer_html))],
+        source="stackexchange",
+        id=f"se-{pair.site}-{pair.question_id}",
+        meta={
+            "site": pair.site,
+            "group": pair.group,
+            "question_id": pair.question_id,
+            "answer_id": pair.answer_id,
+            "question_score": pair.question_score,
+            "answer_score": pair.answer_score,
+            "accepted": pair.accepted,
+            "prompt_from": prompt_from,
+        },
+    )
 
 
 def gather_wikihow(cfg: CurateConfig, pools: Pools, funnel: Funnel) -> None:

@@ -17,17 +17,20 @@ from collections import defaultdict
 from pathlib import Path
 
 from limakit.curation.config import CurateConfig
-from limakit.curation.dedup import Decontaminator, deduplicate
+from limakit.curation.dedup import Decontaminator, Deduper
+from limakit.curation.draw import CategoryDrawer, ListDrawer, TemperatureDrawer
 from limakit.curation.gather import (
     Funnel,
+    apply_rules,
     gather_manual,
     gather_pool,
     gather_reddit,
     gather_sni,
     gather_stackexchange,
     gather_wikihow,
+    se_example,
 )
-from limakit.curation.sampling import allocate, category_sample, temperature_sample
+from limakit.curation.sampling import allocate
 from limakit.errors import LimaError
 from limakit.example import Example, write_examples
 from limakit.files import atomic_write
@@ -94,7 +97,6 @@ def curate(config: CurateConfig) -> dict:
         )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(cfg.seed)
     progress = _progress_factory(cfg.progress)
     pools: dict[str, dict[str, list[Example]]] = {}
     sizes: dict[str, float] = {}
@@ -116,54 +118,99 @@ def curate(config: CurateConfig) -> dict:
         if cfg.sharegpt or cfg.pool:
             gather_pool(cfg, pools, funnel, stats)
 
-        # Dedup and decontamination across all sources, in priority order.
+        # Dedup and decontamination across the eagerly read sources, in priority order; Stack
+        # Exchange pairs go through the same checks lazily, when the sampler reaches them.
         order = _bucket_order(pools)
-        flat = [(b, g, ex) for b in order for g in sorted(pools[b]) for ex in pools[b][g]]
-        where = {id(ex): (b, g) for b, g, ex in flat}
-        candidates = [ex for _, _, ex in flat]
+        se_buckets = [b for b in order if b.startswith("stackexchange")]
+        flat = [
+            (b, g, ex)
+            for b in order
+            if b not in se_buckets
+            for g in sorted(pools[b])
+            for ex in pools[b][g]
+        ]
         near = cfg.dedup.near and not (set(pools) == {"pool"} and cfg.select != "lima-rules")
-        kept, removed = deduplicate(
-            candidates,
+        deduper = Deduper(
             exact=cfg.dedup.exact,
             near=near,
             threshold=cfg.dedup.threshold,
             num_perm=cfg.dedup.num_perm,
             shingle=cfg.dedup.shingle,
         )
-        if cfg.decontaminate.against:
-            decon = Decontaminator(cfg.decontaminate.against, n=cfg.decontaminate.n)
-            kept, removed2 = decon.split(kept, cfg.decontaminate.fields)
-            removed += removed2
-        for ex, rule, reason in removed:
-            funnel.reject(ex.source, ex.id, rule, reason, ex)
+        decon = (
+            Decontaminator(cfg.decontaminate.against, n=cfg.decontaminate.n)
+            if cfg.decontaminate.against
+            else None
+        )
         survivors: dict[str, dict[str, list[Example]]] = defaultdict(lambda: defaultdict(list))
-        for ex in kept:
-            b, g = where[id(ex)]
-            survivors[b][g].append(ex)
+        for b, g, ex in flat:
+            hit = deduper.check(ex) or _decon_hit(decon, ex, cfg)
+            if hit:
+                funnel.reject(ex.source, ex.id, hit[0], hit[1], ex)
+            else:
+                survivors[b][g].append(ex)
 
         dev: list[Example] = []
         if cfg.splits and "manual" in survivors:
             manual = survivors["manual"]["manual"]
-            dev_ids = set(
-                id(e)
-                for e in random.Random(f"{cfg.seed}:dev").sample(manual, min(cfg.dev, len(manual)))
-            )
+            picked = random.Random(f"{cfg.seed}:dev").sample(manual, min(cfg.dev, len(manual)))
+            dev_ids = {id(e) for e in picked}
             dev = [e for e in manual if id(e) in dev_ids]
             survivors["manual"]["manual"] = [e for e in manual if id(e) not in dev_ids]
 
-        available = {b: sum(len(v) for v in survivors[b].values()) for b in order}
-        quotas = {b: cfg.quotas.get(b, 0) for b in order}
+        def make_se(pair) -> Example | None:
+            ex = se_example(pair, cfg)
+            if not apply_rules(ex, cfg.rules_by_source.get("stackexchange", []), cfg, funnel):
+                return None
+            hit = deduper.check(ex) or _decon_hit(decon, ex, cfg)
+            if hit:
+                funnel.reject(ex.source, ex.id, hit[0], hit[1], ex)
+                return None
+            return ex
+
+        drawers = {}
+        for b in order:
+            sub = random.Random(f"{cfg.seed}:{b}")  # per bucket: adding a source changes no other
+            if b in se_buckets:
+                drawers[b] = TemperatureDrawer(pools[b], sizes, cfg.tau, sub, make_se)
+            else:
+                drawers[b] = _drawer(b, survivors[b], cfg, sub)
         for b in order:
             if b not in cfg.quotas:
                 funnel.notes.append(f"bucket {b} has no quota in `quotas`; none of it was sampled")
-        share = allocate(cfg.n, quotas, available)
-        chosen: list[Example] = []
-        for b in order:
-            chosen += _sample_bucket(b, survivors[b], share.get(b, 0), cfg, sizes, rng)
+        quotas = {b: cfg.quotas.get(b, 0) for b in order}
+        picked_by: dict[str, list[Example]] = {b: [] for b in order}
+        # Round 1 follows the quotas; later rounds hand a bucket's shortfall to the others.
+        for _ in range(10):
+            need = cfg.n - sum(len(v) for v in picked_by.values())
+            available = {b: drawers[b].remaining for b in order}
+            share = allocate(need, quotas, available)
+            got = 0
+            for b in order:
+                new = drawers[b].draw(share.get(b, 0))
+                picked_by[b] += new
+                got += len(new)
+            if got == 0 or got == need:
+                break
+        chosen = [ex for b in order for ex in picked_by[b]]
+        available = {
+            b: len(picked_by[b]) + drawers[b].remaining
+            if b not in se_buckets
+            else len(picked_by[b])
+            for b in order
+        }
+        for b in se_buckets:
+            left = drawers[b].remaining
+            if left:
+                funnel.notes.append(
+                    f"{b}: {left} ranked pairs were not examined (the sample was full before "
+                    "the sampler reached them); rules ran on the examined ones only"
+                )
         if len(chosen) < cfg.n:
             funnel.notes.append(
                 f"asked for n={cfg.n} but only {len(chosen)} examples passed the rules"
             )
+        where = {id(ex): b for b in order for ex in picked_by[b]}
         write_examples(out / "examples.jsonl", chosen)
         if cfg.splits:
             write_examples(out / "dev.jsonl", dev)
@@ -173,9 +220,7 @@ def curate(config: CurateConfig) -> dict:
             "out": str(out),
             "examples": len(chosen),
             "by_source": _count(chosen, lambda e: e.source),
-            "by_bucket": {
-                b: sum(1 for e in chosen if where.get(id(e), ("",))[0] == b) for b in order
-            },
+            "by_bucket": {b: sum(1 for e in chosen if where.get(id(e)) == b) for b in order},
             "read": dict(funnel.read),
             "eligible": available,
             "rejected": sum(funnel.counts.values()),
@@ -200,27 +245,24 @@ def _count(items, key) -> dict[str, int]:
     return dict(out)
 
 
-def _sample_bucket(
-    bucket: str,
-    groups: dict[str, list[Example]],
-    k: int,
-    cfg: CurateConfig,
-    sizes: dict[str, float],
-    rng: random.Random,
-) -> list[Example]:
-    """Each bucket's paper-faithful sampler; all draw from the one seeded generator in order."""
-    if k <= 0:
-        return []
-    sub = random.Random(f"{cfg.seed}:{bucket}")  # per bucket: adding a source changes no other
-    if bucket.startswith("stackexchange"):
-        return temperature_sample(
-            groups, {g: sizes.get(g, len(v)) for g, v in groups.items()}, k, tau=cfg.tau, rng=sub
-        )
+def _decon_hit(decon, ex: Example, cfg: CurateConfig) -> tuple[str, str] | None:
+    if decon is None:
+        return None
+    text = (
+        ex.prompt if cfg.decontaminate.fields == "prompt" else ex.prompt + "\n" + (ex.answer or "")
+    )
+    reason = decon.hit(text)
+    return ("decontamination", reason) if reason else None
+
+
+def _drawer(bucket: str, groups: dict[str, list[Example]], cfg: CurateConfig, rng: random.Random):
+    """Each non-Stack-Exchange bucket's paper order."""
     if bucket == "wikihow":
-        return category_sample(groups, k, rng=sub)
+        return CategoryDrawer(groups, rng)
     items = [ex for g in sorted(groups) for ex in groups[g]]
     if bucket == "writingprompts":
-        return items[:k]  # already ranked by prompt score
+        return ListDrawer(items)  # already ranked by prompt score (top-voted first)
     if bucket == "pool" and cfg.select == "longest":
-        return sorted(items, key=lambda e: (-len(e.answer or ""), e.id))[:k]
-    return sub.sample(items, min(k, len(items)))
+        return ListDrawer(sorted(items, key=lambda e: (-len(e.answer or ""), e.id)))
+    rng.shuffle(items)
+    return ListDrawer(items)

@@ -96,15 +96,27 @@ def _word_pattern(words: tuple[str, ...]) -> re.Pattern:
     return re.compile(r"(?<![\w'\u2019])(" + "|".join(parts) + r")(?![\w'\u2019])")
 
 
-@lru_cache(maxsize=64)
-def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern:
-    alts = []
-    for p in phrases:
-        esc = re.escape(p.lower())
-        left = r"(?<!\w)" if p[:1].isalnum() else ""
-        right = r"(?!\w)" if p[-1:].isalnum() else ""
-        alts.append(left + esc + right)
-    return re.compile("|".join(alts), re.I)
+def _find_phrase(text: str, phrases: tuple[str, ...]) -> str | None:
+    """The first phrase found as whole words (case-insensitive), by plain substring search.
+
+    One big case-insensitive alternation regex took milliseconds per answer; ``str.find`` on the
+    lowered text plus a boundary check is a hundred times faster.
+    """
+    lowered = text.lower()
+    best: tuple[int, str] | None = None
+    for phrase in phrases:
+        p = phrase.lower()
+        start = lowered.find(p)
+        while start >= 0:
+            end = start + len(p)
+            left_ok = not p[:1].isalnum() or start == 0 or not lowered[start - 1].isalnum()
+            right_ok = not p[-1:].isalnum() or end == len(lowered) or not lowered[end].isalnum()
+            if left_ok and right_ok:
+                if best is None or start < best[0]:
+                    best = (start, text[start:end])
+                break
+            start = lowered.find(p, start + 1)
+    return best[1] if best else None
 
 
 def empty(ex: Example, cfg: RulesConfig) -> str | None:
@@ -172,12 +184,12 @@ def first_person(ex: Example, cfg: RulesConfig) -> str | None:
 
 def meta_reference(ex: Example, cfg: RulesConfig) -> str | None:
     """Reject answers that refer to other answers or to the site ("as mentioned", "edit:"...)."""
-    pattern = _phrase_pattern(tuple(cfg.meta_phrases))
+    phrases = tuple(cfg.meta_phrases)
     for m in ex.messages:
         if m.role == "assistant":
-            hit = pattern.search(_prose(m.content, cfg))
+            hit = _find_phrase(_prose(m.content, cfg), phrases)
             if hit:
-                return f"refers to other answers or the site: {hit.group(0)!r}"
+                return f"refers to other answers or the site: {hit!r}"
     return None
 
 

@@ -39,35 +39,16 @@ def temperature_sample(
     rng: random.Random,
 ) -> list[T]:
     """Draw ``k`` items: group by temperature, then the group's next item (lists are best-first)."""
-    cursor = {g: 0 for g in groups}
-    names = sorted(groups)  # fixed order so a seed gives the same draws whatever dict order
-    picked: list[T] = []
-    while len(picked) < k:
-        live = [g for g in names if cursor[g] < len(groups[g])]
-        if not live:
-            break
-        weights = [max(float(sizes.get(g, len(groups[g]))), 0.0) ** (1.0 / tau) for g in live]
-        if sum(weights) <= 0:
-            weights = [1.0] * len(live)
-        g = rng.choices(live, weights=weights)[0]
-        picked.append(groups[g][cursor[g]])
-        cursor[g] += 1
-    return picked
+    from limakit.curation.draw import TemperatureDrawer
+
+    return TemperatureDrawer(groups, sizes, tau, rng).draw(k)
 
 
 def category_sample(groups: dict[str, Sequence[T]], k: int, *, rng: random.Random) -> list[T]:
     """Draw ``k`` items: a category uniformly among those with items left, then a random item."""
-    pools = {g: list(items) for g, items in groups.items()}
-    names = sorted(pools)
-    picked: list[T] = []
-    while len(picked) < k:
-        live = [g for g in names if pools[g]]
-        if not live:
-            break
-        g = rng.choice(live)
-        items = pools[g]
-        picked.append(items.pop(rng.randrange(len(items))))
-    return picked
+    from limakit.curation.draw import CategoryDrawer
+
+    return CategoryDrawer(groups, rng).draw(k)
 
 
 def allocate(total: int, quotas: dict[str, int], available: dict[str, int]) -> dict[str, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ class SEPair:
     answer_score: int
     accepted: bool
     tags: str = ""
+    group: str = ""  # the site's group (e.g. stem/other), set by the caller
 
 
 @dataclass
@@ -127,8 +129,11 @@ def _rows(path: Path, progress=None) -> Iterator[etree._Element]:
     """Stream ``<row>`` elements, freeing each one (and its parsed siblings) after use."""
     try:
         with open(path, "rb") as f:
+            # lxml reads a named file faster than a Python file object; the object is only
+            # needed to report progress.
+            source = f if progress is not None else str(path)
             last = 0
-            for _, el in etree.iterparse(f, events=("end",), tag="row", huge_tree=True):
+            for _, el in etree.iterparse(source, events=("end",), tag="row", huge_tree=True):
                 yield el
                 el.clear(keep_tail=False)
                 parent = el.getparent()
@@ -144,6 +149,57 @@ def _rows(path: Path, progress=None) -> Iterator[etree._Element]:
         raise LimaError(f"{path}:{line}:{col}: malformed XML ({e.msg})") from None
     except OSError as e:
         raise LimaError(f"{path}: cannot read ({e})") from None
+
+
+# The official dumps write one row per line with attributes in a fixed order (Id, PostTypeId,
+# AcceptedAnswerId or ParentId, ..., Score before Body). Pass 1 needs only those numbers, so it
+# reads them with one regex per chunk, about 5x faster than building elements. Any row the regex
+# does not account for (other layouts, missing attributes) sends pass 1 back to the XML parser,
+# which also gives the precise error; pass 2 always parses fully, so damage is never missed.
+_ROW = re.compile(
+    rb'<row\s+Id="(\d+)"\s+PostTypeId="(\d+)"(?:\s+AcceptedAnswerId="(\d+)")?'
+    rb'(?:\s+ParentId="(\d+)")?[^>]*?\sScore="(-?\d+)"'
+)
+_CHUNK = 8 << 20
+
+
+class _Layout(Exception):
+    """The file does not follow the dump's row layout; use the XML parser."""
+
+
+def _fast_ids(path: Path, progress, q_ids, q_scores, q_acc, a_parent, a_score, a_ids) -> None:
+    with open(path, "rb") as f:
+        rest = b""
+        while True:
+            data = f.read(_CHUNK)
+            buf = rest + data
+            if data:
+                cut = buf.rfind(b"<row")
+                if cut <= 0:  # no row start to cut at yet: keep reading
+                    rest = buf
+                    continue
+                buf, rest = buf[:cut], buf[cut:]
+            else:
+                rest = b""
+            found = 0
+            for rid, kind, acc, parent, score in _ROW.findall(buf):
+                found += 1
+                if kind == b"1":
+                    q_ids.append(int(rid))
+                    q_scores.append(int(score))
+                    q_acc.append(int(acc) if acc else -1)
+                elif kind == b"2":
+                    if not parent:
+                        raise _Layout
+                    a_parent.append(int(parent))
+                    a_score.append(int(score))
+                    a_ids.append(int(rid))
+            if found != buf.count(b"<row"):
+                raise _Layout
+            if progress is not None:
+                progress(len(data))
+            if not data:
+                return
 
 
 def _int(el: etree._Element, key: str, path: Path) -> int:
@@ -185,7 +241,14 @@ def scan_site(
     scan = SiteScan(site=site or site_name(path), path=str(path), bytes=path.stat().st_size)
     q_ids, q_scores, q_acc = array("q"), array("q"), array("q")
     a_parent, a_score, a_ids = array("q"), array("q"), array("q")
-    for el in _rows(path, progress):
+    try:
+        _fast_ids(path, progress, q_ids, q_scores, q_acc, a_parent, a_score, a_ids)
+        fast = True
+    except _Layout:
+        fast = False
+        for arr in (q_ids, q_scores, q_acc, a_parent, a_score, a_ids):
+            del arr[:]
+    for el in [] if fast else _rows(path, progress):
         kind = el.get("PostTypeId")
         if kind == "1":
             q_ids.append(_int(el, "Id", path))
@@ -213,11 +276,11 @@ def scan_site(
     del q_ids, q_scores, q_acc, a_parent, a_score, a_ids
     want_q = {qid: i for i, (qid, _, _, _, _) in enumerate(chosen)}
     want_a = {aid: i for i, (_, aid, _, _, _) in enumerate(chosen)}
-    if not chosen:
+    if not chosen and not fast:
         return scan
 
     texts: list[dict] = [{} for _ in chosen]
-    for el in _rows(path):
+    for el in _rows(path, None):
         rid = el.get("Id")
         if rid is None or not rid.isdigit():
             continue
