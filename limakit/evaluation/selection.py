@@ -75,6 +75,7 @@ def _generate(ckpt: Path, prompts: list[Example], samples: int, seed: int, out: 
             pass  # incomplete or damaged: generate again
     from limakit.generation import generate_answers  # heavy: torch, the model
 
+    out.parent.mkdir(parents=True, exist_ok=True)  # the generator appends (and resumes) there
     generate_answers(str(ckpt), prompts, samples=samples, seed=seed, out=out, model_name=ckpt.name)
     if not out.exists():
         raise LimaError(f"{out}: generation wrote no answers")
