@@ -18,6 +18,10 @@ import secrets
 import threading
 import time
 
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
+from fastapi.responses import JSONResponse, StreamingResponse
+
 from limakit.example import Message, validate_messages
 from limakit.generation.batch import context_length
 from limakit.generation.config import DecodeConfig
@@ -123,10 +127,6 @@ def create_app(
     max_batch: int = 16,
 ):
     """The FastAPI app; the engine thread starts now and stops with the app's shutdown."""
-    from fastapi import FastAPI
-    from fastapi import Request as HttpRequest
-    from fastapi.responses import JSONResponse, StreamingResponse
-
     from limakit.template import render_prompt
 
     config = config or DecodeConfig()

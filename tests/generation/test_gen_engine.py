@@ -58,7 +58,9 @@ def test_length_stop_and_cancel(tiny):
 
 def _greedy_matches_generate(model, tok, n_prompts, new_tokens):
     ps = [render_prompt(p.messages, tok) for p in prompts(n_prompts)]
-    reqs = [Request(p, max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0) for p in ps]
+    reqs = [
+        Request(p, max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0) for p in ps
+    ]
     engine = Engine(model, tok, max_batch=n_prompts)
     engine.run(reqs)
     # transformers, one prompt at a time and as one left-padded batch.
