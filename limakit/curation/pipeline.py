@@ -57,6 +57,9 @@ def _progress_factory(enabled: bool):
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         console = Console(stderr=True)
+        if not console.is_terminal:  # logs and pipes get the summary, not bar redraws
+            yield lambda n: None
+            return
         with Progress(
             "{task.description}",
             BarColumn(),

@@ -136,3 +136,23 @@ def test_site_folder_copy_is_read(tmp_path):
     with posts_file(site) as posts:
         scan = scan_site(posts, site=site_name(site))
     assert scan.site == "travel" and scan.pairs[0].answer_score == 120
+
+
+def test_other_attribute_orders_give_the_same_pairs(tmp_path):
+    """Files not in the dump's exact layout take the XML-parser path, with the same result."""
+    from lxml import etree
+
+    tree = etree.parse(str(COOKING))
+    for row in tree.getroot():
+        items = list(row.attrib.items())
+        row.attrib.clear()
+        for k, v in reversed(items):  # Score and ParentId now come after Body
+            row.set(k, v)
+    p = tmp_path / "Posts.xml"
+    tree.write(str(p), encoding="utf-8", xml_declaration=True)
+    assert "Body=" in p.read_text(encoding="utf-8").split("Score=")[0]
+    fast, slow = scan_site(COOKING), scan_site(p)
+    assert [(x.question_id, x.answer_id, x.answer_html) for x in slow.pairs] == [
+        (x.question_id, x.answer_id, x.answer_html) for x in fast.pairs
+    ]
+    assert slow.rejected == fast.rejected
