@@ -65,7 +65,9 @@ def _reference_file(refs: list[Example], samples: int, out: Path) -> Path:
     return out
 
 
-def _generate(ckpt: Path, prompts: list[Example], samples: int, seed: int, out: Path) -> Path:
+def _generate(
+    ckpt: Path, prompts: list[Example], samples: int, seed: int, out: Path, decode=None
+) -> Path:
     expected = len(prompts) * samples
     if out.exists():
         try:
@@ -114,8 +116,12 @@ def select_checkpoint(
     protocol: str = "pairwise",
     samples: int = 1,
     seed: int = 0,
+    decode=None,
 ) -> dict:
-    """Judge each epoch's dev answers and record the chosen epoch in ``select/selection.json``."""
+    """Judge each epoch's dev answers and record the chosen epoch in ``select/selection.json``.
+
+    ``decode`` is the generation stage's decoding config (default: the paper's decoding).
+    """
     from limakit.evaluation.protocols import judge_likert, judge_pairwise
 
     run_dir, dev = Path(run_dir), Path(dev)
@@ -144,7 +150,9 @@ def select_checkpoint(
             notes.append(f"epoch {epoch}: no checkpoint at {ckpt}, skipped")
             print(f"note: {notes[-1]}", file=sys.stderr)
             continue
-        answers = _generate(ckpt, prompts, samples, seed, sel / f"epoch-{epoch}" / "answers.jsonl")
+        answers = _generate(
+            ckpt, prompts, samples, seed, sel / f"epoch-{epoch}" / "answers.jsonl", decode
+        )
         out = sel / f"epoch-{epoch}" / "judge"
         if protocol == "pairwise":
             s = judge_pairwise(answers, ref_path, judge, out)
