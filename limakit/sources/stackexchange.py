@@ -160,6 +160,7 @@ _ROW = re.compile(
     rb'<row\s+Id="(\d+)"\s+PostTypeId="(\d+)"(?:\s+AcceptedAnswerId="(\d+)")?'
     rb'(?:\s+ParentId="(\d+)")?[^>]*?\sScore="(-?\d+)"'
 )
+_ROW_ID = re.compile(rb'<row\s+Id="(\d+)"')
 _CHUNK = 8 << 20
 
 
@@ -167,9 +168,10 @@ class _Layout(Exception):
     """The file does not follow the dump's row layout; use the XML parser."""
 
 
-def _fast_ids(path: Path, progress, q_ids, q_scores, q_acc, a_parent, a_score, a_ids) -> None:
+def _chunks(path: Path, progress=None) -> Iterator[tuple[bytes, int, int]]:
+    """``(block, first_line, byte_offset)``: the file in blocks cut just before a ``<row``."""
     with open(path, "rb") as f:
-        rest = b""
+        rest, line, offset = b"", 1, 0
         while True:
             data = f.read(_CHUNK)
             buf = rest + data
@@ -181,25 +183,85 @@ def _fast_ids(path: Path, progress, q_ids, q_scores, q_acc, a_parent, a_score, a
                 buf, rest = buf[:cut], buf[cut:]
             else:
                 rest = b""
-            found = 0
-            for rid, kind, acc, parent, score in _ROW.findall(buf):
-                found += 1
-                if kind == b"1":
-                    q_ids.append(int(rid))
-                    q_scores.append(int(score))
-                    q_acc.append(int(acc) if acc else -1)
-                elif kind == b"2":
-                    if not parent:
-                        raise _Layout
-                    a_parent.append(int(parent))
-                    a_score.append(int(score))
-                    a_ids.append(int(rid))
-            if found != buf.count(b"<row"):
-                raise _Layout
+            yield buf, line, offset
+            line += buf.count(b"\n")
+            offset += len(buf)
             if progress is not None:
                 progress(len(data))
             if not data:
                 return
+
+
+def _fast_ids(path: Path, progress, q_ids, q_scores, q_acc, a_parent, a_score, a_ids) -> None:
+    """Pass 1 on the dump layout; also checks structure so pass 2 can skip the XML parser.
+
+    Checks (byte counts, so they cost little): valid UTF-8, as many ``/>`` as rows, no ``<``
+    besides the rows and the root's three tags, the ``<posts>`` root opened first and closed
+    last. Anything else raises ``_Layout`` and the XML parser
+    takes over, which reads other layouts or names the damage by line and column.
+    """
+    first = True
+    tail = b""
+    other_tags = 0
+    for buf, line, offset in _chunks(path, progress):
+        try:
+            buf.decode("utf-8")
+        except UnicodeDecodeError as e:
+            where = line + buf.count(b"\n", 0, e.start)
+            raise LimaError(
+                f"{path}:{where}: not valid UTF-8 (byte offset {offset + e.start})"
+            ) from None
+        if first:
+            head = buf[: buf.find(b"<row")] if b"<row" in buf else buf
+            if b"<posts" not in head:
+                raise _Layout
+            first = False
+        found = _collect(_ROW.findall(buf), q_ids, q_scores, q_acc, a_parent, a_score, a_ids)
+        rows = buf.count(b"<row")
+        other_tags += buf.count(b"<") - rows
+        if found != rows or buf.count(b"/>") != rows or other_tags > 3:
+            raise _Layout
+        if buf:
+            tail = (tail + buf)[-64:]
+    if not tail.rstrip().endswith(b"</posts>"):
+        raise _Layout  # truncated: the parser reports where
+
+
+def _collect(rows: list, q_ids, q_scores, q_acc, a_parent, a_score, a_ids) -> int:
+    """Append the numbers of regex-matched rows to the arrays, vectorised with numpy."""
+    import numpy as np
+
+    if not rows:
+        return 0
+    cols = np.array(
+        rows, dtype="S20"
+    )  # (rows, 5): Id, PostTypeId, AcceptedAnswerId, ParentId, Score
+    cols[cols == b""] = b"-1"
+    num = cols.astype(np.int64)
+    kind = num[:, 1]
+    q, a = num[kind == 1], num[kind == 2]
+    if len(a) and (a[:, 3] < 0).any():
+        raise _Layout  # an answer without ParentId: let the parser name it
+    q_ids.frombytes(q[:, 0].tobytes())
+    q_scores.frombytes(q[:, 4].tobytes())
+    q_acc.frombytes(q[:, 2].tobytes())
+    a_parent.frombytes(a[:, 3].tobytes())
+    a_score.frombytes(a[:, 4].tobytes())
+    a_ids.frombytes(a[:, 0].tobytes())
+    return len(rows)
+
+
+def _fast_texts(path: Path, wanted: set[int]) -> Iterator[etree._Element]:
+    """Pass 2 on the dump layout: parse only the wanted rows (ids of chosen posts)."""
+    for buf, line, _ in _chunks(path):
+        for m in _ROW_ID.finditer(buf):
+            if int(m.group(1)) in wanted:
+                end = buf.find(b"/>", m.end()) + 2
+                try:
+                    yield etree.fromstring(buf[m.start() : end])
+                except etree.XMLSyntaxError as e:
+                    where = line + buf.count(b"\n", 0, m.start())
+                    raise LimaError(f"{path}:{where}: malformed XML row ({e.msg})") from None
 
 
 def _int(el: etree._Element, key: str, path: Path) -> int:
@@ -276,11 +338,12 @@ def scan_site(
     del q_ids, q_scores, q_acc, a_parent, a_score, a_ids
     want_q = {qid: i for i, (qid, _, _, _, _) in enumerate(chosen)}
     want_a = {aid: i for i, (_, aid, _, _, _) in enumerate(chosen)}
-    if not chosen and not fast:
+    if not chosen:
         return scan
 
     texts: list[dict] = [{} for _ in chosen]
-    for el in _rows(path, None):
+    rows = _fast_texts(path, set(want_q) | set(want_a)) if fast else _rows(path, None)
+    for el in rows:
         rid = el.get("Id")
         if rid is None or not rid.isdigit():
             continue

@@ -156,3 +156,20 @@ def test_other_attribute_orders_give_the_same_pairs(tmp_path):
         (x.question_id, x.answer_id, x.answer_html) for x in fast.pairs
     ]
     assert slow.rejected == fast.rejected
+
+
+def test_truncated_at_a_row_boundary(tmp_path):
+    lines = COOKING.read_text(encoding="utf-8").splitlines(keepends=True)
+    p = _write(tmp_path, "".join(lines[:6]))  # whole rows, but no closing </posts>
+    with pytest.raises(LimaError, match=r"Posts\.xml:\d+:\d+: malformed XML"):
+        scan_site(p)
+
+
+def test_bad_entity_in_a_chosen_row_names_its_line(tmp_path):
+    text = COOKING.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    row = next(i for i, line in enumerate(lines) if 'Id="2" PostTypeId="2"' in line)
+    lines[row] = lines[row].replace("&lt;p&gt;Salt", "&lt;p&gt;&bogus; Salt", 1)
+    p = _write(tmp_path, "".join(lines))
+    with pytest.raises(LimaError, match=rf"Posts\.xml:{row + 1}: malformed XML row"):
+        scan_site(p)
