@@ -40,6 +40,11 @@ class StackExchangeConfig(Config):
         None, description="YAML file mapping site -> group (stem/other); default: the shipped one."
     )
     unknown_group: str = Field("other", description="Group of a site missing from the mapping.")
+    examine_all_below: int = Field(
+        500,
+        description="With fewer ranked pairs than this in a bucket, clean and check them all (a "
+        "complete funnel); above it, only those the sampler reaches (fast on big dumps).",
+    )
 
 
 class RedditConfig(Config):

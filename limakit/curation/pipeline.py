@@ -175,7 +175,13 @@ def curate(config: CurateConfig) -> dict:
         for b in order:
             sub = random.Random(f"{cfg.seed}:{b}")  # per bucket: adding a source changes no other
             if b in se_buckets:
-                drawers[b] = TemperatureDrawer(pools[b], sizes, cfg.tau, sub, make_se)
+                if sum(len(v) for v in pools[b].values()) < cfg.se.examine_all_below:
+                    made = {}
+                    for site in sorted(pools[b]):
+                        made[site] = [ex for ex in map(make_se, pools[b][site]) if ex is not None]
+                    drawers[b] = TemperatureDrawer(made, sizes, cfg.tau, sub)
+                else:
+                    drawers[b] = TemperatureDrawer(pools[b], sizes, cfg.tau, sub, make_se)
             else:
                 drawers[b] = _drawer(b, survivors[b], cfg, sub)
         for b in order:

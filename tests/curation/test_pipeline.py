@@ -289,3 +289,26 @@ def test_packaged_sharegpt_pool_longest(tmp_path):
     lengths = [len(e.answer) for e in load_examples(tmp_path / "examples.jsonl")]
     assert lengths == sorted(lengths, reverse=True)
     assert "cut off" in (tmp_path / "card.md").read_text()
+
+
+def test_small_dumps_get_a_complete_funnel_even_for_a_small_n(tmp_path):
+    s = curate(
+        CurateConfig(
+            stackexchange=[str(FIX / "stackexchange")], n=1, out=str(tmp_path), progress=False
+        )
+    )
+    assert s["examples"] == 1
+    assert (
+        s["rejected_by_rule"]["first_person"] == 1 and s["rejected_by_rule"]["answer_length"] == 2
+    )
+    lazy = curate(
+        CurateConfig(
+            stackexchange=[str(FIX / "stackexchange")],
+            n=1,
+            out=str(tmp_path / "lazy"),
+            progress=False,
+            se={"examine_all_below": 0},
+        )
+    )
+    assert lazy["examples"] == 1 and "first_person" not in lazy["rejected_by_rule"]
+    assert any("not examined" in note for note in lazy["notes"])
