@@ -89,13 +89,14 @@ def read_tasks(root: str | os.PathLike, *, seed: int = 0) -> Iterator[Example]:
         definition = task["Definition"]
         if isinstance(definition, list):
             definition = "\n".join(str(d) for d in definition)
-        usable = [
-            inst
-            for inst in task["Instances"]
-            if isinstance(inst, dict)
-            and str(inst.get("input") or "").strip()
-            and any(isinstance(o, str) and o.strip() for o in (inst.get("output") or []))
-        ]
+        usable = []
+        for inst in task["Instances"]:
+            if not isinstance(inst, dict) or not str(inst.get("input") or "").strip():
+                continue
+            outputs = inst.get("output") or []
+            outputs = [outputs] if isinstance(outputs, str) else outputs  # some copies flatten it
+            if any(isinstance(o, str) and o.strip() for o in outputs):
+                usable.append({**inst, "output": outputs})
         # Per-task seed: adding or removing other tasks never changes this task's pick.
         rng = random.Random(f"{seed}:{name}")
         inst = rng.choice(usable) if usable else {"input": "", "output": [""], "id": ""}

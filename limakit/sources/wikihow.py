@@ -51,7 +51,8 @@ def read_wikihow(path: str | os.PathLike) -> Iterator[Example]:
     if path.suffix.lower() == ".csv":
         yield from _read_csv(path)
     else:
-        for lineno, obj in read_jsonl_records(path):
+        for lineno, raw in read_jsonl_records(path):
+            obj = {str(k).lower(): v for k, v in raw.items()}  # Title/title alike
             cat = obj.get("category") or UNCATEGORISED
             if isinstance(cat, list):
                 cat = cat[0] if cat else UNCATEGORISED
