@@ -6,6 +6,7 @@ Each ``gather_*`` function yields nothing; it appends kept examples to ``pools[b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections import defaultdict
@@ -247,7 +248,17 @@ def gather_manual(cfg: CurateConfig, pools: Pools, funnel: Funnel, tests: list[E
                 pools.setdefault("manual", {}).setdefault("manual", []).append(ex)
 
 
-def gather_pool(cfg: CurateConfig, pools: Pools, funnel: Funnel, stats: dict) -> None:
+def _keep_pool_item(item, names: list[str], cfg: CurateConfig, funnel: Funnel, kept: list) -> None:
+    funnel.read["pool"] += 1
+    if isinstance(item, tuple):
+        funnel.reject("sharegpt", f"sharegpt-{item[0]}", "conversation_shape", item[1])
+    elif apply_rules(item, names, cfg, funnel):
+        kept.append(item)
+
+
+def gather_pool(
+    cfg: CurateConfig, pools: Pools, funnel: Funnel, stats: dict, progress=None
+) -> None:
     from limakit.example import read_examples
     from limakit.sources.sharegpt import ShareGPTStream
 
@@ -255,12 +266,18 @@ def gather_pool(cfg: CurateConfig, pools: Pools, funnel: Funnel, stats: dict) ->
     kept = pools.setdefault("pool", {}).setdefault("pool", [])
     for path in cfg.sharegpt:
         stream = ShareGPTStream(path)
-        for item in stream.examples(turns=cfg.sharegpt_turns):
-            funnel.read["pool"] += 1
-            if isinstance(item, tuple):
-                funnel.reject("sharegpt", f"sharegpt-{item[0]}", "conversation_shape", item[1])
-            elif apply_rules(item, names, cfg, funnel):
-                kept.append(item)
+        with contextlib.ExitStack() as stack:
+            advance = None
+            if progress is not None and str(path) != "packaged" and Path(path).is_file():
+                advance = stack.enter_context(
+                    progress(f"ShareGPT {Path(path).name}", Path(path).stat().st_size)
+                )
+            seen = 0
+            for item in stream.examples(turns=cfg.sharegpt_turns):
+                if advance is not None and stream.bytes_read != seen:
+                    advance(stream.bytes_read - seen)
+                    seen = stream.bytes_read
+                _keep_pool_item(item, names, cfg, funnel, kept)
         stats.setdefault("sharegpt", []).append(
             {"file": stream.name, "complete": stream.complete, "truncated": stream.truncated}
         )

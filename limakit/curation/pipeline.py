@@ -119,7 +119,7 @@ def curate(config: CurateConfig) -> dict:
         if cfg.manual:
             gather_manual(cfg, pools, funnel, tests)
         if cfg.sharegpt or cfg.pool:
-            gather_pool(cfg, pools, funnel, stats)
+            gather_pool(cfg, pools, funnel, stats, progress)
 
         # Dedup and decontamination across the eagerly read sources, in priority order; Stack
         # Exchange pairs go through the same checks lazily, when the sampler reaches them.

@@ -65,6 +65,7 @@ class ShareGPTStream:
         self.complete = 0
         self.truncated = False
         self.offset = 0  # characters consumed so far
+        self.bytes_read = 0  # for progress bars
         self.name = "packaged ShareGPT pool" if str(path) == "packaged" else str(path)
 
     def records(self) -> Iterator[dict]:
@@ -84,6 +85,7 @@ class ShareGPTStream:
                         f"{self.name}: byte offset {byte_pos + e.start}: not valid UTF-8"
                     ) from None
                 byte_pos += len(chunk)
+                self.bytes_read = byte_pos
                 buf = buf[pos:] + text
                 self.offset += pos
                 pos = 0
