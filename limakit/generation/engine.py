@@ -8,7 +8,8 @@ rows cost nothing and a 1,000-token prompt never pads a 40-token one.
 KV layout: per layer one preallocated buffer ``(max_batch, kv_heads, capacity, head_dim)``. Row
 ``r`` holds its sequence's keys at positions ``0..len[r]-1`` (no left padding); each step writes the
 new key at ``len[r]`` and the 4-D additive mask hides everything after it, so rows of different
-lengths share one forward pass. Positions (for RoPE) are per-row. Writing in place avoids the
+lengths share one forward pass. Positions (for RoPE) are per-row. (Sliding-window layers, as in
+Gemma 3, see the full history in decode steps: exact only up to their window.) Writing in place avoids the
 per-step ``torch.cat`` of a growing cache, which at batch 16 would copy the whole cache every token.
 
 >>> engine = Engine(model, tokenizer)  # doctest: +SKIP
@@ -75,7 +76,7 @@ class _SlotLayer(DynamicLayer):
 
 
 class SlotCache(Cache):
-    """The pool's KV cache: ``max_batch`` rows, capacity grown by doubling as sequences lengthen."""
+    """The pool's KV cache: ``max_batch`` rows, capacity grown as sequences lengthen."""
 
     def __init__(
         self, n_layers: int, max_batch: int, heads: int, head_dim: int, dtype, capacity=256
@@ -91,7 +92,8 @@ class SlotCache(Cache):
     def reserve(self, length: int) -> None:
         if length <= self.capacity:
             return
-        new_cap = max(length, 2 * self.capacity, 64)
+        # Grow by a quarter (plus a margin): doubling would waste up to half of a large cache.
+        new_cap = max(length + 128, self.capacity + self.capacity // 4)
         shape = (self.max_batch, self.heads, new_cap, self.head_dim)
         for layer in self.layers:
             for name in ("keys", "values"):
