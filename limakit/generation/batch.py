@@ -207,7 +207,9 @@ def _drive(engine, reqs, progress: bool) -> None:
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    from rich.console import Console
+
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task("generate", total=len(reqs), rate="")
         while engine.busy:
             engine.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -76,6 +77,31 @@ def test_streamed_completion_matches_plain(client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == plain
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_raw_sse_ends_with_done(server_url):
+    body = {
+        "model": "m",
+        "messages": MSG,
+        "max_tokens": 4,
+        "stream": True,
+        "n": 2,
+        "stream_options": {"include_usage": True},
+    }
+    headers = {"Authorization": "Bearer sekret"}
+    with httpx.stream("POST", server_url + "/chat/completions", json=body, headers=headers) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    finished = {
+        c["choices"][0]["index"]
+        for c in chunks
+        if c["choices"] and c["choices"][0]["finish_reason"]
+    }
+    assert finished == {0, 1}
+    assert chunks[-1]["usage"]["completion_tokens"] <= 8
 
 
 def test_n_choices_and_stop(client):
