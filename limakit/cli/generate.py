@@ -146,5 +146,11 @@ def run_serve(args) -> int:
         config=_config(args),
         max_batch=args.batch_size,
     )
+    from rich.console import Console
+
+    key = " (API key required)" if args.api_key else ""
+    Console(stderr=True).print(
+        f"serving {args.model} on http://{args.host}:{args.port}/v1{key} - Ctrl-C stops"
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

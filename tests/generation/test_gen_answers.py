@@ -152,3 +152,49 @@ def test_cli_generate_and_rerun(tiny_model_dir, tmp_path):
     )
     r = subprocess.run([*cmd[:7], str(bad), *cmd[8:]], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "bad.jsonl:1" in r.stderr
+
+
+def test_cli_resume_after_sigkill(tiny_model_dir, tmp_path):
+    """A real `lima generate` killed mid-run; the rerun keeps every finished line and adds the rest."""
+    import signal
+    import time
+
+    src = tmp_path / "prompts.jsonl"
+    write_examples(src, prompts(24))
+    out = tmp_path / "out.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "limakit",
+        "generate",
+        "--model",
+        tiny_model_dir,
+        "--prompts",
+        str(src),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "48",
+        "--batch-size",
+        "1",
+        "--dtype",
+        "float32",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = out.read_text()
+    kept = before[: before.rfind("\n") + 1]  # complete lines survive a kill
+    assert 3 <= kept.count("\n") < 24
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after = out.read_text()
+    assert after.startswith(kept)
+    keys = [(x["id"], x["meta"]["sample"]) for x in map(json.loads, after.splitlines())]
+    assert len(keys) == len(set(keys)) == 24
