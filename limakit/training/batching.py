@@ -130,7 +130,10 @@ def collate(
         same = seg[:, :, None] == seg[:, None, :]  # (B, T, T)
         mask = (same & causal)[:, None]  # (B, 1, T, T)
     n_trained = int((targets != IGNORE).sum())
+    from limakit.training.attention import segment_lengths
+
     return {
+        "segments": segment_lengths([[len(x) for x in row] for row in rows], T),
         "input_ids": ids,
         "targets": targets,
         "position_ids": pos,

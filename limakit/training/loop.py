@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from limakit.errors import LimaError
+from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
     Encoded,
     collate,
@@ -75,7 +76,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     run = Path(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
-    acc = Accelerator(mixed_precision="bf16" if config.autocast else "no")
+    # Precision is our own explicit autocast below, not the Accelerator's: its state is a process-wide
+    # singleton, and a second run in the same process with another setting would be refused.
+    acc = Accelerator()
     world, rank = acc.num_processes, acc.process_index
     ckpt = latest_checkpoint(run) if resume else None
     if resume and ckpt is None:
@@ -118,7 +121,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
         )
     wrapped, optimizer = acc.prepare(LossModel(model, config.loss_chunk), optimizer)
     wrapped.train()
-    with_mask = "flash" not in str(getattr(inner_model(model).config, "_attn_implementation", ""))
+    impl = str(getattr(inner_model(model).config, "_attn_implementation", ""))
+    with_mask = "flash" not in impl and impl != PACKED  # those read boundaries, not a dense mask
     autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=config.autocast)
 
     def write_model(folder: Path) -> None:
@@ -178,6 +182,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
                         targets=b["targets"].to(acc.device),
                         position_ids=b["position_ids"].to(acc.device),
                         attention_mask=None if mask is None else mask.to(acc.device),
+                        segments=b["segments"],
                     )
                     # DDP averages gradients over processes: scale so the result is sum / n_target.
                     acc.backward(part * world / n_target)

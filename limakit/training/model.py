@@ -12,6 +12,8 @@ import importlib.util
 import torch
 from torch import nn
 
+from limakit.training.attention import NAME as PACKED
+from limakit.training.attention import register as register_packed
 from limakit.training.config import TrainConfig
 from limakit.training.dropout import add_residual_dropout
 from limakit.training.loss import chunked_lm_loss
@@ -30,14 +32,19 @@ class LossModel(nn.Module):
         self.lm = lm
         self.chunk = chunk
 
-    def forward(self, input_ids, targets, position_ids=None, attention_mask=None):
+    def forward(self, input_ids, targets, position_ids=None, attention_mask=None, segments=None):
         causal = inner_model(self.lm)
         backbone = getattr(causal, causal.base_model_prefix)
+        extra = {}
+        if segments is not None and causal.config._attn_implementation == PACKED:
+            extra["limakit_segments"] = segments  # per-example causal attention, no dense mask
+            attention_mask = None
         hidden = backbone(
             input_ids=input_ids,
             position_ids=position_ids,
             attention_mask=attention_mask,
             use_cache=False,
+            **extra,
         ).last_hidden_state  # (B, T, H)
         head = causal.get_output_embeddings()
         if not (targets != -100).any():  # an empty micro-batch still joins the gradient sync
@@ -57,7 +64,7 @@ def attn_implementation(config: TrainConfig) -> str:
         return config.attn_implementation
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"  # varlen kernels read example boundaries from position ids
-    return "sdpa"
+    return register_packed()  # causal SDPA per example: fast kernels, no dense block mask
 
 
 def prepare_model(config: TrainConfig):

@@ -79,3 +79,33 @@ def test_changing_one_example_leaves_its_row_neighbours_logits_unchanged(smollm2
     # The test can fail: without the block-diagonal mask, c does see b.
     leaky_x, leaky_y = logits([a, b, c], True), logits([a, b2, c], True)
     assert not torch.allclose(leaky_x[-len(c) :], leaky_y[-len(c) :], atol=1e-5)
+
+
+def test_per_example_attention_matches_the_block_mask(smollm2_tokenizer):
+    """The fast path (causal SDPA per example) computes what the dense block-diagonal mask does."""
+    from conftest import make_tiny_model
+
+    from limakit.training.attention import register
+
+    model = make_tiny_model(smollm2_tokenizer, layers=2).eval()
+    items = _examples(smollm2_tokenizer, TEXTS)
+    pad = smollm2_tokenizer.pad_token_id
+    rows = [[items[0], items[2]], [items[1]]]  # packed + padded
+    b = collate(rows, pad)
+    assert b["attention_mask"] is not None
+    with torch.no_grad():
+        dense = LossModel(model)(
+            b["input_ids"], b["targets"], b["position_ids"], b["attention_mask"]
+        )
+        model.config._attn_implementation = register()
+        fast = LossModel(model)(
+            b["input_ids"], b["targets"], b["position_ids"], None, segments=b["segments"]
+        )
+        # Without segments the same implementation is plain causal attention: the rows leak.
+        leaky = LossModel(model)(b["input_ids"], b["targets"], b["position_ids"], None)
+    assert b["segments"] == [
+        [len(items[2]), len(items[0])],
+        [len(items[1]), b["input_ids"].shape[1] - len(items[1])],
+    ] or b["segments"][0] == [len(items[0]), len(items[2])]
+    assert torch.allclose(fast, dense, rtol=1e-5), (fast, dense)
+    assert not torch.allclose(leaky, dense, rtol=1e-5)
