@@ -46,6 +46,9 @@ MODES = {
     "fp32-fast": ["micro_batch=2", "packing=false"],
     "bf16": ["micro_batch=2", "packing=false", "autocast=true"],
     "lean": ["micro_batch=1", "packing=false", "grad_checkpointing=true", "autocast=true"],
+    # Packed rows of up to max_len tokens, attention per example (causal SDPA on each piece).
+    "fp32-packed": ["micro_batch=1", "packing=true"],
+    "bf16-packed": ["micro_batch=1", "packing=true", "autocast=true"],
 }
 
 
@@ -281,7 +284,7 @@ def main() -> int:
             print(f"| TRL {name} (quoted) | {tps} | {pad:.0%} | {mfu:.0%} | {rss} | - |")
     failed = []
     for name, r in results.items():
-        dt = "bf16" if name in ("bf16", "lean") else "fp32"
+        dt = "bf16" if name.startswith("bf16") or name == "lean" else "fp32"
         mfu = 6 * params * r["tokens_per_s"] / peak[dt]
         pad = "-" if r["padding"] is None else f"{r['padding']:.0%}"
         loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"

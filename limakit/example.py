@@ -352,3 +352,33 @@ def convert(
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def detect_format(obj: dict) -> str:
+    """Guess a record's format from its keys: limakit, lima, sharegpt, alpaca or openai.
+
+    >>> detect_format({"conversations": ["Hi?", "Hello."]})
+    'lima'
+    """
+    conv = obj.get("conversations")
+    if isinstance(conv, list):
+        return "sharegpt" if conv and isinstance(conv[0], dict) else "lima"
+    if "instruction" in obj:
+        return "alpaca"
+    if "messages" in obj:
+        return "limakit" if set(obj) <= {"id", "source", "messages", "meta"} else "openai"
+    raise ValueError(
+        "unknown record format: expected 'messages' (limakit/OpenAI), 'conversations' "
+        "(GAIR/lima, ShareGPT) or 'instruction' (Alpaca)"
+    )
+
+
+def read_any(path: str | os.PathLike, *, require_answer: bool | None = True) -> Iterator[Example]:
+    """Like :func:`read_examples`, but each record may be in any supported format."""
+    for where, obj in _read_any(Path(path)):
+        try:
+            ex = FORMATS[detect_format(obj)][0](obj)
+            validate_messages(ex.messages, require_answer=require_answer)
+        except ValueError as e:
+            raise LimaError(f"{where}: {e}") from None
+        yield ex

@@ -111,6 +111,8 @@ def render(
     'The answer.<|eot|>'
     """
     template = template or Template.from_tokenizer(tokenizer)
+    if template.eot not in tokenizer.get_vocab():
+        add_eot(tokenizer, None, template)  # never split the EOT into text pieces
     messages = example.messages if isinstance(example, Example) else example
     text, spans = render_text(messages, tokenizer, template, train_on)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -134,6 +136,8 @@ def render_prompt(
 ) -> list[int]:
     """Token ids of a conversation prefix followed by the assistant header: what generation feeds."""
     template = template or Template.from_tokenizer(tokenizer)
+    if template.eot not in tokenizer.get_vocab():
+        add_eot(tokenizer, None, template)
     text, _ = render_text(messages, tokenizer, template)
     text += template.headers["assistant"]
     return tokenizer(text, add_special_tokens=False)["input_ids"]

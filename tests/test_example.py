@@ -227,3 +227,20 @@ def test_convert_reads_json_list(tmp_path):
             {"role": "assistant", "content": "Hi."},
         ]
     }
+
+
+def test_read_any_detects_each_format(tmp_path):
+    from limakit.example import read_any
+
+    rows = [
+        {"conversations": ["Q1", "A1"], "source": "wikihow"},
+        {"conversations": [{"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}]},
+        {"instruction": "Q3", "input": "", "output": "A3"},
+        {"messages": [{"role": "user", "content": "Q4"}, {"role": "assistant", "content": "A4"}]},
+    ]
+    path = write_lines(tmp_path / "mixed.jsonl", rows + [{"text": "no format"}])
+    got = []
+    with pytest.raises(LimaError, match=r"mixed.jsonl:5: unknown record format"):
+        for ex in read_any(path):
+            got.append((ex.prompt, ex.answer))
+    assert got == [("Q1", "A1"), ("Q2", "A2"), ("Q3", "A3"), ("Q4", "A4")]

@@ -27,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="smollm2-135m",
         help="alias, local folder or hub id (its tokenizer is used)",
     )
-    p.add_argument("--data", required=True, help="examples .jsonl (limakit format)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="examples .jsonl (limakit, GAIR/lima, ShareGPT, Alpaca or OpenAI records; detected per line)",
+    )
     p.add_argument("--max-len", type=int, default=2048, help="trim longer texts (default 2048)")
     p.add_argument(
         "--train-on",
@@ -54,7 +58,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from limakit.example import read_examples
+    from limakit.example import read_any
     from limakit.inspect import inspect_examples
     from limakit.models import load_tokenizer
     from limakit.template import Template, attach
@@ -62,7 +66,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.model)
     attach(tokenizer, None, Template.from_tokenizer(tokenizer))
     totals = inspect_examples(
-        read_examples(args.data, require_answer=True),
+        read_any(args.data, require_answer=True),
         tokenizer,
         max_len=args.max_len,
         train_on=args.train_on,

@@ -70,8 +70,11 @@ def attn_implementation(config: TrainConfig) -> str:
 def prepare_model(config: TrainConfig):
     """(model, tokenizer): loaded with the EOT format, dropout hooked, LoRA and checkpointing set."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     from limakit.models import load_tokenizer, parse_dtype, resolve
+
+    hf_logging.disable_progress_bar()  # our own bar reports; load/save bars would interleave
     from limakit.template import Template, attach
 
     tokenizer = load_tokenizer(config.model)
