@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import shutil
 
 import pytest
@@ -112,10 +111,6 @@ def test_select_likert_needs_no_reference(tmp_path, monkeypatch):
         select_checkpoint(run, dev, cfg, epochs=[5], protocol="pairwise")
 
 
-@pytest.mark.skipif(
-    not os.environ.get("LIMAKIT_TEST_REAL_GENERATOR"),
-    reason="minutes on 2 cores with the current generator; set LIMAKIT_TEST_REAL_GENERATOR=1",
-)
 def test_select_with_the_real_generator(tmp_path, tiny_model_dir):
     gen = importlib.import_module("limakit.generation")
     if not hasattr(gen, "generate_answers"):
