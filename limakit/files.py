@@ -66,23 +66,30 @@ def read_jsonl_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     if not path.exists():
         raise LimaError(f"{path}: file not found")
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise LimaError(
-                    f"{path}:{lineno}: not valid UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"
-                ) from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise LimaError(
-                    f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})"
-                ) from None
-            if not isinstance(obj, dict):
-                raise LimaError(
-                    f"{path}:{lineno}: each line must be a JSON object, got {type(obj).__name__}"
-                )
-            yield lineno, obj
+        yield from parse_jsonl_lines(path, f)
+
+
+def parse_jsonl_lines(
+    path: str | os.PathLike, lines: Iterable[bytes]
+) -> Iterator[tuple[int, dict]]:
+    """The JSONL rules of :func:`read_jsonl_records` over raw lines from any stream (e.g. zstd)."""
+    for lineno, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise LimaError(
+                f"{path}:{lineno}: not valid UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"
+            ) from None
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise LimaError(
+                f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})"
+            ) from None
+        if not isinstance(obj, dict):
+            raise LimaError(
+                f"{path}:{lineno}: each line must be a JSON object, got {type(obj).__name__}"
+            )
+        yield lineno, obj

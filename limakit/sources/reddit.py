@@ -15,7 +15,6 @@ Submissions carry ``id, subreddit, title, selftext, score``; comments carry ``li
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from limakit.errors import LimaError
 from limakit.example import Example, Message
+from limakit.files import parse_jsonl_lines
 
 _TAG = re.compile(r"^\s*(\[[^\]]{1,12}\]\s*|\([A-Za-z]{1,4}\)\s*)+")
 _URL = re.compile(r"https?://|www\.", re.I)
@@ -74,22 +74,6 @@ def _zst_chunks(f, path: Path) -> Iterator[bytes]:
         )
 
 
-def open_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line_number, text)`` of a plain or zstandard-compressed NDJSON file."""
-    if not path.exists():
-        raise LimaError(f"{path}: Reddit file not found")
-    with open(path, "rb") as f:
-        if path.suffix == ".zst":
-            lines = _split_lines(_zst_chunks(f, path))
-        else:
-            lines = iter(f)
-        for lineno, line in enumerate(lines, start=1):
-            try:
-                yield lineno, line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise LimaError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start})") from None
-
-
 def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
     rest = b""
     for chunk in chunks:
@@ -101,18 +85,12 @@ def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
-    for lineno, text in open_lines(path):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise LimaError(
-                f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})"
-            ) from None
-        if not isinstance(obj, dict):
-            raise LimaError(f"{path}:{lineno}: each line must be a JSON object")
-        yield lineno, obj
+    """``(line_number, object)`` of a plain or zstandard-compressed NDJSON file."""
+    if not path.exists():
+        raise LimaError(f"{path}: Reddit file not found")
+    with open(path, "rb") as f:
+        lines = _split_lines(_zst_chunks(f, path)) if path.suffix == ".zst" else f
+        yield from parse_jsonl_lines(path, lines)
 
 
 @dataclass
