@@ -18,6 +18,18 @@ from limakit.errors import LimaError
 MODULES = ["data", "curate", "train", "generate", "judge", "demo"]
 
 
+def add_overrides(p, what: str = "a config field", example: str = "key=value") -> None:
+    """The one ``--set KEY=VALUE`` flag (repeatable) every stage uses to override config fields."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override {what}, e.g. --set {example} (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lima",

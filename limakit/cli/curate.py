@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from limakit.cli import add_overrides
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -52,14 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluation prompts JSONL to decontaminate against (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. --set rules.min_answer_score=5",
-    )
+    add_overrides(p, "any config field", "rules.min_answer_score=5")
     p.set_defaults(func=run_curate)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from limakit.cli import add_overrides
+
 
 def _decoding_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (defaults: the LIMA paper's)")
@@ -17,9 +19,7 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-new-tokens", type=int, default=None, help="default 2048")
     g.add_argument("--config", default=None, help="YAML file with decoding fields")
-    g.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
-    )
+    add_overrides(g, "a decoding field", "top_p=0.95")
     p.add_argument(
         "--dtype",
         default="bfloat16",
@@ -31,7 +31,7 @@ def _config(args):
     from limakit.config import load_config
     from limakit.generation.config import DecodeConfig
 
-    overrides = list(args.set)
+    overrides = list(args.overrides)
     for flag, key in [
         ("temperature", "temperature"),
         ("top_p", "top_p"),

@@ -6,18 +6,13 @@ import argparse
 import json
 import sys
 
+from limakit.cli import add_overrides
+
 
 def _judge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", required=True, help="judge config YAML (configs/judge-*.yaml)")
     p.add_argument("--out", required=True, help="output folder: verdicts.jsonl, summary.json")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a judge config field, e.g. --set concurrency=4 (repeatable)",
-    )
+    add_overrides(p, "a judge config field", "concurrency=4")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--samples", type=int, default=1, help="answers sampled per dev prompt (default 1)"
     )
     p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_overrides(p, "a judge config field", "concurrency=4")
     p.set_defaults(func=run_select)
 
     p = sub.add_parser(
