@@ -81,15 +81,40 @@ def load_config(
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise LimaError(format_validation_error(where, e)) from None
+        raise LimaError(format_validation_error(where, e, cls)) from None
 
 
-def format_validation_error(where: str, e: ValidationError) -> str:
+def _section(cls: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The config class that holds the field at ``path`` (nested sections followed by name)."""
+    for key in path:
+        field = cls.model_fields.get(str(key))
+        sub = field.annotation if field is not None else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return None
+        cls = sub
+    return cls
+
+
+def format_validation_error(
+    where: str, e: ValidationError, cls: type[BaseModel] | None = None
+) -> str:
+    import difflib
+
     lines = []
     for err in e.errors():
         field = ".".join(str(x) for x in err["loc"]) or "(root)"
         if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown field {field!r}")
+            msg = f"{where}: unknown field {field!r}"
+            section = _section(cls, tuple(err["loc"][:-1])) if cls is not None else None
+            if section is not None:
+                known = list(section.model_fields)
+                close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+                msg += (
+                    f" (did you mean {close[0]!r}?)"
+                    if close
+                    else f"; known fields: {', '.join(known)}"
+                )
+            lines.append(msg)
         else:
             lines.append(f"{where}: field {field!r}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
