@@ -61,6 +61,15 @@ class Rendered:
         return sum(1 for x in self.labels if x != IGNORE)
 
 
+def has_token(tokenizer, token: str) -> bool:
+    """Whether ``token`` is one vocabulary entry (cheap: ``get_vocab()`` copies the whole vocabulary)."""
+    added = getattr(tokenizer, "added_tokens_encoder", None)
+    if added is not None and token in added:
+        return True
+    tid = tokenizer.convert_tokens_to_ids(token)
+    return tid is not None and tid != tokenizer.unk_token_id
+
+
 def _bos(tokenizer) -> str:
     """The BOS text if this tokenizer normally prepends one (Llama, Gemma), else ''."""
     bos = getattr(tokenizer, "bos_token", None)
@@ -111,7 +120,7 @@ def render(
     'The answer.<|eot|>'
     """
     template = template or Template.from_tokenizer(tokenizer)
-    if template.eot not in tokenizer.get_vocab():
+    if not has_token(tokenizer, template.eot):
         add_eot(tokenizer, None, template)  # never split the EOT into text pieces
     messages = example.messages if isinstance(example, Example) else example
     text, spans = render_text(messages, tokenizer, template, train_on)
@@ -136,7 +145,7 @@ def render_prompt(
 ) -> list[int]:
     """Token ids of a conversation prefix followed by the assistant header: what generation feeds."""
     template = template or Template.from_tokenizer(tokenizer)
-    if template.eot not in tokenizer.get_vocab():
+    if not has_token(tokenizer, template.eot):
         add_eot(tokenizer, None, template)
     text, _ = render_text(messages, tokenizer, template)
     text += template.headers["assistant"]
@@ -180,7 +189,7 @@ def add_eot(tokenizer, model=None, template: Template | None = None) -> int:
     Idempotent: a tokenizer that already has the EOT is left alone. Returns the EOT id.
     """
     template = template or Template()
-    if template.eot not in tokenizer.get_vocab():
+    if not has_token(tokenizer, template.eot):
         tokenizer.add_special_tokens({"additional_special_tokens": [template.eot]})
     eot_id = tokenizer.convert_tokens_to_ids(template.eot)
     if model is not None and model.get_input_embeddings().weight.shape[0] <= eot_id:
