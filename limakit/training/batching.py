@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from limakit.template import IGNORE
+from limakit.training.attention import segment_lengths
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,6 @@ def collate(
         same = seg[:, :, None] == seg[:, None, :]  # (B, T, T)
         mask = (same & causal)[:, None]  # (B, 1, T, T)
     n_trained = int((targets != IGNORE).sum())
-    from limakit.training.attention import segment_lengths
-
     return {
         "segments": segment_lengths([[len(x) for x in row] for row in rows], T),
         "input_ids": ids,
