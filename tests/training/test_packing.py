@@ -103,9 +103,10 @@ def test_per_example_attention_matches_the_block_mask(smollm2_tokenizer):
         )
         # Without segments the same implementation is plain causal attention: the rows leak.
         leaky = LossModel(model)(b["input_ids"], b["targets"], b["position_ids"], None)
-    assert b["segments"] == [
-        [len(items[2]), len(items[0])],
-        [len(items[1]), b["input_ids"].shape[1] - len(items[1])],
-    ] or b["segments"][0] == [len(items[0]), len(items[2])]
+    n0, n1, n2 = (len(x) for x in items)
+    T = b["input_ids"].shape[1]
+    assert T == max(n0 + n2, n1)
+    pad0, pad1 = [T - n0 - n2] if T > n0 + n2 else [], [T - n1] if T > n1 else []
+    assert b["segments"] == [[n0, n2, *pad0], [n1, *pad1]]
     assert torch.allclose(fast, dense, rtol=1e-5), (fast, dense)
     assert not torch.allclose(leaky, dense, rtol=1e-5)
