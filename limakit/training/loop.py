@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from limakit.errors import LimaError
+from limakit.training.allocator import keep_freed_memory
 from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
     Encoded,
@@ -35,7 +36,8 @@ from limakit.training.checkpoint import (
     save_checkpoint,
 )
 from limakit.training.config import TrainConfig
-from limakit.training.model import LossModel, inner_model, lr_factor, param_groups, prepare_model
+from limakit.training.model import LossModel, inner_model, lr_factor, prepare_model
+from limakit.training.precision import MasterWeights
 from limakit.training.progress import Reporter
 
 
@@ -74,6 +76,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     from accelerate import Accelerator
 
     run = Path(out_dir)
+    if not torch.cuda.is_available():
+        keep_freed_memory()  # CPU training: reuse freed blocks instead of page-faulting new ones
     if config.threads:
         torch.set_num_threads(config.threads)
     # Precision is our own explicit autocast below, not the Accelerator's: its state is a process-wide
@@ -95,8 +99,23 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     schedule_total = config.epochs * steps_per_epoch
     total = min(schedule_total, config.max_steps or schedule_total)
 
+    if config.dtype != "float32" and config.master_weights and acc.distributed_type.value in (
+        "FSDP",
+        "DEEPSPEED",
+    ):
+        raise LimaError(
+            "master_weights=true keeps its own float32 copies, which FSDP/DeepSpeed shard on their "
+            "own: use dtype=float32 with autocast=true (or the launcher's bf16 mixed precision)"
+        )
+    master = MasterWeights(model, enabled=config.dtype != "float32" and config.master_weights)
+    # The fused kernel steps all parameters in one pass (4x faster than foreach on the CPU).
+    fused = acc.device.type in ("cpu", "cuda") and acc.distributed_type.value != "DEEPSPEED"
     optimizer = torch.optim.AdamW(
-        param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, eps=config.eps
+        master.param_groups(config.weight_decay),
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        fused=fused or None,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, schedule_total, config.lr, config.final_lr, config.warmup)
@@ -112,6 +131,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             model.load_state_dict(state["adapter"], strict=False)
         else:
             load_weights(inner_model(model), ckpt)
+        if state.get("master"):
+            master.load_state_dict(state["master"])  # the exact float32 weights, not the bf16 export
+        else:
+            master.pull()
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, start_step, global_step = (
@@ -143,6 +166,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             "scheduler": scheduler.state_dict(),
             "fingerprint": fingerprint,
             "n_examples": len(data),
+            "master": master.state_dict(),
             "data_order": {"seed": config.seed, "rule": "epoch_order(n, seed, epoch)"},
         }
         if config.lora.enabled:
@@ -183,18 +207,23 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
                         position_ids=b["position_ids"].to(acc.device),
                         attention_mask=None if mask is None else mask.to(acc.device),
                         segments=b["segments"],
+                        # DDP averages gradients over processes: scaled, the result is sum / n_target.
+                        scale=world / n_target,
                     )
-                    # DDP averages gradients over processes: scale so the result is sum / n_target.
-                    acc.backward(part * world / n_target)
+                    acc.backward(part)
+                if world == 1 or sync:  # with DDP, only the synced gradient is complete
+                    master.collect()  # float32 accumulation across micro-batches
                 loss_sum += part.detach().float()
             if config.grad_clip:
-                acc.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
+                params = master.params if master.pairs else wrapped.parameters()  # FSDP: its own
+                acc.clip_grad_norm_(params, config.grad_clip)
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
+            master.publish()
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            master.zero_grad()
             global_step += 1
-            loss = acc.reduce(loss_sum, reduction="sum").item() / n_target
+            loss = acc.reduce(loss_sum, reduction="sum").item() / world
             dt = time.perf_counter() - t0
             reporter.step(
                 {

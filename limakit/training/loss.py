@@ -3,10 +3,15 @@
 Only positions with a target are projected through ``lm_head`` (prompt tokens cost nothing), in
 chunks of ``chunk`` tokens. For each chunk the forward pass also computes the gradients with
 respect to the hidden states and the head weight, so autograd keeps no logits: peak memory is one
-chunk's logits (``chunk x vocab``), whatever the batch size. The loss is a *sum*; the caller
-divides by the number of target tokens of the whole global batch.
+chunk's logits (``chunk x vocab``), whatever the batch size.
 
->>> loss = chunked_lm_loss(hidden, head.weight, targets, chunk=1024)  # doctest: +SKIP
+The softmax runs in place in one reusable float32 buffer per (chunk, vocabulary) shape, so a step
+does not allocate (and, on the CPU, page-fault) hundreds of megabytes of fresh logits per chunk.
+The result is ``scale`` times the summed loss, and the gradients are computed for that scaled
+value directly: the caller passes ``1 / n_target`` of the whole global batch, and no
+vocabulary-sized gradient is ever multiplied afterwards.
+
+>>> loss = chunked_lm_loss(hidden, head.weight, targets, chunk=1024, scale=1 / n)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,49 +22,86 @@ from torch.nn import functional as F
 from limakit.template import IGNORE
 
 
+class Workspace:
+    """Reusable logits buffers, kept by the caller between calls (one per model is plenty)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def get(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = (cols, dtype, device)
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape[0] < rows:
+            self._buffers[key] = buf = torch.empty(rows, cols, dtype=dtype, device=device)
+        return buf[:rows]
+
+
 class _ChunkedLinearCE(torch.autograd.Function):
-    """sum_i CE(h_i @ W^T + b, y_i) with gradients computed chunk by chunk in the forward pass."""
+    """scale * sum_i CE(h_i @ W^T + b, y_i), gradients computed chunk by chunk in the forward."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, y, chunk: int, compute_dtype):  # h: (N, H), y: (N,)
+    def forward(ctx, h, weight, bias, y, chunk: int, compute_dtype, scale: float, ws: Workspace):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.empty_like(h) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
-        grad_b = (
-            torch.zeros_like(bias, dtype=torch.float32) if bias is not None and need_b else None
-        )
+        grad_w = None
+        grad_b = torch.zeros_like(bias, dtype=torch.float32) if bias is not None and need_b else None
         w = weight.to(compute_dtype)
+        V = w.shape[0]
+        rows = min(chunk, h.shape[0])
         for s in range(0, h.shape[0], chunk):
             hc = h[s : s + chunk].to(compute_dtype)
             yc = y[s : s + chunk]
-            logits = (hc @ w.T).float()  # (chunk, V): the only vocabulary-sized tensor alive
+            n = hc.shape[0]
+            logits = ws.get(rows, V, torch.float32, h.device)[:n]  # the only (chunk, V) tensor
+            if compute_dtype == torch.float32:
+                torch.mm(hc, w.t(), out=logits)
+            else:
+                low = ws.get(rows, V, compute_dtype, h.device)[:n]
+                torch.mm(hc, w.t(), out=low)
+                logits.copy_(low)
             if bias is not None:
                 logits += bias.float()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, yc[:, None]).squeeze(1)).sum()
-            # d(CE)/d(logits) = softmax - onehot, reusing the logits buffer.
-            g = logits.sub_(lse[:, None]).exp_()
-            g[torch.arange(len(yc), device=g.device), yc] -= 1.0
-            gc = g.to(compute_dtype)
+            picked = logits.gather(1, yc[:, None]).squeeze(1)
+            top = logits.amax(dim=1, keepdim=True)
+            logits.sub_(top).exp_()
+            sums = logits.sum(dim=1, keepdim=True)
+            lse = (top + sums.log()).squeeze(1)
+            total += (lse - picked).sum()
+            # d(scale * CE)/d(logits) = scale * (softmax - onehot), in the same buffer.
+            logits.mul_(scale / sums)
+            logits[torch.arange(n, device=logits.device), yc] -= scale
+            if compute_dtype == torch.float32:
+                gc = logits
+            else:
+                gc = low
+                gc.copy_(logits)
             if grad_h is not None:
                 grad_h[s : s + chunk] = (gc @ w).to(h.dtype)
-            if grad_w is not None:
-                grad_w += (gc.T @ hc).float()
+            if need_w:
+                if grad_w is None:
+                    grad_w = gc.t() @ hc
+                else:
+                    grad_w.addmm_(gc.t(), hc)
             if grad_b is not None:
-                grad_b += g.sum(0)
+                grad_b += logits.sum(0)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
-        return total
+        return total * scale
 
     @staticmethod
     def backward(ctx, grad_out):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         wd, bd = ctx.dtypes
+        unit = grad_out.device.type == "cpu" and float(grad_out) == 1.0
+        if grad_w is not None:
+            grad_w = grad_w.to(wd) if unit else (grad_w.float() * grad_out).to(wd)
         return (
             None if grad_h is None else grad_h * grad_out.to(grad_h.dtype),
-            None if grad_w is None else (grad_w * grad_out).to(wd),
+            grad_w,
             None if grad_b is None else (grad_b * grad_out).to(bd),
+            None,
+            None,
             None,
             None,
             None,
@@ -74,8 +116,10 @@ def chunked_lm_loss(
     bias: torch.Tensor | None = None,
     chunk: int = 1024,
     softcap: float | None = None,
+    scale: float = 1.0,
+    workspace: Workspace | None = None,
 ) -> torch.Tensor:
-    """Summed next-token cross-entropy of ``hidden`` (B, T, H) against ``targets`` (B, T).
+    """``scale`` x the summed next-token cross-entropy of ``hidden`` (B, T, H) against ``targets``.
 
     ``targets`` are already shifted (position t holds the token t predicts); -100 is ignored.
     """
@@ -90,10 +134,12 @@ def chunked_lm_loss(
             logits = F.linear(h[s : s + chunk], weight, bias).float()
             logits = softcap * torch.tanh(logits / softcap)
             total = total + F.cross_entropy(logits, y[s : s + chunk], reduction="sum")
-        return total
+        return total * scale
     if torch.is_autocast_enabled(h.device.type):
         compute_dtype = torch.get_autocast_dtype(h.device.type)
     else:
         compute_dtype = h.dtype
     with torch.autocast(h.device.type, enabled=False):
-        return _ChunkedLinearCE.apply(h, weight, bias, y, chunk, compute_dtype)
+        return _ChunkedLinearCE.apply(
+            h, weight, bias, y, chunk, compute_dtype, scale, workspace or Workspace()
+        )

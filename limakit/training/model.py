@@ -16,7 +16,7 @@ from limakit.training.attention import NAME as PACKED
 from limakit.training.attention import register as register_packed
 from limakit.training.config import TrainConfig
 from limakit.training.dropout import add_residual_dropout
-from limakit.training.loss import chunked_lm_loss
+from limakit.training.loss import Workspace, chunked_lm_loss
 
 
 def inner_model(model: nn.Module) -> nn.Module:
@@ -25,14 +25,23 @@ def inner_model(model: nn.Module) -> nn.Module:
 
 
 class LossModel(nn.Module):
-    """``forward(batch) -> summed CE over the batch's target tokens``."""
+    """``forward(batch, scale) -> scale x summed CE over the batch's target tokens``."""
 
     def __init__(self, lm: nn.Module, chunk: int = 1024):
         super().__init__()
         self.lm = lm
         self.chunk = chunk
+        self.workspace = Workspace()  # the loss's logits buffers, reused from step to step
 
-    def forward(self, input_ids, targets, position_ids=None, attention_mask=None, segments=None):
+    def forward(
+        self,
+        input_ids,
+        targets,
+        position_ids=None,
+        attention_mask=None,
+        segments=None,
+        scale: float = 1.0,
+    ):
         causal = inner_model(self.lm)
         backbone = getattr(causal, causal.base_model_prefix)
         extra = {}
@@ -56,6 +65,8 @@ class LossModel(nn.Module):
             bias=getattr(head, "bias", None),
             chunk=self.chunk,
             softcap=getattr(causal.config, "final_logit_softcapping", None),
+            scale=scale,
+            workspace=self.workspace,
         )
 
 
@@ -105,18 +116,6 @@ def prepare_model(config: TrainConfig):
             ),
         )
     return model, tokenizer
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices only: norms and biases (1-D) are not decayed, as is usual for AdamW."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
 
 
 def lr_factor(step: int, total: int, lr: float, final_lr: float, warmup: int = 0) -> float:
