@@ -99,10 +99,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     schedule_total = config.epochs * steps_per_epoch
     total = min(schedule_total, config.max_steps or schedule_total)
 
-    if config.dtype != "float32" and config.master_weights and acc.distributed_type.value in (
-        "FSDP",
-        "DEEPSPEED",
-    ):
+    sharded = acc.distributed_type.value in ("FSDP", "DEEPSPEED")
+    if config.dtype != "float32" and config.master_weights and sharded:
         raise LimaError(
             "master_weights=true keeps its own float32 copies, which FSDP/DeepSpeed shard on their "
             "own: use dtype=float32 with autocast=true (or the launcher's bf16 mixed precision)"
@@ -132,7 +130,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
         else:
             load_weights(inner_model(model), ckpt)
         if state.get("master"):
-            master.load_state_dict(state["master"])  # the exact float32 weights, not the bf16 export
+            master.load_state_dict(state["master"])  # exact float32 weights, not the bf16 export
         else:
             master.pull()
         optimizer.load_state_dict(state["optimizer"])

@@ -45,7 +45,9 @@ class _ChunkedLinearCE(torch.autograd.Function):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.empty_like(h) if need_h else None
         grad_w = None
-        grad_b = torch.zeros_like(bias, dtype=torch.float32) if bias is not None and need_b else None
+        grad_b = (
+            torch.zeros_like(bias, dtype=torch.float32) if bias is not None and need_b else None
+        )
         w = weight.to(compute_dtype)
         V = w.shape[0]
         rows = min(chunk, h.shape[0])
