@@ -140,7 +140,7 @@ def worker(mode: str, data: str, steps: int, out: str) -> None:
 # TRL settings run by ``--trl-python``: name -> SFTConfig fields (all fp32, micro-batch 8 rows).
 TRL_MODES = {
     # The same examples in the same order as limakit's steps: the loss check compares with this one.
-    "padding, same order": {"train_sampling_strategy": "sequential"},
+    "padding in our step order": {"train_sampling_strategy": "sequential"},
     "group by length": {"train_sampling_strategy": "group_by_length"},
     "wrapped packing (cross-attends)": {"packing": True, "packing_strategy": "wrapped"},
 }
@@ -310,7 +310,7 @@ def main() -> int:
         trl_best = max(v[0] for k, v in TRL_QUOTED.items() if k.startswith("fp32"))
         source = "quoted in the issue; pass --trl-python to measure it"
     params = next(iter(ours.values()))["params"]
-    reference = theirs.get("padding, same order", {}).get("losses")
+    reference = theirs.get("padding in our step order", {}).get("losses")
 
     def mfu(r: dict, dt: str) -> float:
         return 6 * params * r["tokens_per_s"] / peak[dt]

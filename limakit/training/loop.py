@@ -140,7 +140,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             state["step_in_epoch"],
             state["global_step"],
         )
-    wrapped, optimizer = acc.prepare(LossModel(model, config.loss_chunk), optimizer)
+    loss_model = LossModel(model, config.loss_chunk, direct_embedding_grad=world == 1)
+    wrapped, optimizer = acc.prepare(loss_model, optimizer)
     wrapped.train()
     impl = str(getattr(inner_model(model).config, "_attn_implementation", ""))
     with_mask = "flash" not in impl and impl != PACKED  # those read boundaries, not a dense mask

@@ -11,6 +11,7 @@ import importlib.util
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from limakit.training.attention import NAME as PACKED
 from limakit.training.attention import register as register_packed
@@ -27,11 +28,41 @@ def inner_model(model: nn.Module) -> nn.Module:
 class LossModel(nn.Module):
     """``forward(batch, scale) -> scale x summed CE over the batch's target tokens``."""
 
-    def __init__(self, lm: nn.Module, chunk: int = 1024):
+    def __init__(self, lm: nn.Module, chunk: int = 1024, direct_embedding_grad: bool = False):
         super().__init__()
         self.lm = lm
         self.chunk = chunk
         self.workspace = Workspace()  # the loss's logits buffers, reused from step to step
+        # Add the input embedding's gradient rows straight into its weight's .grad (index_add),
+        # instead of autograd building a dense vocabulary-sized gradient per micro-batch. The
+        # rows are added after DDP's hooks have fired, so the trainer enables it for one process.
+        self.direct_embedding_grad = direct_embedding_grad
+
+    def _embed(self, causal: nn.Module, input_ids: torch.Tensor) -> dict:
+        emb = causal.get_input_embeddings()
+        direct = (
+            self.direct_embedding_grad
+            and type(emb) is nn.Embedding  # a scaled embedding (Gemma) goes the usual way
+            and emb.weight.requires_grad
+            and torch.is_grad_enabled()
+        )
+        if not direct:
+            return {"input_ids": input_ids}
+        weight, pad = emb.weight, emb.padding_idx
+        x = F.embedding(input_ids, weight.detach()).requires_grad_()
+
+        def add_rows(grad: torch.Tensor) -> None:
+            ids, rows = input_ids.reshape(-1), grad.reshape(-1, grad.shape[-1])
+            if pad is not None:  # nn.Embedding never trains its padding row
+                keep = ids != pad
+                ids, rows = ids[keep], rows[keep]
+            with torch.no_grad():
+                if weight.grad is None:
+                    weight.grad = torch.zeros_like(weight)
+                weight.grad.index_add_(0, ids, rows.to(weight.grad.dtype))
+
+        x.register_hook(add_rows)
+        return {"inputs_embeds": x}
 
     def forward(
         self,
@@ -49,7 +80,7 @@ class LossModel(nn.Module):
             extra["limakit_segments"] = segments  # per-example causal attention, no dense mask
             attention_mask = None
         hidden = backbone(
-            input_ids=input_ids,
+            **self._embed(causal, input_ids),
             position_ids=position_ids,
             attention_mask=attention_mask,
             use_cache=False,

@@ -110,3 +110,27 @@ def test_per_example_attention_matches_the_block_mask(smollm2_tokenizer):
     assert b["segments"] == [[n0, n2, *pad0], [n1, *pad1]]
     assert torch.allclose(fast, dense, rtol=1e-5), (fast, dense)
     assert not torch.allclose(leaky, dense, rtol=1e-5)
+
+
+def test_direct_embedding_gradient_equals_autograd(smollm2_tokenizer):
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(smollm2_tokenizer, layers=2)
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight  # tied
+    items = _examples(smollm2_tokenizer, TEXTS)
+    b = collate([items[:2], items[2:]], smollm2_tokenizer.pad_token_id, with_mask=False)
+    grads = []
+    for direct in (False, True):
+        model.zero_grad(set_to_none=True)
+        loss = LossModel(model, direct_embedding_grad=direct)(
+            b["input_ids"], b["targets"], b["position_ids"], b["attention_mask"]
+        )
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    plain, direct = grads
+    assert plain.keys() == direct.keys()
+    for name in plain:
+        assert torch.allclose(plain[name], direct[name], atol=1e-6), name
+    embedding = "model.embed_tokens.weight"
+    used = b["input_ids"].unique()
+    assert direct[embedding][used].abs().sum() > 0
