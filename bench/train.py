@@ -2,12 +2,16 @@
 
 Same 256 LIMA-shaped examples (drawn reproducibly from the packaged ShareGPT pool: first-turn
 pairs, prompt <= 300 words, response 100-800 words), max_len 1024, 8 examples per optimizer step,
-lr 1e-5. Each setting runs in its own process (so peak RSS is its own) for a few steps; the table
-reports the median real (non-padding) tokens/s of the timed steps, padding fraction, peak RSS, loss
-after the same steps and MFU = 6 x params x tokens/s over the matmul peak measured here.
+constant lr 1e-5, AdamW (0.9, 0.95), weight decay 0.1, no clipping, no dropout. TRL trains on the
+very tokens our template renders (EOT and loss mask included) with the same EOT-extended model, so
+the losses of the two trainers can be compared step by step ("padding in our step order" sees the
+same examples in the same order as ours). Each setting runs in its own process (peak RSS is its
+own) for a few steps; the table reports the median real (non-padding) tokens/s of the timed
+steps, padding fraction, peak RSS, the loss of each step and MFU = 6 x params x tokens/s over the
+matmul peak measured here.
 
-    python bench/train.py                   # compare with the TRL figures quoted in the issue
-    make bench-train                        # TRL measured in the same run (its own venv)
+    python bench/train.py          # compare with the TRL figures quoted in the issue
+    make bench-train               # TRL measured in the same run (from its own virtualenv)
 
 Exit status 1 when a target is missed. The CPU may be shared: figures are noisy.
 """

@@ -44,9 +44,8 @@ DEMO_NOTES = [
     "a few epochs at learning rate 1e-4 -> 1e-5 (the paper: 15 epochs at 1e-5 -> 1e-6)",
     "the model is SmolLM2-135M-Instruct, already instruction-tuned and 4-bit quantised",
     "the judge is the same small local model, which is close to chance as a pairwise judge",
-    "a few dozen optimizer steps cannot teach a brand-new EOT token (its mean-initialised row starts "
-    "near 1e-8 probability), so most demo answers stop at the length cap; a real run of hundreds of "
-    "steps learns it",
+    "the new EOT token starts from the model's own end-of-turn row (eot_init=eos): a few dozen "
+    "steps cannot teach a mean-initialised one, which starts near 1e-8 probability",
 ]
 
 
@@ -90,7 +89,8 @@ def stage_train(model: str, size: DemoSize) -> Callable[[Path], str]:
             micro_batch=4,
             max_len=size.max_len,
             dropout_top=0.2,  # the paper's value for smaller models
-            autocast=True,
+            dtype="bfloat16",  # bf16 weights, float32 master weights and AdamW state
+            eot_init="eos",
             packing=True,
             drop_untrained=True,
             seed=0,

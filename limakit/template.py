@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from limakit.errors import LimaError
 from limakit.example import Example, Message
 
 IGNORE = -100
@@ -183,37 +184,49 @@ def chat_template(tokenizer, template: Template) -> str:
     )
 
 
-def add_eot(tokenizer, model=None, template: Template | None = None) -> int:
-    """Add the EOT special token; grow the embeddings with the new row(s) set to the mean row.
+def add_eot(tokenizer, model=None, template: Template | None = None, init: str = "mean") -> int:
+    """Add the EOT special token and grow the embeddings; returns the EOT id.
 
-    Idempotent: a tokenizer that already has the EOT is left alone. Returns the EOT id.
+    The new row(s) start as the mean row (``init="mean"``), or as a copy of the base model's EOS
+    row (``init="eos"``): the new token then starts about as likely after an answer as the
+    model's own end-of-text, instead of near zero, so even a short run learns to stop.
+    Idempotent: a tokenizer that already has the EOT is left alone.
     """
     template = template or Template()
+    if init not in ("mean", "eos"):
+        raise LimaError(f"eot_init: {init!r} is not one of 'mean', 'eos'")
+    source = tokenizer.eos_token_id if init == "eos" else None
     if not has_token(tokenizer, template.eot):
         tokenizer.add_special_tokens({"additional_special_tokens": [template.eot]})
     eot_id = tokenizer.convert_tokens_to_ids(template.eot)
     if model is not None and model.get_input_embeddings().weight.shape[0] <= eot_id:
         old = model.get_input_embeddings().weight.shape[0]
+        if init == "eos" and (source is None or source >= old):
+            raise LimaError("eot_init=eos: the tokenizer has no EOS token of its own to copy")
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+
+        def start(rows: torch.Tensor) -> torch.Tensor:
+            return rows[source : source + 1] if source is not None else rows[:old].mean(0, True)
+
         with torch.no_grad():
             emb = model.get_input_embeddings().weight
-            emb[old:] = emb[:old].mean(dim=0, keepdim=True)
+            emb[old:] = start(emb)
             out = model.get_output_embeddings()
             if out is not None and out.weight.data_ptr() != emb.data_ptr():
-                out.weight[old:] = out.weight[:old].mean(dim=0, keepdim=True)
+                out.weight[old:] = start(out.weight)
                 if getattr(out, "bias", None) is not None:
-                    out.bias[old:] = out.bias[:old].mean()
+                    out.bias[old:] = start(out.bias[:, None])[:, 0]
     return eot_id
 
 
-def attach(tokenizer, model=None, template: Template | None = None) -> int:
+def attach(tokenizer, model=None, template: Template | None = None, eot_init: str = "mean") -> int:
     """Make ``tokenizer`` (and ``model``) speak the limakit format; returns the EOT id.
 
     Adds the EOT, stores the Jinja ``chat_template``, makes the EOT the tokenizer's EOS and the
     model's generation EOS, and gives the tokenizer a pad token if it has none.
     """
     template = template or Template()
-    eot_id = add_eot(tokenizer, model, template)
+    eot_id = add_eot(tokenizer, model, template, init=eot_init)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or template.eot
     tokenizer.chat_template = chat_template(tokenizer, template)

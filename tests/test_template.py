@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -156,3 +157,24 @@ def test_add_eot_grows_embeddings_with_mean_row(smollm2_tokenizer):
     assert model.generation_config.eos_token_id == eot
     assert attach(tok, model, Template(eot="<|end_of_turn|>")) == eot  # idempotent
     assert model.get_input_embeddings().weight.shape[0] == n + 1
+
+
+def test_add_eot_can_start_from_the_eos_row(smollm2_tokenizer):
+    from transformers import AutoTokenizer
+
+    from limakit.errors import LimaError
+    from tests.conftest import make_tiny_model
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer.name_or_path)
+    model = make_tiny_model(tok)
+    eos = tok.eos_token_id
+    with pytest.raises(LimaError, match="eot_init"):
+        attach(tok, model, Template(eot="<|end_of_turn|>"), eot_init="last")
+    eot = attach(tok, model, Template(eot="<|end_of_turn|>"), eot_init="eos")
+    emb = model.get_input_embeddings().weight
+    assert torch.equal(emb[eot], emb[eos])
+    assert not torch.equal(emb[eot], emb[: emb.shape[0] - 1].mean(0))
+    # the same logit as EOS wherever the model stands: it starts as likely as end-of-text
+    with torch.no_grad():
+        logits = model(torch.tensor([tok("Hello there, friend").input_ids])).logits[0, -1]
+    assert logits[eot].item() == pytest.approx(logits[eos].item(), abs=1e-5)

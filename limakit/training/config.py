@@ -60,6 +60,11 @@ class TrainConfig(Config):
         description="residual dropout of the top layer; rises linearly from 0.0 at the bottom",
     )
     dropout_bottom: float = Field(0.0, ge=0.0, lt=1.0, description="residual dropout of layer 0")
+    eot_init: Literal["mean", "eos"] = Field(
+        "mean",
+        description="row of the new EOT token: the mean embedding, or a copy of the base "
+        "model's EOS (starts as likely as end-of-text: short runs learn to stop)",
+    )
     train_on: Literal["assistant", "last", "all"] = Field(
         "assistant", description="tokens with loss: every assistant turn, the last one, or all"
     )

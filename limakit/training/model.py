@@ -125,7 +125,7 @@ def prepare_model(config: TrainConfig):
         dtype=parse_dtype(config.dtype),
         attn_implementation=attn_implementation(config),
     )
-    attach(tokenizer, model, Template.from_tokenizer(tokenizer))
+    attach(tokenizer, model, Template.from_tokenizer(tokenizer), eot_init=config.eot_init)
     if config.dropout_top > 0:
         add_residual_dropout(model, config.dropout_top, config.dropout_bottom)
     if config.grad_checkpointing:
