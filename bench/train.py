@@ -1,14 +1,17 @@
 """Benchmark the LIMA trainer against TRL's SFTTrainer on the packaged SmolLM2-135M.
 
-Same 256 LIMA-shaped examples (drawn reproducibly from the packaged ShareGPT pool: first-turn
-pairs, prompt <= 300 words, response 100-800 words), max_len 1024, 8 examples per optimizer step,
-constant lr 1e-5, AdamW (0.9, 0.95), weight decay 0.1, no clipping, no dropout. TRL trains on the
+LIMA-shaped examples drawn reproducibly from the packaged ShareGPT pool (256 first-turn pairs,
+prompt <= 300 words, response 100-800 words, of which the first ``8 x --steps`` are used),
+max_len 1024, 8 examples per optimizer step, constant lr 1e-5, AdamW (0.9, 0.95), weight decay 0.1, no clipping, no dropout. TRL trains on the
 very tokens our template renders (EOT and loss mask included) with the same EOT-extended model, so
 the losses of the two trainers can be compared step by step ("padding in our step order" sees the
 same examples in the same order as ours). Each setting runs in its own process (peak RSS is its
-own) for a few steps; the table reports the median real (non-padding) tokens/s of the timed
-steps, padding fraction, peak RSS, the loss of each step and MFU = 6 x params x tokens/s over the
-matmul peak measured here.
+own) for two epochs over the same examples: the first warms up (and its losses are compared),
+the second is timed. Every trainer and setting therefore times exactly the same examples, however
+it orders, groups or packs them (timing a few steps instead would favour a setting whose first
+steps happen to hold long examples). The table reports real (non-padding) tokens over seconds of
+the timed epoch, padding fraction, peak RSS, the loss of each warm-up step and MFU = 6 x params x
+tokens/s over the matmul peak measured here.
 
     python bench/train.py          # compare with the TRL figures quoted in the issue
     make bench-train               # TRL measured in the same run (from its own virtualenv)
@@ -23,7 +26,6 @@ import json
 import os
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,8 +56,14 @@ MODES = {
     "bf16-grouped": ["micro_batch=2", "packing=false", "dtype=bfloat16"],
     # float32 weights, bf16 autocast (the usual CUDA recipe).
     "autocast-packed": ["micro_batch=1", "packing=true", "autocast=true"],
-    # Activation checkpointing, one example per micro-batch.
-    "lean": ["micro_batch=1", "packing=false", "grad_checkpointing=true", "autocast=true"],
+    # Activation checkpointing, one example per micro-batch, loss chunks of 256 positions.
+    "lean": [
+        "micro_batch=1",
+        "packing=false",
+        "grad_checkpointing=true",
+        "autocast=true",
+        "loss_chunk=256",
+    ],
 }
 
 
@@ -97,8 +105,8 @@ def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def _common(data: str, steps: int) -> list[str]:
-    """The trainer settings every mode shares (and TRL is given)."""
+def _common(data: str) -> list[str]:
+    """The trainer settings every mode shares (and TRL is given): two epochs over ``data``."""
     return [
         f"data={data}",
         "model=smollm2-135m",
@@ -108,31 +116,43 @@ def _common(data: str, steps: int) -> list[str]:
         "final_lr=1e-5",  # a constant rate, as given to TRL, so the losses are comparable
         "dropout_top=0.0",  # TRL has no residual dropout: same loss, same computation
         "drop_untrained=true",  # prompts of code can fill max_len: skipped and reported
-        f"max_steps={steps}",
-        "epochs=1",
+        "epochs=2",
         "save_epochs=[]",
     ]
 
 
-def worker(mode: str, data: str, steps: int, out: str) -> None:
+def timed_epoch(rows: list[dict]) -> dict:
+    """Throughput of the second half of the steps (the second epoch)."""
+    timed = rows[len(rows) // 2 :]
+    return {
+        "tokens_per_s": sum(r["real"] for r in timed) / sum(r["time"] for r in timed),
+        "padding": 1 - sum(r["real"] for r in timed) / sum(r["total"] for r in timed),
+    }
+
+
+def worker(mode: str, data: str, out: str) -> None:
     """One setting of our trainer; prints a JSON line with the measurements."""
     from limakit.config import load_config
     from limakit.models import load_model
     from limakit.training import TrainConfig, train
 
-    cfg = load_config(TrainConfig, None, [*_common(data, steps), *MODES[mode]])
+    cfg = load_config(TrainConfig, None, [*_common(data), *MODES[mode]])
     run = train(cfg, out)
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    timed = rows[1:] or rows  # the first step pays one-off costs
+    steps = [
+        {
+            "real": r["real_tokens"],
+            "total": r["real_tokens"] / (1 - r["padding"]),
+            "time": r["step_time_s"],
+        }
+        for r in rows
+    ]
     params = sum(p.numel() for p in load_model("smollm2-135m").parameters())
     print(
         json.dumps(
             {
-                "tokens_per_s": statistics.median(r["tokens_per_s"] for r in timed),
-                "padding": sum(r["padding"] * r["real_tokens"] for r in rows)
-                / sum(r["real_tokens"] for r in rows),
-                "loss": rows[-1]["loss"],
-                "losses": [r["loss"] for r in rows],
+                **timed_epoch(steps),
+                "losses": [r["loss"] for r in rows[: len(rows) // 2]],
                 "steps": len(rows),
                 "params": params,
                 "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
@@ -162,7 +182,7 @@ def write_tokens(data: Path, dest: Path) -> int:
     from limakit.training.batching import epoch_order
     from limakit.training.loop import encode
 
-    cfg = load_config(TrainConfig, None, _common(str(data), 1))
+    cfg = load_config(TrainConfig, None, _common(str(data)))
     items = encode(cfg, load_tokenizer(cfg.model))
     rows = []
     for i in epoch_order(len(items), cfg.seed, 0):
@@ -173,7 +193,7 @@ def write_tokens(data: Path, dest: Path) -> int:
     return len(rows)
 
 
-def trl_worker(mode: str, tokens: str, steps: int, out: str) -> None:
+def trl_worker(mode: str, tokens: str, out: str) -> None:
     """TRL's SFTTrainer in one setting, on our rendered tokens; prints a JSON line."""
     import torch
     from datasets import Dataset
@@ -220,7 +240,7 @@ def trl_worker(mode: str, tokens: str, steps: int, out: str) -> None:
         adam_beta2=0.95,
         weight_decay=0.1,
         max_grad_norm=0.0,  # the LIMA protocol does not clip
-        max_steps=steps,
+        num_train_epochs=2,
         logging_steps=1,
         report_to="none",
         save_strategy="no",
@@ -234,14 +254,15 @@ def trl_worker(mode: str, tokens: str, steps: int, out: str) -> None:
         model=model, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[Clock()]
     )
     trainer.train()
-    tps = [real / t for (real, _), t in zip(counts, times, strict=False)]
+    steps = [
+        {"real": real, "total": total, "time": t}
+        for (real, total), t in zip(counts, times, strict=True)
+    ]
     print(
         json.dumps(
             {
-                "tokens_per_s": statistics.median(tps[1:] or tps),
-                "padding": 1 - sum(r for r, _ in counts) / sum(n for _, n in counts),
-                "loss": losses[-1] if losses else None,
-                "losses": losses,
+                **timed_epoch(steps),
+                "losses": losses[: len(losses) // 2],
                 "steps": len(times),
                 "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
             }
@@ -259,7 +280,13 @@ def run_child(args: list[str], python: str = sys.executable) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=4, help="optimizer steps per setting")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=4,
+        help="optimizer steps per epoch: the bench trains on the first 8 x STEPS examples, "
+        "two epochs per setting, and times the second",
+    )
     p.add_argument(
         "--trl-python",
         help="python of an environment with trl installed (make venv-bench); "
@@ -273,17 +300,18 @@ def main() -> int:
     p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.trl_worker:
-        trl_worker(a.trl_worker, a.data, a.steps, a.out)
+        trl_worker(a.trl_worker, a.data, a.out)
         return 0
     if a.worker:
-        worker(a.worker, a.data, a.steps, a.out)
+        worker(a.worker, a.data, a.out)
         return 0
 
     import torch
 
     tmp = Path(tempfile.mkdtemp(prefix="lima-bench-"))
     data = tmp / "examples.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in draw_examples()))
+    subset = draw_examples()[: 8 * a.steps]
+    data.write_text("".join(json.dumps(r) + "\n" for r in subset))
     peak = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
     print(
         f"threads {torch.get_num_threads()}; matmul peak: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, "
@@ -291,19 +319,16 @@ def main() -> int:
     )
     ours: dict[str, dict] = {}
     for mode in a.modes.split(","):
-        print(f"running limakit {mode} ({a.steps} steps)...", flush=True)
-        ours[mode] = run_child(
-            ["--worker", mode, "--data", str(data), "--steps", str(a.steps)]
-            + ["--out", str(tmp / mode)]
-        )
+        print(f"running limakit {mode} (2 epochs of {len(subset)} examples)...", flush=True)
+        ours[mode] = run_child(["--worker", mode, "--data", str(data), "--out", str(tmp / mode)])
     theirs: dict[str, dict] = {}
     if a.trl_python:
         tokens = tmp / "tokens.jsonl"
         write_tokens(data, tokens)
         for mode in a.trl_modes.split(","):
-            print(f"running TRL {mode} ({a.steps} steps)...", flush=True)
+            print(f"running TRL {mode} (2 epochs of {len(subset)} examples)...", flush=True)
             theirs[mode] = run_child(
-                ["--trl-worker", mode, "--data", str(tokens), "--steps", str(a.steps)]
+                ["--trl-worker", mode, "--data", str(tokens)]
                 + ["--out", str(tmp / f"trl-{len(theirs)}")],
                 python=a.trl_python,
             )
@@ -320,7 +345,9 @@ def main() -> int:
         return 6 * params * r["tokens_per_s"] / peak[dt]
 
     print(f"\nTRL best fp32 real tokens/s = {trl_best:.0f} ({source})\n")
-    print("| trainer, setting | real tokens/s | padding | MFU | peak RSS GB | loss per step |")
+    print(
+        "| trainer, setting | real tokens/s | padding | MFU | peak RSS GB | loss of each warm-up step |"
+    )
     print("|---|---|---|---|---|---|")
     if not theirs:
         for name, (tps, pad, m, rss) in TRL_QUOTED.items():
@@ -346,15 +373,18 @@ def main() -> int:
     }
     failed = []
     print()
-    for _family, (modes, speedup, rss) in targets.items():
+    for family, (modes, speedup, rss) in targets.items():
         measured = [m for m in modes if m in ours]
         if not measured:
             continue
         name = max(measured, key=lambda m: ours[m]["tokens_per_s"])
         r = ours[name]
         ok = r["tokens_per_s"] >= speedup * trl_best and (rss is None or r["rss_gb"] <= rss)
+        # The MFU the target asks for: above 100% it cannot be met on this machine at all.
+        needed = 6 * params * speedup * trl_best / peak["fp32" if family == "fp32" else "bf16"]
         print(
-            f"{name}: {r['tokens_per_s'] / trl_best:.2f}x TRL best fp32 (target {speedup}x)"
+            f"{name}: {r['tokens_per_s'] / trl_best:.2f}x TRL best fp32 (target {speedup}x, "
+            f"i.e. {needed:.0%} MFU)"
             + ("" if rss is None else f", peak RSS {r['rss_gb']:.1f} GB (target <= {rss})")
             + ("  OK" if ok else "  MISSED")
         )

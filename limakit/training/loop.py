@@ -145,7 +145,14 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     wrapped.train()
     impl = str(getattr(inner_model(model).config, "_attn_implementation", ""))
     with_mask = "flash" not in impl and impl != PACKED  # those read boundaries, not a dense mask
-    autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=config.autocast)
+    # With activation checkpointing (lean memory), bf16 weight copies are made per use, not cached
+    # for the whole micro-batch: about a quarter of the float32 weights less at the peak.
+    autocast = torch.autocast(
+        acc.device.type,
+        dtype=torch.bfloat16,
+        enabled=config.autocast,
+        cache_enabled=not config.grad_checkpointing,
+    )
 
     def write_model(folder: Path) -> None:
         lm = acc.unwrap_model(wrapped).lm
