@@ -202,7 +202,9 @@ def add_eot(tokenizer, model=None, template: Template | None = None, init: str =
     if model is not None and model.get_input_embeddings().weight.shape[0] <= eot_id:
         old = model.get_input_embeddings().weight.shape[0]
         if init == "eos" and (source is None or source >= old):
-            raise LimaError("eot_init=eos: the tokenizer has no EOS token of its own to copy")
+            raise LimaError(
+                "eot_init=eos: the tokenizer has no EOS token of its own to copy; use eot_init=mean"
+            )
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
 
         def start(rows: torch.Tensor) -> torch.Tensor:

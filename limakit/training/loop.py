@@ -146,7 +146,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     impl = str(getattr(inner_model(model).config, "_attn_implementation", ""))
     with_mask = "flash" not in impl and impl != PACKED  # those read boundaries, not a dense mask
     # With activation checkpointing (lean memory), bf16 weight copies are made per use, not cached
-    # for the whole micro-batch: about a quarter of the float32 weights less at the peak.
+    # for the whole micro-batch: half the float32 weights' size less at the peak.
     autocast = torch.autocast(
         acc.device.type,
         dtype=torch.bfloat16,

@@ -99,3 +99,24 @@ def test_bf16_weights_with_float32_masters(tmp_path, tiny_model_dir):
     assert (master != base[key].float()).float().mean() > 0.9  # the masters moved...
     bf16 = load_file(lost / "checkpoints" / "epoch-1" / "model.safetensors")[key]
     assert (bf16 != base[key]).float().mean() < 0.05  # ...the bf16 weights alone barely did
+
+
+def test_eot_init_from_the_config_reaches_the_model(tmp_path, smollm2_tokenizer):
+    from transformers import AutoTokenizer
+
+    from tests.conftest import make_tiny_model
+
+    # A base model without the limakit format, so the trainer adds the EOT row itself.
+    base = AutoTokenizer.from_pretrained(smollm2_tokenizer.name_or_path)
+    make_tiny_model(base).save_pretrained(tmp_path / "base")
+    base.save_pretrained(tmp_path / "base")
+    eos = base.eos_token_id
+    for init in ("eos", "mean"):
+        cfg = load_config(TrainConfig, None, [f"model={tmp_path / 'base'}", f"eot_init={init}"])
+        model, tok = prepare_model(cfg)
+        emb = model.get_input_embeddings().weight
+        eot = tok.eos_token_id  # attach() made the new EOT the tokenizer's EOS
+        assert eot == len(base) and eos < eot
+        assert torch.equal(emb[eot], emb[eos]) == (init == "eos")
+        if init == "mean":
+            assert torch.allclose(emb[eot], emb[:eot].mean(0))
