@@ -3,8 +3,9 @@
 LIMA-shaped examples drawn reproducibly from the packaged ShareGPT pool (256 first-turn pairs,
 prompt <= 300 words, response 100-800 words, of which the first ``8 x --steps`` are used),
 max_len 1024, 8 examples per optimizer step, constant lr 1e-5, AdamW (0.9, 0.95), weight decay
-0.1, no clipping, no dropout. TRL trains on the very tokens our template renders (EOT and loss mask included) with the same EOT-extended model, so
-the losses of the two trainers can be compared step by step ("padding in our step order" sees the
+0.1, no clipping, no dropout. TRL trains on the very tokens our template renders (EOT and loss
+mask included) with the same EOT-extended model, so the losses of the two trainers can be compared
+step by step ("padding in our step order" sees the
 same examples in the same order as ours). Each setting runs in its own process (peak RSS is its
 own) for two epochs over the same examples: the first warms up (and its losses are compared),
 the second is timed. Every trainer and setting therefore times exactly the same examples, however
