@@ -97,7 +97,9 @@ def collate(
 ) -> dict[str, torch.Tensor | None | int]:
     """Tensors for one micro-batch.
 
-    Returns ``input_ids``, ``targets``, ``position_ids`` (B, T) and ``attention_mask``: a boolean
+    Built on the host (then moved once by :func:`to_device`). Returns ``input_ids``, ``targets``,
+    ``position_ids`` (B, T), ``target_index`` (the flat positions with a target, so the loss
+    selects them without a device-to-host sync) and ``attention_mask``: a boolean
     (B, 1, T, T) block-diagonal causal mask (True = may attend), or None when every row holds one
     example (plain causal attention is then exact and faster: padding only ever follows). Padding forms its own
     segment that only sees itself, so no softmax row is empty. With ``with_mask=False`` the mask is
@@ -130,14 +132,30 @@ def collate(
         causal = torch.ones(T, T, dtype=torch.bool).tril_()
         same = seg[:, :, None] == seg[:, None, :]  # (B, T, T)
         mask = (same & causal)[:, None]  # (B, 1, T, T)
-    n_trained = int((targets != IGNORE).sum())
+    target_index = (targets.reshape(-1) != IGNORE).nonzero().squeeze(1)
+    n_trained = int(target_index.numel())
     return {
         "segments": segment_lengths([[len(x) for x in row] for row in rows], T),
         "input_ids": ids,
         "targets": targets,
+        "target_index": target_index,
         "position_ids": pos,
         "attention_mask": mask,
         "n_real": n_real,
         "n_tokens": B * T,
         "n_trained": n_trained,
     }
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors on ``device``; on CUDA through pinned memory without blocking the host.
+
+    Non-tensor entries (segment lengths, counts) are kept as they are.
+    """
+    cuda = torch.device(device).type == "cuda"
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.pin_memory().to(device, non_blocking=True) if cuda else v.to(device)
+        out[k] = v
+    return out

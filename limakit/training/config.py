@@ -85,8 +85,19 @@ class TrainConfig(Config):
         False, description="bf16 autocast for matmuls (CUDA and CPU) with fp32 weights"
     )
     grad_checkpointing: bool = Field(False, description="recompute activations in backward")
-    loss_chunk: int = Field(
-        1024, ge=16, description="tokens per lm_head + cross-entropy chunk (logits never whole)"
+    loss_chunk: int | None = Field(
+        None,
+        ge=16,
+        description="tokens per lm_head + cross-entropy chunk (logits never whole); "
+        "None = 1024 on a CPU, 8192 on a GPU",
+    )
+    packed_attention: Literal["auto", "segments", "varlen", "flex", "sdpa-mask"] = Field(
+        "auto",
+        description="kernel for packed rows: auto = per-example SDPA on a CPU, PyTorch's "
+        "flash variable-length kernel on CUDA in bf16 (SDPA with a block mask otherwise)",
+    )
+    compile: bool = Field(
+        False, description="torch.compile each decoder layer (worth it on GPUs; slow to start)"
     )
     attn_implementation: str | None = Field(
         None,

@@ -27,6 +27,7 @@ from limakit.training.batching import (
     plan_micro_batches,
     shift_labels,
     step_groups,
+    to_device,
 )
 from limakit.training.checkpoint import (
     latest_checkpoint,
@@ -100,6 +101,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     total = min(schedule_total, config.max_steps or schedule_total)
 
     sharded = acc.distributed_type.value in ("FSDP", "DEEPSPEED")
+    if not sharded:
+        # On the device before the masters and the optimizer state are made from its parameters:
+        # they live where the parameters live. (FSDP/DeepSpeed place and shard it themselves.)
+        model.to(acc.device)
     if config.dtype != "float32" and config.master_weights and sharded:
         raise LimaError(
             "master_weights=true keeps its own float32 copies, which FSDP/DeepSpeed shard on their "
@@ -140,7 +145,12 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             state["step_in_epoch"],
             state["global_step"],
         )
-    loss_model = LossModel(model, config.loss_chunk, direct_embedding_grad=world == 1)
+    loss_model = LossModel(
+        model,
+        config.loss_chunk or (1024 if acc.device.type == "cpu" else 8192),
+        direct_embedding_grad=world == 1,
+        kernel=config.packed_attention,
+    )
     wrapped, optimizer = acc.prepare(loss_model, optimizer)
     wrapped.train()
     impl = str(getattr(inner_model(model).config, "_attn_implementation", ""))
@@ -203,16 +213,20 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
                 mine = [[[Encoded(-1, micro[0][0][0].ids, [-100] * len(micro[0][0][0]))]]]
             loss_sum = torch.zeros((), device=acc.device)
             for k, rows in enumerate(mine):
-                b = collate(rows, tokenizer.pad_token_id, with_mask=with_mask)
+                # Built on the host, moved once (pinned, non-blocking on CUDA): nothing in the
+                # step waits for the device except the loss read at its end.
+                b = to_device(
+                    collate(rows, tokenizer.pad_token_id, with_mask=with_mask), acc.device
+                )
                 sync = k == len(mine) - 1
                 with contextlib.nullcontext() if sync else acc.no_sync(wrapped), autocast:
-                    mask = b["attention_mask"]
                     part = wrapped(
-                        input_ids=b["input_ids"].to(acc.device),
-                        targets=b["targets"].to(acc.device),
-                        position_ids=b["position_ids"].to(acc.device),
-                        attention_mask=None if mask is None else mask.to(acc.device),
+                        input_ids=b["input_ids"],
+                        targets=b["targets"],
+                        position_ids=b["position_ids"],
+                        attention_mask=b["attention_mask"],
                         segments=b["segments"],
+                        target_index=b["target_index"],
                         # DDP averages gradients over processes: scaled, the result is sum / n_target.
                         scale=world / n_target,
                     )

@@ -120,14 +120,18 @@ def chunked_lm_loss(
     softcap: float | None = None,
     scale: float = 1.0,
     workspace: Workspace | None = None,
+    index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``scale`` x the summed next-token cross-entropy of ``hidden`` (B, T, H) against ``targets``.
 
     ``targets`` are already shifted (position t holds the token t predicts); -100 is ignored.
+    ``index`` (optional) holds the flat positions whose target is not -100, computed on the host
+    beforehand: selecting by it needs no host sync, where a boolean mask does (on a GPU).
     """
-    keep = targets.reshape(-1) != IGNORE
-    h = hidden.reshape(-1, hidden.shape[-1])[keep]  # (N, H): trained positions only
-    y = targets.reshape(-1)[keep]
+    if index is None:
+        index = (targets.reshape(-1) != IGNORE).nonzero().squeeze(1)
+    h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)  # (N, H): trained only
+    y = targets.reshape(-1).index_select(0, index)
     if h.shape[0] == 0:
         return hidden.sum() * 0.0  # keeps the graph (and DDP's reducer) connected
     if softcap is not None:  # Gemma-2 style logit soft-capping: no fused path, plain chunks

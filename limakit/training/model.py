@@ -14,9 +14,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from limakit.training.attention import NAME as PACKED
+from limakit.training.attention import PackedRows
 from limakit.training.attention import register as register_packed
 from limakit.training.config import TrainConfig
-from limakit.training.dropout import add_residual_dropout
+from limakit.training.dropout import add_residual_dropout, decoder_layers
 from limakit.training.loss import Workspace, chunked_lm_loss
 
 
@@ -28,10 +29,17 @@ def inner_model(model: nn.Module) -> nn.Module:
 class LossModel(nn.Module):
     """``forward(batch, scale) -> scale x summed CE over the batch's target tokens``."""
 
-    def __init__(self, lm: nn.Module, chunk: int = 1024, direct_embedding_grad: bool = False):
+    def __init__(
+        self,
+        lm: nn.Module,
+        chunk: int = 1024,
+        direct_embedding_grad: bool = False,
+        kernel: str = "auto",
+    ):
         super().__init__()
         self.lm = lm
         self.chunk = chunk
+        self.kernel = kernel  # packed attention kernel (see limakit.training.attention)
         self.workspace = Workspace()  # the loss's logits buffers, reused from step to step
         # Add the input embedding's gradient rows straight into its weight's .grad (index_add),
         # instead of autograd building a dense vocabulary-sized gradient per micro-batch. The
@@ -53,9 +61,8 @@ class LossModel(nn.Module):
 
         def add_rows(grad: torch.Tensor) -> None:
             ids, rows = input_ids.reshape(-1), grad.reshape(-1, grad.shape[-1])
-            if pad is not None:  # nn.Embedding never trains its padding row
-                keep = ids != pad
-                ids, rows = ids[keep], rows[keep]
+            if pad is not None:  # nn.Embedding never trains its padding row (masked: no host sync)
+                rows = rows.masked_fill((ids == pad)[:, None], 0)
             with torch.no_grad():
                 if weight.grad is None:
                     weight.grad = torch.zeros_like(weight)
@@ -72,12 +79,20 @@ class LossModel(nn.Module):
         attention_mask=None,
         segments=None,
         scale: float = 1.0,
+        target_index: torch.Tensor | None = None,
     ):
+        """``segments``: per row, its segment lengths (from ``collate``), or a :class:`PackedRows`.
+
+        ``target_index`` (the flat positions that have a target, as ``collate`` returns them) lets
+        the loss pick its rows without a host sync; without it they are found from ``targets``.
+        """
         causal = inner_model(self.lm)
         backbone = getattr(causal, causal.base_model_prefix)
         extra = {}
         if segments is not None and causal.config._attn_implementation == PACKED:
-            extra["limakit_segments"] = segments  # per-example causal attention, no dense mask
+            if not isinstance(segments, PackedRows):
+                segments = PackedRows(segments, input_ids.device, self.kernel)
+            extra["limakit_packed"] = segments  # per-example causal attention, no dense mask
             attention_mask = None
         hidden = backbone(
             **self._embed(causal, input_ids),
@@ -87,7 +102,10 @@ class LossModel(nn.Module):
             **extra,
         ).last_hidden_state  # (B, T, H)
         head = causal.get_output_embeddings()
-        if not (targets != -100).any():  # an empty micro-batch still joins the gradient sync
+        empty = (
+            target_index.numel() == 0 if target_index is not None else not (targets != -100).any()
+        )
+        if empty:  # an empty micro-batch still joins the gradient sync
             return hidden.sum() * 0.0 + head.weight.sum() * 0.0
         return chunked_lm_loss(
             hidden,
@@ -98,6 +116,7 @@ class LossModel(nn.Module):
             softcap=getattr(causal.config, "final_logit_softcapping", None),
             scale=scale,
             workspace=self.workspace,
+            index=target_index,
         )
 
 
@@ -128,6 +147,9 @@ def prepare_model(config: TrainConfig):
     attach(tokenizer, model, Template.from_tokenizer(tokenizer), eot_init=config.eot_init)
     if config.dropout_top > 0:
         add_residual_dropout(model, config.dropout_top, config.dropout_bottom)
+    if config.compile:
+        for layer in decoder_layers(model):
+            layer.compile()  # one graph shared by every layer; recompiled per new row length
     if config.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
