@@ -1,0 +1,415 @@
+"""The trainer on one GPU against TRL's SFTTrainer, on the same tokens, in one run (under 8 minutes).
+
+Model: a random-init model of SmolLM2-1.7B's shape (Llama, 24 x 2048, 32 heads, vocabulary of the
+SmolLM2 tokenizer plus EOT), built by this script on the GPU: no weights travel and speed does not
+depend on their values. Data: 256 LIMA-shaped ShareGPT first-turn pairs from the packaged pool
+(``bench/train.py``'s ``draw_examples``), max_len 2048, global batch 32, micro-batch 8, constant
+lr 1e-5, AdamW (0.9, 0.95), wd 0.1, no dropout, two epochs, the second timed. TRL trains on the
+tokens our template renders (EOT and loss mask included), in our step order for the padding run,
+so the first losses compare step by step. Every setting runs in its own process (its own peak
+memory) with a time limit; one that fails or runs out of time is reported and the rest go on.
+
+    python bench/gpu.py                    # on a CUDA machine; exit 1 when a target is missed
+    python bench/gpu.py --cpu-dry-run      # the same code paths on a 2-layer toy on the CPU
+
+The table gives real (non-padding) tokens/s of the timed epoch, padding, MFU = 6 x params x
+tokens/s over the bf16 matmul peak measured at the start, peak GPU memory and the losses of the
+first steps. TRL is run when it is importable (say so and go on when it is not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train import draw_examples, timed_epoch  # noqa: E402  (bench/train.py)
+
+SHAPES = {  # SmolLM2-1.7B's shape, and a toy for the dry run
+    "gpu": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=24,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        head_dim=64,
+    ),
+    "cpu": dict(
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        head_dim=32,
+    ),
+}
+# name: trainer overrides. Every mode trains the same examples in the same steps.
+MODES = {
+    "bf16-packed": ["dtype=bfloat16", "packing=true"],
+    "bf16-packed-compiled": ["dtype=bfloat16", "packing=true", "compile=true"],
+    "bf16-packed-sdpa-mask": ["dtype=bfloat16", "packing=true", "packed_attention=sdpa-mask"],
+    "bf16-grouped": ["dtype=bfloat16", "packing=false"],
+    "autocast-packed": ["autocast=true", "packing=true"],
+}
+TRL_MODES = {
+    "padding": {"train_sampling_strategy": "sequential"},  # our step order: losses compare
+    "wrapped packing (cross-attends)": {"packing": True, "packing_strategy": "wrapped"},
+}
+
+
+def settings(dry: bool) -> dict:
+    return {
+        "n": 16 if dry else 256,
+        "global_batch": 8 if dry else 32,
+        "micro_batch": 2 if dry else 8,
+        "max_len": 512 if dry else 2048,
+    }
+
+
+def cpu_overrides(mode: str, fast_bf16: bool) -> list[str]:
+    """The dry run's changes to a mode: fp32 where this CPU has no fast bf16 matmul."""
+    if fast_bf16:
+        return []
+    return ["dtype=float32", "autocast=false"]
+
+
+def common(data: str, model: str, s: dict) -> list[str]:
+    return [
+        f"data={data}",
+        f"model={model}",
+        f"global_batch={s['global_batch']}",
+        f"micro_batch={s['micro_batch']}",
+        f"max_len={s['max_len']}",
+        "lr=1e-5",
+        "final_lr=1e-5",
+        "dropout_top=0.0",
+        "drop_untrained=true",
+        "epochs=2",
+        "save_epochs=[]",
+    ]
+
+
+def device_name(dry: bool) -> str:
+    return "cpu" if dry else "cuda"
+
+
+def peak_memory_gb() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
+def matmul_peak(device: str, dtype_name: str = "bfloat16") -> float:
+    """Best-of-5 matmul FLOP/s on ``device`` (8192^3 on a GPU, 512^3 on a CPU)."""
+    import torch
+
+    n = 8192 if device == "cuda" else 512
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    best = float("inf")
+    for _ in range(3 if device == "cpu" else 6):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def build_model(tokenizer_dir: str, dest: Path, dry: bool) -> int:
+    """Save a random-init model of the chosen shape with the limakit format; returns its params."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from limakit.models import load_tokenizer
+    from limakit.template import Template, attach
+
+    config = AutoConfig.from_pretrained(tokenizer_dir)
+    for k, v in SHAPES["cpu" if dry else "gpu"].items():
+        setattr(config, k, v)
+    tok = load_tokenizer(tokenizer_dir)
+    torch.manual_seed(0)
+    with torch.device(device_name(dry)):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    attach(tok, model, Template.from_tokenizer(tok))
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return sum(p.numel() for p in model.parameters())
+
+
+def write_tokens(data: Path, model: str, s: dict, dest: Path) -> None:
+    """Our rendered tokens and loss masks, in our first epoch's order, for TRL to train on."""
+    from limakit.config import load_config
+    from limakit.models import load_tokenizer
+    from limakit.training import TrainConfig
+    from limakit.training.batching import epoch_order
+    from limakit.training.loop import encode
+
+    cfg = load_config(TrainConfig, None, common(str(data), model, s))
+    items = encode(cfg, load_tokenizer(model))
+    rows = []
+    for i in epoch_order(len(items), cfg.seed, 0):
+        x = items[i]
+        mask = [0] + [int(t != -100) for t in x.targets[:-1]]
+        rows.append({"input_ids": list(x.ids), "completion_mask": mask})
+    dest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def ours_worker(mode: str, data: str, model: str, out: str, dry: bool) -> dict:
+    from limakit.config import load_config
+    from limakit.training import TrainConfig, train
+
+    extra = cpu_overrides(mode, os.environ.get("LIMAKIT_BENCH_FAST_BF16") == "1") if dry else []
+    cfg = load_config(
+        TrainConfig, None, [*common(data, model, settings(dry)), *MODES[mode], *extra]
+    )
+    run = train(cfg, out)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        {
+            "real": r["real_tokens"],
+            "total": r["real_tokens"] / (1 - r["padding"]),
+            "time": r["step_time_s"],
+        }
+        for r in rows
+    ]
+    return {
+        **timed_epoch(steps),
+        "losses": [r["loss"] for r in rows[: len(rows) // 2]],
+        "gpu_gb": peak_memory_gb(),
+    }
+
+
+def trl_worker(mode: str, data: str, model: str, out: str, dry: bool) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from limakit.models import load_tokenizer
+
+    s = settings(dry)
+    tok = load_tokenizer(model)
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    ds = Dataset.from_list([json.loads(x) for x in Path(data).read_text().splitlines()])
+    marks: list[float] = []
+    losses: list[float] = []
+    counts: list[tuple[int, int, int]] = []
+
+    class Clock(TrainerCallback):
+        def on_epoch_begin(self, *a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+
+        def on_train_end(self, *a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+
+        def on_log(self, args, state, control, logs=None, **k):
+            if logs and "loss" in logs:
+                losses.append(logs["loss"])
+
+    class Counting(SFTTrainer):
+        def training_step(self, model, inputs, *a, **k):
+            mask = inputs.get("attention_mask")
+            real = int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            counts.append((len(marks) - 1, real, inputs["input_ids"].numel()))
+            return super().training_step(model, inputs, *a, **k)
+
+    args = SFTConfig(
+        output_dir=out,
+        per_device_train_batch_size=s["micro_batch"],
+        gradient_accumulation_steps=s["global_batch"] // s["micro_batch"],
+        max_length=s["max_len"],
+        learning_rate=1e-5,
+        lr_scheduler_type="constant",
+        adam_beta1=0.9,
+        adam_beta2=0.95,
+        weight_decay=0.1,
+        max_grad_norm=0.0,
+        num_train_epochs=2,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        gradient_checkpointing=False,
+        completion_only_loss=True,
+        bf16=not dry,
+        use_cpu=dry,
+        seed=0,
+        optim="adamw_torch_fused",
+        **TRL_MODES[mode],
+    )
+    Counting(
+        model=lm, args=args, train_dataset=ds, processing_class=tok, callbacks=[Clock()]
+    ).train()
+    second = [c for c in counts if c[0] == 1]
+    return {
+        "tokens_per_s": sum(c[1] for c in second) / (marks[-1] - marks[1]),
+        "padding": 1 - sum(c[1] for c in second) / sum(c[2] for c in second),
+        "losses": losses[: len(losses) // 2],
+        "gpu_gb": peak_memory_gb(),
+    }
+
+
+def child(kind: str, mode: str, paths: dict, dry: bool, timeout: int) -> dict:
+    """Run one setting in its own process; an error or a timeout becomes a row, not a crash."""
+    cmd = [sys.executable, __file__, "--worker", kind, mode, json.dumps(paths)]
+    cmd += ["--cpu-dry-run"] if dry else []
+    t = time.perf_counter()
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {timeout} s"}
+    lines = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
+    if res.returncode != 0 or not lines:
+        tail = res.stderr.strip().splitlines()[-12:]
+        return {"error": f"exit {res.returncode}: " + " | ".join(tail)[-1500:]}
+    return {**json.loads(lines[-1][7:]), "wall_s": time.perf_counter() - t}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--cpu-dry-run", action="store_true", help="2-layer toy on the CPU, no targets")
+    p.add_argument("--tokenizer", default="smollm2-135m", help="model whose tokenizer and config")
+    p.add_argument("--data", help="LIMA-shaped examples (default: drawn from the packaged pool)")
+    p.add_argument("--modes", default=",".join(MODES), help="our settings, comma-separated")
+    p.add_argument("--trl-modes", default=",".join(TRL_MODES), help="TRL settings ('' = none)")
+    p.add_argument("--timeout", type=int, default=100, help="seconds per setting")
+    p.add_argument("--json", help="also write the rows to this JSONL file")
+    p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    dry = a.cpu_dry_run
+    if a.worker:
+        kind, mode, paths = a.worker[0], a.worker[1], json.loads(a.worker[2])
+        fn = ours_worker if kind == "ours" else trl_worker
+        print("RESULT " + json.dumps(fn(mode, paths["data"], paths["model"], paths["out"], dry)))
+        return 0
+
+    import importlib.util
+
+    import torch
+
+    from limakit.models import resolve
+
+    if not dry and not torch.cuda.is_available():
+        print("bench/gpu.py: no CUDA device here; use --cpu-dry-run", file=sys.stderr)
+        return 2
+    dev = device_name(dry)
+    s = settings(dry)
+    tmp = Path(tempfile.mkdtemp(prefix="lima-gpu-bench-"))
+    data = tmp / "examples.jsonl"
+    if a.data:
+        lines = Path(a.data).read_text().splitlines()[: s["n"]]
+        data.write_text("\n".join(lines) + "\n")
+    else:
+        data.write_text("".join(json.dumps(r) + "\n" for r in draw_examples(s["n"])))
+    model = tmp / "model"
+    t = time.perf_counter()
+    params = build_model(resolve(a.tokenizer), model, dry)
+    peak = matmul_peak(dev)
+    if dry:  # a CPU without bf16 matrix units runs bf16 far slower than fp32: use fp32 there
+        fast = peak >= matmul_peak(dev, "float32")
+        os.environ["LIMAKIT_BENCH_FAST_BF16"] = "1" if fast else "0"
+        if not fast:
+            print("this CPU has no fast bf16 matmul: the dry run trains in float32", flush=True)
+    name = torch.cuda.get_device_name(0) if dev == "cuda" else "CPU"
+    print(
+        f"{name}: torch {torch.__version__}; model {params / 1e9:.2f}B params built in "
+        f"{time.perf_counter() - t:.0f} s; bf16 matmul peak {peak / 1e12:.1f} TFLOP/s",
+        flush=True,
+    )
+    torch.cuda.empty_cache() if dev == "cuda" else None
+    rows: dict[str, dict] = {}
+    trl_modes = [m for m in a.trl_modes.split(",") if m]
+    if trl_modes and importlib.util.find_spec("trl") is None:
+        print("TRL is not installed here: its settings are skipped", flush=True)
+        trl_modes = []
+    if trl_modes:
+        tokens = tmp / "tokens.jsonl"
+        write_tokens(data, str(model), s, tokens)
+    modes = [m for m in a.modes.split(",") if m]
+    if dry and a.modes == p.get_default("modes"):  # compiling on a CPU takes minutes
+        modes = [m for m in modes if "compiled" not in m]
+    # Our first mode, then TRL, then the rest: the headline comparison comes first.
+    plan = [("ours", m) for m in modes[:1]] + [("trl", m) for m in trl_modes]
+    plan += [("ours", m) for m in modes[1:]]
+    for kind, mode in plan:
+        paths = {
+            "data": str(tokens if kind == "trl" else data),
+            "model": str(model),
+            "out": str(tmp / f"{kind}-{len(rows)}"),
+        }
+        label = ("TRL " if kind == "trl" else "limakit ") + mode
+        r = child(kind, mode, paths, dry, a.timeout)
+        rows[label] = r
+        done = r.get("error") or f"{r['tokens_per_s']:.0f} tokens/s"
+        print(f"{label}: {done}", flush=True)
+        if a.json:
+            with open(a.json, "a") as f:
+                f.write(json.dumps({"setting": label, "params": params, "peak": peak, **r}) + "\n")
+
+    print("\n| setting | real tokens/s | padding | MFU (bf16) | peak GPU GB | first losses |")
+    print("|---|---:|---:|---:|---:|---|")
+    for label, r in rows.items():
+        if "error" in r:
+            print(f"| {label} | failed: {r['error'][:160]} | | | | |")
+            continue
+        mfu = 6 * params * r["tokens_per_s"] / peak
+        losses = " ".join(f"{x:.3f}" for x in r["losses"][:4])
+        print(
+            f"| {label} | {r['tokens_per_s']:.0f} | {r['padding']:.0%} | {mfu:.0%} "
+            f"| {r['gpu_gb']:.1f} | {losses} |"
+        )
+    failed = [label for label, r in rows.items() if "error" in r]
+    ours = {
+        k: v for k, v in rows.items() if k.startswith("limakit bf16-packed") and "error" not in v
+    }
+    pad, wrapped = rows.get("TRL padding", {}), rows.get("TRL wrapped packing (cross-attends)", {})
+    if ours and "tokens_per_s" in pad and "tokens_per_s" in wrapped:
+        best = max(ours, key=lambda k: ours[k]["tokens_per_s"])
+        r = ours[best]
+        checks = [
+            ("vs TRL wrapped packing", r["tokens_per_s"] / wrapped["tokens_per_s"], 1.25),
+            ("vs TRL padding", r["tokens_per_s"] / pad["tokens_per_s"], 2.5),
+        ]
+        print()
+        for what, ratio, need in checks:
+            ok = ratio >= need
+            print(
+                f"{best} {what}: {ratio:.2f}x (target >= {need}x)" + ("  OK" if ok else "  MISSED")
+            )
+            failed += [] if ok or dry else [what]
+        mem_ok = r["gpu_gb"] <= pad["gpu_gb"]
+        print(
+            f"{best} peak memory {r['gpu_gb']:.1f} GB vs TRL padding {pad['gpu_gb']:.1f} GB"
+            + ("  OK" if mem_ok else "  MISSED")
+        )
+        failed += [] if mem_ok or dry else ["memory"]
+        for label, rr in ours.items():
+            gap = max(abs(x - y) for x, y in zip(rr["losses"], pad["losses"], strict=False))
+            ok = gap <= 0.05
+            print(f"{label}: first losses within {gap:.4f} of TRL padding's (target <= 0.05)")
+            failed += [] if ok or dry else [f"{label} loss"]
+    elif not dry:
+        print("\nTRL figures missing: the speed targets could not be checked")
+        failed.append("no TRL figures")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
