@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from limakit.errors import LimaError
+
 NAME = "limakit_packed"
 KERNELS = ("auto", "segments", "varlen", "flex", "sdpa-mask")
 
@@ -49,15 +51,22 @@ def segment_lengths(rows_lengths: list[list[int]], total: int) -> list[list[int]
     return out
 
 
-@functools.cache
-def _varlen():
-    """(varlen_attn, whether it takes ``is_causal``, whether it takes ``enable_gqa``) or None."""
+def _find_varlen():
+    """(varlen_attn, its causal keyword arguments, whether it takes ``enable_gqa``) or None.
+
+    Resolved once at import (not inside a compiled region). PyTorch 2.10 spells causal
+    ``is_causal=True``; later versions ``window_size=(-1, 0)``.
+    """
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
         return None
     params = inspect.signature(varlen_attn).parameters
-    return varlen_attn, "is_causal" in params, "enable_gqa" in params
+    causal = {"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)}
+    return varlen_attn, causal, "enable_gqa" in params
+
+
+_VARLEN = _find_varlen()
 
 
 @functools.cache
@@ -76,7 +85,7 @@ def _compiled_flex():
 
 def varlen_available(device: torch.device) -> bool:
     """Whether PyTorch's variable-length flash kernel can run on ``device``."""
-    return device.type == "cuda" and _varlen() is not None
+    return device.type == "cuda" and _VARLEN is not None
 
 
 def pick_kernel(kernel: str, device: torch.device, dtype: torch.dtype, dropout: float) -> str:
@@ -112,13 +121,27 @@ class PackedRows:
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
 
-    def cu_seqlens(self) -> tuple[torch.Tensor, int]:
-        """Cumulative segment starts over the flattened (B x T) positions (int32), and max length."""
+    def prepare(self, dtype: torch.dtype, dropout: float = 0.0) -> PackedRows:
+        """Fix the kernel for this device and dtype and build what it needs, before the forward.
+
+        Everything is then ready when the (possibly compiled) attention layers read it.
+        """
+        self.kernel = pick_kernel(self.kernel, self.device, dtype, dropout)
+        if self.kernel == "varlen":
+            self.cu_seqlens()
+        elif self.kernel == "sdpa-mask":
+            self.dense_mask()
+        elif self.kernel == "flex":
+            self.block_mask()
+        return self
+
+    def cu_seqlens(self) -> torch.Tensor:
+        """Cumulative segment starts over the flattened (B x T) positions (int32), on the device."""
         if "cu" not in self._cache:
             flat = [n for row in self.lengths for n in row]
             cu = torch.zeros(len(flat) + 1, dtype=torch.int32)
             cu[1:] = torch.tensor(flat, dtype=torch.int32).cumsum(0)
-            self._cache["cu"] = (self._host_to_device(cu), max(flat))
+            self._cache["cu"] = self._host_to_device(cu)
         return self._cache["cu"]
 
     def segment_ids(self) -> torch.Tensor:
@@ -139,7 +162,7 @@ class PackedRows:
             self._cache["mask"] = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
         return self._cache["mask"]
 
-    def block_mask(self, heads: int):
+    def block_mask(self):
         """FlexAttention's document-causal block mask for this micro-batch."""
         if "block" not in self._cache:
             seg = self.segment_ids()
@@ -177,7 +200,7 @@ def _segments(query, key, value, packed: PackedRows, dropout: float, scaling) ->
 
 def _varlen_attention(query, key, value, packed: PackedRows, scaling) -> torch.Tensor:
     """One flash variable-length call over the flattened micro-batch: (B, T, H, D)."""
-    fn, takes_is_causal, takes_gqa = _varlen()
+    fn, causal, takes_gqa = _VARLEN
     B, H, T, D = query.shape
     n_rep = H // key.shape[1]
     if n_rep > 1 and not takes_gqa:
@@ -186,11 +209,10 @@ def _varlen_attention(query, key, value, packed: PackedRows, scaling) -> torch.T
     q = query.transpose(1, 2).reshape(B * T, H, D)
     k = key.transpose(1, 2).reshape(B * T, key.shape[1], D)
     v = value.transpose(1, 2).reshape(B * T, value.shape[1], D)
-    cu, longest = packed.cu_seqlens()
-    extra = {"is_causal": True} if takes_is_causal else {"window_size": (-1, 0)}
-    if takes_gqa and n_rep > 1:
-        extra["enable_gqa"] = True
-    out = fn(q, k, v, cu, cu, longest, longest, scale=scaling, **extra)
+    cu = packed.cu_seqlens()
+    extra = dict(causal, enable_gqa=True) if takes_gqa and n_rep > 1 else causal
+    # The row length bounds every segment's: a shape, not a host value (no recompile per batch).
+    out = fn(q, k, v, cu, cu, T, T, scale=scaling, **extra)
     return out.reshape(B, T, H, D)
 
 
@@ -211,7 +233,9 @@ def packed_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    kernel = pick_kernel(packed.kernel, query.device, query.dtype, dropout)
+    kernel = packed.kernel
+    if kernel == "auto" or (kernel == "varlen" and dropout > 0.0):  # varlen has no dropout
+        kernel = pick_kernel("auto", query.device, query.dtype, dropout)
     if kernel == "varlen":
         return _varlen_attention(query, key, value, packed, scaling), None
     n_rep = query.shape[1] // key.shape[1]
@@ -221,8 +245,13 @@ def packed_attention(
     if kernel == "segments":
         out = _segments(query, key, value, packed, dropout, scaling)
     elif kernel == "flex":
+        if query.device.type == "cpu" and torch.is_grad_enabled() and query.requires_grad:
+            raise LimaError(
+                "packed_attention=flex trains on CUDA only (FlexAttention has no CPU backward); "
+                "use packed_attention=auto on a CPU"
+            )
         flex = _compiled_flex() if query.device.type == "cuda" else _flex()[0]
-        out = flex(query, key, value, block_mask=packed.block_mask(query.shape[1]), scale=scaling)
+        out = flex(query, key, value, block_mask=packed.block_mask(), scale=scaling)
     elif kernel == "sdpa-mask":
         out = F.scaled_dot_product_attention(
             query, key, value, attn_mask=packed.dense_mask(), dropout_p=dropout, scale=scaling

@@ -48,11 +48,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    dest: Path, accelerator, write_model, tokenizer, config, state: dict[str, Any]
+    dest: Path,
+    accelerator,
+    write_model,
+    tokenizer,
+    config,
+    state: dict[str, Any],
+    optimizer_shard: dict | None = None,
 ) -> None:
     """Write a checkpoint to ``dest`` atomically; every process calls this (each saves its RNG).
 
-    ``write_model(folder)`` saves the (merged) weights with ``save_pretrained``.
+    ``write_model(folder)`` saves the (merged, consolidated) weights with ``save_pretrained``.
+    ``optimizer_shard`` (FSDP/DeepSpeed) is this process's part of the optimizer state, saved as
+    ``optimizer-rank{R}-of-{N}.pt``; resuming needs the same number of processes.
     """
     tmp = dest.parent / f".{dest.name}.tmp"
     if accelerator.is_main_process:
@@ -60,7 +68,10 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     write_model(tmp)  # collective under FSDP/DeepSpeed; only the main process writes files
-    torch.save(rng_state(), tmp / f"rng-rank{accelerator.process_index}.pt")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+    if optimizer_shard is not None:
+        torch.save(optimizer_shard, tmp / f"optimizer-rank{rank}-of-{world}.pt")
     if accelerator.is_main_process:
         tokenizer.save_pretrained(tmp)
         config.save(tmp / "train_config.yaml")
@@ -102,6 +113,18 @@ def load_state(ckpt: Path, fingerprint: dict[str, Any], process_index: int) -> d
     if rng.exists():
         set_rng_state(torch.load(rng, map_location="cpu", weights_only=False))
     return state
+
+
+def load_sharded_optimizer(ckpt: Path, rank: int, world: int) -> dict:
+    """This process's optimizer state from a sharded (FSDP/DeepSpeed) checkpoint."""
+    f = ckpt / f"optimizer-rank{rank}-of-{world}.pt"
+    if not f.exists():
+        found = sorted(p.name for p in ckpt.glob("optimizer-rank*.pt")) or ["none"]
+        raise LimaError(
+            f"{ckpt}: no optimizer shard for process {rank} of {world} (found: "
+            f"{', '.join(found[:4])}); resume with the number of processes that saved it"
+        )
+    return torch.load(f, map_location="cpu", weights_only=False)
 
 
 def load_weights(model, ckpt: Path) -> None:

@@ -31,6 +31,7 @@ from limakit.training.batching import (
 )
 from limakit.training.checkpoint import (
     latest_checkpoint,
+    load_sharded_optimizer,
     load_state,
     load_weights,
     model_fingerprint,
@@ -138,7 +139,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             master.load_state_dict(state["master"])  # exact float32 weights, not the bf16 export
         else:
             master.pull()
-        optimizer.load_state_dict(state["optimizer"])
+        if not sharded:  # a sharded optimizer's state is loaded after prepare(), per process
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, start_step, global_step = (
             state["epoch"],
@@ -152,6 +154,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
         kernel=config.packed_attention,
     )
     wrapped, optimizer = acc.prepare(loss_model, optimizer)
+    if ckpt is not None and sharded:
+        optimizer.load_state_dict(load_sharded_optimizer(ckpt, rank, world))
     wrapped.train()
     impl = str(getattr(inner_model(model).config, "_attn_implementation", ""))
     with_mask = "flash" not in impl and impl != PACKED  # those read boundaries, not a dense mask
@@ -178,7 +182,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             "global_step": global_step,
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
-            "optimizer": optimizer.state_dict(),
+            # FSDP/DeepSpeed: each process keeps its own shard of the optimizer state
+            "optimizer": None if sharded else optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "fingerprint": fingerprint,
             "n_examples": len(data),
@@ -188,7 +193,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
         if config.lora.enabled:
             lm = acc.unwrap_model(wrapped).lm
             state["adapter"] = {k: v for k, v in lm.state_dict().items() if "lora_" in k}
-        save_checkpoint(run / "checkpoints" / name, acc, write_model, tokenizer, config, state)
+        shard = optimizer.state_dict() if sharded else None
+        save_checkpoint(
+            run / "checkpoints" / name, acc, write_model, tokenizer, config, state, shard
+        )
 
     if acc.is_main_process:
         run.mkdir(parents=True, exist_ok=True)

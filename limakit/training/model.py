@@ -92,7 +92,9 @@ class LossModel(nn.Module):
         if segments is not None and causal.config._attn_implementation == PACKED:
             if not isinstance(segments, PackedRows):
                 segments = PackedRows(segments, input_ids.device, self.kernel)
-            extra["limakit_packed"] = segments  # per-example causal attention, no dense mask
+            extra["limakit_packed"] = segments.prepare(
+                compute_dtype(causal, input_ids.device)
+            )  # per-example causal attention, no dense mask
             attention_mask = None
         hidden = backbone(
             **self._embed(causal, input_ids),
@@ -118,6 +120,13 @@ class LossModel(nn.Module):
             workspace=self.workspace,
             index=target_index,
         )
+
+
+def compute_dtype(model: nn.Module, device: torch.device) -> torch.dtype:
+    """The dtype attention sees: autocast's when it is on, else the weights'."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return model.get_input_embeddings().weight.dtype
 
 
 def attn_implementation(config: TrainConfig) -> str:

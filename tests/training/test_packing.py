@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from limakit.training.batching import Encoded, collate, shift_labels
+from limakit.errors import LimaError
+from limakit.training.batching import Encoded, collate, shift_labels, to_device
 from limakit.training.model import LossModel
 
 
@@ -134,3 +136,57 @@ def test_direct_embedding_gradient_equals_autograd(smollm2_tokenizer):
     embedding = "model.embed_tokens.weight"
     used = b["input_ids"].unique()
     assert direct[embedding][used].abs().sum() > 0
+
+
+@pytest.mark.parametrize("kernel", ["segments", "sdpa-mask", "flex", "varlen"])
+def test_every_packed_kernel_gives_the_unpacked_loss_and_gradients(smollm2_tokenizer, kernel):
+    """Each packed-row kernel the machine has computes what one example at a time computes."""
+    from conftest import make_tiny_model
+
+    from limakit.training.attention import register, varlen_available
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if kernel == "varlen" and not varlen_available(device):
+        pytest.skip("PyTorch's variable-length flash kernel needs a CUDA device")
+    dtype = torch.bfloat16 if kernel == "varlen" else torch.float32
+    model = make_tiny_model(smollm2_tokenizer, layers=2).to(device, dtype)
+    items = _examples(smollm2_tokenizer, TEXTS)
+    pad = smollm2_tokenizer.pad_token_id
+    rows = [[items[0], items[2]], [items[1]]]  # a packed row and a padded one
+    alone = []
+    for x in items:  # the reference: each example in its own row, stock attention
+        b = to_device(collate([[x]], pad), device)
+        model.zero_grad(set_to_none=True)
+        LossModel(model)(b["input_ids"], b["targets"], b["position_ids"], None).backward()
+        alone.append(model.model.layers[0].self_attn.q_proj.weight.grad.float().clone())
+    with torch.no_grad():
+        ref = sum(LossModel(model)(**_args(to_device(collate([[x]], pad), device))) for x in items)
+    model.config._attn_implementation = register()
+    b = to_device(collate(rows, pad, with_mask=False), device)
+    assert b["attention_mask"] is None
+    model.zero_grad(set_to_none=True)
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    if kernel == "flex" and device.type == "cpu":  # FlexAttention has no backward on a CPU
+        with torch.no_grad():
+            packed = LossModel(model, kernel=kernel)(**_args(b), segments=b["segments"])
+        with pytest.raises(LimaError, match="flex"):
+            LossModel(model, kernel=kernel)(**_args(b), segments=b["segments"])
+    else:
+        packed = LossModel(model, kernel=kernel)(**_args(b), segments=b["segments"])
+        packed.backward()
+        grad = model.model.layers[0].self_attn.q_proj.weight.grad.float()
+        assert torch.allclose(grad, sum(alone), rtol=tol * 10, atol=tol / 10)
+    assert torch.allclose(packed.float(), ref.float(), rtol=tol), (packed, ref)
+    # The same kernel without the boundaries lets the rows' examples see each other: it differs.
+    with torch.no_grad():
+        leaky = LossModel(model, kernel=kernel)(**_args(b))
+    assert not torch.allclose(leaky.float(), ref.float(), rtol=tol)
+
+
+def _args(b: dict) -> dict:
+    return {
+        "input_ids": b["input_ids"],
+        "targets": b["targets"],
+        "position_ids": b["position_ids"],
+        "target_index": b["target_index"],
+    }

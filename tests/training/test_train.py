@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -152,3 +153,43 @@ def test_clear_errors(tmp_path, tiny_model_dir, smollm2_tokenizer):
     smollm2_tokenizer.save_pretrained(other)
     with pytest.raises(LimaError, match="different model"):
         train(load_config(TrainConfig, None, _cfg(str(other), data, "epochs=2")), run, resume=True)
+
+
+def test_sharded_optimizer_state_is_saved_per_process_and_refused_at_another_size(tmp_path):
+    """Under FSDP each process saves its own optimizer shard; resuming needs the same world size."""
+    from types import SimpleNamespace
+
+    from limakit.training.checkpoint import load_sharded_optimizer, save_checkpoint
+
+    class Tok:
+        def save_pretrained(self, folder):
+            (Path(folder) / "tokenizer.json").write_text("{}")
+
+    dest = tmp_path / "checkpoints" / "epoch-1"
+    cfg = load_config(TrainConfig, None, [])
+    shards = {r: {"state": {0: {"exp_avg": torch.full((3,), float(r))}}} for r in (0, 1)}
+    barrier = threading.Barrier(2, timeout=30)  # two "processes" as threads, with real barriers
+
+    def process(rank: int) -> None:
+        acc = SimpleNamespace(
+            process_index=rank,
+            num_processes=2,
+            is_main_process=rank == 0,
+            wait_for_everyone=barrier.wait,
+        )
+        save_checkpoint(dest, acc, lambda f: None, Tok(), cfg, {"global_step": 1}, shards[rank])
+
+    threads = [threading.Thread(target=process, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(p.name for p in dest.glob("optimizer-*")) == [
+        "optimizer-rank0-of-2.pt",
+        "optimizer-rank1-of-2.pt",
+    ]
+    for rank in (0, 1):
+        got = load_sharded_optimizer(dest, rank, 2)
+        assert torch.equal(got["state"][0]["exp_avg"], shards[rank]["state"][0]["exp_avg"])
+    with pytest.raises(LimaError, match="process 0 of 4.*optimizer-rank0-of-2.pt"):
+        load_sharded_optimizer(dest, 0, 4)

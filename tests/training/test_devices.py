@@ -1,0 +1,86 @@
+"""Every tensor the training step makes is made on the model's device, checked without a GPU.
+
+On a CPU a tensor created without ``device=`` lands where the model is, so a forgotten device only
+breaks on a GPU. This test records every tensor factory call (``torch.zeros``, ``arange``...) that
+names no device while training runs, and which limakit function made it. Only the host-side batch
+builders may do so (their tensors are then moved once, pinned and non-blocking); everything else
+must take its device from the tensor or model it feeds.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch.overrides import TorchFunctionMode
+from training.helpers import write_data
+
+import limakit
+from limakit.config import load_config
+from limakit.training import TrainConfig, train
+
+FACTORIES = {
+    torch.zeros,
+    torch.ones,
+    torch.empty,
+    torch.full,
+    torch.arange,
+    torch.tensor,
+    torch.as_tensor,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.randperm,
+    torch.eye,
+    torch.linspace,
+}
+PACKAGE = str(Path(limakit.__file__).parent)
+TORCH = str(Path(torch.__file__).parent)
+# Made on the host by design: batches (moved by to_device), segment boundaries (moved once per
+# micro-batch), the data order's generator, the setup before the model moves, checkpoints' RNG.
+HOST_SIDE = {
+    "collate",
+    "epoch_order",
+    "cu_seqlens",
+    "segment_ids",
+    "rng_state",
+    "attach",
+    "encode",
+}
+
+
+class DevicelessFactories(TorchFunctionMode):
+    """Records (file, function) of the first caller outside torch for each device-less factory."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in FACTORIES and kwargs.get("device") is None:
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code.co_filename.startswith(TORCH):
+                frame = frame.f_back
+            if frame is not None:
+                self.calls.append((frame.f_code.co_filename, frame.f_code.co_name))
+        return func(*args, **kwargs)
+
+
+def test_no_tensor_of_the_training_step_is_made_off_the_model_device(tmp_path, tiny_model_dir):
+    data = write_data(tmp_path / "data.jsonl", n=8)
+    overrides = [f"model={tiny_model_dir}", f"data={data}", "epochs=1", "global_batch=4"]
+    overrides += ["micro_batch=2", "max_len=64", "dropout_top=0.3", "threads=1", "save_epochs=[]"]
+    recorder = DevicelessFactories()
+    with recorder:
+        torch.zeros(2)  # the detector itself: a device-less call from here is recorded
+        train(load_config(TrainConfig, None, overrides), tmp_path / "run")
+    assert recorder.calls[0] == (
+        __file__,
+        test_no_tensor_of_the_training_step_is_made_off_the_model_device.__name__,
+    )
+    ours = [(Path(f).name, fn) for f, fn in recorder.calls if f.startswith(PACKAGE)]
+    assert ours, "the batch builders make host tensors: the recorder must see them"
+    off_device = sorted({c for c in ours if c[1] not in HOST_SIDE})
+    assert not off_device, f"tensors made without a device in the training step: {off_device}"
