@@ -89,7 +89,8 @@ def stage_train(model: str, size: DemoSize) -> Callable[[Path], str]:
             micro_batch=4,
             max_len=size.max_len,
             dropout_top=0.2,  # the paper's value for smaller models
-            dtype="bfloat16",  # bf16 weights, float32 master weights and AdamW state
+            # bf16 weights with float32 masters where bf16 matmuls are fast, else float32
+            dtype="auto",
             eot_init="eos",
             packing=True,
             drop_untrained=True,

@@ -58,8 +58,13 @@ class Example:
         }
 
     @classmethod
-    def from_dict(cls, obj: dict, *, require_answer: bool = True) -> Example:
-        """Build and validate an example from its JSON form; raises ``ValueError`` with the rule."""
+    def from_dict(
+        cls, obj: dict, *, require_answer: bool = True, empty_answer_ok: bool = False
+    ) -> Example:
+        """Build and validate an example from its JSON form; raises ``ValueError`` with the rule.
+
+        ``empty_answer_ok``: a generated answer may be empty (the model stopped at once).
+        """
         if not isinstance(obj, dict):
             raise ValueError(f"an example must be an object, got {type(obj).__name__}")
         unknown = set(obj) - {"id", "source", "messages", "meta"}
@@ -88,7 +93,7 @@ class Example:
         meta = obj.get("meta", {})
         if not isinstance(meta, dict):
             raise ValueError("'meta' must be an object")
-        validate_messages(messages, require_answer=require_answer)
+        validate_messages(messages, require_answer=require_answer, empty_answer_ok=empty_answer_ok)
         return cls(
             messages=messages, source=obj.get("source", "unknown"), id=obj.get("id", ""), meta=meta
         )
@@ -112,7 +117,9 @@ def content_id(messages: list[Message]) -> str:
     return h.hexdigest()[:16]
 
 
-def validate_messages(messages: list[Message], *, require_answer: bool | None = True) -> None:
+def validate_messages(
+    messages: list[Message], *, require_answer: bool | None = True, empty_answer_ok: bool = False
+) -> None:
     """Check the conversation rules; raise ``ValueError`` naming the rule and the message.
 
     Rules: at least one turn; roles are system/user/assistant; contents are non-empty strings; an
@@ -128,7 +135,8 @@ def validate_messages(messages: list[Message], *, require_answer: bool | None = 
             raise ValueError(
                 f"message {i}: content must be a string, got {type(m.content).__name__}"
             )
-        if not m.content.strip():
+        last_answer = i == len(messages) and m.role == "assistant"
+        if not m.content.strip() and not (empty_answer_ok and last_answer):
             raise ValueError(f"message {i}: content is empty")
     offset = 1 if messages[0].role == "system" else 0
     turns = messages[offset:]

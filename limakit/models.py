@@ -183,7 +183,31 @@ def load(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, te
     return model, tokenizer
 
 
-def parse_dtype(name: str) -> torch.dtype:
+def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 matrix products run at full speed on ``device``.
+
+    GPUs from Ampere on do; a CPU only with AVX512-BF16 or AMX. Elsewhere (AVX2-only CPUs, for
+    instance) PyTorch emulates bf16 matmuls, tens of times slower than float32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return True
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def auto_dtype_name(name: str, device: torch.device | str = "cpu") -> str:
+    """``name``, with "auto" made "bfloat16" where bf16 is fast on ``device``, else "float32"."""
+    if name != "auto":
+        return name
+    return "bfloat16" if bf16_is_fast(device) else "float32"
+
+
+def parse_dtype(name: str, device: torch.device | str = "cpu") -> torch.dtype:
+    """A torch dtype from its name; "auto" = bf16 where it is fast on ``device``, else float32."""
+    name = auto_dtype_name(name, device)
     table = {
         "float32": torch.float32,
         "fp32": torch.float32,
@@ -193,7 +217,7 @@ def parse_dtype(name: str) -> torch.dtype:
         "fp16": torch.float16,
     }
     if name not in table:
-        raise LimaError(f"unknown dtype {name!r}; choose from {', '.join(table)}")
+        raise LimaError(f"unknown dtype {name!r}; choose from auto, {', '.join(table)}")
     return table[name]
 
 

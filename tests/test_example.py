@@ -244,3 +244,13 @@ def test_read_any_detects_each_format(tmp_path):
         for ex in read_any(path):
             got.append((ex.prompt, ex.answer))
     assert got == [("Q1", "A1"), ("Q2", "A2"), ("Q3", "A3"), ("Q4", "A4")]
+
+
+def test_an_empty_generated_answer_reads_back_only_where_allowed():
+    obj = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]}
+    with pytest.raises(ValueError, match="message 2: content is empty"):
+        Example.from_dict(obj)
+    assert Example.from_dict(obj, empty_answer_ok=True).messages[-1].content == ""
+    bad = {"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "x"}]}
+    with pytest.raises(ValueError, match="message 1: content is empty"):  # only the answer
+        Example.from_dict(bad, empty_answer_ok=True)

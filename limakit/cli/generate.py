@@ -22,8 +22,9 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
     add_overrides(g, "a decoding field", "top_p=0.95")
     p.add_argument(
         "--dtype",
-        default="bfloat16",
-        help="weights dtype: bfloat16 (default, ~2x faster on CPU) or float32",
+        default="auto",
+        help="weights dtype: auto (default: bfloat16 where bf16 matmuls are fast, else "
+        "float32), bfloat16 or float32",
     )
 
 

@@ -20,7 +20,7 @@ from limakit.files import append_jsonl, atomic_write
 from limakit.generation.config import DecodeConfig
 
 
-def load_model(model, dtype: str = "bfloat16", model_name: str | None = None):
+def load_model(model, dtype: str = "auto", model_name: str | None = None):
     """``(model, tokenizer, name)`` from an alias/path or an already loaded ``(model, tokenizer)``."""
     if isinstance(model, (str, os.PathLike)):
         from limakit.models import load
@@ -55,7 +55,9 @@ def read_done(out: Path) -> dict[tuple[str, int], Example]:
             continue
         is_last = all(not rest.strip() for rest in lines[lineno:])
         try:
-            ex = Example.from_dict(json.loads(line.decode("utf-8")), require_answer=True)
+            ex = Example.from_dict(
+                json.loads(line.decode("utf-8")), require_answer=True, empty_answer_ok=True
+            )
         except (ValueError, UnicodeDecodeError) as e:
             if is_last and not raw.endswith(b"\n"):
                 cut = True  # the writer died mid-line: this answer is generated again
@@ -79,7 +81,7 @@ def generate_answers(
     out: str | Path | None = None,
     batch_size: int = 16,
     model_name: str | None = None,
-    dtype: str = "bfloat16",
+    dtype: str = "auto",
     progress: bool = True,
     backend: str = "hf",
 ) -> list[Example]:

@@ -73,8 +73,10 @@ class TrainConfig(Config):
         description="pack several examples per row (block-diagonal attention, per-example "
         "positions); false = length-grouped padded rows",
     )
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="dtype the weights compute in (bfloat16: see master_weights)"
+    dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32",
+        description="dtype the weights compute in (bfloat16: see master_weights; auto = "
+        "bfloat16 where the device has fast bf16 matmuls, else float32)",
     )
     master_weights: bool = Field(
         True,

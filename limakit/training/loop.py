@@ -86,6 +86,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     # singleton, and a second run in the same process with another setting would be refused.
     acc = Accelerator()
     world, rank = acc.num_processes, acc.process_index
+    if config.dtype == "auto":  # decided once, here, and recorded in the run's config
+        from limakit.models import auto_dtype_name
+
+        config = config.model_copy(update={"dtype": auto_dtype_name("auto", acc.device)})
     ckpt = latest_checkpoint(run) if resume else None
     if resume and ckpt is None:
         print(f"no checkpoint under {run}; starting from scratch", file=sys.stderr)

@@ -21,6 +21,21 @@ def boost_eot(model, tokenizer, amount: float = 8.0):
     return model.get_output_embeddings().register_forward_hook(hook)
 
 
+def sharpen(model, factor: float = 40.0):
+    """Scale the logits so a random model's next-token distribution has clear gaps.
+
+    A random tiny model's logits are nearly uniform over the whole vocabulary: top-p then samples
+    among tens of thousands of tokens whose probabilities differ by less than float rounding, so
+    two runs that batch a prompt differently (a resumed run, say) may pick different tokens.
+    Sharpened, the same seed picks the same token whatever the batch around it.
+    """
+
+    def hook(_module, _inputs, logits):
+        return logits * factor
+
+    return model.get_output_embeddings().register_forward_hook(hook)
+
+
 @pytest.fixture
 def tiny(tiny_model_dir):
     """A fresh (model, tokenizer) pair of the tiny random Llama, fp32."""
