@@ -11,6 +11,7 @@ memory) with a time limit; one that fails or runs out of time is reported and th
 
     python bench/gpu.py                    # on a CUDA machine; exit 1 when a target is missed
     python bench/gpu.py --cpu-dry-run      # the same code paths on a 2-layer toy on the CPU
+    python bench/gpu.py --profile bf16-packed   # where 3 steps of one mode spend their time
 
 The table gives real (non-padding) tokens/s of the timed epoch, padding, MFU = 6 x params x
 tokens/s over the bf16 matmul peak measured at the start, peak GPU memory and the losses of the
@@ -168,6 +169,49 @@ def write_tokens(data: Path, model: str, s: dict, dest: Path) -> None:
     dest.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def profile(mode: str, data: str, model: str, out: str, dry: bool, steps: int = 3) -> None:
+    """Train ``mode`` for 2 + ``steps`` steps; print where the profiled steps spent their time."""
+    import torch
+
+    import limakit.training.loop as loop
+    from limakit.config import load_config
+    from limakit.training import TrainConfig, train
+
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    prof = torch.profiler.profile(activities=activities)
+    marks: dict[str, float] = {}
+
+    def sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    class Profiled(loop.Reporter):
+        def step(self, row):
+            super().step(row)
+            if row["step"] == 2:  # after the warm-up steps
+                sync()
+                marks["start"] = time.perf_counter()
+                prof.start()
+            elif row["step"] == 2 + steps:
+                sync()
+                marks["stop"] = time.perf_counter()
+                prof.stop()
+
+    loop.Reporter = Profiled
+    extra = cpu_overrides(mode, os.environ.get("LIMAKIT_BENCH_FAST_BF16") == "1") if dry else []
+    overrides = [*common(data, model, settings(dry)), *MODES[mode], *extra]
+    train(load_config(TrainConfig, None, [*overrides, f"max_steps={2 + steps}"]), out)
+    wall = marks["stop"] - marks["start"]
+    table = prof.key_averages()
+    busy = sum(e.self_device_time_total for e in table) / 1e6
+    print(f"{mode}: {steps} steps in {wall:.3f} s; device kernels busy {busy:.3f} s")
+    key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    print(table.table(sort_by=key, row_limit=30, max_name_column_width=70))
+    print(table.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=70))
+
+
 def ours_worker(mode: str, data: str, model: str, out: str, dry: bool) -> dict:
     from limakit.config import load_config
     from limakit.training import TrainConfig, train
@@ -291,6 +335,11 @@ def main() -> int:
     p.add_argument("--trl-modes", default=",".join(TRL_MODES), help="TRL settings ('' = none)")
     p.add_argument("--timeout", type=int, default=100, help="seconds per setting")
     p.add_argument("--json", help="also write the rows to this JSONL file")
+    p.add_argument(
+        "--profile",
+        metavar="MODE",
+        help="instead of the comparison: profile 3 steps of one of our modes and print the table",
+    )
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args()
     dry = a.cpu_dry_run
@@ -334,6 +383,9 @@ def main() -> int:
         flush=True,
     )
     torch.cuda.empty_cache() if dev == "cuda" else None
+    if a.profile:
+        profile(a.profile, str(data), str(model), str(tmp / "profile"), dry, 2 if dry else 3)
+        return 0
     rows: dict[str, dict] = {}
     trl_modes = [m for m in a.trl_modes.split(",") if m]
     if trl_modes and importlib.util.find_spec("trl") is None:
