@@ -172,12 +172,46 @@ def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float
         raise LimaError(f"cannot load model {name!r}: {e}") from None
 
 
-def load(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, template=None):
-    """Model and tokenizer with the limakit chat format attached (EOT added if missing)."""
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` (or None): CUDA when this machine has it, else the CPU; otherwise the named device,
+    which must exist here: a missing one is an error, never a silent fallback."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LimaError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise LimaError(
+                f"device {name!r} asked for, but this machine has "
+                + (f"{count} CUDA device(s)" if count else "no CUDA device")
+                + "; use --device cpu (or auto)"
+            )
+    elif device.type not in ("cpu", "mps", "xpu"):
+        raise LimaError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def load(
+    name: str = DEFAULT_MODEL,
+    dtype: torch.dtype | str = torch.float32,
+    template=None,
+    device: torch.device | str | None = "cpu",
+):
+    """Model and tokenizer with the limakit chat format attached (EOT added if missing).
+
+    The weights are loaded straight onto ``device`` ("auto": CUDA when present); a dtype of
+    "auto" is bf16 where that device multiplies bf16 at full speed, else float32.
+    """
     from limakit.template import Template, attach
 
+    device = resolve_device(device)
+    if isinstance(dtype, str):
+        dtype = parse_dtype(dtype, device)
     tokenizer = load_tokenizer(name)
-    model = load_model(name, dtype)
+    model = load_model(name, dtype, **({"device_map": str(device)} if device.type != "cpu" else {}))
     template = template or Template.from_tokenizer(tokenizer)
     attach(tokenizer, model, template)
     return model, tokenizer

@@ -2,8 +2,13 @@
 
 The engine keeps a pool of at most ``max_batch`` active sequences. Each decode step runs the model
 once on the last token of every active sequence. A sequence that stops (EOT, length, cancelled)
-leaves the pool at once, and a waiting prompt is prefilled *alone* and takes its slot, so finished
-rows cost nothing and a 1,000-token prompt never pads a 40-token one.
+leaves the pool at once, and waiting prompts take the free slots: they are prefilled together,
+right-padded, in chunks of at most ``prefill_tokens`` padded tokens, so finished rows cost nothing
+and a 1,000-token prompt pads a 40-token one only within one prefill.
+
+Everything lives on the model's device: the KV cache, token ids, masks, the ``seen`` matrix and the
+sampler. The host keeps a mirror of each row's length, so a step waits for the device only when it
+reads the sampled token ids.
 
 KV layout: per layer one preallocated buffer ``(max_batch, kv_heads, capacity, head_dim)``. Row
 ``r`` holds its sequence's keys at positions ``0..len[r]-1`` (no left padding); each step writes the
@@ -19,6 +24,7 @@ per-step ``torch.cat`` of a growing cache, which at batch 16 would copy the whol
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -79,13 +85,21 @@ class SlotCache(Cache):
     """The pool's KV cache: ``max_batch`` rows, capacity grown as sequences lengthen."""
 
     def __init__(
-        self, n_layers: int, max_batch: int, heads: int, head_dim: int, dtype, capacity=256
+        self,
+        n_layers: int,
+        max_batch: int,
+        heads: int,
+        head_dim: int,
+        dtype,
+        capacity=256,
+        device: torch.device | str = "cpu",
     ):
         super().__init__(layers=[_SlotLayer(self) for _ in range(n_layers)])
         self.max_batch, self.heads, self.head_dim, self.dtype = max_batch, heads, head_dim, dtype
+        self.device = torch.device(device)
         self.capacity = 0
-        self.rows = torch.arange(max_batch)
-        self.write_pos = torch.zeros(0, dtype=torch.long)
+        self.rows = torch.arange(max_batch, device=self.device)
+        self.write_pos = torch.zeros(0, dtype=torch.long, device=self.device)
         self.span = 0
         self.reserve(capacity)
 
@@ -97,20 +111,19 @@ class SlotCache(Cache):
         shape = (self.max_batch, self.heads, new_cap, self.head_dim)
         for layer in self.layers:
             for name in ("keys", "values"):
-                new = torch.zeros(shape, dtype=self.dtype)
+                new = torch.zeros(shape, dtype=self.dtype, device=self.device)
                 old = getattr(layer, name, None)
                 if old is not None and self.capacity:
                     new[:, :, : self.capacity] = old
                 setattr(layer, name, new)
         self.capacity = new_cap
 
-    def load_row(self, row: int, prefill: DynamicCache) -> None:
-        """Copy a single-sequence prefill cache (1, heads, L, dim) into ``row``."""
-        length = prefill.layers[0].keys.shape[-2]
+    def load_row(self, row: int, prefill: DynamicCache, index: int, length: int) -> None:
+        """Copy the first ``length`` positions of sequence ``index`` of a prefill cache into ``row``."""
         self.reserve(length + 1)
         for mine, theirs in zip(self.layers, prefill.layers):
-            mine.keys[row, :, :length] = theirs.keys[0]
-            mine.values[row, :, :length] = theirs.values[0]
+            mine.keys[row, :, :length] = theirs.keys[index, :, :length]
+            mine.values[row, :, :length] = theirs.values[index, :, :length]
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         for layer in self.layers:
@@ -121,12 +134,26 @@ class SlotCache(Cache):
 class Engine:
     """Continuous batching: ``add`` requests (any thread), then ``run`` or call ``step`` in a loop."""
 
-    def __init__(self, model, tokenizer, *, max_batch: int = 16, eot_id: int | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        max_batch: int = 16,
+        eot_id: int | None = None,
+        prefill_tokens: int = 8192,
+    ):
         from limakit.template import Template
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch = max_batch
+        self.prefill_tokens = prefill_tokens  # padded tokens per batched prefill (at least 1 row)
+        self.device = next(model.parameters()).device
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # transformers 5.x names the cache argument `cache` (`past_key_values` goes in 5.40).
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
         if eot_id is None:
             eot_id = tokenizer.convert_tokens_to_ids(Template.from_tokenizer(tokenizer).eot)
         self.eot_id = int(eot_id)
@@ -134,8 +161,10 @@ class Engine:
         self.dtype = next(model.parameters()).dtype
         self.waiting: deque[Request] = deque()
         self.active: list[Request] = []
-        self.lens = torch.zeros(max_batch, dtype=torch.long)  # tokens in the cache per row
-        self.seen = torch.zeros(max_batch, self.vocab, dtype=torch.bool)  # generated tokens per row
+        dev = self.device
+        self.lens = torch.zeros(max_batch, dtype=torch.long, device=dev)  # tokens cached per row
+        self.host_lens = [0] * max_batch  # the same, on the host: no device read to size a step
+        self.seen = torch.zeros(max_batch, self.vocab, dtype=torch.bool, device=dev)  # generated
         self.cache: SlotCache | None = None
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
@@ -173,16 +202,28 @@ class Engine:
     # -- one iteration -----------------------------------------------------------------------------
     @torch.inference_mode()
     def step(self) -> None:
-        """Admit waiting prompts into free slots (prefill each alone), then one decode step."""
-        while len(self.active) < self.max_batch:
+        """Admit waiting prompts into free slots (prefilled together), then one decode step."""
+        admitted: list[Request] = []
+        while len(self.active) + len(admitted) < self.max_batch:
             with self.lock:
                 if not self.waiting:
                     break
                 req = self.waiting.popleft()
             if req.cancelled:
                 self._finish_unadmitted(req, "cancelled")
-                continue
-            self._prefill(req)
+            elif req.max_new_tokens <= 0:
+                self._finish_unadmitted(req, "length")
+            else:
+                admitted.append(req)
+        chunk: list[Request] = []
+        for req in admitted:  # chunks of at most prefill_tokens padded tokens
+            longest = max([len(r.prompt_ids) for r in chunk] + [len(req.prompt_ids)])
+            if chunk and longest * (len(chunk) + 1) > self.prefill_tokens:
+                self._prefill(chunk)
+                chunk = []
+            chunk.append(req)
+        if chunk:
+            self._prefill(chunk)
         if self.active:
             self._decode()
 
@@ -191,59 +232,90 @@ class Engine:
         if req.on_finish:
             req.on_finish(req)
 
-    def _prefill(self, req: Request) -> None:
-        if req.max_new_tokens <= 0:
-            return self._finish_unadmitted(req, "length")
-        ids = torch.tensor([req.prompt_ids], dtype=torch.long)
+    def _prefill(self, reqs: list[Request]) -> None:
+        """One forward pass over ``reqs``' prompts, right-padded; each takes a free slot."""
+        lengths = [len(r.prompt_ids) for r in reqs]
+        n, width = len(reqs), max(lengths)
+        dev = self.device
+        ids = torch.tensor(
+            [r.prompt_ids + [self.pad_id] * (width - len(r.prompt_ids)) for r in reqs], device=dev
+        )
+        mask = torch.tensor([[1] * x + [0] * (width - x) for x in lengths], device=dev)
+        last = sorted(set(x - 1 for x in lengths))  # the positions whose logits are needed
         past = DynamicCache()  # plain full-attention layers: the whole prompt's keys are kept
-        out = self.model(input_ids=ids, past_key_values=past, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=None if n == 1 else mask,
+            use_cache=True,
+            logits_to_keep=1 if n == 1 else torch.tensor(last, device=self.device),
+            **{self.cache_arg: past},
+        )
+        if n == 1:
+            logits = out.logits[:, -1]
+        else:
+            col = torch.tensor([last.index(x - 1) for x in lengths], device=self.device)
+            logits = out.logits[torch.arange(n, device=self.device), col]
         if self.cache is None:
             k = past.layers[0].keys
             self.cache = SlotCache(
-                len(past.layers), self.max_batch, k.shape[1], k.shape[3], k.dtype
+                len(past.layers),
+                self.max_batch,
+                k.shape[1],
+                k.shape[3],
+                k.dtype,
+                device=self.device,
             )
-        row = len(self.active)
-        self.cache.load_row(row, past)
-        self.lens[row] = len(req.prompt_ids)
-        self.seen[row] = False
-        self.active.append(req)
-        self._emit(out.logits[:, -1], [row])
+        rows = []
+        for b, req in enumerate(reqs):
+            row = len(self.active)
+            self.cache.load_row(row, past, b, lengths[b])
+            self.lens[row] = lengths[b]
+            self.host_lens[row] = lengths[b]
+            self.seen[row] = False
+            self.active.append(req)
+            rows.append(row)
+        self._emit(logits, rows)
 
     def _decode(self) -> None:
         n = len(self.active)
         lens = self.lens[:n]
-        span = int(lens.max()) + 1
+        span = max(self.host_lens[:n]) + 1
         cache = self.cache
         cache.reserve(span)
         cache.write_pos, cache.span = lens.clone(), span
-        ids = torch.tensor([[r.output_ids[-1]] for r in self.active], dtype=torch.long)
-        visible = torch.arange(span)[None, :] <= lens[:, None]  # own tokens + the new one
-        mask = torch.zeros(n, 1, 1, span, dtype=self.dtype)
+        ids = torch.tensor([[r.output_ids[-1]] for r in self.active], device=self.device)
+        visible = torch.arange(span, device=self.device)[None, :] <= lens[:, None]  # own + new
+        mask = torch.zeros(n, 1, 1, span, dtype=self.dtype, device=self.device)
         mask.masked_fill_(~visible[:, None, None, :], torch.finfo(self.dtype).min)
         out = self.model(
             input_ids=ids,
             position_ids=lens[:, None].clone(),
             attention_mask=mask,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self.cache_arg: cache},
         )
         lens += 1
+        for r in range(n):
+            self.host_lens[r] += 1
         self._emit(out.logits[:, -1], list(range(n)))
 
     def _emit(self, logits: torch.Tensor, rows: list[int]) -> None:
         """Sample one token for ``rows`` (logits in the same order), record it, retire finished rows."""
         reqs = [self.active[r] for r in rows]
-        idx = torch.tensor(rows)
-        tokens = sample_next(
+        dev = self.device
+        idx = torch.tensor(rows, device=dev)
+        sampled = sample_next(
             logits,
             self.seen[idx],
-            torch.tensor([r.temperature for r in reqs]),
-            torch.tensor([r.top_p for r in reqs]),
-            torch.tensor([r.repetition_penalty for r in reqs]),
+            torch.tensor([r.temperature for r in reqs], device=dev),
+            torch.tensor([r.top_p for r in reqs], device=dev),
+            torch.tensor([r.repetition_penalty for r in reqs], device=dev),
             [r.generator for r in reqs],
-        ).tolist()
-        self.seen[idx, torch.tensor(tokens)] = True
+            all_greedy=all(r.temperature <= 0 for r in reqs),
+        )
+        self.seen[idx, sampled] = True
+        tokens = sampled.tolist()  # the step's one wait for the device
         finished = []
         for row, req, tok in zip(rows, reqs, tokens):
             if req.cancelled:
@@ -264,8 +336,9 @@ class Engine:
             req = self.active[row]
             last = len(self.active) - 1
             if row != last:
-                self.cache.move_row(last, row, int(self.lens[last]))
+                self.cache.move_row(last, row, self.host_lens[last])
                 self.lens[row] = self.lens[last]
+                self.host_lens[row] = self.host_lens[last]
                 self.seen[row] = self.seen[last]
                 self.active[row] = self.active[last]
             self.active.pop()

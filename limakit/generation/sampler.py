@@ -25,6 +25,14 @@ def generator_for(seed: int, *keys: object) -> torch.Generator:
     return g
 
 
+def cpu_draws(generators: list[torch.Generator | None]) -> torch.Tensor:
+    """One uniform number per row, each from its row's own CPU generator (the same on any device)."""
+    draws = []
+    for g in generators:
+        draws.append(torch.rand((), generator=g))
+    return torch.stack(draws)
+
+
 def apply_repetition_penalty(
     logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor
 ) -> torch.Tensor:
@@ -41,10 +49,15 @@ def sample_next(
     top_p: torch.Tensor,
     penalty: torch.Tensor,
     generators: list[torch.Generator | None],
+    *,
+    all_greedy: bool | None = None,
 ) -> torch.Tensor:
     """One token per row. ``logits`` (B, V) float; ``seen`` (B, V) bool; settings (B,) floats.
 
-    Rows with temperature 0 take the argmax (after the penalty), like greedy decoding.
+    Rows with temperature 0 take the argmax (after the penalty), like greedy decoding. Everything
+    runs on the logits' device; the random numbers come from each row's CPU generator (so a seed
+    gives the same draws on any device). ``all_greedy`` (known on the host) saves reading
+    ``temperature`` back from the device.
 
     >>> logits = torch.tensor([[0.0, 5.0, 1.0]])
     >>> sample_next(logits, torch.zeros(1, 3, dtype=torch.bool), torch.tensor([0.0]),
@@ -54,21 +67,24 @@ def sample_next(
     logits = apply_repetition_penalty(logits.float(), seen, penalty)
     greedy = temperature <= 0
     argmax = logits.argmax(dim=-1)
-    if bool(greedy.all()):
+    if all_greedy if all_greedy is not None else bool(greedy.all()):
         return argmax
     probs = torch.softmax(logits / temperature.clamp_min(1e-5)[:, None], dim=-1)
-    # A nucleus of 0.9 at temperature 0.7 almost always sits in the top few hundred tokens:
-    # try a partial top-k first and fall back to a full sort only for rows that need it.
-    k = min(probs.shape[-1], 512)
-    sorted_p, order = probs.topk(k, dim=-1)
-    if bool((sorted_p.sum(-1) < top_p).any()):
+    if probs.device.type == "cpu":
+        # A nucleus of 0.9 at temperature 0.7 almost always sits in the top few hundred tokens:
+        # try a partial top-k first and fall back to a full sort only for rows that need it.
+        k = min(probs.shape[-1], 512)
+        sorted_p, order = probs.topk(k, dim=-1)
+        if bool((sorted_p.sum(-1) < top_p).any()):
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+    else:  # a full sort is cheap on an accelerator and needs no round trip to the host
         sorted_p, order = probs.sort(dim=-1, descending=True)
     cum = sorted_p.cumsum(-1)
     # Keep a token while the mass before it is below top_p (the first token is always kept).
     keep = (cum - sorted_p) < top_p[:, None]
     kept = sorted_p * keep
     kept_cum = kept.cumsum(-1)
-    u = torch.stack([torch.rand((), generator=g) for g in generators]) * kept_cum[:, -1]
+    u = cpu_draws(generators).to(probs.device) * kept_cum[:, -1]
     pick = torch.searchsorted(kept_cum, u[:, None].contiguous(), right=True)
     pick = pick.clamp_max(kept_cum.shape[-1] - 1)
     sampled = order.gather(1, pick).squeeze(1)

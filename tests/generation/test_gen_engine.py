@@ -88,3 +88,45 @@ def test_greedy_equals_transformers_generate_smollm2(smollm2_dir):
 
     model, tok = load(smollm2_dir, torch.float32)
     _greedy_matches_generate(model, tok, 2, 10)
+
+
+def test_batched_prefill_gives_what_one_prompt_at_a_time_gives(tiny, monkeypatch):
+    model, tok = tiny
+    calls = []
+    real = Engine._prefill
+    monkeypatch.setattr(
+        Engine, "_prefill", lambda self, reqs: calls.append(len(reqs)) or real(self, reqs)
+    )
+    together = _requests(tok, 8, max_new_tokens=12, temperature=0.0)
+    Engine(model, tok, max_batch=8).run(together)
+    assert calls == [8]  # one forward pass for all eight prompts of different lengths
+    calls.clear()
+    apart = _requests(tok, 8, max_new_tokens=12, temperature=0.0)
+    Engine(model, tok, max_batch=8, prefill_tokens=1).run(apart)
+    assert calls == [1] * 8
+    assert [r.output_ids for r in together] == [r.output_ids for r in apart]
+    calls.clear()
+    budget = _requests(tok, 8, max_new_tokens=1)
+    width = max(len(r.prompt_ids) for r in budget)
+    Engine(model, tok, max_batch=8, prefill_tokens=3 * width).run(budget)
+    assert sum(calls) == 8 and max(calls) <= 3 and len(calls) >= 3  # chunks within the budget
+
+
+def test_generation_makes_no_tensor_off_the_model_device(tiny):
+    from devicecheck import PACKAGE, DevicelessFactories
+
+    from limakit.generation import DecodeConfig, generate_answers
+
+    model, tok = tiny
+    recorder = DevicelessFactories()
+    with recorder:
+        generate_answers(
+            (model, tok),
+            prompts(5),
+            samples=2,
+            config=DecodeConfig(max_new_tokens=6),
+            progress=False,
+        )
+    ours = sorted({fn for f, fn in recorder.calls if f.startswith(PACKAGE)})
+    # The sampler draws from each request's CPU generator on purpose (same draws on any device).
+    assert ours == ["cpu_draws"], ours

@@ -9,34 +9,15 @@ must take its device from the tensor or model it feeds.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
-from torch.overrides import TorchFunctionMode
+from devicecheck import PACKAGE, DevicelessFactories
 from training.helpers import write_data
 
-import limakit
 from limakit.config import load_config
 from limakit.training import TrainConfig, train
 
-FACTORIES = {
-    torch.zeros,
-    torch.ones,
-    torch.empty,
-    torch.full,
-    torch.arange,
-    torch.tensor,
-    torch.as_tensor,
-    torch.rand,
-    torch.randn,
-    torch.randint,
-    torch.randperm,
-    torch.eye,
-    torch.linspace,
-}
-PACKAGE = str(Path(limakit.__file__).parent)
-TORCH = str(Path(torch.__file__).parent)
 # Made on the host by design: batches (moved by to_device), segment boundaries (moved once per
 # micro-batch), the data order's generator, the setup before the model moves, checkpoints' RNG.
 HOST_SIDE = {
@@ -48,24 +29,6 @@ HOST_SIDE = {
     "attach",
     "encode",
 }
-
-
-class DevicelessFactories(TorchFunctionMode):
-    """Records (file, function) of the first caller outside torch for each device-less factory."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[tuple[str, str]] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in FACTORIES and kwargs.get("device") is None:
-            frame = sys._getframe(1)
-            while frame is not None and frame.f_code.co_filename.startswith(TORCH):
-                frame = frame.f_back
-            if frame is not None:
-                self.calls.append((frame.f_code.co_filename, frame.f_code.co_name))
-        return func(*args, **kwargs)
 
 
 def test_no_tensor_of_the_training_step_is_made_off_the_model_device(tmp_path, tiny_model_dir):
