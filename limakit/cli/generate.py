@@ -21,6 +21,12 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", default=None, help="YAML file with decoding fields")
     add_overrides(g, "a decoding field", "top_p=0.95")
     p.add_argument(
+        "--device",
+        default="auto",
+        help="where the model runs: auto (default: cuda when available, else cpu), cpu, cuda, "
+        "cuda:N; a device this machine lacks is an error",
+    )
+    p.add_argument(
         "--dtype",
         default="auto",
         help="weights dtype: auto (default: bfloat16 where bf16 matmuls are fast, else "
@@ -111,6 +117,7 @@ def run_generate(args) -> int:
         model_name=args.model_name or args.model,
         dtype=args.dtype,
         backend=args.backend,
+        device=args.device,
     )
     stops = {}
     for a in answers:
@@ -127,7 +134,7 @@ def run_chat(args) -> int:
     from limakit.generation.chat import chat_loop
     from limakit.models import load
 
-    model, tok = load(args.model, args.dtype)
+    model, tok = load(args.model, args.dtype, device=args.device)
     chat_loop(model, tok, config=_config(args), system=args.system, seed=args.seed)
     return 0
 
@@ -138,7 +145,7 @@ def run_serve(args) -> int:
     from limakit.generation.server import create_app
     from limakit.models import load
 
-    model, tok = load(args.model, args.dtype)
+    model, tok = load(args.model, args.dtype, device=args.device)
     app = create_app(
         model,
         tok,

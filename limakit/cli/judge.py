@@ -12,7 +12,17 @@ from limakit.cli import add_overrides
 def _judge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", required=True, help="judge config YAML (configs/judge-*.yaml)")
     p.add_argument("--out", required=True, help="output folder: verdicts.jsonl, summary.json")
+    _device_arg(p)
     add_overrides(p, "a judge config field", "concurrency=4")
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default=None,
+        help="where a local judge (and select's generation) runs: auto, cpu, cuda, cuda:N "
+        "(default: the judge config's device, auto)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--samples", type=int, default=1, help="answers sampled per dev prompt (default 1)"
     )
     p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    _device_arg(p)
     add_overrides(p, "a judge config field", "concurrency=4")
     p.set_defaults(func=run_select)
 
@@ -95,7 +106,10 @@ def _config(args: argparse.Namespace):
     from limakit.config import load_config
     from limakit.evaluation.config import JudgeConfig
 
-    return load_config(JudgeConfig, args.judge, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "device", None):
+        overrides.append(f"device={args.device}")
+    return load_config(JudgeConfig, args.judge, overrides)
 
 
 def _ci(s: dict, key: str) -> str:
@@ -164,6 +178,7 @@ def run_select(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         samples=args.samples,
         seed=args.seed,
+        device=args.device or "auto",
     )
     print(result["table_md"])
     print(

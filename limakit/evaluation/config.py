@@ -48,7 +48,12 @@ class JudgeConfig(Config):
     )
     bootstrap: int = Field(1000, ge=10, description="Bootstrap resamples for 95% intervals.")
     seed: int = Field(0, description="Seed of the bootstrap resampling.")
-    dtype: str = Field("float32", description="Weights dtype of the local judge.")
+    dtype: str = Field(
+        "float32", description="Weights dtype of the local judge (auto: bf16 where fast)."
+    )
+    device: str = Field(
+        "auto", description="Device of the local judge: auto (cuda when available), cpu, cuda:N."
+    )
     max_prompt_tokens: int = Field(
         2048, ge=64, description="Local judge: keep at most this many prompt tokens (left-trim)."
     )

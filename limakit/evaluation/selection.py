@@ -66,7 +66,13 @@ def _reference_file(refs: list[Example], samples: int, out: Path) -> Path:
 
 
 def _generate(
-    ckpt: Path, prompts: list[Example], samples: int, seed: int, out: Path, decode=None
+    ckpt: Path,
+    prompts: list[Example],
+    samples: int,
+    seed: int,
+    out: Path,
+    decode=None,
+    device: str | None = "auto",
 ) -> Path:
     expected = len(prompts) * samples
     if out.exists():
@@ -78,7 +84,16 @@ def _generate(
     from limakit.generation import generate_answers  # heavy: torch, the model
 
     out.parent.mkdir(parents=True, exist_ok=True)  # the generator appends (and resumes) there
-    generate_answers(str(ckpt), prompts, samples=samples, seed=seed, out=out, model_name=ckpt.name)
+    generate_answers(
+        str(ckpt),
+        prompts,
+        samples=samples,
+        seed=seed,
+        out=out,
+        model_name=ckpt.name,
+        config=decode,
+        device=device,
+    )
     if not out.exists():
         raise LimaError(f"{out}: generation wrote no answers")
     return out
@@ -117,10 +132,12 @@ def select_checkpoint(
     samples: int = 1,
     seed: int = 0,
     decode=None,
+    device: str | None = "auto",
 ) -> dict:
     """Judge each epoch's dev answers and record the chosen epoch in ``select/selection.json``.
 
-    ``decode`` is the generation stage's decoding config (default: the paper's decoding).
+    ``decode`` is the generation stage's decoding config (default: the paper's decoding);
+    ``device`` is where the checkpoints generate ("auto": CUDA when the machine has it).
     """
     from limakit.evaluation.protocols import judge_likert, judge_pairwise
 
@@ -150,9 +167,8 @@ def select_checkpoint(
             notes.append(f"epoch {epoch}: no checkpoint at {ckpt}, skipped")
             print(f"note: {notes[-1]}", file=sys.stderr)
             continue
-        answers = _generate(
-            ckpt, prompts, samples, seed, sel / f"epoch-{epoch}" / "answers.jsonl", decode
-        )
+        out_file = sel / f"epoch-{epoch}" / "answers.jsonl"
+        answers = _generate(ckpt, prompts, samples, seed, out_file, decode, device)
         out = sel / f"epoch-{epoch}" / "judge"
         if protocol == "pairwise":
             s = judge_pairwise(answers, ref_path, judge, out)

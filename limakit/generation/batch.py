@@ -20,13 +20,16 @@ from limakit.files import append_jsonl, atomic_write
 from limakit.generation.config import DecodeConfig
 
 
-def load_model(model, dtype: str = "auto", model_name: str | None = None):
-    """``(model, tokenizer, name)`` from an alias/path or an already loaded ``(model, tokenizer)``."""
+def load_model(
+    model, dtype: str = "auto", model_name: str | None = None, device: str | None = "auto"
+):
+    """``(model, tokenizer, name)`` from an alias/path (loaded onto ``device``) or an already
+    loaded ``(model, tokenizer)``, which stays where it is."""
     if isinstance(model, (str, os.PathLike)):
         from limakit.models import load
 
         name = model_name or str(model)
-        m, tok = load(str(model), dtype)
+        m, tok = load(str(model), dtype, device=device)
         return m, tok, name
     m, tok = model
     name = model_name or getattr(m.config, "_name_or_path", "") or type(m).__name__
@@ -84,10 +87,12 @@ def generate_answers(
     dtype: str = "auto",
     progress: bool = True,
     backend: str = "hf",
+    device: str | None = "auto",
 ) -> list[Example]:
     """Sample ``samples`` answers per prompt with LIMA decoding; write/resume ``out`` if given.
 
-    ``model`` is an alias, a checkpoint folder, or a loaded ``(model, tokenizer)`` pair. Returns
+    ``model`` is an alias, a checkpoint folder (loaded onto ``device``: "auto" = CUDA when the
+    machine has it), or a loaded ``(model, tokenizer)`` pair, used where it is. Returns
     the answers in prompt order then sample order (those found in ``out`` included). The same
     ``seed`` gives the same answers: each (prompt id, sample) has its own random stream.
 
@@ -96,6 +101,10 @@ def generate_answers(
     ('assistant', 'eot')
     """
     config = config or DecodeConfig()
+    if backend == "hf" and isinstance(model, (str, os.PathLike)):
+        from limakit.models import resolve_device
+
+        resolve_device(device)  # a device this machine lacks fails now, not after the reading
     if samples < 1:
         raise LimaError(f"samples must be at least 1 (got {samples})")
     _check_prompts(prompts)
@@ -115,7 +124,7 @@ def generate_answers(
     if backend != "hf":
         raise LimaError(f"unknown backend {backend!r} (choose hf or vllm)")
     if todo:
-        m, tok, name = load_model(model, dtype, model_name)
+        m, tok, name = load_model(model, dtype, model_name, device)
         done.update(_run(m, tok, name, todo, seed, config, out_path, batch_size, progress))
     return [done[(p.id, k)] for p in prompts for k in range(samples)]
 

@@ -21,7 +21,7 @@ class LocalJudge:
         if model is None or tokenizer is None:
             from limakit.models import load
 
-            model, tokenizer = load(cfg.model, cfg.dtype)
+            model, tokenizer = load(cfg.model, cfg.dtype, device=cfg.device)
         self.model = model.eval()
         self.tok = tokenizer
         self.max_prompt_tokens = cfg.max_prompt_tokens
@@ -57,8 +57,9 @@ class LocalJudge:
         ids = ids[-self.max_prompt_tokens :]
         label_ids = self.label_ids(labels)
         with torch.no_grad():
-            logits = self.model(torch.tensor([ids])).logits[0, -1].float()  # (vocab,)
-        probs = torch.softmax(logits, dim=-1)[label_ids]
+            device = next(self.model.parameters()).device
+            logits = self.model(torch.tensor([ids], device=device)).logits[0, -1].float()
+        probs = torch.softmax(logits, dim=-1)[label_ids].cpu()
         probs = probs / probs.sum()
         table = {label: round(float(p), 6) for label, p in zip(labels, probs)}
         best = labels[int(torch.argmax(probs))]
