@@ -62,3 +62,18 @@ def test_local_folder_loads_with_format(tiny_model_dir):
     model, tok = models.load(tiny_model_dir)
     assert tok.eos_token == "<|eot|>"
     assert model.get_input_embeddings().weight.shape[0] == len(tok)
+
+
+def test_installed_transformers_is_in_the_range_the_project_states():
+    """pyproject.toml states the transformers versions the engine's cache code supports."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    req = Requirement(re.search(r'^\s*"(transformers[^"]*)"', pyproject, re.M).group(1))
+    assert req.specifier.contains("5.4.0") and not req.specifier.contains("5.3.0")
+    assert not req.specifier.contains("6.0.0")  # a major release is checked before it is allowed
+    assert req.specifier.contains(version("transformers")), (version("transformers"), req)
