@@ -114,7 +114,11 @@ def generate_answers(
     if backend == "vllm":
         from limakit.generation.vllm_backend import generate_vllm
 
-        new = generate_vllm(model, todo, seed=seed, config=config, model_name=model_name)
+        new = (
+            generate_vllm(model, todo, seed=seed, config=config, model_name=model_name)
+            if todo
+            else []
+        )
         if out_path:
             with open(out_path, "a", encoding="utf-8") as f:
                 for ex in new:

@@ -3,7 +3,8 @@
 vLLM is not a limakit dependency: install it yourself (``pip install vllm``). The checkpoint must
 carry the limakit chat format (``lima train`` saves it), so prompts render the same as in training.
 Differences from the built-in engine: vLLM's repetition penalty also counts prompt tokens, and its
-random streams differ, so the same seed gives different (equally valid) samples. Not tested here.
+random streams differ, so the same seed gives different (equally valid) samples. The requests it
+builds are tested with a stand-in for vLLM; a real run is tested where vLLM is installed.
 """
 
 from __future__ import annotations
