@@ -54,6 +54,9 @@ class JudgeConfig(Config):
     device: str = Field(
         "auto", description="Device of the local judge: auto (cuda when available), cpu, cuda:N."
     )
+    batch_size: int = Field(
+        8, ge=1, description="Local judge: judgements per forward pass (padded together)."
+    )
     max_prompt_tokens: int = Field(
         2048, ge=64, description="Local judge: keep at most this many prompt tokens (left-trim)."
     )

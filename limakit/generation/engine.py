@@ -36,6 +36,32 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from limakit.generation.sampler import sample_next
 
 
+def forward_last(model, seqs: list[list[int]], pad_id: int, **kwargs):
+    """One forward pass over ``seqs`` right-padded; returns (output, logits at each last token).
+
+    The logits are computed only at the positions some sequence ends at (``logits_to_keep``), so
+    a batch costs one vocabulary projection per sequence, not per token. Padding comes after
+    each sequence, so under causal attention its tokens never change the real ones.
+    """
+    lengths = [len(s) for s in seqs]
+    n, width = len(seqs), max(lengths)
+    device = next(model.parameters()).device
+    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
+    mask = torch.tensor([[1] * x + [0] * (width - x) for x in lengths], device=device)
+    if n == 1:
+        out = model(input_ids=ids, logits_to_keep=1, **kwargs)
+        return out, out.logits[:, -1]
+    last = sorted({x - 1 for x in lengths})  # the positions whose logits are needed
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        logits_to_keep=torch.tensor(last, device=device),
+        **kwargs,
+    )
+    col = torch.tensor([last.index(x - 1) for x in lengths], device=device)
+    return out, out.logits[torch.arange(n, device=device), col]
+
+
 @dataclass
 class Request:
     """One sequence to generate. ``on_token(req, token_id)`` is called from the engine's thread."""
@@ -235,26 +261,14 @@ class Engine:
     def _prefill(self, reqs: list[Request]) -> None:
         """One forward pass over ``reqs``' prompts, right-padded; each takes a free slot."""
         lengths = [len(r.prompt_ids) for r in reqs]
-        n, width = len(reqs), max(lengths)
-        dev = self.device
-        ids = torch.tensor(
-            [r.prompt_ids + [self.pad_id] * (width - len(r.prompt_ids)) for r in reqs], device=dev
-        )
-        mask = torch.tensor([[1] * x + [0] * (width - x) for x in lengths], device=dev)
-        last = sorted(set(x - 1 for x in lengths))  # the positions whose logits are needed
         past = DynamicCache()  # plain full-attention layers: the whole prompt's keys are kept
-        out = self.model(
-            input_ids=ids,
-            attention_mask=None if n == 1 else mask,
+        _, logits = forward_last(
+            self.model,
+            [r.prompt_ids for r in reqs],
+            self.pad_id,
             use_cache=True,
-            logits_to_keep=1 if n == 1 else torch.tensor(last, device=self.device),
             **{self.cache_arg: past},
         )
-        if n == 1:
-            logits = out.logits[:, -1]
-        else:
-            col = torch.tensor([last.index(x - 1) for x in lengths], device=self.device)
-            logits = out.logits[torch.arange(n, device=self.device), col]
         if self.cache is None:
             k = past.layers[0].keys
             self.cache = SlotCache(

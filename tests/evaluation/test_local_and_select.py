@@ -35,15 +35,55 @@ def test_local_judge_reads_label_probabilities(tmp_path, tiny_model_dir):
     assert lk["invalid"] == 0 and 1 <= lk["mean"] <= 6
 
 
+def test_local_judge_batches_give_the_one_at_a_time_verdicts(tmp_path, tiny_model_dir, monkeypatch):
+    from limakit.evaluation.judges.local import LocalJudge
+
+    texts = ["short", "a much longer answer " * 12, "medium length answer " * 3, "x", "y " * 30]
+    a, b = write_pair(tmp_path, texts, list(reversed(texts)))
+    batches = []
+    real = LocalJudge.choose_batch
+    monkeypatch.setattr(
+        LocalJudge,
+        "choose_batch",
+        lambda self, reqs, labels: batches.append(len(reqs)) or real(self, reqs, labels),
+    )
+    cfg = JudgeConfig(backend="local", model=tiny_model_dir, batch_size=4)
+    s = judge_pairwise(a, b, cfg, tmp_path / "batched")
+    assert s["usage"]["calls"] == 10 and batches == [4, 4, 2]  # 10 judgements, 3 passes
+    batches.clear()
+    one = judge_pairwise(a, b, cfg.model_copy(update={"batch_size": 1}), tmp_path / "single")
+    assert batches == [1] * 10
+    rows = {
+        name: [json.loads(x) for x in (tmp_path / name / "verdicts.jsonl").read_text().splitlines()]
+        for name in ("batched", "single")
+    }
+    for x, y in zip(rows["batched"], rows["single"], strict=True):
+        for order in ("a_then_b", "b_then_a"):
+            assert x[order]["label"] == y[order]["label"]
+            for label, p in x[order]["probs"].items():
+                assert p == pytest.approx(y[order]["probs"][label], abs=1e-4)
+    assert one["win"] == s["win"] and one["tie"] == s["tie"]
+
+
 def _fake_generate(quality: dict[int, int]):
     """A stand-in generator: epoch N answers GOOD for the first quality[N] prompts."""
     calls = []
 
     def generate_answers(
-        model, prompts, *, samples=1, seed=0, config=None, out=None, batch_size=16, model_name=None
+        model,
+        prompts,
+        *,
+        samples=1,
+        seed=0,
+        config=None,
+        out=None,
+        batch_size=16,
+        model_name=None,
+        device="auto",
     ):
         epoch = int(str(model).rstrip("/").rsplit("-", 1)[-1])
         calls.append(epoch)
+        generate_answers.received = {"config": config, "device": device}
         rows = []
         for i, p in enumerate(prompts):
             for k in range(samples):
@@ -71,9 +111,10 @@ def test_select_chooses_the_best_epoch(tmp_path, monkeypatch):
     with FakeServer(prefer_marked) as server:
         conf = tmp_path / "judge.yaml"
         conf.write_text(f"backend: openai\nmodel: judge\nbase_url: {server.url}\n")
-        rc = main(["select", str(run), "--dev", str(dev), "--judge", str(conf)])
+        rc = main(["select", str(run), "--dev", str(dev), "--judge", str(conf), "--device", "cpu"])
         n_calls = len(server.calls)
         assert rc == 0
+        assert fake.received["device"] == "cpu"  # --device reaches the generator
         sel = json.loads((run / "select" / "selection.json").read_text())
         assert sel["chosen"] == 6  # ties with epoch 9: the earlier epoch wins
         assert [r["epoch"] for r in sel["table"]] == [5, 6, 7, 9]
@@ -127,4 +168,7 @@ def test_select_with_the_real_generator(tmp_path, tiny_model_dir):
         # A random tiny model never says EOT: cap the answers so the test stays fast.
         res = select_checkpoint(run, dev, cfg, epochs=[5], decode=DecodeConfig(max_new_tokens=8))
     assert res["chosen"] == 5 and res["table"][0]["tie"] == 1.0
-    assert (run / "select" / "epoch-5" / "answers.jsonl").exists()
+    answers = (run / "select" / "epoch-5" / "answers.jsonl").read_text().splitlines()
+    # The decoding reached the generator: every answer was capped at 8 new tokens.
+    assert all(json.loads(x)["meta"]["new_tokens"] <= 8 for x in answers)
+    assert {json.loads(x)["meta"]["decoding"]["max_new_tokens"] for x in answers} == {8}

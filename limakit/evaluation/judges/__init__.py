@@ -123,25 +123,34 @@ def _run_local(
     from limakit.evaluation.judges.local import LocalJudge
 
     judge = None  # loaded only when some call misses the cache
-    outcomes = []
+    outcomes = [Outcome() for _ in requests]
+    replies: dict[int, Reply] = {}
+    misses = []
+    for i, messages in enumerate(requests):
+        hit = cache.get(_key(cfg, prompt, messages, 0))
+        if hit is None:
+            misses.append(i)
+        else:
+            outcomes[i].cached += 1
+            replies[i] = Reply(**hit)
+            replies[i].prompt_tokens = 0
     bar, task = _progress(len(requests), what)
     with bar:
-        for messages in requests:
-            out = Outcome()
-            key = _key(cfg, prompt, messages, 0)
-            hit = cache.get(key)
-            if hit is not None:
-                out.cached += 1
-                reply = Reply(**hit)
-                reply.prompt_tokens = 0
-            else:
-                judge = judge or LocalJudge(cfg)
-                reply = judge.choose(messages, prompt.labels)
-                out.calls += 1
-                cache.put(key, asdict(reply))
-            _absorb(out, reply, prompt)
-            outcomes.append(out)
-            bar.advance(task)
+        bar.advance(task, len(replies))
+        # Several judgements per forward pass; similar lengths together to pad little.
+        misses.sort(key=lambda i: sum(len(m["content"]) for m in requests[i]))
+        for s in range(0, len(misses), cfg.batch_size):
+            batch = misses[s : s + cfg.batch_size]
+            judge = judge or LocalJudge(cfg)
+            for i, reply in zip(
+                batch, judge.choose_batch([requests[i] for i in batch], prompt.labels)
+            ):
+                outcomes[i].calls += 1
+                cache.put(_key(cfg, prompt, requests[i], 0), asdict(reply))
+                replies[i] = reply
+            bar.advance(task, len(batch))
+    for i, out in enumerate(outcomes):
+        _absorb(out, replies[i], prompt)
     return outcomes
 
 

@@ -45,22 +45,32 @@ class LocalJudge:
         return self._label_ids[labels]
 
     def choose(self, messages: list[dict], labels: tuple[str, ...]) -> Reply:
+        return self.choose_batch([messages], labels)[0]
+
+    def choose_batch(self, requests: list[list[dict]], labels: tuple[str, ...]) -> list[Reply]:
+        """Judge several message lists in one forward pass (right-padded) on the model's device."""
         import torch
 
         from limakit.example import Message
+        from limakit.generation.engine import forward_last
         from limakit.template import render_prompt
 
-        msgs = [Message(m["role"], m["content"]) for m in messages]
-        ids = render_prompt(msgs, self.tok)
-        ids += self.tok(VERDICT_OPENING, add_special_tokens=False)["input_ids"]
-        # Keep the end: it holds the question to answer and the verdict opening.
-        ids = ids[-self.max_prompt_tokens :]
+        opening = self.tok(VERDICT_OPENING, add_special_tokens=False)["input_ids"]
+        seqs = []
+        for messages in requests:
+            msgs = [Message(m["role"], m["content"]) for m in messages]
+            ids = render_prompt(msgs, self.tok) + opening
+            # Keep the end: it holds the question to answer and the verdict opening.
+            seqs.append(ids[-self.max_prompt_tokens :])
         label_ids = self.label_ids(labels)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         with torch.no_grad():
-            device = next(self.model.parameters()).device
-            logits = self.model(torch.tensor([ids], device=device)).logits[0, -1].float()
-        probs = torch.softmax(logits, dim=-1)[label_ids].cpu()
-        probs = probs / probs.sum()
-        table = {label: round(float(p), 6) for label, p in zip(labels, probs)}
-        best = labels[int(torch.argmax(probs))]
-        return Reply(text=f"[[{best}]]", prompt_tokens=len(ids), probs=table)
+            _, logits = forward_last(self.model, seqs, pad)
+        probs = torch.softmax(logits.float(), dim=-1)[:, label_ids].cpu()  # (n, labels)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+        replies = []
+        for ids, row in zip(seqs, probs):
+            table = {label: round(float(p), 6) for label, p in zip(labels, row)}
+            best = labels[int(torch.argmax(row))]
+            replies.append(Reply(text=f"[[{best}]]", prompt_tokens=len(ids), probs=table))
+        return replies
