@@ -4,13 +4,15 @@
 log-evenly over 35-1,049 tokens, in pool = arrival order), 128 new tokens each, LIMA decoding
 (top_p 0.9, temperature 0.7, repetition penalty 1.2), packaged SmolLM2-135M, all in one run:
 
-- limakit ``generate_answers`` (bf16 and fp32 weights), continuous batching, pool of 16;
+- limakit ``generate_answers``, continuous batching, pool of 16, in each dtype compared;
+- transformers ``generate`` in the same dtype, batches of 8 in arrival order (left padding);
 - transformers ``generate`` fp32, one prompt at a time (on an evenly spread subset, it is slow);
-- transformers ``generate`` fp32, batches of 8 in arrival order (left padding);
 - ``lima serve`` under 16 concurrent clients (32 requests, 128 tokens each).
 
-Prints tokens/s and peak RSS; exits 1 if limakit (bf16) is below 3x the batched-8 figure or 6x
-the one-at-a-time figure measured in the same run. Usage: ``.venv/bin/python bench/generate.py``.
+Each ratio compares like with like (both sides in the same dtype): fp32 always, bf16 too where
+the CPU multiplies bf16 at full speed (``--dtypes`` to choose). Prints tokens/s and peak RSS;
+exits 1 if limakit is below 3x the batched-8 figure of its dtype or 6x the fp32 one-at-a-time
+figure measured in the same run. Usage: ``.venv/bin/python bench/generate.py``.
 """
 
 from __future__ import annotations
@@ -148,13 +150,21 @@ def run_serve(model, tok, prompts, clients: int = 16) -> tuple[float, int]:
 
 
 def main() -> int:
+    from limakit.models import bf16_is_fast
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--single-subset", type=int, default=8, help="prompts for HF one-at-a-time")
-    ap.add_argument("--skip-fp32", action="store_true", help="skip limakit with fp32 weights")
+    ap.add_argument(
+        "--dtypes",
+        default=None,
+        help="weights dtypes to compare, each run by both limakit and transformers "
+        "(default: float32, plus bfloat16 where this CPU multiplies bf16 at full speed)",
+    )
     args = ap.parse_args()
+    dtypes = (args.dtypes or ("float32,bfloat16" if bf16_is_fast("cpu") else "float32")).split(",")
     torch.manual_seed(0)
-    model, tok = load("smollm2-135m", "bfloat16")
+    _, tok = load("smollm2-135m", "float32")
     prompts, lengths = sharegpt_prompts(tok)
     ids = [render_prompt(p.messages, tok) for p in prompts]
     print(
@@ -162,41 +172,38 @@ def main() -> int:
         f"(mean {sum(lengths) / len(lengths):.0f}), {NEW} new tokens each; "
         f"{torch.get_num_threads()} threads; SmolLM2-135M (4-bit GGUF dequantised)"
     )
-    rows = []
+    short = {"float32": "fp32", "bfloat16": "bf16"}
+    rates: dict[tuple[str, str], float] = {}
 
     def row(name, dtype, dt, n):
-        rows.append((name, dtype, n, dt, n / dt))
-        print(f"  {name:<44} {dtype:<5} {n:>6} tok {dt:>7.1f} s {n / dt:>7.1f} tok/s", flush=True)
-
-    row(
-        "limakit generate (continuous, pool 16)",
-        "bf16",
-        *run_limakit(model, tok, prompts, args.batch_size),
-    )
-    rss_limakit = peak_rss_mb()
-    row("lima serve, 16 concurrent clients", "bf16", *run_serve(model, tok, prompts))
-    del model
-    fp32, _ = load("smollm2-135m", "float32")
-    if not args.skip_fp32:
-        row(
-            "limakit generate (continuous, pool 16)",
-            "fp32",
-            *run_limakit(fp32, tok, prompts, args.batch_size),
+        rates[(name, dtype)] = n / dt
+        print(
+            f"  {name:<44} {short[dtype]:<5} {n:>6} tok {dt:>7.1f} s {n / dt:>7.1f} tok/s",
+            flush=True,
         )
-    k = args.single_subset
-    subset = [ids[round(i * (len(ids) - 1) / max(1, k - 1))] for i in range(k)]
-    row(f"transformers generate, 1 at a time ({k} prompts)", "fp32", *run_hf(fp32, tok, subset, 1))
-    row("transformers generate, batches of 8, arrival", "fp32", *run_hf(fp32, tok, ids, 8))
 
-    ours = rows[0][4]
-    single = next(r[4] for r in rows if "1 at a time" in r[0])
-    batched = next(r[4] for r in rows if "batches of 8" in r[0])
-    print(
-        f"\npeak RSS: {rss_limakit:.0f} MB after limakit bf16 runs; {peak_rss_mb():.0f} MB at the end"
-    )
-    print(f"limakit bf16 / transformers batched-8: {ours / batched:.2f}x (target >= 3x)")
-    print(f"limakit bf16 / transformers one-at-a-time: {ours / single:.2f}x (target >= 6x)")
-    ok = ours >= 3 * batched and ours >= 6 * single
+    ours, batched8 = "limakit generate (continuous, pool 16)", "transformers generate, batches of 8"
+    for dtype in dtypes:
+        model, _ = load("smollm2-135m", dtype)
+        row(ours, dtype, *run_limakit(model, tok, prompts, args.batch_size))
+        if dtype == dtypes[-1]:
+            row("lima serve, 16 concurrent clients", dtype, *run_serve(model, tok, prompts))
+        row(batched8, dtype, *run_hf(model, tok, ids, 8))
+        if dtype == "float32":
+            k = args.single_subset
+            subset = [ids[round(i * (len(ids) - 1) / max(1, k - 1))] for i in range(k)]
+            row("transformers generate, 1 at a time", dtype, *run_hf(model, tok, subset, 1))
+        del model
+    print(f"\npeak RSS: {peak_rss_mb():.0f} MB")
+    ok = True
+    for dtype in dtypes:  # like with like: both sides in the same dtype
+        ratio = rates[(ours, dtype)] / rates[(batched8, dtype)]
+        ok &= ratio >= 3
+        print(f"limakit / transformers batched-8, both {short[dtype]}: {ratio:.2f}x (target >= 3x)")
+    single = rates[("transformers generate, 1 at a time", "float32")]
+    ratio = rates[(ours, "float32")] / single
+    ok &= ratio >= 6
+    print(f"limakit / transformers one-at-a-time, both fp32: {ratio:.2f}x (target >= 6x)")
     print("PASS" if ok else "FAIL: below target")
     return 0 if ok else 1
 

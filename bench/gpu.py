@@ -310,6 +310,99 @@ def trl_worker(mode: str, data: str, model: str, out: str, dry: bool) -> dict:
     }
 
 
+GEN = {"n": 64, "new": 256}  # sampling: prompts, new tokens each (the dry run: 8 and 16)
+
+
+def gen_prompts(data: str, n: int):
+    from limakit.example import Example, Message
+
+    rows = [json.loads(x) for x in Path(data).read_text().splitlines()[:n]]
+    return [
+        Example([Message("user", r["messages"][0]["content"][:3000])], id=str(i), source="bench")
+        for i, r in enumerate(rows)
+    ]
+
+
+def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
+    """Sampling throughput: limakit's engine, transformers' generate or ``lima serve``, in bf16."""
+    import torch
+
+    from limakit.generation import DecodeConfig, generate_answers
+    from limakit.models import load
+    from limakit.template import render_prompt
+
+    n, new = (8, 16) if dry else (GEN["n"], GEN["new"])
+    dev = device_name(dry)
+    lm, tok = load(model, "auto" if dry else "bfloat16", device=dev)
+    prompts = gen_prompts(data, n)
+
+    def sync() -> None:
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    cfg = DecodeConfig(max_new_tokens=new)
+    if which == "hf":
+        ids = [render_prompt(p.messages, tok) for p in prompts]
+        tok.padding_side = "left"
+        batch = tok.pad({"input_ids": ids}, return_tensors="pt").to(dev)
+        kw = dict(do_sample=True, top_p=cfg.top_p, temperature=cfg.temperature,
+                  repetition_penalty=cfg.repetition_penalty, pad_token_id=tok.pad_token_id)  # fmt: skip
+        with torch.inference_mode():
+            lm.generate(**batch, max_new_tokens=4, **kw)  # warm-up
+            sync()
+            t = time.perf_counter()
+            out_ids = lm.generate(**batch, max_new_tokens=new, min_new_tokens=new, **kw)
+            sync()
+        made = (out_ids.shape[1] - batch["input_ids"].shape[1]) * out_ids.shape[0]
+    elif which == "limakit":
+        generate_answers(
+            (lm, tok), prompts[:2], config=DecodeConfig(max_new_tokens=4), progress=False
+        )  # fmt: skip  (warm-up)
+        t = time.perf_counter()
+        answers = generate_answers((lm, tok), prompts, config=cfg, batch_size=n, progress=False)
+        sync()
+        made = sum(a.meta["new_tokens"] for a in answers)
+    else:  # lima serve, one client per prompt at once
+        made, t = serve_clients(lm, tok, prompts, new)
+    return {"tokens_per_s": made / (time.perf_counter() - t), "tokens": made,
+            "gpu_gb": peak_memory_gb()}  # fmt: skip
+
+
+def serve_clients(lm, tok, prompts, new: int) -> tuple[int, float]:
+    """Start ``lima serve``'s app and send every prompt at once from its own client thread."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from limakit.generation.server import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(lm, tok, model_name="bench", max_batch=len(prompts))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    made = []
+
+    def client(p) -> None:
+        body = {"model": "bench", "messages": [m.to_dict() for m in p.messages], "max_tokens": new}
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=600)
+        made.append(r.json()["usage"]["completion_tokens"])
+
+    t = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(p,)) for p in prompts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    server.should_exit = True
+    return sum(made), t
+
+
 def child(kind: str, mode: str, paths: dict, dry: bool, timeout: int) -> dict:
     """Run one setting in its own process; an error or a timeout becomes a row, not a crash."""
     cmd = [sys.executable, __file__, "--worker", kind, mode, json.dumps(paths)]
@@ -334,6 +427,9 @@ def main() -> int:
     p.add_argument("--modes", default=",".join(MODES), help="our settings, comma-separated")
     p.add_argument("--trl-modes", default=",".join(TRL_MODES), help="TRL settings ('' = none)")
     p.add_argument("--timeout", type=int, default=100, help="seconds per setting")
+    p.add_argument(
+        "--parts", default="train,gen", help="what to measure: train (vs TRL), gen (sampling)"
+    )
     p.add_argument("--json", help="also write the rows to this JSONL file")
     p.add_argument(
         "--profile",
@@ -345,7 +441,7 @@ def main() -> int:
     dry = a.cpu_dry_run
     if a.worker:
         kind, mode, paths = a.worker[0], a.worker[1], json.loads(a.worker[2])
-        fn = ours_worker if kind == "ours" else trl_worker
+        fn = {"ours": ours_worker, "trl": trl_worker, "gen": gen_worker}[kind]
         print("RESULT " + json.dumps(fn(mode, paths["data"], paths["model"], paths["out"], dry)))
         return 0
 
@@ -397,16 +493,20 @@ def main() -> int:
     modes = [m for m in a.modes.split(",") if m]
     if dry and a.modes == p.get_default("modes"):  # compiling on a CPU takes minutes
         modes = [m for m in modes if "compiled" not in m]
-    # Our first mode, then TRL, then the rest: the headline comparison comes first.
-    plan = [("ours", m) for m in modes[:1]] + [("trl", m) for m in trl_modes]
-    plan += [("ours", m) for m in modes[1:]]
+    parts = a.parts.split(",")
+    plan = []
+    if "train" in parts:  # our first mode, then TRL, then the rest: the headline comes first
+        plan += [("ours", m) for m in modes[:1]] + [("trl", m) for m in trl_modes]
+        plan += [("ours", m) for m in modes[1:]]
+    if "gen" in parts:
+        plan += [("gen", "limakit"), ("gen", "hf"), ("gen", "serve")]
     for kind, mode in plan:
         paths = {
             "data": str(tokens if kind == "trl" else data),
             "model": str(model),
             "out": str(tmp / f"{kind}-{len(rows)}"),
         }
-        label = ("TRL " if kind == "trl" else "limakit ") + mode
+        label = {"trl": "TRL ", "ours": "limakit "}.get(kind, "sampling ") + mode
         r = child(kind, mode, paths, dry, a.timeout)
         rows[label] = r
         done = r.get("error") or f"{r['tokens_per_s']:.0f} tokens/s"
@@ -415,9 +515,12 @@ def main() -> int:
             with open(a.json, "a") as f:
                 f.write(json.dumps({"setting": label, "params": params, "peak": peak, **r}) + "\n")
 
-    print("\n| setting | real tokens/s | padding | MFU (bf16) | peak GPU GB | first losses |")
-    print("|---|---:|---:|---:|---:|---|")
-    for label, r in rows.items():
+    train_rows = {k: v for k, v in rows.items() if not k.startswith("sampling")}
+    gen_rows = {k: v for k, v in rows.items() if k.startswith("sampling")}
+    if train_rows:
+        print("\n| setting | real tokens/s | padding | MFU (bf16) | peak GPU GB | first losses |")
+        print("|---|---:|---:|---:|---:|---|")
+    for label, r in train_rows.items():
         if "error" in r:
             print(f"| {label} | failed: {r['error'][:160]} | | | | |")
             continue
@@ -427,6 +530,14 @@ def main() -> int:
             f"| {label} | {r['tokens_per_s']:.0f} | {r['padding']:.0%} | {mfu:.0%} "
             f"| {r['gpu_gb']:.1f} | {losses} |"
         )
+    if gen_rows:
+        print("\n| sampling (bf16, LIMA decoding) | new tokens/s | new tokens | peak GPU GB |")
+        print("|---|---:|---:|---:|")
+    for label, r in gen_rows.items():
+        if "error" in r:
+            print(f"| {label} | failed: {r['error'][:160]} | | |")
+        else:
+            print(f"| {label} | {r['tokens_per_s']:.0f} | {r['tokens']} | {r['gpu_gb']:.1f} |")
     failed = [label for label, r in rows.items() if "error" in r]
     ours = {
         k: v for k, v in rows.items() if k.startswith("limakit bf16-packed") and "error" not in v
@@ -457,9 +568,18 @@ def main() -> int:
             ok = gap <= 0.05
             print(f"{label}: first losses within {gap:.4f} of TRL padding's (target <= 0.05)")
             failed += [] if ok or dry else [f"{label} loss"]
-    elif not dry:
+    elif not dry and train_rows:
         print("\nTRL figures missing: the speed targets could not be checked")
         failed.append("no TRL figures")
+    hf = gen_rows.get("sampling hf", {}).get("tokens_per_s")
+    for label, need in (("sampling limakit", 10.0), ("sampling serve", 5.0)):
+        r = gen_rows.get(label, {})
+        if hf and "tokens_per_s" in r:
+            ratio = r["tokens_per_s"] / hf
+            ok = ratio >= need
+            print(f"{label} vs transformers generate: {ratio:.2f}x (target >= {need}x)"
+                  + ("  OK" if ok else "  MISSED"))  # fmt: skip
+            failed += [] if ok or dry else [label]
     return 1 if failed else 0
 
 
