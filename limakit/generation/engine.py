@@ -2,9 +2,9 @@
 
 The engine keeps a pool of at most ``max_batch`` active sequences. Each decode step runs the model
 once on the last token of every active sequence. A sequence that stops (EOT, length, cancelled)
-leaves the pool at once, and waiting prompts take the free slots: they are prefilled together,
-right-padded, in chunks of at most ``prefill_tokens`` padded tokens, so finished rows cost nothing
-and a 1,000-token prompt pads a 40-token one only within one prefill.
+leaves the pool at once, and waiting prompts take the free slots. On an accelerator they are
+prefilled together, right-padded, in chunks of at most ``prefill_tokens`` padded tokens; on a CPU
+each alone (no padding, the fast causal kernel). Finished rows cost nothing.
 
 Everything lives on the model's device: the KV cache, token ids, masks, the ``seen`` matrix and the
 sampler. The host keeps a mirror of each row's length, so a step waits for the device only when it
@@ -167,15 +167,20 @@ class Engine:
         *,
         max_batch: int = 16,
         eot_id: int | None = None,
-        prefill_tokens: int = 8192,
+        prefill_tokens: int | None = None,
     ):
         from limakit.template import Template
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch = max_batch
-        self.prefill_tokens = prefill_tokens  # padded tokens per batched prefill (at least 1 row)
         self.device = next(model.parameters()).device
+        # Padded tokens per batched prefill (at least one prompt). On a CPU each prompt is
+        # prefilled alone: a padded batch needs a dense mask, which takes CPU attention off its
+        # fast causal kernel, and long prompts keep the matmuls busy anyway.
+        if prefill_tokens is None:
+            prefill_tokens = 1 if self.device.type == "cpu" else 8192
+        self.prefill_tokens = prefill_tokens
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # transformers 5.x names the cache argument `cache` (`past_key_values` goes in 5.40).
         params = inspect.signature(model.forward).parameters

@@ -98,13 +98,16 @@ def test_batched_prefill_gives_what_one_prompt_at_a_time_gives(tiny, monkeypatch
         Engine, "_prefill", lambda self, reqs: calls.append(len(reqs)) or real(self, reqs)
     )
     together = _requests(tok, 8, max_new_tokens=12, temperature=0.0)
-    Engine(model, tok, max_batch=8).run(together)
+    Engine(model, tok, max_batch=8, prefill_tokens=10**6).run(together)
     assert calls == [8]  # one forward pass for all eight prompts of different lengths
     calls.clear()
     apart = _requests(tok, 8, max_new_tokens=12, temperature=0.0)
     Engine(model, tok, max_batch=8, prefill_tokens=1).run(apart)
     assert calls == [1] * 8
     assert [r.output_ids for r in together] == [r.output_ids for r in apart]
+    calls.clear()
+    Engine(model, tok, max_batch=8).run(_requests(tok, 3, max_new_tokens=1))
+    assert calls == ([1, 1, 1] if model.device.type == "cpu" else [3])  # the device's default
     calls.clear()
     budget = _requests(tok, 8, max_new_tokens=1)
     width = max(len(r.prompt_ids) for r in budget)

@@ -1,4 +1,5 @@
-"""bench/gpu.py's dry run: every GPU benchmark setting runs on a toy on the CPU, same losses."""
+"""bench/gpu.py's dry run: every GPU benchmark setting runs on a toy on the CPU, same losses,
+and the sampling part (engine, transformers, ``lima serve``) produces its tokens."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ def test_gpu_bench_dry_run_runs_every_setting_with_the_same_losses(tmp_path):
     rows = {r["setting"]: r for r in map(json.loads, rows_file.read_text().splitlines())}
     expected = {"bf16-packed", "bf16-packed-sdpa-mask", "bf16-grouped", "autocast-packed"}
     assert {k.removeprefix("limakit ") for k in rows if k.startswith("limakit")} == expected
+    sampling = {k: v for k, v in rows.items() if k.startswith("sampling")}
+    assert set(sampling) == {"sampling limakit", "sampling hf", "sampling serve"}
+    for name, r in sampling.items():
+        assert "error" not in r, (name, r.get("error"))
+        assert 0 < r["tokens"] <= 8 * 16 and r["tokens_per_s"] > 0  # 8 prompts, 16 new tokens
+    assert sampling["sampling hf"]["tokens"] == 8 * 16  # transformers is forced to the length
+    rows = {k: v for k, v in rows.items() if k not in sampling}
     for name, r in rows.items():
         assert "error" not in r, (name, r.get("error"))
         assert r["tokens_per_s"] > 0 and 0 <= r["padding"] < 1
