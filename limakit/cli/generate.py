@@ -90,6 +90,13 @@ def register(sub) -> None:
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     s.add_argument("--model-name", default=None, help="the id /v1/models reports")
     s.add_argument("--batch-size", type=int, default=16, help="sequences decoded together")
+    s.add_argument(
+        "--backend",
+        choices=["hf", "vllm"],
+        default="hf",
+        help="hf: the built-in engine (CPU/GPU); vllm: vLLM's OpenAI server with LIMA decoding "
+        "as its default (vLLM installed, GPUs)",
+    )
     _decoding_flags(s)
     s.set_defaults(func=run_serve)
 
@@ -140,6 +147,8 @@ def run_chat(args) -> int:
 
 
 def run_serve(args) -> int:
+    if args.backend == "vllm":
+        return _serve_vllm(args)
     import uvicorn
 
     from limakit.generation.server import create_app
@@ -161,4 +170,27 @@ def run_serve(args) -> int:
         f"serving {args.model} on http://{args.host}:{args.port}/v1{key} - Ctrl-C stops"
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _serve_vllm(args) -> int:
+    import importlib.util
+    import os
+
+    from limakit.errors import LimaError
+    from limakit.generation.vllm_backend import serve_command
+
+    if importlib.util.find_spec("vllm") is None:
+        raise LimaError("serve --backend vllm needs vLLM installed (pip install vllm; GPUs)")
+    if args.device not in ("auto", "cuda"):
+        raise LimaError(f"serve --backend vllm runs on the GPUs vLLM finds, not {args.device!r}")
+    cmd = serve_command(
+        args.model,
+        host=args.host,
+        port=args.port,
+        config=_config(args),
+        model_name=args.model_name,
+        api_key=args.api_key,
+    )
+    os.execv(cmd[0], cmd)  # vLLM's server takes over this process
     return 0

@@ -1,4 +1,4 @@
-"""Optional vLLM backend for ``lima generate --backend vllm`` (machines with a GPU).
+"""Optional vLLM backend for ``lima generate/serve --backend vllm`` (machines with a GPU).
 
 vLLM is not a limakit dependency: install it yourself (``pip install vllm``). The checkpoint must
 carry the limakit chat format (``lima train`` saves it), so prompts render the same as in training.
@@ -67,3 +67,37 @@ def generate_vllm(
         messages = [*p.messages, Message("assistant", c.text.strip())]
         out.append(Example(messages=messages, source=p.source, id=p.id, meta=meta))
     return out
+
+
+def serve_command(
+    model: str,
+    *,
+    host: str,
+    port: int,
+    config: DecodeConfig,
+    model_name: str | None = None,
+    api_key: str | None = None,
+) -> list[str]:
+    """The command line of vLLM's OpenAI-compatible server for a limakit checkpoint.
+
+    The checkpoint's tokenizer carries the limakit chat template and its generation config names
+    the EOT as end of sequence, so vLLM renders and stops as training did; LIMA's decoding becomes
+    the server's default sampling (a request may still override it).
+    """
+    import json
+    import sys
+
+    from limakit.models import resolve
+
+    defaults = {
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "repetition_penalty": config.repetition_penalty,
+        "max_new_tokens": config.max_new_tokens,
+    }
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(model)]
+    cmd += ["--host", host, "--port", str(port), "--served-model-name", model_name or model]
+    cmd += ["--generation-config", "auto", "--override-generation-config", json.dumps(defaults)]
+    if api_key:
+        cmd += ["--api-key", api_key]
+    return cmd

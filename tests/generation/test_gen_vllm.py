@@ -88,3 +88,37 @@ def test_real_vllm_stops_at_the_eot(tiny_model_dir):
     got = generate_answers(tiny_model_dir, prompts(2), config=DecodeConfig(max_new_tokens=8),
                            backend="vllm")  # fmt: skip
     assert all(a.meta["new_tokens"] <= 8 and "<|eot|>" not in a.messages[-1].content for a in got)
+
+
+def test_serve_with_vllm_runs_its_openai_server_with_lima_decoding(tiny_model_dir, monkeypatch):
+    import json as _json
+
+    from limakit.cli import main
+
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    ran = {}
+
+    def fake_exec(path, argv):
+        ran["argv"] = argv
+
+    monkeypatch.setattr("os.execv", fake_exec)
+    rc = main(["serve", "--model", tiny_model_dir, "--backend", "vllm", "--port", "8123",
+               "--api-key", "k", "--top-p", "0.95", "--model-name", "lima-7b"])  # fmt: skip
+    argv = ran["argv"]
+    assert rc == 0 and argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    opts = dict(zip(argv[3::2], argv[4::2]))
+    assert opts["--model"] == tiny_model_dir and opts["--port"] == "8123"
+    assert opts["--served-model-name"] == "lima-7b" and opts["--api-key"] == "k"
+    defaults = _json.loads(opts["--override-generation-config"])
+    assert defaults == {"temperature": 0.7, "top_p": 0.95, "repetition_penalty": 1.2,
+                        "max_new_tokens": 2048}  # fmt: skip
+
+
+def test_serve_with_vllm_missing_is_one_clear_error(tiny_model_dir, capsys):
+    from limakit.cli import main
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    assert main(["serve", "--model", tiny_model_dir, "--backend", "vllm"]) == 2
+    assert "needs vLLM installed" in capsys.readouterr().err
