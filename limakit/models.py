@@ -172,6 +172,19 @@ def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float
         raise LimaError(f"cannot load model {name!r}: {e}") from None
 
 
+def host_to_device(data, device: torch.device | str, dtype: torch.dtype | None = None):
+    """A host tensor (or nested lists, made into one) on ``device``.
+
+    On CUDA the copy goes through pinned memory with ``non_blocking``: a copy from pageable memory
+    would make the host wait for all the work queued before it, a sync in the middle of a step.
+    """
+    t = data if isinstance(data, torch.Tensor) else torch.tensor(data, dtype=dtype)
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def resolve_device(name: str | None = "auto") -> torch.device:
     """``auto`` (or None): CUDA when this machine has it, else the CPU; otherwise the named device,
     which must exist here: a missing one is an error, never a silent fallback."""

@@ -34,6 +34,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from limakit.generation.sampler import sample_next
+from limakit.models import host_to_device
 
 
 def forward_last(model, seqs: list[list[int]], pad_id: int, **kwargs):
@@ -46,8 +47,8 @@ def forward_last(model, seqs: list[list[int]], pad_id: int, **kwargs):
     lengths = [len(s) for s in seqs]
     n, width = len(seqs), max(lengths)
     device = next(model.parameters()).device
-    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
-    mask = torch.tensor([[1] * x + [0] * (width - x) for x in lengths], device=device)
+    ids = host_to_device([s + [pad_id] * (width - len(s)) for s in seqs], device, torch.long)
+    mask = host_to_device([[1] * x + [0] * (width - x) for x in lengths], device, torch.long)
     if n == 1:
         out = model(input_ids=ids, logits_to_keep=1, **kwargs)
         return out, out.logits[:, -1]
@@ -55,10 +56,10 @@ def forward_last(model, seqs: list[list[int]], pad_id: int, **kwargs):
     out = model(
         input_ids=ids,
         attention_mask=mask,
-        logits_to_keep=torch.tensor(last, device=device),
+        logits_to_keep=host_to_device(last, device, torch.long),
         **kwargs,
     )
-    col = torch.tensor([last.index(x - 1) for x in lengths], device=device)
+    col = host_to_device([last.index(x - 1) for x in lengths], device, torch.long)
     return out, out.logits[torch.arange(n, device=device), col]
 
 
@@ -302,7 +303,7 @@ class Engine:
         cache = self.cache
         cache.reserve(span)
         cache.write_pos, cache.span = lens.clone(), span
-        ids = torch.tensor([[r.output_ids[-1]] for r in self.active], device=self.device)
+        ids = host_to_device([[r.output_ids[-1]] for r in self.active], self.device, torch.long)
         visible = torch.arange(span, device=self.device)[None, :] <= lens[:, None]  # own + new
         mask = torch.zeros(n, 1, 1, span, dtype=self.dtype, device=self.device)
         mask.masked_fill_(~visible[:, None, None, :], torch.finfo(self.dtype).min)
@@ -323,13 +324,16 @@ class Engine:
         """Sample one token for ``rows`` (logits in the same order), record it, retire finished rows."""
         reqs = [self.active[r] for r in rows]
         dev = self.device
-        idx = torch.tensor(rows, device=dev)
+        idx = host_to_device(rows, dev, torch.long)
+        settings = host_to_device(
+            [[r.temperature, r.top_p, r.repetition_penalty] for r in reqs], dev, torch.float32
+        )
         sampled = sample_next(
             logits,
             self.seen[idx],
-            torch.tensor([r.temperature for r in reqs], device=dev),
-            torch.tensor([r.top_p for r in reqs], device=dev),
-            torch.tensor([r.repetition_penalty for r in reqs], device=dev),
+            settings[:, 0],
+            settings[:, 1],
+            settings[:, 2],
             [r.generator for r in reqs],
             all_greedy=all(r.temperature <= 0 for r in reqs),
         )

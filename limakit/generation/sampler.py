@@ -84,7 +84,9 @@ def sample_next(
     keep = (cum - sorted_p) < top_p[:, None]
     kept = sorted_p * keep
     kept_cum = kept.cumsum(-1)
-    u = cpu_draws(generators).to(probs.device) * kept_cum[:, -1]
+    from limakit.models import host_to_device
+
+    u = host_to_device(cpu_draws(generators), probs.device) * kept_cum[:, -1]
     pick = torch.searchsorted(kept_cum, u[:, None].contiguous(), right=True)
     pick = pick.clamp_max(kept_cum.shape[-1] - 1)
     sampled = order.gather(1, pick).squeeze(1)

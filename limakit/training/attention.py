@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from limakit.errors import LimaError
+from limakit.models import host_to_device
 
 NAME = "limakit_packed"
 KERNELS = ("auto", "segments", "varlen", "flex", "sdpa-mask")
@@ -116,11 +117,6 @@ class PackedRows:
     def total(self) -> int:
         return sum(self.lengths[0])
 
-    def _host_to_device(self, t: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device)
-
     def prepare(self, dtype: torch.dtype, dropout: float = 0.0) -> PackedRows:
         """Fix the kernel for this device and dtype and build what it needs, before the forward.
 
@@ -141,7 +137,7 @@ class PackedRows:
             flat = [n for row in self.lengths for n in row]
             cu = torch.zeros(len(flat) + 1, dtype=torch.int32)
             cu[1:] = torch.tensor(flat, dtype=torch.int32).cumsum(0)
-            self._cache["cu"] = self._host_to_device(cu)
+            self._cache["cu"] = host_to_device(cu, self.device)
         return self._cache["cu"]
 
     def segment_ids(self) -> torch.Tensor:
@@ -150,7 +146,7 @@ class PackedRows:
             rows = [
                 torch.repeat_interleave(torch.arange(len(r)), torch.tensor(r)) for r in self.lengths
             ]
-            self._cache["seg"] = self._host_to_device(torch.stack(rows))
+            self._cache["seg"] = host_to_device(torch.stack(rows), self.device)
         return self._cache["seg"]
 
     def dense_mask(self) -> torch.Tensor:

@@ -148,14 +148,9 @@ def collate(
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    """The batch's tensors on ``device``; on CUDA through pinned memory without blocking the host.
+    """The batch's tensors on ``device`` (pinned, non-blocking on CUDA); other entries as they are."""
+    from limakit.models import host_to_device
 
-    Non-tensor entries (segment lengths, counts) are kept as they are.
-    """
-    cuda = torch.device(device).type == "cuda"
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            v = v.pin_memory().to(device, non_blocking=True) if cuda else v.to(device)
-        out[k] = v
-    return out
+    return {
+        k: host_to_device(v, device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }

@@ -24,6 +24,16 @@ def test_auto_device_and_clear_errors_for_missing_ones():
         resolve_device(missing)
 
 
+def test_host_data_reaches_the_device_as_one_tensor():
+    from limakit.models import host_to_device
+
+    t = host_to_device([[1, 2], [3, 4]], resolve_device("auto"), torch.long)
+    assert t.device.type == resolve_device("auto").type and t.tolist() == [[1, 2], [3, 4]]
+    assert t.dtype == torch.long
+    src = torch.arange(3)
+    assert torch.equal(host_to_device(src, "cpu"), src)
+
+
 def test_auto_dtype_is_bf16_only_where_it_is_fast():
     expected = torch.bfloat16 if bf16_is_fast("cpu") else torch.float32
     assert parse_dtype("auto", "cpu") == expected

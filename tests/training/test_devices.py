@@ -28,6 +28,7 @@ HOST_SIDE = {
     "rng_state",
     "attach",
     "encode",
+    "host_to_device",
 }
 
 
