@@ -34,7 +34,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train import draw_examples, timed_epoch  # noqa: E402  (bench/train.py)
+from train import draw_examples, run_steps, timed_epoch  # noqa: E402  (bench/train.py)
 
 SHAPES = {  # SmolLM2-1.7B's shape, and a toy for the dry run
     "gpu": dict(
@@ -221,15 +221,7 @@ def ours_worker(mode: str, data: str, model: str, out: str, dry: bool) -> dict:
         TrainConfig, None, [*common(data, model, settings(dry)), *MODES[mode], *extra]
     )
     run = train(cfg, out)
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    steps = [
-        {
-            "real": r["real_tokens"],
-            "total": r["real_tokens"] / (1 - r["padding"]),
-            "time": r["step_time_s"],
-        }
-        for r in rows
-    ]
+    rows, steps = run_steps(run)
     return {
         **timed_epoch(steps),
         "losses": [r["loss"] for r in rows[: len(rows) // 2]],

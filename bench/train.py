@@ -131,14 +131,8 @@ def timed_epoch(rows: list[dict]) -> dict:
     }
 
 
-def worker(mode: str, data: str, out: str) -> None:
-    """One setting of our trainer; prints a JSON line with the measurements."""
-    from limakit.config import load_config
-    from limakit.models import load_model
-    from limakit.training import TrainConfig, train
-
-    cfg = load_config(TrainConfig, None, [*_common(data), *MODES[mode]])
-    run = train(cfg, out)
+def run_steps(run: Path) -> tuple[list[dict], list[dict]]:
+    """A training run's metrics rows, and per step its real tokens, all tokens and seconds."""
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [
         {
@@ -148,6 +142,18 @@ def worker(mode: str, data: str, out: str) -> None:
         }
         for r in rows
     ]
+    return rows, steps
+
+
+def worker(mode: str, data: str, out: str) -> None:
+    """One setting of our trainer; prints a JSON line with the measurements."""
+    from limakit.config import load_config
+    from limakit.models import load_model
+    from limakit.training import TrainConfig, train
+
+    cfg = load_config(TrainConfig, None, [*_common(data), *MODES[mode]])
+    run = train(cfg, out)
+    rows, steps = run_steps(run)
     params = sum(p.numel() for p in load_model("smollm2-135m").parameters())
     print(
         json.dumps(
