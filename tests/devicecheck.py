@@ -32,6 +32,7 @@ FACTORIES = {
 }
 PACKAGE = str(Path(limakit.__file__).parent)
 TORCH = str(Path(torch.__file__).parent)
+COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
 
 
 class DevicelessFactories(TorchFunctionMode):
@@ -45,7 +46,11 @@ class DevicelessFactories(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in FACTORIES and kwargs.get("device") is None:
             frame = sys._getframe(1)
-            while frame is not None and frame.f_code.co_filename.startswith(TORCH):
+            # Past torch's own frames and comprehensions (their own frames before Python 3.12),
+            # to the function that asked for the tensor.
+            while frame is not None and (
+                frame.f_code.co_filename.startswith(TORCH) or frame.f_code.co_name in COMPREHENSIONS
+            ):
                 frame = frame.f_back
             if frame is not None:
                 self.calls.append((frame.f_code.co_filename, frame.f_code.co_name))

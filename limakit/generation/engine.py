@@ -48,11 +48,11 @@ def forward_last(model, seqs: list[list[int]], pad_id: int, **kwargs):
     n, width = len(seqs), max(lengths)
     device = next(model.parameters()).device
     ids = host_to_device([s + [pad_id] * (width - len(s)) for s in seqs], device, torch.long)
-    mask = host_to_device([[1] * x + [0] * (width - x) for x in lengths], device, torch.long)
     if n == 1:
         out = model(input_ids=ids, logits_to_keep=1, **kwargs)
         return out, out.logits[:, -1]
     last = sorted({x - 1 for x in lengths})  # the positions whose logits are needed
+    mask = host_to_device([[1] * x + [0] * (width - x) for x in lengths], device, torch.long)
     out = model(
         input_ids=ids,
         attention_mask=mask,
@@ -193,10 +193,8 @@ class Engine:
         self.dtype = next(model.parameters()).dtype
         self.waiting: deque[Request] = deque()
         self.active: list[Request] = []
-        dev = self.device
-        self.lens = torch.zeros(max_batch, dtype=torch.long, device=dev)  # tokens cached per row
-        self.host_lens = [0] * max_batch  # the same, on the host: no device read to size a step
-        self.seen = torch.zeros(max_batch, self.vocab, dtype=torch.bool, device=dev)  # generated
+        self.lens = [0] * max_batch  # tokens cached per row, on the host: no device read per step
+        self.seen = torch.zeros(max_batch, self.vocab, dtype=torch.bool, device=self.device)
         self.cache: SlotCache | None = None
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
@@ -290,7 +288,6 @@ class Engine:
             row = len(self.active)
             self.cache.load_row(row, past, b, lengths[b])
             self.lens[row] = lengths[b]
-            self.host_lens[row] = lengths[b]
             self.seen[row] = False
             self.active.append(req)
             rows.append(row)
@@ -298,26 +295,25 @@ class Engine:
 
     def _decode(self) -> None:
         n = len(self.active)
-        lens = self.lens[:n]
-        span = max(self.host_lens[:n]) + 1
+        lens = host_to_device(self.lens[:n], self.device, torch.long)
+        span = max(self.lens[:n]) + 1
         cache = self.cache
         cache.reserve(span)
-        cache.write_pos, cache.span = lens.clone(), span
+        cache.write_pos, cache.span = lens, span
         ids = host_to_device([[r.output_ids[-1]] for r in self.active], self.device, torch.long)
         visible = torch.arange(span, device=self.device)[None, :] <= lens[:, None]  # own + new
         mask = torch.zeros(n, 1, 1, span, dtype=self.dtype, device=self.device)
         mask.masked_fill_(~visible[:, None, None, :], torch.finfo(self.dtype).min)
         out = self.model(
             input_ids=ids,
-            position_ids=lens[:, None].clone(),
+            position_ids=lens[:, None],
             attention_mask=mask,
             use_cache=True,
             logits_to_keep=1,
             **{self.cache_arg: cache},
         )
-        lens += 1
         for r in range(n):
-            self.host_lens[r] += 1
+            self.lens[r] += 1
         self._emit(out.logits[:, -1], list(range(n)))
 
     def _emit(self, logits: torch.Tensor, rows: list[int]) -> None:
@@ -359,9 +355,8 @@ class Engine:
             req = self.active[row]
             last = len(self.active) - 1
             if row != last:
-                self.cache.move_row(last, row, self.host_lens[last])
+                self.cache.move_row(last, row, self.lens[last])
                 self.lens[row] = self.lens[last]
-                self.host_lens[row] = self.host_lens[last]
                 self.seen[row] = self.seen[last]
                 self.active[row] = self.active[last]
             self.active.pop()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from limakit.models import host_to_device
+
 
 def generator_for(seed: int, *keys: object) -> torch.Generator:
     """A CPU generator seeded from ``seed`` and any keys (prompt id, sample index), stably.
@@ -27,10 +29,7 @@ def generator_for(seed: int, *keys: object) -> torch.Generator:
 
 def cpu_draws(generators: list[torch.Generator | None]) -> torch.Tensor:
     """One uniform number per row, each from its row's own CPU generator (the same on any device)."""
-    draws = []
-    for g in generators:
-        draws.append(torch.rand((), generator=g))
-    return torch.stack(draws)
+    return torch.stack([torch.rand((), generator=g) for g in generators])
 
 
 def apply_repetition_penalty(
@@ -84,8 +83,6 @@ def sample_next(
     keep = (cum - sorted_p) < top_p[:, None]
     kept = sorted_p * keep
     kept_cum = kept.cumsum(-1)
-    from limakit.models import host_to_device
-
     u = host_to_device(cpu_draws(generators), probs.device) * kept_cum[:, -1]
     pick = torch.searchsorted(kept_cum, u[:, None].contiguous(), right=True)
     pick = pick.clamp_max(kept_cum.shape[-1] - 1)

@@ -91,6 +91,16 @@ def varlen_available(device: torch.device) -> bool:
 
 def pick_kernel(kernel: str, device: torch.device, dtype: torch.dtype, dropout: float) -> str:
     """The concrete kernel for ``kernel`` ("auto" or a name) on this device and dtype."""
+    if kernel == "varlen" and not varlen_available(device):
+        raise LimaError(
+            f"packed_attention=varlen needs a CUDA device and PyTorch >= 2.10 (torch.nn.attention."
+            f"varlen); this run is on {device.type} with torch {torch.__version__}: use auto"
+        )
+    if kernel == "flex" and _flex() is None:
+        raise LimaError(
+            f"packed_attention=flex needs FlexAttention (PyTorch >= 2.5; this is "
+            f"{torch.__version__}): use auto"
+        )
     if kernel != "auto":
         return kernel
     if device.type != "cuda":
@@ -112,10 +122,6 @@ class PackedRows:
     device: torch.device
     kernel: str = "auto"
     _cache: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def total(self) -> int:
-        return sum(self.lengths[0])
 
     def prepare(self, dtype: torch.dtype, dropout: float = 0.0) -> PackedRows:
         """Fix the kernel for this device and dtype and build what it needs, before the forward.

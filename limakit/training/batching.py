@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from limakit.template import IGNORE
-from limakit.training.attention import segment_lengths
+from limakit.training.attention import PackedRows, segment_lengths
 
 
 @dataclass(frozen=True)
@@ -111,31 +111,28 @@ def collate(
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     targets = torch.full((B, T), IGNORE, dtype=torch.long)
     pos = torch.zeros((B, T), dtype=torch.long)
-    seg = torch.full((B, T), -1, dtype=torch.long)
     n_real = 0
     for b, row in enumerate(rows):
         t = 0
-        for s, x in enumerate(row):
+        for x in row:
             n = len(x)
             ids[b, t : t + n] = torch.tensor(x.ids)
             targets[b, t : t + n] = torch.tensor(x.targets)
             pos[b, t : t + n] = torch.arange(n)
-            seg[b, t : t + n] = s
             t += n
         n_real += t
         pos[b, t:] = torch.arange(T - t)  # padding counts as one more sequence
     # One example per row: right padding is harmless under plain causal attention (real tokens
     # never look ahead at it, and padding has no target), so the fast is_causal kernel is exact.
     simple = all(len(row) == 1 for row in rows)
+    segments = segment_lengths([[len(x) for x in row] for row in rows], T)
     mask = None
     if with_mask and not simple:
-        causal = torch.ones(T, T, dtype=torch.bool).tril_()
-        same = seg[:, :, None] == seg[:, None, :]  # (B, T, T)
-        mask = (same & causal)[:, None]  # (B, 1, T, T)
+        mask = PackedRows(segments, torch.device("cpu")).dense_mask()  # (B, 1, T, T)
     target_index = (targets.reshape(-1) != IGNORE).nonzero().squeeze(1)
     n_trained = int(target_index.numel())
     return {
-        "segments": segment_lengths([[len(x) for x in row] for row in rows], T),
+        "segments": segments,
         "input_ids": ids,
         "targets": targets,
         "target_index": target_index,

@@ -110,6 +110,13 @@ class _ChunkedLinearCE(torch.autograd.Function):
         )
 
 
+def compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype matmuls on ``device`` run in: autocast's when it is on, else ``dtype``."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return dtype
+
+
 def chunked_lm_loss(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -141,11 +148,14 @@ def chunked_lm_loss(
             logits = softcap * torch.tanh(logits / softcap)
             total = total + F.cross_entropy(logits, y[s : s + chunk], reduction="sum")
         return total * scale
-    if torch.is_autocast_enabled(h.device.type):
-        compute_dtype = torch.get_autocast_dtype(h.device.type)
-    else:
-        compute_dtype = h.dtype
     with torch.autocast(h.device.type, enabled=False):
         return _ChunkedLinearCE.apply(
-            h, weight, bias, y, chunk, compute_dtype, scale, workspace or Workspace()
+            h,
+            weight,
+            bias,
+            y,
+            chunk,
+            compute_dtype(h.dtype, h.device),
+            scale,
+            workspace or Workspace(),
         )

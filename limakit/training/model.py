@@ -18,7 +18,7 @@ from limakit.training.attention import PackedRows
 from limakit.training.attention import register as register_packed
 from limakit.training.config import TrainConfig
 from limakit.training.dropout import add_residual_dropout, decoder_layers
-from limakit.training.loss import Workspace, chunked_lm_loss
+from limakit.training.loss import Workspace, chunked_lm_loss, compute_dtype
 
 
 def inner_model(model: nn.Module) -> nn.Module:
@@ -92,9 +92,9 @@ class LossModel(nn.Module):
         if segments is not None and causal.config._attn_implementation == PACKED:
             if not isinstance(segments, PackedRows):
                 segments = PackedRows(segments, input_ids.device, self.kernel)
-            extra["limakit_packed"] = segments.prepare(
-                compute_dtype(causal, input_ids.device)
-            )  # per-example causal attention, no dense mask
+            # per-example causal attention in the dtype the attention inputs will have
+            weights = causal.get_input_embeddings().weight.dtype
+            extra["limakit_packed"] = segments.prepare(compute_dtype(weights, input_ids.device))
             attention_mask = None
         hidden = backbone(
             **self._embed(causal, input_ids),
@@ -120,13 +120,6 @@ class LossModel(nn.Module):
             workspace=self.workspace,
             index=target_index,
         )
-
-
-def compute_dtype(model: nn.Module, device: torch.device) -> torch.dtype:
-    """The dtype attention sees: autocast's when it is on, else the weights'."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return model.get_input_embeddings().weight.dtype
 
 
 def attn_implementation(config: TrainConfig) -> str:

@@ -120,3 +120,37 @@ def test_eot_init_from_the_config_reaches_the_model(tmp_path, smollm2_tokenizer)
         assert torch.equal(emb[eot], emb[eos]) == (init == "eos")
         if init == "mean":
             assert torch.allclose(emb[eot], emb[:eot].mean(0))
+
+
+def _small(tmp_path, tiny_model_dir, *extra: str) -> TrainConfig:
+    data = write_data(tmp_path / "d.jsonl", 8)
+    base = [f"model={tiny_model_dir}", f"data={data}", "epochs=1", "global_batch=4"]
+    base += ["micro_batch=1", "max_len=64", "dropout_top=0", "threads=1", "save_epochs=[]"]
+    return load_config(TrainConfig, None, [*base, *extra])
+
+
+def test_auto_dtype_is_decided_once_and_recorded(tmp_path, tiny_model_dir):
+    from limakit.models import bf16_is_fast
+
+    run = train(_small(tmp_path, tiny_model_dir, "dtype=auto"), tmp_path / "run")
+    saved = load_config(TrainConfig, run / "train_config.yaml")
+    assert saved.dtype == ("bfloat16" if bf16_is_fast("cpu") else "float32")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks kernels a CPU cannot run")
+@pytest.mark.parametrize(
+    "kernel, message",
+    [
+        ("varlen", "packed_attention=varlen needs a CUDA device"),
+        ("flex", "packed_attention=flex trains on CUDA only"),
+    ],
+)
+def test_a_packed_kernel_the_machine_cannot_run_is_a_clear_error(
+    tmp_path, tiny_model_dir, kernel, message
+):
+    """The config field reaches the attention: asking for a GPU-only kernel on a CPU says so."""
+    from limakit.errors import LimaError
+
+    cfg = _small(tmp_path, tiny_model_dir, f"packed_attention={kernel}", "micro_batch=4")
+    with pytest.raises(LimaError, match=message):
+        train(cfg, tmp_path / "run")
