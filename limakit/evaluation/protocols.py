@@ -17,8 +17,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import limakit.evaluation.metrics as metrics
 from limakit.errors import LimaError
-from limakit.evaluation import metrics
 from limakit.evaluation.cache import JudgeCache
 from limakit.evaluation.config import JudgeConfig
 from limakit.evaluation.judges import Outcome, run_judgements

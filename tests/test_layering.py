@@ -1,0 +1,113 @@
+"""The package's import structure: no import cycles, and no arrow from a lower layer up.
+
+Read statically from the source (module-level imports only; imports inside functions are the
+lazy ones the CLI relies on and may point anywhere).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "limakit"
+
+# Lower layers never import higher ones at module level.
+LAYERS = [
+    {"limakit.errors", "limakit.files", "limakit.config", "limakit.example", "limakit.faults"},
+    {"limakit.sources", "limakit.template", "limakit.models"},
+    {"limakit.curation"},
+    {"limakit.training", "limakit.generation"},
+    {"limakit.evaluation"},
+    {"limakit.annotate"},
+    {"limakit.cli"},
+]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in PKG.rglob("*.py"):
+        parts = list(f.relative_to(PKG.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = f
+    return out
+
+
+def _top_level_imports(tree: ast.Module):
+    """Import statements that run when the module is imported (TYPE_CHECKING blocks excluded)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If):
+            if "TYPE_CHECKING" not in ast.unparse(node.test):
+                todo += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            todo += node.body + node.orelse + node.finalbody
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        for node in _top_level_imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                assert node.level == 0, f"{path.name}: the package uses absolute imports only"
+                src = node.module or ""
+                # `from pkg import sub` needs pkg's namespace (its __init__) and the submodule.
+                targets = [src] + [f"{src}.{a.name}" for a in node.names]
+            graph[name] |= {t for t in targets if t in mods and t != name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                return stack[stack.index(m) :] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def _layer(module: str) -> int | None:
+    for i, names in enumerate(LAYERS):
+        if any(module == n or module.startswith(n + ".") for n in names):
+            return i
+    return None
+
+
+def test_no_import_cycles():
+    cycle = _cycle(_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_import_from_a_lower_layer_up():
+    upward = [
+        f"{a} -> {b}"
+        for a, targets in _graph().items()
+        for b in targets
+        if _layer(a) is not None and _layer(b) is not None and _layer(b) > _layer(a)
+    ]
+    assert upward == []
+
+
+def test_the_checker_sees_a_cycle_and_an_upward_arrow():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+    assert _layer("limakit.curation.rules") < _layer("limakit.evaluation.report")
