@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +30,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     try:
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
         with os.fdopen(fd, mode, **kwargs) as f:
+            # mkstemp makes the file private (0600); an output gets the mode open() would give.
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -38,6 +40,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
@@ -56,40 +65,82 @@ def append_jsonl(f: IO[str], row: dict) -> None:
     f.flush()
 
 
-def read_jsonl_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+OnError = Callable[[int, str, str], None]  # (line number, reason, raw text) of a bad line
+
+
+def read_jsonl_records(
+    path: str | os.PathLike, on_error: OnError | None = None
+) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSONL file.
 
     Raises :class:`LimaError` naming file and line for undecodable bytes, bad JSON or a non-object.
-    A final line cut off mid-way (a killed writer) is reported the same way.
+    A final line cut off mid-way (a killed writer) is reported the same way. With ``on_error``,
+    a bad line is handed to it as ``(line_number, reason, raw_text)`` and reading goes on.
     """
     path = Path(path)
     if not path.exists():
         raise LimaError(f"{path}: file not found")
     with open(path, "rb") as f:
-        yield from parse_jsonl_lines(path, f)
+        yield from parse_jsonl_lines(path, f, on_error)
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """``json.loads`` whose failures are one LimaError naming ``where`` (file and record).
+
+    Nesting deeper than Python's decoder can follow is refused the same way, not a traceback.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LimaError(
+            f"{where}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+        ) from None
+    except RecursionError:
+        raise LimaError(f"{where}: {TOO_DEEP}") from None
+
+
+TOO_DEEP = (
+    "JSON nested too deeply (arrays/objects inside each other beyond what the reader follows)"
+)
 
 
 def parse_jsonl_lines(
-    path: str | os.PathLike, lines: Iterable[bytes]
+    path: str | os.PathLike, lines: Iterable[bytes], on_error: OnError | None = None
 ) -> Iterator[tuple[int, dict]]:
     """The JSONL rules of :func:`read_jsonl_records` over raw lines from any stream (e.g. zstd)."""
     for lineno, raw in enumerate(lines, start=1):
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise LimaError(
-                f"{path}:{lineno}: not valid UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"
-            ) from None
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise LimaError(
-                f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})"
-            ) from None
-        if not isinstance(obj, dict):
-            raise LimaError(
-                f"{path}:{lineno}: each line must be a JSON object, got {type(obj).__name__}"
+            obj = _parse_line(path, lineno, raw)
+        except LimaError as e:
+            if on_error is None:
+                raise
+            on_error(
+                lineno, str(e).removeprefix(f"{path}:{lineno}: "), raw.decode("utf-8", "replace")
             )
-        yield lineno, obj
+            continue
+        if obj is not None:
+            yield lineno, obj
+
+
+def _parse_line(path: str | os.PathLike, lineno: int, raw: bytes) -> dict | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LimaError(
+            f"{path}:{lineno}: not valid UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"
+        ) from None
+    if lineno == 1:
+        text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LimaError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise LimaError(f"{path}:{lineno}: {TOO_DEEP}") from None
+    if not isinstance(obj, dict):
+        raise LimaError(
+            f"{path}:{lineno}: each line must be a JSON object, got {type(obj).__name__}"
+        )
+    return obj
