@@ -21,6 +21,7 @@ class Act:
     status: int = 200
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    body: bytes | None = None  # sent verbatim instead of a well-formed reply (a broken body)
 
 
 def answers_in(body: dict) -> tuple[str, str]:
@@ -50,6 +51,11 @@ def prefer_marked(body: dict, n: int) -> Act:
 
 def always_first(body: dict, n: int) -> Act:
     return Act("The first one is better. [[A]]")
+
+
+def broken_json(body: dict, n: int) -> Act:
+    """HTTP 200 with a JSON content type and a cut-off body, as a faulty proxy sends."""
+    return Act(body=b'{"id": "c", "object": "chat.completion", "choices": [{"mess')
 
 
 class FakeServer:
@@ -104,7 +110,7 @@ class FakeServer:
                     }
                 else:
                     payload = {"error": {"message": act.text, "type": "test", "code": act.status}}
-                data = json.dumps(payload).encode()
+                data = json.dumps(payload).encode() if act.body is None else act.body
                 try:
                     self.send_response(act.status)
                     self.send_header("Content-Type", "application/json")

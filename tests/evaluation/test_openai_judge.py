@@ -15,7 +15,7 @@ import pytest
 from limakit.cli import main
 from limakit.evaluation import JudgeConfig, judge_likert, judge_pairwise, judge_rate
 from limakit.files import write_jsonl
-from tests.evaluation.fake_server import Act, FakeServer, always_first, prefer_marked
+from tests.evaluation.fake_server import Act, FakeServer, always_first, broken_json, prefer_marked
 from tests.evaluation.helpers import answer, write_pair
 
 # p0-p3: A has the GOOD answer; p4: B has it; p5: both do (the judge says neither).
@@ -264,3 +264,65 @@ def test_env_key_not_required_for_local_servers(tmp_path, pair, monkeypatch):
         s = judge_pairwise(*pair, cfg(server), tmp_path / "out")
     assert s["n"] == 6
     assert os.environ.get("OPENAI_API_KEY") is None
+
+
+def test_broken_json_reply_is_retried_then_succeeds(tmp_path, pair):
+    # Every third call answers 200 with a cut-off JSON body; the retry gets a real verdict.
+    with FakeServer(
+        lambda body, n: broken_json(body, n) if n % 3 == 0 else prefer_marked(body, n)
+    ) as server:
+        s = judge_pairwise(*pair, cfg(server, concurrency=1), tmp_path / "out")
+    assert s["invalid"] == 0 and s["errors"] == 0 and s["n"] == 6
+    assert s["usage"]["retries"] == 6  # calls 0, 3, 6, ... 15 of 18 were broken
+    assert s["win"] == pytest.approx(4 / 6, abs=1e-5)
+
+
+def test_broken_json_every_time_is_an_error_not_a_crash(tmp_path, pair):
+    with FakeServer(broken_json) as server:
+        s = judge_pairwise(*pair, cfg(server, max_retries=1), tmp_path / "out")
+        calls = len(server.calls)
+    assert calls == 12 * 2  # each judgement: one call + one retry, like any failed call
+    assert s["invalid"] == 6 and s["n"] == 0 and s["errors"] == 12
+    rows = [json.loads(x) for x in (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()]
+    assert "not valid JSON" in rows[0]["a_then_b"]["error"]
+
+
+def _judge_cli(tmp_path, server, protocol: str, *files: str) -> int:
+    conf = tmp_path / "judge.yaml"
+    conf.write_text(f"backend: openai\nmodel: judge\nbase_url: {server.url}\nmax_retries: 1\n")
+    if protocol == "pairwise":
+        inputs = ["--a", files[0], "--b", files[1]]
+    else:
+        inputs = ["--answers", files[0]]
+    return main(
+        ["judge", protocol, *inputs, "--judge", str(conf), "--out", str(tmp_path / protocol)]
+    )
+
+
+def test_cli_fails_when_no_pair_could_be_judged(tmp_path, pair, capsys):
+    with FakeServer(lambda body, n: Act("down", status=503)) as server:
+        rc = _judge_cli(tmp_path, server, "pairwise", str(pair[0]), str(pair[1]))
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "12 calls failed" in out.out and "no pair could be judged" in out.err
+    assert (tmp_path / "pairwise" / "verdicts.jsonl").exists()  # every failure kept for a look
+
+
+@pytest.mark.parametrize("protocol", ["rate", "likert"])
+def test_cli_fails_when_no_answer_could_be_judged(tmp_path, pair, capsys, protocol):
+    with FakeServer(broken_json) as server:
+        rc = _judge_cli(tmp_path, server, protocol, str(pair[0]))
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "6 calls failed" in out.out and "no answer could be judged" in out.err
+
+
+def test_cli_reports_failures_but_succeeds_when_some_were_judged(tmp_path, pair, capsys):
+    with FakeServer(
+        lambda body, n: (
+            Act("down", status=503) if "Question 0" in str(body) else prefer_marked(body, n)
+        )
+    ) as server:
+        rc = _judge_cli(tmp_path, server, "pairwise", str(pair[0]), str(pair[1]))
+    out = capsys.readouterr().out
+    assert rc == 0 and "5 pairs judged" in out and "2 calls failed" in out

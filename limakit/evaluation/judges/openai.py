@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
 import sys
@@ -61,7 +62,8 @@ def backoff(attempt: int) -> float:
 
 
 async def complete(client: openai.AsyncOpenAI, cfg: JudgeConfig, messages: list[dict]) -> Reply:
-    """One judge reply, retrying 429 / 5xx / timeouts up to ``cfg.max_retries`` times."""
+    """One judge reply, retrying 429 / 5xx / timeouts / unreadable bodies up to
+    ``cfg.max_retries`` times."""
     retries = 0
     last_error = ""
     for attempt in range(cfg.max_retries + 1):
@@ -80,6 +82,10 @@ async def complete(client: openai.AsyncOpenAI, cfg: JudgeConfig, messages: list[
             wait, last_error = backoff(attempt), f"timeout after {cfg.timeout:g}s"
         except openai.APIConnectionError as e:
             wait, last_error = backoff(attempt), f"connection error: {e}"
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as e:
+            # A 200 whose body is cut off or not JSON (a faulty proxy, a server killed mid-reply)
+            # is a failed call like any other: retried, then recorded as an error.
+            wait, last_error = backoff(attempt), f"reply body is not valid JSON ({e})"
         except openai.APIStatusError as e:
             if e.status_code in (401, 403):
                 raise LimaError(
