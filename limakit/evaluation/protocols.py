@@ -93,6 +93,12 @@ def _write(out_dir: Path, rows: list[dict], summary: dict, cfg: JudgeConfig) -> 
     cfg.save(out_dir / "judge.yaml")  # holds the key's variable name only, never the key
 
 
+def _errors(outcomes: list[Outcome]) -> dict:
+    """How many judge calls failed for good (after retries), and the first failure's message."""
+    failed = [o.error for o in outcomes if o.error is not None]
+    return {"errors": len(failed), "first_error": failed[0] if failed else None}
+
+
 def _verdict(o: Outcome) -> dict:
     return {
         "label": o.label,
@@ -182,7 +188,7 @@ def judge_pairwise(
         "consistency": round(consistent / len(results), 6) if results else None,
         "invalid": len(invalid_ids),
         "invalid_ids": invalid_ids[:50],
-        "errors": sum(o.error is not None for o in outcomes),
+        **_errors(outcomes),
         "length_bias": metrics.length_bias(lengths),
         "unmatched": {
             "a": len(only_a),
@@ -254,7 +260,7 @@ def _judge_single(
         "distribution": {lab: labels.count(lab) for lab in prompt.labels},
         "invalid": len(invalid_ids),
         "invalid_ids": invalid_ids[:50],
-        "errors": sum(o.error is not None for o in outcomes),
+        **_errors(outcomes),
         "usage": _usage(outcomes, judge),
         "categories": {
             cat: metrics.mean_with_ci(g, resamples=judge.bootstrap, seed=judge.seed)
