@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -16,13 +14,10 @@ from limakit.template import render_prompt
 @pytest.mark.slow
 def test_packaged_model_loads_offline_and_generates(smollm2_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
     model = models.load_model("smollm2-135m")
-    elapsed = time.perf_counter() - start
     tok = models.load_tokenizer("smollm2-135m")
     assert type(model).__name__ == "LlamaForCausalLM"
     assert sum(p.numel() for p in model.parameters()) > 130e6
-    assert elapsed < 30  # generous: the cached plain copy is read, not the GGUF
     # The dequantised weights are the real instruct model: its own chat format answers correctly.
     ids = tok.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],

@@ -3,12 +3,15 @@
 Each holds safetensors weights and the tokenizer (EOT + chat template) from ``save_pretrained``,
 so ``limakit.models.load(path)`` and plain transformers load it; ``train_config.yaml`` (the
 resolved config); ``trainer_state.pt`` (optimizer, scheduler, step, data position, model
-fingerprint, adapter weights under LoRA) and ``rng-rank{R}.pt`` per process. A checkpoint is
-built in a temporary folder and renamed into place, so a killed run never leaves half of one.
+fingerprint, adapter weights under LoRA) and ``rng-rank{R}.pt`` per process; ``checkpoint.json``
+(step, epoch), written last, marks it complete and is all :func:`latest_checkpoint` reads. A
+checkpoint is built in a temporary folder and renamed into place, so a killed run never leaves half
+of one; :func:`recover_interrupted` finishes a replacement that a kill cut between its two renames.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -17,8 +20,10 @@ from typing import Any
 import torch
 
 from limakit.errors import LimaError
+from limakit.faults import crash_point
 
 STATE = "trainer_state.pt"
+META = "checkpoint.json"  # written last: a folder without it is incomplete
 
 
 def model_fingerprint(model) -> dict[str, Any]:
@@ -76,26 +81,66 @@ def save_checkpoint(
         tokenizer.save_pretrained(tmp)
         config.save(tmp / "train_config.yaml")
         torch.save(state, tmp / STATE)
+        meta = {k: state[k] for k in ("global_step", "epoch", "step_in_epoch") if k in state}
+        (tmp / META).write_text(json.dumps(meta) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         old = dest.parent / f".{dest.name}.old"
         shutil.rmtree(old, ignore_errors=True)
         if dest.exists():
             dest.rename(old)
+        crash_point(f"checkpoint:{state.get('global_step')}:between-renames")
         tmp.rename(dest)
         shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
+def _step(folder: Path) -> int | None:
+    """Optimizer steps done in a complete checkpoint folder; None when it is incomplete."""
+    meta = folder / META
+    if meta.exists():
+        try:
+            return int(json.loads(meta.read_text())["global_step"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    if (folder / STATE).exists() and not folder.name.startswith("."):
+        # Checkpoints written before the metadata file existed: read the (large) state once.
+        return torch.load(folder / STATE, map_location="cpu", weights_only=False)["global_step"]
+    return None
+
+
+def recover_interrupted(run_dir: Path) -> list[str]:
+    """Finish checkpoint replacements a kill cut short; returns what was done, for the log.
+
+    Replacing ``NAME`` renames it to ``.NAME.old``, then ``.NAME.tmp`` to ``NAME``. Killed between
+    the two, ``NAME`` is missing: the complete ``.NAME.tmp`` (newer) or else ``.NAME.old`` takes its
+    place. Leftovers beside a present ``NAME`` are removed.
+    """
+    root = run_dir / "checkpoints"
+    done: list[str] = []
+    for side in sorted(root.glob(".*.tmp")) + sorted(root.glob(".*.old")):
+        name = side.name[1:].rsplit(".", 1)[0]
+        dest = root / name
+        if not dest.exists() and _step(side) is not None:
+            side.rename(dest)
+            done.append(f"restored checkpoints/{name} from {side.name}")
+        elif side.exists():
+            shutil.rmtree(side)
+            done.append(f"removed incomplete {side.name}")
+    return done
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint with the most optimizer steps done, or None when there is none."""
+    """The complete checkpoint with the most optimizer steps done, or None when there is none.
+
+    Reads each checkpoint's small ``checkpoint.json``, never its optimizer state.
+    """
     best, best_step = None, -1
     for d in sorted((run_dir / "checkpoints").glob("*")):
-        f = d / STATE
-        if d.name.startswith(".") or not f.exists():
+        if d.name.startswith(".") or not d.is_dir():
             continue
-        step = torch.load(f, map_location="cpu", weights_only=False)["global_step"]
-        if step > best_step:
+        step = _step(d)
+        if step is not None and step > best_step:
             best, best_step = d, step
     return best
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from limakit.errors import LimaError
+from limakit.faults import crash_point
+from limakit.files import atomic_write
 from limakit.training.allocator import keep_freed_memory
 from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
@@ -35,6 +37,7 @@ from limakit.training.checkpoint import (
     load_state,
     load_weights,
     model_fingerprint,
+    recover_interrupted,
     save_checkpoint,
 )
 from limakit.training.config import TrainConfig
@@ -90,6 +93,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
         from limakit.models import auto_dtype_name
 
         config = config.model_copy(update={"dtype": auto_dtype_name("auto", acc.device)})
+    if resume and acc.is_main_process:
+        for line in recover_interrupted(run):
+            print(line, file=sys.stderr)
+    acc.wait_for_everyone()
     ckpt = latest_checkpoint(run) if resume else None
     if resume and ckpt is None:
         print(f"no checkpoint under {run}; starting from scratch", file=sys.stderr)
@@ -201,6 +208,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
         save_checkpoint(
             run / "checkpoints" / name, acc, write_model, tokenizer, config, state, shard
         )
+        crash_point(f"train:checkpoint:{global_step}")  # resume tests kill the run here
 
     if acc.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
@@ -283,6 +291,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     reporter.close()
     if acc.is_main_process:
         summary = {"steps": global_step, "examples": len(data), "processes": world}
-        (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with atomic_write(run / "summary.json") as f:  # the demo reads it as "training done"
+            f.write(json.dumps(summary, indent=2) + "\n")
     acc.wait_for_everyone()
     return run

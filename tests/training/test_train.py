@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from training.helpers import write_data
 from limakit.config import load_config
 from limakit.errors import LimaError
 from limakit.training import TrainConfig, train
+from limakit.training.checkpoint import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,16 +82,11 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tiny_mod
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "limakit", "train", str(_empty_yaml(tmp_path))]
     cmd += [*overrides, "save_every_steps=1", "--out", str(run)]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = run / "checkpoints" / "latest" / "trainer_state.pt"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if state.exists() and torch.load(state, weights_only=False)["global_step"] >= 4:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    env = {**_env(), "LIMAKIT_CRASH_AT": "train:checkpoint:4"}  # SIGKILL after step 4's checkpoint
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    state = torch.load(run / "checkpoints" / "latest" / "trainer_state.pt", weights_only=False)
+    assert state["global_step"] == 4
     assert not (run / "checkpoints" / "epoch-3").exists()
 
     resumed = train(load_config(TrainConfig, None, overrides), run, resume=True)
@@ -101,6 +96,41 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tiny_mod
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 10))  # no step lost or repeated in the log
+
+    # Killed between a checkpoint replacement's two renames: `latest` is missing, the old one
+    # (step 4) and the complete new one (step 5) lie beside it. Resume takes the new one.
+    run = tmp_path / "between-renames"
+    cmd[-1] = str(run)
+    env = {**_env(), "LIMAKIT_CRASH_AT": "checkpoint:5:between-renames"}
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    ckpts = run / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == [".latest.old", ".latest.tmp", "epoch-1"]
+    r = subprocess.run(
+        [*cmd, "--resume"], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert "restored checkpoints/latest from .latest.tmp" in r.stderr.decode()
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 10))  # resumed after step 5, not from scratch
+    b = _weights(run / "checkpoints" / "epoch-3")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+    assert not list(ckpts.glob(".*"))
+
+
+def test_latest_checkpoint_reads_only_the_small_metadata(tmp_path, tiny_model_dir, monkeypatch):
+    data = write_data(tmp_path / "d.jsonl", 8)
+    run = train(
+        load_config(TrainConfig, None, _cfg(tiny_model_dir, data, "epochs=2")), tmp_path / "r"
+    )
+    loads = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a) or {})
+    assert latest_checkpoint(run) == run / "checkpoints" / "epoch-2"
+    assert loads == []  # the optimizer state (GBs for a 7B model) is never read to find it
+    # A folder without checkpoint.json (something half-copied by hand) is never chosen.
+    (run / "checkpoints" / "epoch-9").mkdir()
+    (run / "checkpoints" / "epoch-9" / "model.safetensors").write_bytes(b"cut")
+    assert latest_checkpoint(run) == run / "checkpoints" / "epoch-2"
 
 
 def test_two_processes_match_one(tmp_path, tiny_model_dir):
