@@ -117,6 +117,20 @@ def _ci(s: dict, key: str) -> str:
     return f"{100 * s[key]:5.1f}%  [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def _failures(s: dict, what: str, out: str) -> int:
+    """Print the failed calls; 1 (a failed run) when not one ``what`` could be judged."""
+    if s.get("errors"):
+        print(f"  {s['errors']} calls failed after retries (first: {s.get('first_error')})")
+    if s["n"]:
+        return 0
+    print(
+        f"error: no {what} could be judged ({s['invalid']} invalid: {s.get('errors', 0)} calls "
+        f"failed, the other replies had no verdict); see {out}/verdicts.jsonl",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def run_pairwise(args: argparse.Namespace) -> int:
     from limakit.evaluation import judge_pairwise
 
@@ -138,7 +152,7 @@ def run_pairwise(args: argparse.Namespace) -> int:
     if s["unmatched"]["a"] or s["unmatched"]["b"]:
         print(f"  unmatched: {s['unmatched']['a']} only in A, {s['unmatched']['b']} only in B")
     print(f"wrote {args.out}/summary.json and verdicts.jsonl", file=sys.stderr)
-    return 0
+    return _failures(s, "pair", args.out)
 
 
 def run_single(args: argparse.Namespace) -> int:
@@ -153,7 +167,7 @@ def run_single(args: argparse.Namespace) -> int:
     )
     print("  distribution: " + ", ".join(f"{k} {v}" for k, v in s["distribution"].items()))
     print(f"wrote {args.out}/summary.json and verdicts.jsonl", file=sys.stderr)
-    return 0
+    return _failures(s, "answer", args.out)
 
 
 def run_report(args: argparse.Namespace) -> int:
