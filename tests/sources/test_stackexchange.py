@@ -55,7 +55,8 @@ def test_pool_bounds_the_texts_kept():
 
 
 def test_reads_a_site_7z_archive(tmp_path):
-    py7zr = pytest.importorskip("py7zr")
+    import py7zr
+
     archive = tmp_path / "cooking.stackexchange.com.7z"
     with py7zr.SevenZipFile(archive, "w") as z:
         z.write(COOKING, "Posts.xml")
