@@ -98,8 +98,10 @@ class TrainConfig(Config):
         description="kernel for packed rows: auto = per-example SDPA on a CPU, PyTorch's "
         "flash variable-length kernel on CUDA in bf16 (SDPA with a block mask otherwise)",
     )
-    compile: bool = Field(
-        False, description="torch.compile each decoder layer (worth it on GPUs; slow to start)"
+    compile: bool | Literal["auto"] = Field(
+        "auto",
+        description="torch.compile each decoder layer: auto = on CUDA (1.34x the tokens/s of the "
+        "uncompiled step on an H200, a minute to start), off on a CPU",
     )
     attn_implementation: str | None = Field(
         None,

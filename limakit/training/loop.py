@@ -93,6 +93,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
         from limakit.models import auto_dtype_name
 
         config = config.model_copy(update={"dtype": auto_dtype_name("auto", acc.device)})
+    if config.compile == "auto":
+        config = config.model_copy(update={"compile": acc.device.type == "cuda"})
     if resume and acc.is_main_process:
         for line in recover_interrupted(run):
             print(line, file=sys.stderr)

@@ -149,7 +149,7 @@ def prepare_model(config: TrainConfig):
     attach(tokenizer, model, Template.from_tokenizer(tokenizer), eot_init=config.eot_init)
     if config.dropout_top > 0:
         add_residual_dropout(model, config.dropout_top, config.dropout_bottom)
-    if config.compile:
+    if config.compile is True:  # "auto" is decided by the loop, on the run's device
         for layer in decoder_layers(model):
             layer.compile()  # one graph shared by every layer; recompiled per new row length
     if config.grad_checkpointing:

@@ -129,12 +129,15 @@ def _small(tmp_path, tiny_model_dir, *extra: str) -> TrainConfig:
     return load_config(TrainConfig, None, [*base, *extra])
 
 
-def test_auto_dtype_is_decided_once_and_recorded(tmp_path, tiny_model_dir):
+def test_auto_dtype_and_compile_are_decided_once_and_recorded(tmp_path, tiny_model_dir):
     from limakit.models import bf16_is_fast
 
-    run = train(_small(tmp_path, tiny_model_dir, "dtype=auto"), tmp_path / "run")
+    cfg = _small(tmp_path, tiny_model_dir, "dtype=auto")
+    assert cfg.compile == "auto"  # the default
+    run = train(cfg, tmp_path / "run")
     saved = load_config(TrainConfig, run / "train_config.yaml")
     assert saved.dtype == ("bfloat16" if bf16_is_fast("cpu") else "float32")
+    assert saved.compile is torch.cuda.is_available()  # compiled layers on CUDA only
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks kernels a CPU cannot run")
