@@ -114,6 +114,108 @@ def _score(obj: dict, path: Path, lineno: int) -> int:
         ) from None
 
 
+@dataclass
+class _FirstPass:
+    """What the first pass keeps: prompts, each one's best story (position only), AskReddit titles."""
+
+    scan: RedditScan
+    wanted_tags: set[str]
+    test_prompts: int
+    prompts: dict[str, tuple[str, int, str]] = field(
+        default_factory=dict
+    )  # id -> title, score, where
+    best: dict[str, tuple[int, int, int, str]] = field(
+        default_factory=dict
+    )  # link -> score, file, line, id
+    ask: list[tuple[int, str, str]] = field(default_factory=list)  # heap of (score, id, title)
+
+    def skip(self, kind: str) -> None:
+        self.scan.skipped[kind] = self.scan.skipped.get(kind, 0) + 1
+
+    def read(self, fi: int, path: Path, lineno: int, obj: dict) -> None:
+        sub = str(obj.get("subreddit") or "").lower()
+        is_comment = "link_id" in obj or "body" in obj
+        if sub == "writingprompts" and not is_comment:
+            self.prompt(path, lineno, obj)
+        elif sub == "writingprompts":
+            self.story(fi, path, lineno, obj)
+        elif sub == "askreddit" and not is_comment:
+            self.question(path, lineno, obj)
+        else:
+            self.skip(f"r/{sub or '?'} {'comments' if is_comment else 'submissions'}")
+
+    def prompt(self, path: Path, lineno: int, obj: dict) -> None:
+        where = f"{path}:{lineno}"
+        rid = str(obj.get("id") or "")
+        if not rid:
+            raise LimaError(f"{where}: submission lacks 'id'")
+        title, found = strip_tags(str(obj.get("title") or ""))
+        if not self.wanted_tags & set(found):
+            reason = f"title tags {found or 'none'} lack {sorted(self.wanted_tags)}"
+            self.scan.rejected.append(
+                (f"reddit-{rid}", "not_writing_prompt", reason, {"where": where})
+            )
+            return
+        self.prompts[rid] = (title, _score(obj, path, lineno), where)
+
+    def story(self, fi: int, path: Path, lineno: int, obj: dict) -> None:
+        link = str(obj.get("link_id") or "")
+        if not link:
+            raise LimaError(f"{path}:{lineno}: comment lacks 'link_id'")
+        if obj.get("parent_id") != link:
+            return self.skip("reply comments")
+        body = str(obj.get("body") or "").strip()
+        author = str(obj.get("author") or "").lower()
+        if body in DELETED:
+            return self.skip("deleted or removed comments")
+        if author in BOTS or obj.get("stickied") or obj.get("distinguished") == "moderator":
+            return self.skip("bot or moderator comments")
+        score = _score(obj, path, lineno)
+        key = link[3:] if link.startswith("t3_") else link
+        cur = self.best.get(key)
+        if cur is None or score > cur[0]:
+            self.best[key] = (score, fi, lineno, str(obj.get("id") or ""))
+
+    def question(self, path: Path, lineno: int, obj: dict) -> None:
+        title, _ = strip_tags(str(obj.get("title") or ""))
+        reason = _ask_problem(title)
+        if reason:
+            return self.skip(f"AskReddit titles not self-contained ({reason})")
+        item = (_score(obj, path, lineno), str(obj.get("id") or lineno), title)
+        if len(self.ask) < self.test_prompts:
+            heapq.heappush(self.ask, item)
+        else:
+            heapq.heappushpop(self.ask, item)
+
+    def ranked(self, min_story_score: int) -> list[tuple[int, str]]:
+        """Prompts with a good enough story, best-scored first; the others are rejected."""
+        ranked = []
+        for rid, (_title, score, where) in self.prompts.items():
+            story = self.best.get(rid)
+            if story is None:
+                rule, reason = "no_story", "no top-level story comment"
+            elif story[0] < min_story_score:
+                rule, reason = "story_score", f"best story score {story[0]} < {min_story_score}"
+            else:
+                ranked.append((-score, rid))
+                continue
+            self.scan.rejected.append((f"reddit-{rid}", rule, reason, {"where": where}))
+        return sorted(ranked)
+
+
+def _bodies(files: list[Path], wanted: dict[tuple[int, int], str]) -> dict[str, str]:
+    """Second pass: the story bodies at the wanted (file, line) positions, by prompt id."""
+    bodies: dict[str, str] = {}
+    for fi, path in enumerate(files):
+        if not any(k[0] == fi for k in wanted):
+            continue
+        for lineno, obj in _records(path):
+            rid = wanted.get((fi, lineno))
+            if rid is not None:
+                bodies[rid] = str(obj.get("body") or "").strip()
+    return bodies
+
+
 def scan_reddit(
     paths: list[str | os.PathLike],
     *,
@@ -125,117 +227,29 @@ def scan_reddit(
     """Pair WritingPrompts prompts with their best story; collect AskReddit titles as test prompts."""
     files = [Path(p) for p in paths]
     scan = RedditScan()
-    prompts: dict[str, tuple[str, int, str]] = {}  # id -> (title without tags, score, where)
-    best: dict[str, tuple[int, int, int, str]] = {}  # link id -> (score, file, line, comment id)
-    ask: list[tuple[int, str, str]] = []  # heap of (score, id, title)
-    wanted_tags = {t.upper() for t in tags}
-
-    def skip(kind: str) -> None:
-        scan.skipped[kind] = scan.skipped.get(kind, 0) + 1
-
+    first = _FirstPass(scan, {t.upper() for t in tags}, test_prompts)
     for fi, path in enumerate(files):
         for lineno, obj in _records(path):
-            sub = str(obj.get("subreddit") or "").lower()
-            is_comment = "link_id" in obj or "body" in obj
-            where = f"{path}:{lineno}"
-            if sub == "writingprompts" and not is_comment:
-                rid = str(obj.get("id") or "")
-                if not rid:
-                    raise LimaError(f"{where}: submission lacks 'id'")
-                title, found = strip_tags(str(obj.get("title") or ""))
-                if not wanted_tags & set(found):
-                    scan.rejected.append(
-                        (
-                            f"reddit-{rid}",
-                            "not_writing_prompt",
-                            f"title tags {found or 'none'} lack {sorted(wanted_tags)}",
-                            {"where": where},
-                        )
-                    )
-                    continue
-                prompts[rid] = (title, _score(obj, path, lineno), where)
-            elif sub == "writingprompts":
-                link = str(obj.get("link_id") or "")
-                if not link:
-                    raise LimaError(f"{where}: comment lacks 'link_id'")
-                if obj.get("parent_id") != link:
-                    skip("reply comments")
-                    continue
-                body = str(obj.get("body") or "").strip()
-                author = str(obj.get("author") or "").lower()
-                if body in DELETED:
-                    skip("deleted or removed comments")
-                    continue
-                if author in BOTS or obj.get("stickied") or obj.get("distinguished") == "moderator":
-                    skip("bot or moderator comments")
-                    continue
-                score = _score(obj, path, lineno)
-                key = link[3:] if link.startswith("t3_") else link
-                cur = best.get(key)
-                if cur is None or score > cur[0]:
-                    best[key] = (score, fi, lineno, str(obj.get("id") or ""))
-            elif sub == "askreddit" and not is_comment:
-                title, _ = strip_tags(str(obj.get("title") or ""))
-                reason = _ask_problem(title)
-                if reason:
-                    skip(f"AskReddit titles not self-contained ({reason})")
-                    continue
-                item = (_score(obj, path, lineno), str(obj.get("id") or lineno), title)
-                if len(ask) < test_prompts:
-                    heapq.heappush(ask, item)
-                else:
-                    heapq.heappushpop(ask, item)
-            else:
-                skip(f"r/{sub or '?'} {'comments' if is_comment else 'submissions'}")
+            first.read(fi, path, lineno, obj)
 
-    ranked = []
-    for rid, (_title, score, where) in prompts.items():
-        story = best.get(rid)
-        if story is None:
-            scan.rejected.append(
-                (f"reddit-{rid}", "no_story", "no top-level story comment", {"where": where})
-            )
-        elif story[0] < min_story_score:
-            scan.rejected.append(
-                (
-                    f"reddit-{rid}",
-                    "story_score",
-                    f"best story score {story[0]} < {min_story_score}",
-                    {"where": where},
-                )
-            )
-        else:
-            ranked.append((-score, rid))
-    ranked.sort()
+    ranked = first.ranked(min_story_score)
     scan.eligible = len(ranked)
     scan.beyond_pool = max(0, len(ranked) - pool)
-    chosen = {rid for _, rid in ranked[:pool]}
-    wanted = {(best[rid][1], best[rid][2]): rid for rid in chosen}
-    bodies: dict[str, str] = {}
-    for fi, path in enumerate(files):
-        if not any(k[0] == fi for k in wanted):
-            continue
-        for lineno, obj in _records(path):
-            rid = wanted.get((fi, lineno))
-            if rid is not None:
-                bodies[rid] = str(obj.get("body") or "").strip()
+    best = first.best
+    bodies = _bodies(files, {(best[rid][1], best[rid][2]): rid for _, rid in ranked[:pool]})
     for _, rid in ranked[:pool]:
-        title, score, where = prompts[rid]
+        title, score, where = first.prompts[rid]
         sscore, _, _, cid = best[rid]
+        meta = {"prompt_score": score, "story_score": sscore, "comment_id": cid, "where": where}
         scan.pairs.append(
             Example(
                 [Message("user", title), Message("assistant", bodies.get(rid, ""))],
                 source="writingprompts",
                 id=f"reddit-{rid}",
-                meta={
-                    "prompt_score": score,
-                    "story_score": sscore,
-                    "comment_id": cid,
-                    "where": where,
-                },
+                meta=meta,
             )
         )
-    for score, rid, title in sorted(ask, key=lambda t: (-t[0], t[1])):
+    for score, rid, title in sorted(first.ask, key=lambda t: (-t[0], t[1])):
         scan.test_prompts.append(
             Example(
                 [Message("user", title)],
