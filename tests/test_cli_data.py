@@ -75,3 +75,65 @@ def test_inspect_view_marks_trained_spans(tmp_path, tiny_model_dir, capsys):
     out = capsys.readouterr().out
     assert "⟦Yes.<|eot|>⟧" in out
     assert "⟦" not in out.split("⟦Yes")[0]  # the prompt is not marked as trained
+
+
+def flat(text: str) -> str:
+    """Text without whitespace: rich wraps long error lines at the terminal width."""
+    return "".join(text.split())
+
+
+GOOD = {
+    "messages": [{"role": "user", "content": "Say yes."}, {"role": "assistant", "content": "Yes."}]
+}
+BAD = {"messages": [{"role": "user", "content": "Q"}, {"role": "user", "content": "Q"}]}
+
+
+def test_convert_skip_invalid_prints_counts_and_writes_rejections(tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n" + json.dumps(BAD) + "\n" + json.dumps(GOOD) + "\n")
+    out = tmp_path / "out" / "o.jsonl"
+    r = run("convert", str(data), str(out), "--from", "limakit", "--to", "lima", "--skip-invalid")
+    assert r.returncode == 0, r.stderr
+    assert "wrote 2 records" in r.stderr
+    assert (
+        f"skipped 1 invalid of 3 records (each with its reason in {out.parent / 'rejected.jsonl'})"
+        in r.stderr
+    )
+    (row,) = [json.loads(line) for line in (out.parent / "rejected.jsonl").read_text().splitlines()]
+    assert row["where"] == f"{data}:2" and "roles must alternate" in row["reason"]
+    assert row["record"] == BAD
+
+
+def test_empty_inputs_exit_2_and_write_nothing(tmp_path, tiny_model_dir, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    out = tmp_path / "o.jsonl"
+    r = run("convert", str(empty), str(out), "--from", "limakit")
+    assert r.returncode == 2 and "empty" in r.stderr and not out.exists()
+    assert main(["inspect", "--model", tiny_model_dir, "--data", str(empty)]) == 2
+    assert flat(f"{empty}: no records (the file is empty)") in flat(capsys.readouterr().err)
+
+
+def test_inspect_skip_invalid_goes_on_and_names_each_rejection(tmp_path, tiny_model_dir, capsys):
+    data = tmp_path / "data" / "mixed.jsonl"
+    data.parent.mkdir()
+    data.write_text(json.dumps(BAD) + "\n" + json.dumps(GOOD) + "\n")
+    assert main(["inspect", "--model", tiny_model_dir, "--data", str(data)]) == 2  # strict default
+    assert flat("mixed.jsonl:1: message 2: roles must alternate") in flat(capsys.readouterr().err)
+    assert (
+        main(
+            ["inspect", "--model", tiny_model_dir, "--data", str(data), "--skip-invalid", "--json"]
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1  # the good example was shown
+    assert "skipped 1 invalid of 2 records" in captured.err
+    (row,) = [json.loads(x) for x in (data.parent / "rejected.jsonl").read_text().splitlines()]
+    assert row["where"] == f"{data}:1"
+    elsewhere = tmp_path / "rej"
+    args = ["inspect", "--model", tiny_model_dir, "--data", str(data), "--skip-invalid", "--json"]
+    assert main([*args, "--rejected-dir", str(elsewhere)]) == 0
+    assert (elsewhere / "rejected.jsonl").read_text() == (
+        data.parent / "rejected.jsonl"
+    ).read_text()

@@ -7,15 +7,8 @@ import json
 import pytest
 
 from limakit.errors import LimaError
-from limakit.example import (
-    FORMATS,
-    Example,
-    Message,
-    convert,
-    load_examples,
-    read_examples,
-    write_examples,
-)
+from limakit.example import Example, Message, load_examples, read_examples, write_examples
+from limakit.formats import FORMATS, convert
 
 
 def write_lines(path, rows):
@@ -197,7 +190,7 @@ def test_convert_file_lima_to_limakit_and_back(tmp_path):
         ],
     )
     mid, back = tmp_path / "mid.jsonl", tmp_path / "back.jsonl"
-    assert convert(src, mid, "lima", "limakit") == 2
+    assert convert(src, mid, "lima", "limakit").written == 2
     exs = load_examples(mid)
     assert exs[1].source == "multi_turn" and len(exs[1].messages) == 4
     convert(mid, back, "limakit", "lima")
@@ -220,7 +213,7 @@ def test_convert_reads_json_list(tmp_path):
     src = tmp_path / "alpaca.json"
     src.write_text(json.dumps([{"instruction": "Say hi.", "input": "", "output": "Hi."}]))
     out = tmp_path / "o.jsonl"
-    assert convert(src, out, "alpaca", "openai") == 1
+    assert convert(src, out, "alpaca", "openai").written == 1
     assert json.loads(out.read_text()) == {
         "messages": [
             {"role": "user", "content": "Say hi."},
@@ -230,7 +223,7 @@ def test_convert_reads_json_list(tmp_path):
 
 
 def test_read_any_detects_each_format(tmp_path):
-    from limakit.example import read_any
+    from limakit.formats import read_any
 
     rows = [
         {"conversations": ["Q1", "A1"], "source": "wikihow"},

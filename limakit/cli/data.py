@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+SKIP_HELP = (
+    "write each invalid record with its reason to {where} and go on (default: stop at the "
+    "first one, naming file, record and rule)"
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from limakit.example import FORMATS
+    from limakit.formats import FORMATS
 
     p = sub.add_parser(
         "convert",
@@ -17,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="output .jsonl file (written atomically)")
     p.add_argument("--from", dest="from_format", required=True, choices=list(FORMATS))
     p.add_argument("--to", dest="to_format", default="limakit", choices=list(FORMATS))
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help=SKIP_HELP.format(where="rejected.jsonl beside the output"),
+    )
     p.set_defaults(func=run_convert)
 
     p = sub.add_parser(
@@ -31,6 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data",
         required=True,
         help="examples .jsonl (limakit, GAIR/lima, ShareGPT, Alpaca or OpenAI records; detected per line)",
+    )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help=SKIP_HELP.format(where="rejected.jsonl beside the input (or in --rejected-dir)"),
+    )
+    p.add_argument(
+        "--rejected-dir",
+        metavar="DIR",
+        help="with --skip-invalid: write rejected.jsonl into DIR instead of beside the input",
     )
     p.add_argument("--max-len", type=int, default=2048, help="trim longer texts (default 2048)")
     p.add_argument(
@@ -47,35 +67,63 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from limakit.example import convert
+    from limakit.formats import convert
 
-    n = convert(args.input, args.output, args.from_format, args.to_format)
+    report = convert(
+        args.input, args.output, args.from_format, args.to_format, skip_invalid=args.skip_invalid
+    )
     print(
-        f"wrote {n} records to {args.output} ({args.from_format} -> {args.to_format})",
+        f"wrote {report.written} records to {args.output} ({args.from_format} -> {args.to_format})",
         file=sys.stderr,
     )
+    _print_report(report)
     return 0
 
 
+def _print_report(report) -> None:
+    if report.rejected_to is not None:
+        print(
+            f"skipped {report.rejected} invalid of {report.read} records "
+            f"(each with its reason in {report.rejected_to})",
+            file=sys.stderr,
+        )
+    line = report.unmapped_line()
+    if line:
+        print(line, file=sys.stderr)
+
+
 def run_inspect(args: argparse.Namespace) -> int:
-    from limakit.example import read_any
+    from pathlib import Path
+
+    from limakit.errors import LimaError
+    from limakit.formats import ReadReport, read_any, rejects_file
     from limakit.inspect import inspect_examples
     from limakit.models import load_tokenizer
     from limakit.template import Template, attach
 
+    if args.rejected_dir and not args.skip_invalid:
+        raise LimaError("--rejected-dir only applies with --skip-invalid")
     tokenizer = load_tokenizer(args.model)
     attach(tokenizer, None, Template.from_tokenizer(tokenizer))
-    totals = inspect_examples(
-        read_any(args.data, require_answer=True),
-        tokenizer,
-        max_len=args.max_len,
-        train_on=args.train_on,
-        as_json=args.json,
-        limit=args.limit,
-    )
+    report = ReadReport()
+    rejected = None
+    if args.skip_invalid:
+        rejected = Path(args.rejected_dir or Path(args.data).parent) / "rejected.jsonl"
+    with rejects_file(rejected, report) as rejects:
+        totals = inspect_examples(
+            read_any(args.data, require_answer=True, report=report, rejects=rejects),
+            tokenizer,
+            max_len=args.max_len,
+            train_on=args.train_on,
+            as_json=args.json,
+            limit=args.limit,
+        )
     print(
         f"{totals.examples} examples, {totals.tokens} tokens, {totals.trained} trained, "
         f"{totals.trimmed} trimmed at {args.max_len}, {totals.untrained} with no trained token",
         file=sys.stderr,
     )
+    _print_report(report)
+    if totals.examples == 0:
+        raise LimaError(f"{args.data}: no valid example among {report.read} records")
     return 0

@@ -66,6 +66,8 @@ def load_task(path: Path) -> dict:
         raise LimaError(f"{path}: not valid UTF-8 (byte offset {e.start})") from None
     except json.JSONDecodeError as e:
         raise LimaError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    except RecursionError:
+        raise LimaError(f"{path}: JSON nested too deeply to read") from None
     if not isinstance(task, dict):
         raise LimaError(f"{path}: a task file must hold a JSON object")
     for key in ("Definition", "Instances"):

@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from limakit.errors import LimaError
-from limakit.example import _SHAREGPT_ROLES, Example, Message, from_sharegpt
+from limakit.example import Example, Message
+from limakit.files import TOO_DEEP
+from limakit.formats import SHAREGPT_ROLES, from_sharegpt
 
 CHUNK = 1 << 20
 _WS = " \t\r\n"
@@ -141,6 +143,10 @@ class ShareGPTStream:
                         if eof or not more():
                             self.truncated = True
                             return
+                    except RecursionError:
+                        raise LimaError(
+                            f"{self.name}: record {self.complete + 1}: {TOO_DEEP}"
+                        ) from None
                 pos = end
                 if not isinstance(obj, dict):
                     raise LimaError(
@@ -194,7 +200,7 @@ def _first_pair(obj: dict) -> list[Message] | str:
     for t in conv:
         if not isinstance(t, dict) or not isinstance(t.get("value"), str):
             return "a conversation turn lacks a string 'value'"
-        role = _SHAREGPT_ROLES.get(str(t.get("from", "")).lower())
+        role = SHAREGPT_ROLES.get(str(t.get("from", "")).lower())
         if role is None:
             return f"unknown speaker {t.get('from')!r}"
         if role != "system":
