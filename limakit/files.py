@@ -42,6 +42,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         raise
 
 
+def is_blank(path: str | os.PathLike) -> bool:
+    """Whether a file holds nothing but whitespace (read until the first other byte)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            if chunk.strip(b" \t\r\n\x0b\x0c"):
+                return False
+    return True
+
+
 def _umask() -> int:
     """The process umask (reading it means setting it, so it is put straight back)."""
     mask = os.umask(0o022)

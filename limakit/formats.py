@@ -445,9 +445,7 @@ def read_records(
         except UnicodeDecodeError as e:
             raise LimaError(f"{path}: not valid UTF-8 (byte {e.start})") from None
         if not text.strip():
-            raise LimaError(
-                f"{path}: empty file (expected a JSON list of records); nothing written"
-            )
+            raise LimaError(f"{path}: empty file (expected a JSON list of records)")
         try:
             data = parse_json(text, str(path))
         except LimaError as e:
@@ -479,7 +477,7 @@ def read_records(
             report.read += 1
             yield f"{path}:{lineno}", obj
     if report.read == 0:
-        raise LimaError(f"{path}: no records (the file is empty); nothing written")
+        raise LimaError(f"{path}: no records (the file is empty)")
 
 
 def _examples(

@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["lima-rules", "longest", "random"],
         help="selection over general pools (default lima-rules)",
     )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="a --pool record that breaks the format rules goes to OUT/rejected.jsonl with its "
+        "reason (rule invalid_record) instead of stopping (default: stop, naming file and record)",
+    )
     p.add_argument("--n", type=int, help="examples to select (default 1000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--out", help="output folder (default curated)")
@@ -81,6 +87,8 @@ def _config(args: argparse.Namespace):
             updates[name] = getattr(args, name)
     if args.splits:
         updates["splits"] = True
+    if args.skip_invalid:
+        updates["skip_invalid"] = True
     if args.no_progress:
         updates["progress"] = False
     if args.decontaminate:

@@ -109,6 +109,11 @@ class CurateConfig(Config):
         default_factory=list, description="ShareGPT JSON files, or 'packaged' for the shipped pool."
     )
     pool: list[str] = Field(default_factory=list, description="Example-format JSONL pools.")
+    skip_invalid: bool = Field(
+        False,
+        description="A pool record that breaks the format rules goes to rejected.jsonl (rule "
+        "invalid_record, with its reason) instead of stopping the curation.",
+    )
     sharegpt_turns: Literal["first", "all"] = Field(
         "first", description="ShareGPT: first pair or all."
     )

@@ -21,6 +21,8 @@ from limakit.curation.markdown import html_to_markdown
 from limakit.curation.rules import check
 from limakit.errors import LimaError
 from limakit.example import Example, Message
+from limakit.files import is_blank
+from limakit.formats import Rejects
 
 Pools = dict[str, dict[str, list[Example]]]  # bucket -> group -> examples
 
@@ -256,10 +258,33 @@ def _keep_pool_item(item, names: list[str], cfg: CurateConfig, funnel: Funnel, k
         kept.append(item)
 
 
+class PoolRejects(Rejects):
+    """``skip_invalid``: a pool record that breaks the format rules is a funnel rejection
+    (rule ``invalid_record``, with where, why and the record in ``rejected.jsonl``), not a stop."""
+
+    def __init__(self, funnel: Funnel) -> None:
+        self.funnel = funnel
+
+    def add(self, where: str, reason: str, record) -> None:
+        self.funnel.read["pool"] += 1
+        self.funnel.reject(
+            "pool", where, "invalid_record", reason, meta={"where": where, "record": record}
+        )
+
+
+def check_inputs(cfg: CurateConfig) -> None:
+    """Refuse an empty input file before anything is written (a curation of nothing is a mistake)."""
+    for field in ("wikihow", "reddit", "manual", "sharegpt", "pool"):
+        for name in getattr(cfg, field):
+            path = Path(name)
+            if path.is_file() and path.suffix.lower() != ".zst" and is_blank(path):
+                raise LimaError(f"{path}: empty file ({field} input); nothing curated")
+
+
 def gather_pool(
     cfg: CurateConfig, pools: Pools, funnel: Funnel, stats: dict, progress=None
 ) -> None:
-    from limakit.example import read_examples
+    from limakit.formats import read_any
     from limakit.sources.sharegpt import ShareGPTStream
 
     names = cfg.rules_by_source.get("pool" if cfg.select == "lima-rules" else "hygiene", [])
@@ -278,6 +303,8 @@ def gather_pool(
                     advance(stream.bytes_read - seen)
                     seen = stream.bytes_read
                 _keep_pool_item(item, names, cfg, funnel, kept)
+        if stream.complete == 0 and not stream.truncated:
+            raise LimaError(f"{stream.name}: the JSON list holds no conversation")
         stats.setdefault("sharegpt", []).append(
             {"file": stream.name, "complete": stream.complete, "truncated": stream.truncated}
         )
@@ -286,8 +313,9 @@ def gather_pool(
                 f"ShareGPT {stream.name}: the JSON list is cut off; read its {stream.complete} "
                 "complete conversations and stopped at the break"
             )
+    rejects = PoolRejects(funnel) if cfg.skip_invalid else None
     for path in cfg.pool:
-        for ex in read_examples(path, require_answer=True):
+        for ex in read_any(path, require_answer=True, rejects=rejects):
             funnel.read["pool"] += 1
             if apply_rules(ex, names, cfg, funnel):
                 kept.append(ex)

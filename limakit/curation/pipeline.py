@@ -22,6 +22,7 @@ from limakit.curation.draw import CategoryDrawer, ListDrawer, TemperatureDrawer
 from limakit.curation.gather import (
     Funnel,
     apply_rules,
+    check_inputs,
     gather_manual,
     gather_pool,
     gather_reddit,
@@ -99,6 +100,7 @@ def curate(config: CurateConfig) -> dict:
             "natural_instructions, manual, sharegpt, pool"
         )
     out = Path(cfg.out)
+    check_inputs(cfg)  # an empty input file stops here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     progress = _progress_factory(cfg.progress)
     pools: dict[str, dict[str, list[Example]]] = {}
