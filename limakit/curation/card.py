@@ -1,9 +1,14 @@
-"""The data card: source mix, per-rule funnel, length histogram (PNG) and notes."""
+"""The data card: source mix, per-rule funnel, length histogram (PNG), notes, and for a pool
+selector the selection against its pool: lengths, sources, diversity and a 2-D projection (PNG)."""
 
 from __future__ import annotations
 
 import statistics
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from limakit.curation.config import CurateConfig
 from limakit.example import Example
@@ -107,5 +112,146 @@ def write_card(
     if summary["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in summary["notes"]] + [""]
     lines += ["## Selection", "", f"general pools: `{cfg.select}`; quotas: {cfg.quotas}", ""]
+    if summary.get("selection"):
+        lines += selection_lines(summary["selection"])
     with atomic_write(out / "card.md") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def _median(xs: list[int]) -> int:
+    return int(statistics.median(xs)) if xs else 0
+
+
+def _mean(xs: list[int]) -> float:
+    return round(statistics.mean(xs), 1) if xs else 0.0
+
+
+def describe(examples: Sequence[Example]) -> dict:
+    """Length and source figures of a set of examples (characters; turns = user messages)."""
+    answers = [len(ex.answer or "") for ex in examples]
+    prompts = [len(ex.prompt) for ex in examples]
+    turns = [sum(1 for m in ex.messages if m.role == "user") for ex in examples]
+    return {
+        "examples": len(examples),
+        "answer_median": _median(answers),
+        "answer_mean": _mean(answers),
+        "prompt_median": _median(prompts),
+        "turns_mean": _mean(turns),
+        "sources": dict(Counter(ex.source for ex in examples).most_common()),
+    }
+
+
+def mean_cosine_distance(unit: np.ndarray) -> float:
+    """Mean cosine distance over all pairs of distinct rows (unit vectors), in O(n d).
+
+    The sum of all pairwise dot products is |sum of rows|^2 minus the diagonal, so no n x n matrix.
+    """
+    n = len(unit)
+    if n < 2:
+        return 0.0
+    total = unit.sum(axis=0, dtype=np.float64)
+    diag = float(np.einsum("ij,ij->", unit, unit, dtype=np.float64))
+    mean_sim = (float(total @ total) - diag) / (n * (n - 1))
+    return 1.0 - mean_sim
+
+
+def pca_2d(x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """(n, 2) projection on the two principal axes; the covariance is summed chunk by chunk."""
+    mean = x.mean(axis=0, dtype=np.float64)
+    cov = np.zeros((x.shape[1], x.shape[1]))
+    for s in range(0, len(x), chunk):
+        c = x[s : s + chunk].astype(np.float64) - mean
+        cov += c.T @ c
+    _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
+    axes = vecs[:, ::-1][:, :2]
+    return ((x - mean) @ axes).astype(np.float32)
+
+
+def write_projection(path: Path, embeddings: np.ndarray, chosen: Sequence[int], title: str) -> None:
+    """Pool (grey) and selection (colour) on the pool's first two principal axes, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy = pca_2d(embeddings)
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    ax.scatter(xy[:, 0], xy[:, 1], s=2, c="#bbbbbb", label=f"pool ({len(xy)})", linewidths=0)
+    sel = xy[np.asarray(chosen, dtype=np.int64)]
+    ax.scatter(sel[:, 0], sel[:, 1], s=5, c="#d62728", label=f"selected ({len(sel)})")
+    ax.set_xlabel("principal axis 1")
+    ax.set_ylabel("principal axis 2")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8, markerscale=3)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+def selection_stats(out: Path, cfg: CurateConfig, pool: Sequence[Example], result, chosen) -> dict:
+    """Figures of the selection against its pool; with embeddings, diversity and the plot too."""
+    from limakit.curation.selectors import kmeans
+
+    index = {id(ex): i for i, ex in enumerate(pool)}
+    picked = [index[id(ex)] for ex in chosen if id(ex) in index]
+    stats = {
+        "selector": cfg.select,
+        "pool": describe(pool),
+        "selection": describe(chosen),
+        "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
+        "computed": dict(result.computed),
+    }
+    emb = result.embeddings
+    if emb is not None and len(pool) and picked:
+        k = min(cfg.selection.clusters or max(2, cfg.n // 10), len(pool))
+        labels, _ = kmeans(emb, k, cfg.seed)
+        stats["diversity"] = {
+            "pool": round(mean_cosine_distance(emb), 4),
+            "selection": round(mean_cosine_distance(emb[picked]), 4),
+            "clusters": int(len(np.unique(labels))),
+            "covered": int(len(np.unique(labels[picked]))),
+            "embedder": cfg.selection.embedder,
+        }
+        write_projection(out / "selection_pca.png", emb, picked, f"{cfg.select}: pool vs selection")
+    return stats
+
+
+def selection_lines(s: dict) -> list[str]:
+    pool, sel = s["pool"], s["selection"]
+    lines = [
+        f"Selector `{s['selector']}` over a pool of {pool['examples']} examples "
+        "(after hygiene rules, dedup and decontamination).",
+        "",
+        "| | pool | selection |",
+        "|---|---:|---:|",
+        f"| examples | {pool['examples']} | {sel['examples']} |",
+        f"| answer characters, median | {pool['answer_median']} | {sel['answer_median']} |",
+        f"| answer characters, mean | {pool['answer_mean']} | {sel['answer_mean']} |",
+        f"| prompt characters, median | {pool['prompt_median']} | {sel['prompt_median']} |",
+        f"| user turns, mean | {pool['turns_mean']} | {sel['turns_mean']} |",
+    ]
+    for source in pool["sources"]:
+        lines.append(
+            f"| source `{source}` | {pool['sources'][source]} | {sel['sources'].get(source, 0)} |"
+        )
+    d = s.get("diversity")
+    if d:
+        lines += [
+            f"| mean pairwise cosine distance | {d['pool']} | {d['selection']} |",
+            f"| pool k-means clusters covered | {d['clusters']} | {d['covered']} "
+            f"({d['covered'] / max(d['clusters'], 1):.0%}) |",
+            "",
+            f"Embeddings: `{d['embedder']}`. The plot shows the pool and the selection on the "
+            "pool's first two principal axes.",
+            "",
+            "![pool vs selection](selection_pca.png)",
+        ]
+    computed = ", ".join(f"{k} {v}" for k, v in s["computed"].items())
+    timing = ", ".join(f"{k} {v} s" for k, v in s["seconds"].items())
+    lines += [
+        "",
+        f"Computed this run (not in the cache): {computed or 'nothing'}; time: {timing}.",
+        "",
+    ]
+    return lines

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from limakit.config import Config
 from limakit.curation.rules import DEFAULT_RULES, RulesConfig
+from limakit.curation.selection_config import SelectionConfig
 
 # The paper's mix (LIMA.md section 1): 1,000 training examples.
 PAPER_QUOTAS = {
@@ -117,11 +118,14 @@ class CurateConfig(Config):
     sharegpt_turns: Literal["first", "all"] = Field(
         "first", description="ShareGPT: first pair or all."
     )
-    select: Literal["lima-rules", "longest", "random"] = Field(
+    select: Literal[
+        "lima-rules", "longest", "random", "diverse", "clusters", "judge-rated", "deita", "ifd"
+    ] = Field(
         "lima-rules",
-        description="Selection over general pools (ShareGPT, JSONL): LIMA's general rules then a "
-        "seeded sample, the N longest answers, or a seeded random N.",
+        description="Selection over general pools (ShareGPT, any `lima convert` format): LIMA's "
+        "general rules then a seeded sample, or one selector (see limakit.curation.selectors).",
     )
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     n: int = Field(1000, description="Training examples to select.")
     quotas: dict[str, int] = Field(
         default_factory=lambda: dict(PAPER_QUOTAS),

@@ -173,6 +173,15 @@ def curate(config: CurateConfig) -> dict:
                 return None
             return ex
 
+        selection = None
+        if "pool" in survivors and cfg.select != "lima-rules":
+            from limakit.curation.select import select_pool
+
+            pool_items = [ex for g in sorted(survivors["pool"]) for ex in survivors["pool"][g]]
+            selection = select_pool(pool_items, cfg)
+            funnel.notes.extend(selection.notes)
+            survivors["pool"] = {"pool": [pool_items[i] for i in selection.order]}
+
         drawers = {}
         for b in order:
             sub = random.Random(f"{cfg.seed}:{b}")  # per bucket: adding a source changes no other
@@ -210,6 +219,8 @@ def curate(config: CurateConfig) -> dict:
             else len(picked_by[b])
             for b in order
         }
+        if selection is not None:
+            available["pool"] = len(pool_items)  # the selector's order holds at most n of them
         for b in se_buckets:
             left = drawers[b].remaining
             if left:
@@ -245,6 +256,12 @@ def curate(config: CurateConfig) -> dict:
             "notes": funnel.notes,
             **stats,
         }
+        if selection is not None:
+            from limakit.curation.card import selection_stats
+
+            summary["selection"] = selection_stats(
+                out, cfg, pool_items, selection, [ex for ex in picked_by.get("pool", [])]
+            )
         write_card(out, cfg, summary, chosen, sizes)
     return summary
 
@@ -273,7 +290,7 @@ def _drawer(bucket: str, groups: dict[str, list[Example]], cfg: CurateConfig, rn
     items = [ex for g in sorted(groups) for ex in groups[g]]
     if bucket == "writingprompts":
         return ListDrawer(items)  # already ranked by prompt score (top-voted first)
-    if bucket == "pool" and cfg.select == "longest":
-        return ListDrawer(sorted(items, key=lambda e: (-len(e.answer or ""), e.id)))
+    if bucket == "pool" and cfg.select != "lima-rules":
+        return ListDrawer(items)  # already in the selector's order (see curation.select)
     rng.shuffle(items)
     return ListDrawer(items)
