@@ -56,9 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.set_defaults(func=run_single, kind=name)
 
     p = sub.add_parser(
-        "report", help="Markdown + HTML report (Win/Tie/Lose bars, per-category tables)"
+        "report",
+        help="Markdown + HTML report (Win/Tie/Lose bars, per-category tables, "
+        "agreement of people and judges)",
     )
-    p.add_argument("dirs", nargs="+", help="folders written by `lima judge`")
+    p.add_argument(
+        "dirs",
+        nargs="+",
+        help="folders written by `lima judge` or `lima annotate export` (people's verdicts)",
+    )
     p.add_argument("--out", required=True, help="report folder (report.md, report.html, PNGs)")
     p.set_defaults(func=run_report)
 
@@ -173,9 +179,11 @@ def run_single(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from limakit.evaluation import write_report
+    from limakit.evaluation.report import report_with_lines
 
-    path = write_report([Path(d) for d in args.dirs], Path(args.out))
+    path, lines = report_with_lines([Path(d) for d in args.dirs], Path(args.out))
+    for line in lines:
+        print(line)
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0
 

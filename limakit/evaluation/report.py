@@ -1,5 +1,9 @@
 """Reports: Markdown + HTML with the paper's Figure-1 style Win / Tie / Lose bars and tables.
 
+Folders of people's verdicts (``lima annotate export``) read like a judge's; with them the report
+adds the agreement among the annotators and between their majority and each LLM judge of the
+same two models. Every pairwise row says in words when its own figures undercut it.
+
 >>> write_report([Path("out/lima-vs-gpt4"), Path("out/lima-rate")], Path("report"))  # doctest: +SKIP
 PosixPath('report/report.md')
 """
@@ -85,7 +89,9 @@ def _md_table(table: tuple[list[str], list[list[str]]]) -> str:
     return "\n".join(lines)
 
 
-def _sections(dirs: list[Path], summaries: list[dict], png: str | None) -> list[tuple[str, Any]]:
+def _sections(
+    dirs: list[Path], summaries: list[dict], png: str | None, agreements: list[dict] = ()
+) -> list[tuple[str, Any]]:
     """(kind, text) blocks: ('h', heading), ('p', paragraph), ('t', markdown table), ('img', path)."""
     blocks: list[tuple[str, str]] = [("h1", "Evaluation report")]
     pairs = [(d, s) for d, s in zip(dirs, summaries) if s["protocol"] == "pairwise"]
@@ -102,10 +108,14 @@ def _sections(dirs: list[Path], summaries: list[dict], png: str | None) -> list[
                 f"{_pct(s['win'])} {_ci(s.get('win_ci'))}", f"{_pct(s['tie'])} {_ci(s.get('tie_ci'))}",
                 f"{_pct(s['lose'])} {_ci(s.get('lose_ci'))}", _pct(s.get("consistency")),
                 s.get("invalid", 0), _pct(lb), f"{s['judge']['model']} ({s['judge']['prompt']})",
+                "; ".join(short for short, _long in cautions(s)) or "-",
             ])  # fmt: skip
         blocks.append(("t", _table(
             ["comparison", "n", "win [95% CI]", "tie", "lose", "consistency", "invalid",
-             "longer won", "judge"], rows)))  # fmt: skip
+             "longer won", "judge", "reading"], rows)))  # fmt: skip
+        for _d, s in pairs:
+            for _short, long in cautions(s):
+                blocks.append(("p", f"Caution, {s['label']}: {long}"))
         for _d, s in pairs:
             cats = s.get("categories") or {}
             if len(cats) > 1:
@@ -136,8 +146,131 @@ def _sections(dirs: list[Path], summaries: list[dict], png: str | None) -> list[
                     ["category", "prompts", "mean", "95% CI"],
                     [[c, v["prompts"], f"{v['mean']:.2f}", _ci(v.get("mean_ci"), pct=False)]
                      for c, v in cats.items()])))  # fmt: skip
+    blocks += agreement_blocks(agreements)
     blocks.append(("p", "Sources: " + ", ".join(f"`{d}`" for d in dirs)))
     return blocks
+
+
+def cautions(s: dict) -> list[tuple[str, str]]:
+    """What a pairwise summary's own figures say about trusting it: (short, full sentence) pairs.
+
+    A judge that agrees with itself across the two orders on under half the pairs is mostly
+    following position, not content; a win-rate interval that holds 50% leaves the comparison
+    undecided.
+
+    >>> cautions({"consistency": 0.08, "win_ci": [0.1, 0.2]})[0][0]
+    'judge unreliable (consistency 8.0% < 50%)'
+    """
+    out = []
+    c = s.get("consistency")
+    if c is not None and c < 0.5:
+        out.append((
+            f"judge unreliable (consistency {_pct(c)} < 50%)",
+            f"the judge gave the same verdict in both answer orders on only {_pct(c)} of the "
+            "pairs (below 50%), so its verdicts follow the answers' position more than their "
+            "content; do not read this Win / Tie / Lose as a result.",
+        ))  # fmt: skip
+    ci = s.get("win_ci")
+    if ci and s.get("n") and ci[0] <= 0.5 <= ci[1]:
+        out.append((
+            "win rate undecided (95% CI spans 50%)",
+            f"the 95% interval of the win rate, {_ci(ci)}, includes 50%, so these pairs do "
+            "not show whether the first model wins more or less than half the time.",
+        ))  # fmt: skip
+    return out
+
+
+def _labels_of(d: Path, s: dict) -> dict:
+    """From a folder's verdicts.jsonl: {(id, sample): {rater: label}} with labels a / b / tie."""
+    from limakit.evaluation.agreement import RESULT_TO_LABEL
+    from limakit.files import read_jsonl_records
+
+    path = Path(d) / "verdicts.jsonl"
+    out: dict = {}
+    for lineno, row in read_jsonl_records(path):
+        result = row.get("result")
+        if result == "invalid":
+            continue
+        if result not in RESULT_TO_LABEL or "id" not in row:
+            raise LimaError(f"{path}:{lineno}: a verdict needs 'id' and a result win/tie/lose")
+        rater = row.get("annotator") or "judge"
+        out.setdefault((row["id"], row.get("sample", 0)), {})[rater] = RESULT_TO_LABEL[result]
+    return out
+
+
+def _agreements(dirs: list[Path], summaries: list[dict]) -> list[dict]:
+    """Agreement for every folder of people's verdicts: among them, and with each LLM judge
+    folder that compares the same two models (either way round)."""
+    from limakit.evaluation.agreement import against_judge, between_annotators
+
+    pairwise = [(d, s) for d, s in zip(dirs, summaries) if s["protocol"] == "pairwise"]
+    people = [(d, s) for d, s in pairwise if s["judge"].get("backend") == "human"]
+    judges = [(d, s) for d, s in pairwise if s["judge"].get("backend") != "human"]
+    flip = {"a": "b", "b": "a", "tie": "tie"}
+    out = []
+    for d, s in people:
+        labels = _labels_of(d, s)
+        out.append({"label": s["label"], "kind": "people",
+                    **between_annotators(labels)})  # fmt: skip
+        models = (s["a"]["model"], s["b"]["model"])
+        for jd, js in judges:
+            jmodels = (js["a"]["model"], js["b"]["model"])
+            if jmodels not in (models, models[::-1]):
+                continue
+            judged = {k: v["judge"] for k, v in _labels_of(jd, js).items() if "judge" in v}
+            if jmodels != models:
+                judged = {k: flip[v] for k, v in judged.items()}
+            out.append({"label": s["label"], "kind": "judge", "judge": js["label"],
+                        **against_judge(labels, judged)})  # fmt: skip
+    return out
+
+
+def agreement_blocks(agreements: list[dict]) -> list[tuple[str, Any]]:
+    if not agreements:
+        return []
+    rows = []
+    for a in agreements:
+        who = (
+            f"annotators with each other ({a['annotators']} people)"
+            if a["kind"] == "people"
+            else f"annotators' majority vs {a['judge']}"
+        )
+        rows.append([
+            a["label"], who, a["items"], a["comparisons"],
+            f"{_pct(a['accuracy'])} {_ci(a['accuracy_ci'])}",
+            "-" if a["kappa"] is None else f"{a['kappa']:.2f} {_ci(a['kappa_ci'], pct=False)}",
+        ])  # fmt: skip
+    return [
+        ("h2", "Agreement between people and judges"),
+        ("p", "Tie-discounted accuracy (the LIMA paper's measure: 1 when two labels match, 0.5 "
+              "when exactly one is a tie, 0 otherwise) and Cohen's kappa, with 95% bootstrap "
+              "intervals over pairs. The paper found 82% between crowd workers and 78% between "
+              "crowd workers and GPT-4."),
+        ("t", _table(["people", "between", "pairs", "comparisons", "accuracy [95% CI]",
+                      "kappa [95% CI]"], rows)),
+    ]  # fmt: skip
+
+
+def console_lines(summaries: list[dict], agreements: list[dict]) -> list[str]:
+    """The short account ``lima report`` prints: each comparison, its cautions, the agreement."""
+    lines = []
+    for s in summaries:
+        if s["protocol"] != "pairwise":
+            continue
+        lines.append(
+            f"{s['label']} ({s['judge']['model']}): win {_pct(s['win'])} {_ci(s.get('win_ci'))}, "
+            f"tie {_pct(s['tie'])}, lose {_pct(s['lose'])}, n {s['n']}, "
+            f"consistency {_pct(s.get('consistency'))}"
+        )
+        lines += [f"  caution: {long}" for _short, long in cautions(s)]
+    for a in agreements:
+        who = "annotators" if a["kind"] == "people" else f"majority vs {a['judge']}"
+        kappa = "-" if a["kappa"] is None else f"{a['kappa']:.2f}"
+        lines.append(
+            f"agreement, {a['label']}, {who}: {_pct(a['accuracy'])} {_ci(a['accuracy_ci'])} "
+            f"tie-discounted, kappa {kappa}, {a['comparisons']} comparisons"
+        )
+    return lines
 
 
 def _markdown(blocks: list[tuple[str, Any]]) -> str:
@@ -183,6 +316,11 @@ def _html(blocks: list[tuple[str, Any]]) -> str:
 
 def write_report(dirs: list[Path], out: Path) -> Path:
     """Write ``out/report.md``, ``out/report.html`` and ``out/winrates.png``; return report.md."""
+    return report_with_lines(dirs, out)[0]
+
+
+def report_with_lines(dirs: list[Path], out: Path) -> tuple[Path, list[str]]:
+    """:func:`write_report`, also returning the lines ``lima report`` prints."""
     dirs = [Path(d) for d in dirs]
     if not dirs:
         raise LimaError("report: give at least one folder written by `lima judge`")
@@ -196,9 +334,10 @@ def write_report(dirs: list[Path], out: Path) -> Path:
                 s["label"] += f" ({d.name})"
     pairs = [s for s in summaries if s["protocol"] == "pairwise"]
     png = bars_png(pairs, out / "winrates.png").name if pairs else None
-    blocks = _sections(dirs, summaries, png)
+    agreements = _agreements(dirs, summaries)
+    blocks = _sections(dirs, summaries, png, agreements)
     with atomic_write(out / "report.md") as f:
         f.write(_markdown(blocks))
     with atomic_write(out / "report.html") as f:
         f.write(_html(blocks))
-    return out / "report.md"
+    return out / "report.md", console_lines(summaries, agreements)
