@@ -59,6 +59,21 @@ class RedditConfig(Config):
     test_prompts: int = Field(70, description="AskReddit titles kept as test prompts.")
 
 
+class WikiHowConfig(Config):
+    """wikiHow reading: which columns of the file hold what (see limakit.sources.wikihow)."""
+
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Role -> column name in your CSV (or key in your JSONL); roles: title (the "
+        "prompt), text (a whole article per row), step and heading (one step per row, rows "
+        "grouped by title), category. Empty: the layout is read from the header "
+        "(headline,title,text; title,heading,paragraph; title,result).",
+    )
+    add_how_to: bool = Field(
+        True, description="Put 'How to ' in front of titles that lack it (title,result has none)."
+    )
+
+
 class NaturalInstructionsConfig(Config):
     """Super-NaturalInstructions task selection."""
 
@@ -102,7 +117,10 @@ class CurateConfig(Config):
     stackexchange: list[str] = Field(
         default_factory=list, description="Site folders / .7z / parents."
     )
-    wikihow: list[str] = Field(default_factory=list, description="wikihowAll.csv or JSONL files.")
+    wikihow: list[str] = Field(
+        default_factory=list,
+        description="wikiHow CSV (wikihowAll, per-step or title,result layouts) or JSONL files.",
+    )
     reddit: list[str] = Field(default_factory=list, description="Pushshift NDJSON(.zst) files.")
     natural_instructions: list[str] = Field(default_factory=list, description="SNI task folders.")
     manual: list[str] = Field(default_factory=list, description="Hand-written YAML/JSONL files.")
@@ -141,6 +159,7 @@ class CurateConfig(Config):
     )
     se: StackExchangeConfig = Field(default_factory=StackExchangeConfig)
     reddit_options: RedditConfig = Field(default_factory=RedditConfig)
+    wikihow_options: WikiHowConfig = Field(default_factory=WikiHowConfig)
     sni: NaturalInstructionsConfig = Field(default_factory=NaturalInstructionsConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     decontaminate: DecontaminationConfig = Field(default_factory=DecontaminationConfig)

@@ -176,8 +176,9 @@ def gather_wikihow(cfg: CurateConfig, pools: Pools, funnel: Funnel) -> None:
     from limakit.sources.wikihow import read_wikihow
 
     names = cfg.rules_by_source.get("wikihow", [])
+    opts = cfg.wikihow_options
     for path in cfg.wikihow:
-        for ex in read_wikihow(path):
+        for ex in read_wikihow(path, columns=opts.columns, add_how_to=opts.add_how_to):
             funnel.read["wikihow"] += 1
             if apply_rules(ex, names, cfg, funnel):
                 pools.setdefault("wikihow", {}).setdefault(ex.meta["category"], []).append(ex)

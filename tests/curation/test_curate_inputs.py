@@ -88,3 +88,31 @@ def test_a_sharegpt_list_with_no_conversation_is_an_error(tmp_path, capsys):
         main(["curate", "--sharegpt", str(src), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     )
     assert flat("s.json: the JSON list holds no conversation") in flat(capsys.readouterr().err)
+
+
+def test_wikihow_columns_are_set_on_the_command_line(tmp_path, capsys):
+    faq = tmp_path / "faq.csv"
+    faq.write_text(
+        "Topic,Question,Answer\r\nKitchen,Boil Rice,Rinse it first.\r\nGarden,Water Ferns,Keep the soil damp.\r\n"
+    )
+    out = tmp_path / "out"
+    args = ["curate", "--wikihow", str(faq), "--n", "2", "--out", str(out), "--no-progress"]
+    assert main(args) == 2  # the header fits no known layout
+    err = flat(capsys.readouterr().err)
+    assert flat("unknown wikiHow CSV layout (columns seen: Topic, Question, Answer)") in err
+    mapped = [
+        "--set",
+        "wikihow_options.columns.title=Question",
+        "--set",
+        "wikihow_options.columns.text=Answer",
+        "--set",
+        "wikihow_options.columns.category=Topic",
+    ]
+    assert main([*args, *mapped]) == 0
+    got = sorted(
+        (e.prompt, e.answer, e.meta["category"]) for e in load_examples(out / "examples.jsonl")
+    )
+    assert got == [
+        ("How to Boil Rice", "Rinse it first.", "Kitchen"),
+        ("How to Water Ferns", "Keep the soil damp.", "Garden"),
+    ]

@@ -60,11 +60,16 @@ def test_wikihow_unterminated_quote_is_named(tmp_path):
         list(read_wikihow(p))
 
 
-def test_wikihow_missing_column_and_ragged_row(tmp_path):
+def test_wikihow_unknown_layout_and_ragged_row(tmp_path):
     p = tmp_path / "w.csv"
     p.write_text("Headline,Title\nx,y\n", encoding="utf-8")
-    with pytest.raises(LimaError, match=r"w\.csv:1: CSV header lacks column\(s\) text"):
+    with pytest.raises(LimaError) as e:
         list(read_wikihow(p))
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:1: unknown wikiHow CSV layout (columns seen: Headline, Title)")
+    for layout in ("headline,title,text", "title,heading,paragraph", "title,result"):
+        assert layout in msg
+    assert "wikihow_options.columns" in msg
     p.write_text("Headline,Title,Text\nx,How to Y\n", encoding="utf-8")
     with pytest.raises(LimaError, match=r"w\.csv:2: row has 2 fields"):
         list(read_wikihow(p))
@@ -77,6 +82,79 @@ def test_wikihow_bad_bytes_reach_the_encoding_rule(tmp_path):
     p.write_bytes(b"Headline,Title,Text\nx,How to Cook,Caf\xe9 food is good.\n")
     (art,) = read_wikihow(p)
     assert "undecodable" in encoding(art, RulesConfig())
+
+
+def test_wikihow_per_step_rows_are_grouped_by_title_in_order():
+    arts = list(read_wikihow(FIX / "wikihow" / "wikihow_steps.csv"))  # CRLF, one step per row
+    assert [a.prompt for a in arts] == [
+        "How to Descale a Kettle",
+        "How to Fold a Fitted Sheet: 3 Simple Steps",
+    ]
+    kettle = arts[0].answer
+    assert kettle.startswith("1. Fill the kettle halfway with equal parts water and white vinegar.")
+    assert "\n\n2. Bring the mixture to a boil. Switch" in kettle
+    assert kettle.endswith(
+        "3. Rinse it out several times. Boil a kettle of clean water once and "
+        "pour it away, so no vinegar taste is left."
+    )  # no "[1] X Research source"
+    assert "\r" not in kettle
+    assert arts[1].answer.count("\n\n") == 1 and arts[1].meta["where"].endswith(
+        "wikihow_steps.csv:5"
+    )
+
+
+def test_wikihow_title_result_layout_gets_how_to_and_its_steps():
+    arts = list(read_wikihow(FIX / "wikihow" / "wikihow_lists.csv"))  # byte-order mark, LF
+    assert [a.prompt for a in arts] == [
+        "How to Clean a Cast Iron Pan",
+        "How to Reset a Tripped Breaker",
+    ]
+    assert arts[1].answer == (
+        "1. Find the breaker panel.\n\n"
+        '2. Look for the switch sitting between "on" and "off".\n\n'
+        '3. Push it fully to "off", then back to "on".'
+    )
+    bare = list(read_wikihow(FIX / "wikihow" / "wikihow_lists.csv", add_how_to=False))
+    assert bare[0].prompt == "Clean a Cast Iron Pan"
+
+
+def test_wikihow_column_mapping(tmp_path):
+    p = tmp_path / "faq.csv"
+    p.write_text(
+        "Topic,Question,Answer\nKitchen,How to Boil Rice,Rinse it first.\nGarden,Water Ferns,Keep the soil damp.\n",
+        encoding="utf-8",
+    )
+    cols = {"title": "Question", "text": "answer", "category": "Topic"}
+    arts = list(read_wikihow(p, columns=cols))
+    assert [(a.prompt, a.answer, a.meta["category"]) for a in arts] == [
+        ("How to Boil Rice", "Rinse it first.", "Kitchen"),
+        ("How to Water Ferns", "Keep the soil damp.", "Garden"),
+    ]
+    steps = tmp_path / "steps.csv"
+    steps.write_text(
+        "Name,Step\nBoil Rice,Rinse it.\nBoil Rice,Boil it.\nWater Ferns,Water them.\n"
+    )
+    arts = list(read_wikihow(steps, columns={"title": "Name", "step": "Step"}))
+    assert [(a.prompt, a.answer) for a in arts] == [
+        ("How to Boil Rice", "1. Rinse it.\n\n2. Boil it."),
+        ("How to Water Ferns", "1. Water them."),
+    ]
+    with pytest.raises(
+        LimaError,
+        match=r"faq\.csv:1: wikiHow columns map to body, not in the header \(columns seen: Topic, Question, Answer\)",
+    ):
+        list(read_wikihow(p, columns={"title": "Question", "text": "Body"}))
+    with pytest.raises(LimaError, match=r"must map 'title' and one of 'text'"):
+        list(read_wikihow(p, columns={"title": "Question"}))
+    with pytest.raises(LimaError, match=r"unknown role\(s\) \['body'\]"):
+        list(read_wikihow(p, columns={"title": "Question", "body": "Answer"}))
+
+
+def test_wikihow_header_without_articles_is_an_error(tmp_path):
+    p = tmp_path / "w.csv"
+    p.write_text("title,result\n", encoding="utf-8")
+    with pytest.raises(LimaError, match=r"w\.csv: no article after the header"):
+        list(read_wikihow(p))
 
 
 # --- Reddit --------------------------------------------------------------------------------------
@@ -121,6 +199,7 @@ def test_askreddit_titles_become_test_prompts():
 
 def test_reddit_zst_reads_like_plain(tmp_path):
     import zstandard
+
     files = []
     for src in _reddit_files():
         dst = tmp_path / (src.name + ".zst")
@@ -140,6 +219,7 @@ def test_reddit_bad_json_line_and_truncated_zst(tmp_path):
     with pytest.raises(LimaError, match=r"RS\.ndjson:2: invalid JSON"):
         scan_reddit([p])
     import zstandard
+
     blob = zstandard.ZstdCompressor().compress(
         (FIX / "reddit" / "RC_2019-01.ndjson").read_bytes() * 20
     )
