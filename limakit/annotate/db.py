@@ -345,7 +345,8 @@ def live_verdicts(
     """Live verdicts of a set (of one person when ``user_id`` is given), in pair then name order."""
     sql = (
         "SELECT v.id, v.label, v.swapped, v.comment, v.created, u.name AS annotator, "
-        "p.prompt_id, p.sample, p.category, p.position, p.answer_a, p.answer_b "
+        "p.prompt_id, p.sample, p.category, p.position, length(p.answer_a) AS len_a, "
+        "length(p.answer_b) AS len_b "
         "FROM verdicts v JOIN pairs p ON p.id = v.pair_id JOIN users u ON u.id = v.user_id "
         "WHERE p.set_id = ? AND v.undone IS NULL"
     )

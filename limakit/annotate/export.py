@@ -33,7 +33,7 @@ LABEL_TO_RESULT = {v: k for k, v in RESULT_TO_LABEL.items()}
 
 
 def verdict_row(r: sqlite3.Row | dict) -> dict:
-    """One stored verdict (label as shown, ``swapped``) in the judge's row format."""
+    """One stored verdict (label as shown, ``swapped``, answer lengths) in the judge's format."""
     swapped = bool(r["swapped"])
     verdict = {"label": r["label"], "raw": BUTTONS[r["label"]], "error": None}
     return {
@@ -42,8 +42,8 @@ def verdict_row(r: sqlite3.Row | dict) -> dict:
         "category": r["category"],
         "a_then_b": None if swapped else verdict,
         "b_then_a": verdict if swapped else None,
-        "len_a": len(r["answer_a"]),
-        "len_b": len(r["answer_b"]),
+        "len_a": r["len_a"],
+        "len_b": r["len_b"],
         "result": LABEL_TO_RESULT[metrics.prefer(r["label"], swapped=swapped)],
         "consistent": None,
         "annotator": r["annotator"],

@@ -156,6 +156,8 @@ def _print_summary(path, s: dict) -> None:
             f"  agreement between annotators: {100 * ag['accuracy']:.1f}% tie-discounted, "
             f"kappa {ag['kappa']:.2f} ({ag['comparisons']} comparisons)"
         )
+    if s.get("skipped"):
+        print("  skipped: " + ", ".join(f"{k} {v}" for k, v in s["skipped"].items()))
     print(f"wrote {path} and {path.parent / 'summary.json'}", file=sys.stderr)
 
 

@@ -100,6 +100,8 @@ def test_export_has_the_judges_format_and_report_reads_it(judged, tmp_path, caps
         shown = row["a_then_b"] or row["b_then_a"]
         assert set(shown) == set(judge[0]["a_then_b"]) and shown["label"] in ("A", "B", "C")
         assert row["result"] in ("win", "tie", "lose") and row["consistent"] is None
+    lengths = {(r["id"], r["sample"]): (r["len_a"], r["len_b"]) for r in judge}
+    assert all((r["len_a"], r["len_b"]) == lengths[(r["id"], r["sample"])] for r in people)
     ann_p1 = next(r for r in people if r["annotator"] == "ann" and r["id"] == "p1")
     assert ann_p1["result"] == "lose" and ann_p1["comment"] == "ann on p1"
     judge_summary = json.loads((judge_dir / "summary.json").read_text())

@@ -1,0 +1,274 @@
+"""Files for teams that annotate in Label Studio or Argilla, and their exports read back.
+
+``export_*`` pairs two answer files as ``lima judge pairwise`` does, swaps the sides of each pair
+from a seed, and writes what the tool imports (answers shown as ``answer_a``/``answer_b`` under an
+opaque ``pair_id``) plus ``mapping.jsonl``, which only limakit reads: which model each side is.
+``import_*`` turns the tool's export back into verdicts in the LLM judge's format.
+
+Label Studio: ``labelstudio-config.xml`` (plain ``<Text>`` fields, never ``<HyperText>``, so model
+output cannot load anything; a ``<Choices>`` question with the three options on keys 1/2/3) and
+``labelstudio-tasks.json`` (``[{"data": {...}}]``); its JSON export is a list of tasks, each with
+``annotations[].result[]`` holding ``{"from_name": "preference", "value": {"choices": [...]}}``.
+Argilla (2.x): ``argilla-settings.json`` (``Settings.from_json``) and ``argilla-records.json``
+(``Record.to_dict`` layout: ``fields``, ``metadata``); its ``records.to_json`` export carries
+``responses: {"preference": [{"value": ..., "user_id": ...}]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from limakit.annotate import db
+from limakit.annotate.export import BUTTONS, summarise, verdict_row
+from limakit.annotate.pairs import pair_answers
+from limakit.errors import LimaError
+from limakit.files import atomic_write, read_jsonl_records, write_jsonl
+
+QUESTION = "preference"
+COMMENT = "comment"
+# What each tool's answer value may be -> the label as shown (A: left better, C: neither).
+VALUE_TO_LABEL = {text: label for label, text in BUTTONS.items()} | {k: k for k in BUTTONS}
+
+
+def _swapped(seed: int, pair_id: str) -> bool:
+    return bool(hashlib.sha256(f"{seed}\0{pair_id}".encode()).digest()[0] & 1)
+
+
+def _prepare(a_path, b_path, out: str | os.PathLike, seed: int) -> tuple[Path, list[dict]]:
+    """Pairs with their shown sides; writes mapping.jsonl. Returns (folder, tasks' data)."""
+    out = Path(out)
+    ps = pair_answers(a_path, b_path)
+    data, mapping = [], []
+    for i, p in enumerate(ps.pairs):
+        pair_id = f"pair-{i:05d}"
+        swap = _swapped(seed, pair_id)
+        left, right = (p.answer_b, p.answer_a) if swap else (p.answer_a, p.answer_b)
+        data.append({"pair_id": pair_id, "prompt": p.prompt, "answer_a": left, "answer_b": right})
+        mapping.append({
+            "pair_id": pair_id, "id": p.id, "sample": p.sample, "category": p.category,
+            "swapped": swap, "len_a": len(p.answer_a), "len_b": len(p.answer_b),
+        })  # fmt: skip
+    header = {
+        "mapping_of": "limakit annotate", "a": {"path": ps.a_path, "model": ps.a_model},
+        "b": {"path": ps.b_path, "model": ps.b_model}, "pairs": len(ps.pairs),
+        "only_a": len(ps.only_a), "only_b": len(ps.only_b), "seed": seed,
+    }  # fmt: skip
+    write_jsonl(out / "mapping.jsonl", [header, *mapping])
+    return out, data
+
+
+def labelstudio_config() -> str:
+    """The Label Studio labeling config: plain text fields and a three-way choice on keys 1-3."""
+    view = ET.Element("View")
+    ET.SubElement(view, "Header", value="Prompt")
+    ET.SubElement(view, "Text", name="prompt", value="$prompt")
+    for side in ("a", "b"):
+        ET.SubElement(view, "Header", value=f"Answer {side.upper()}")
+        ET.SubElement(view, "Text", name=f"answer_{side}", value=f"$answer_{side}")
+    choices = ET.SubElement(
+        view, "Choices", name=QUESTION, toName="prompt", choice="single-radio", required="true"
+    )
+    for key, (_label, text) in enumerate(BUTTONS.items(), start=1):
+        ET.SubElement(choices, "Choice", value=text, hotkey=str(key))
+    ET.SubElement(
+        view, "TextArea", name=COMMENT, toName="prompt", placeholder="Comment (optional)",
+        maxSubmissions="1",
+    )  # fmt: skip
+    ET.indent(view)
+    return ET.tostring(view, encoding="unicode") + "\n"
+
+
+def export_labelstudio(a_path, b_path, out, *, seed: int = 0) -> list[Path]:
+    out, data = _prepare(a_path, b_path, out, seed)
+    with atomic_write(out / "labelstudio-config.xml") as f:
+        f.write(labelstudio_config())
+    with atomic_write(out / "labelstudio-tasks.json") as f:
+        json.dump([{"data": d} for d in data], f, ensure_ascii=False, indent=1)
+    return [out / "labelstudio-config.xml", out / "labelstudio-tasks.json", out / "mapping.jsonl"]
+
+
+def argilla_settings() -> dict:
+    """Argilla 2.x dataset settings (the layout of ``rg.Settings.to_json``)."""
+
+    def field(name: str, title: str) -> dict:
+        return {"name": name, "title": title, "required": True,
+                "settings": {"type": "text", "use_markdown": False}}  # fmt: skip
+
+    options = [
+        {"value": label, "text": text, "description": None} for label, text in BUTTONS.items()
+    ]
+    return {
+        "guidelines": "Which answer to the prompt is better? Answers are shown in a random order.",
+        "fields": [
+            field("prompt", "Prompt"),
+            field("answer_a", "Answer A"),
+            field("answer_b", "Answer B"),
+        ],  # fmt: skip
+        "questions": [
+            {
+                "name": QUESTION,
+                "title": "Which answer is better?",
+                "description": None,
+                "required": True,
+                "settings": {
+                    "type": "label_selection",
+                    "options": options,
+                    "visible_options": None,
+                },
+            },
+            {
+                "name": COMMENT,
+                "title": "Comment (optional)",
+                "description": None,
+                "required": False,
+                "settings": {"type": "text", "use_markdown": False},
+            },
+        ],  # fmt: skip
+        "metadata": [],
+        "vectors": [],
+        "allow_extra_metadata": True,
+    }
+
+
+def export_argilla(a_path, b_path, out, *, seed: int = 0) -> list[Path]:
+    out, data = _prepare(a_path, b_path, out, seed)
+    records = [
+        {"id": d["pair_id"], "fields": {k: d[k] for k in ("prompt", "answer_a", "answer_b")},
+         "metadata": {"pair_id": d["pair_id"]}, "suggestions": {}, "responses": {}, "vectors": {}}
+        for d in data
+    ]  # fmt: skip
+    with atomic_write(out / "argilla-settings.json") as f:
+        json.dump(argilla_settings(), f, ensure_ascii=False, indent=1)
+    with atomic_write(out / "argilla-records.json") as f:
+        json.dump(records, f, ensure_ascii=False, indent=1)
+    return [out / "argilla-settings.json", out / "argilla-records.json", out / "mapping.jsonl"]
+
+
+# --- reading exports back -----------------------------------------------------------------------
+
+
+def _read_mapping(path) -> tuple[dict, dict[str, dict]]:
+    rows = list(read_jsonl_records(path))
+    if not rows or rows[0][1].get("mapping_of") != "limakit annotate":
+        raise LimaError(f"{path}: not a mapping.jsonl written by `lima annotate export-*`")
+    return rows[0][1], {r["pair_id"]: r for _n, r in rows[1:]}
+
+
+def _load_json_list(path) -> list:
+    path = Path(path)
+    if not path.exists():
+        raise LimaError(f"{path}: file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LimaError(f"{path}: not JSON ({e})") from None
+    if not isinstance(data, list):
+        raise LimaError(f"{path}: expected a JSON list of tasks/records, got {type(data).__name__}")
+    return data
+
+
+class _Collect:
+    """Verdict rows from a tool's export, with every skipped answer counted by reason."""
+
+    def __init__(self, export_path, mapping_path):
+        self.export_path = export_path
+        self.header, self.mapping = _read_mapping(mapping_path)
+        self.rows: list[dict] = []
+        self.skipped: dict[str, int] = {}
+
+    def pair(self, pair_id, where: str) -> dict:
+        if pair_id not in self.mapping:
+            raise LimaError(
+                f"{self.export_path}: {where}: pair_id {pair_id!r} is not in the mapping file"
+            )
+        return self.mapping[pair_id]
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def add(self, m: dict, value, annotator: str, comment: str, created: str, where: str) -> None:
+        if value not in VALUE_TO_LABEL:
+            raise LimaError(
+                f"{self.export_path}: {where}: answer {value!r} is none of "
+                f"{', '.join(map(repr, BUTTONS.values()))}"
+            )
+        self.rows.append(verdict_row({
+            "prompt_id": m["id"], "sample": m["sample"], "category": m["category"],
+            "swapped": m["swapped"], "label": VALUE_TO_LABEL[value], "annotator": annotator,
+            "comment": comment, "created": created,
+            "len_a": m["len_a"], "len_b": m["len_b"],
+        }))  # fmt: skip
+
+    def write(self, out) -> tuple[Path, dict]:
+        out = Path(out)
+        verdicts_path = out if out.suffix == ".jsonl" else out / "verdicts.jsonl"
+        h = self.header
+        s = db.SetInfo(
+            0, Path(self.export_path).name, h["a"]["model"], h["b"]["model"], h["a"]["path"],
+            h["b"]["path"], h["pairs"], h["only_a"], h["only_b"],
+        )  # fmt: skip
+        self.rows.sort(key=lambda r: (r["id"], r["sample"], r["annotator"]))
+        summary = summarise(self.rows, s)
+        summary["judge"]["backend"] = "human"
+        summary["imported_from"] = str(self.export_path)
+        summary["skipped"] = dict(sorted(self.skipped.items()))
+        write_jsonl(verdicts_path, self.rows)
+        with atomic_write(verdicts_path.parent / "summary.json") as f:
+            json.dump(summary, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        return verdicts_path, summary
+
+
+def _person(completed_by) -> str:
+    if isinstance(completed_by, dict):
+        return str(completed_by.get("email") or completed_by.get("id") or "unknown")
+    return f"labelstudio-{completed_by}" if completed_by is not None else "unknown"
+
+
+def import_labelstudio(export_path, mapping_path, out) -> tuple[Path, dict]:
+    """Label Studio's JSON export -> verdicts.jsonl + summary.json (the judge's format)."""
+    c = _Collect(export_path, mapping_path)
+    for t, task in enumerate(_load_json_list(export_path)):
+        where = f"task {t + 1}"
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise LimaError(f"{export_path}: {where}: a task needs a 'data' object")
+        m = c.pair(task["data"].get("pair_id"), where)
+        for a, ann in enumerate(task.get("annotations") or []):
+            if ann.get("was_cancelled"):
+                c.skip("cancelled (skipped in Label Studio)")
+                continue
+            results = ann.get("result") or []
+            picked = [r for r in results if r.get("from_name") == QUESTION]
+            notes = [r for r in results if r.get("from_name") == COMMENT]
+            choices = picked[0].get("value", {}).get("choices", []) if picked else []
+            if len(choices) != 1:
+                c.skip("no single choice")
+                continue
+            comment = " ".join(notes[0].get("value", {}).get("text", [])) if notes else ""
+            c.add(m, choices[0], _person(ann.get("completed_by")), comment,
+                  str(ann.get("created_at", "")), f"{where}, annotation {a + 1}")  # fmt: skip
+    return c.write(out)
+
+
+def import_argilla(export_path, mapping_path, out) -> tuple[Path, dict]:
+    """Argilla's ``records.to_json`` export -> verdicts.jsonl + summary.json."""
+    c = _Collect(export_path, mapping_path)
+    for r, record in enumerate(_load_json_list(export_path)):
+        where = f"record {r + 1}"
+        if not isinstance(record, dict):
+            raise LimaError(f"{export_path}: {where}: a record must be an object")
+        pair_id = (record.get("metadata") or {}).get("pair_id") or record.get("id")
+        m = c.pair(pair_id, where)
+        responses = record.get("responses") or {}
+        comments = {x.get("user_id"): x.get("value") for x in responses.get(COMMENT, [])}
+        for x in responses.get(QUESTION, []):
+            if x.get("status", "submitted") != "submitted":
+                c.skip(f"status {x.get('status')}")
+                continue
+            user = str(x.get("user_id") or "unknown")
+            c.add(m, x.get("value"), user, str(comments.get(x.get("user_id")) or ""), "", where)
+    return c.write(out)
