@@ -8,7 +8,7 @@ On disk it is JSONL, one example per line::
 
 Every reader of a raw dump ends in an ``Example``; every stage reads and writes this format.
 Converters to and from the formats users already have (GAIR/lima, ShareGPT, Alpaca, OpenAI
-``messages``) live in :mod:`limakit.formats` and nowhere else.
+``messages``) live in :mod:`limakit.converters` and nowhere else.
 """
 
 from __future__ import annotations

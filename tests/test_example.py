@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from limakit.converters import FORMATS
 from limakit.errors import LimaError
 from limakit.example import Example, Message, load_examples, read_examples, write_examples
-from limakit.formats import FORMATS, convert
+from limakit.formats import convert
 
 
 def write_lines(path, rows):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from limakit.converters import FORMATS
 from limakit.errors import LimaError
 from limakit.example import Example, Message, load_examples
-from limakit.formats import FORMATS, ReadReport, convert, read_any
+from limakit.formats import ReadReport, convert, read_any
 
 FIX = Path(__file__).parent / "fixtures" / "formats"
 

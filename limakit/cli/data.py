@@ -20,8 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="input file (.jsonl, or .json holding a list)")
     p.add_argument("output", help="output .jsonl file (written atomically)")
-    p.add_argument("--from", dest="from_format", required=True, choices=list(FORMATS))
-    p.add_argument("--to", dest="to_format", default="limakit", choices=list(FORMATS))
+    p.add_argument(
+        "--from",
+        dest="from_format",
+        required=True,
+        choices=list(FORMATS),
+        help="input format (alpaca also reads LLaMA-Factory history and Self-Instruct tasks)",
+    )
+    p.add_argument(
+        "--to",
+        dest="to_format",
+        default="limakit",
+        choices=list(FORMATS),
+        help="output format (default limakit)",
+    )
     p.add_argument(
         "--skip-invalid",
         action="store_true",

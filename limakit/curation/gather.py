@@ -22,7 +22,7 @@ from limakit.curation.rules import check
 from limakit.errors import LimaError
 from limakit.example import Example, Message
 from limakit.files import is_blank
-from limakit.formats import Rejects
+from limakit.formats import ReadReport, Rejects
 
 Pools = dict[str, dict[str, list[Example]]]  # bucket -> group -> examples
 
@@ -316,7 +316,10 @@ def gather_pool(
             )
     rejects = PoolRejects(funnel) if cfg.skip_invalid else None
     for path in cfg.pool:
-        for ex in read_any(path, require_answer=True, rejects=rejects):
+        report = ReadReport()
+        for ex in read_any(path, require_answer=True, report=report, rejects=rejects):
             funnel.read["pool"] += 1
             if apply_rules(ex, names, cfg, funnel):
                 kept.append(ex)
+        if report.unmapped_line():
+            funnel.notes.append(f"{path}: {report.unmapped_line()}")

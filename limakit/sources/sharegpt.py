@@ -20,10 +20,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from limakit.converters import SHAREGPT_ROLES, from_sharegpt
 from limakit.errors import LimaError
 from limakit.example import Example, Message
 from limakit.files import TOO_DEEP
-from limakit.formats import SHAREGPT_ROLES, from_sharegpt
 
 CHUNK = 1 << 20
 _WS = " \t\r\n"

@@ -116,3 +116,18 @@ def test_wikihow_columns_are_set_on_the_command_line(tmp_path, capsys):
         ("How to Boil Rice", "Rinse it first.", "Kitchen"),
         ("How to Water Ferns", "Keep the soil damp.", "Garden"),
     ]
+
+
+def test_pool_fields_kept_in_meta_are_counted_in_a_note(tmp_path, capsys):
+    pool = tmp_path / "alpaca.jsonl"
+    rows = [
+        {"instruction": f"Question {i}?", "input": "", "output": _answer(i), "category": "qa"}
+        for i in range(2)
+    ]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    args = ["curate", "--pool", str(pool), "--select", "random", "--n", "2", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {pool}: 2 records had unmapped fields: category; kept in meta" in err
+    assert {e.meta["category"] for e in load_examples(out / "examples.jsonl")} == {"qa"}
