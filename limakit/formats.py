@@ -46,12 +46,25 @@ class ReadReport:
     rejected_to: Path | None = None
     unmapped_records: int = 0
     unmapped: dict[str, int] = field(default_factory=dict)  # field -> records, first seen first
+    to_format: str = "limakit"
+    meta_not_written: dict[str, int] = field(default_factory=dict)  # meta key -> records
+    meta_not_written_records: int = 0
 
     def note_unmapped(self, names: list[str]) -> None:
         if names:
             self.unmapped_records += 1
             for name in names:
                 self.unmapped[name] = self.unmapped.get(name, 0) + 1
+
+    def meta_line(self) -> str | None:
+        """Meta the output format has no place for, e.g. after ``--to openai``."""
+        n = self.meta_not_written_records
+        if not n:
+            return None
+        return (
+            f"{n} record{'s' if n != 1 else ''} had meta the {self.to_format} format cannot "
+            f"hold: {', '.join(self.meta_not_written)}; not written (--to limakit keeps it)"
+        )
 
     def unmapped_line(self) -> str | None:
         """``"175 records had unmapped fields: name, is_classification; kept in meta"``."""
@@ -169,6 +182,17 @@ def rejects_file(path: Path | None, report: ReadReport) -> Iterator[Rejects | No
         yield Rejects(f, report)
 
 
+# Meta keys each writer's rows account for (None: the whole meta is written). ``alpaca_input``
+# only records how the prompt was put together, so the prompt itself holds it.
+_WRITER_META: dict[str, set[str] | None] = {
+    "limakit": None,
+    "alpaca": {"alpaca_input"},
+    "lima": {"alpaca_input"},
+    "sharegpt": {"alpaca_input"},
+    "openai": {"alpaca_input"},
+}
+
+
 class _NothingValid(Exception):
     pass
 
@@ -191,7 +215,8 @@ def convert(
         if name not in FORMATS:
             raise LimaError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}")
     writer = FORMATS[to_format][1]
-    report = ReadReport()
+    report = ReadReport(to_format=to_format)
+    consumed = _WRITER_META.get(to_format)
     rejected_path = Path(dst).parent / "rejected.jsonl" if skip_invalid else None
     nothing_valid = False
     with rejects_file(rejected_path, report) as rejects:
@@ -208,6 +233,11 @@ def convert(
                         continue
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
                     report.written += 1
+                    lost = [k for k in ex.meta if consumed is not None and k not in consumed]
+                    if lost:
+                        report.meta_not_written_records += 1
+                        for k in lost:
+                            report.meta_not_written[k] = report.meta_not_written.get(k, 0) + 1
                 if report.written == 0:
                     raise _NothingValid  # leaves no dst behind; rejected.jsonl says why
         except _NothingValid:

@@ -360,3 +360,19 @@ def test_json_lines_named_json_get_a_hint(tmp_path):
         LimaError, match=r"data\.json: invalid JSON \(Extra data.*name the file \.jsonl"
     ):
         convert(src, tmp_path / "o.jsonl", "alpaca", "limakit")
+
+
+def test_meta_the_output_format_cannot_hold_is_counted(tmp_path):
+    report = convert(FIX / "selfinstruct_seed.jsonl", tmp_path / "o.jsonl", "alpaca", "openai")
+    assert report.meta_line() == (
+        "3 records had meta the openai format cannot hold: name, is_classification; not written "
+        "(--to limakit keeps it)"
+    )
+    report = convert(FIX / "alpaca_history.json", tmp_path / "a.jsonl", "alpaca", "alpaca")
+    assert report.meta_line() is None  # the input split is written back as 'input'
+    assert (
+        convert(
+            FIX / "selfinstruct_seed.jsonl", tmp_path / "l.jsonl", "alpaca", "limakit"
+        ).meta_line()
+        is None
+    )

@@ -99,9 +99,9 @@ def _print_report(report) -> None:
             f"(each with its reason in {report.rejected_to})",
             file=sys.stderr,
         )
-    line = report.unmapped_line()
-    if line:
-        print(line, file=sys.stderr)
+    for line in (report.unmapped_line(), report.meta_line()):
+        if line:
+            print(line, file=sys.stderr)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
