@@ -97,7 +97,10 @@ def connect(path: str | os.PathLike, *, create: bool = False) -> sqlite3.Connect
     """Open the database (WAL, durable commits); ``create`` makes it when missing."""
     path = Path(path)
     if not create and not path.exists():
-        raise LimaError(f"{path}: no annotation database (start with `lima annotate serve`)")
+        raise LimaError(
+            f"{path}: no annotation database; make one with "
+            f"`lima annotate serve --a A.jsonl --b B.jsonl --db {path}`"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row

@@ -68,9 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--set", help="which set (needed when the database holds several)")
     q.set_defaults(func=run_export)
 
-    for tool, what in (("labelstudio", "Label Studio"), ("argilla", "Argilla")):
+    for tool, what, a_what in (
+        ("labelstudio", "Label Studio", "a Label Studio"),
+        ("argilla", "Argilla", "an Argilla"),
+    ):
         q = asub.add_parser(
-            f"export-{tool}", help=f"write a {what} project for the pairs of --a and --b"
+            f"export-{tool}", help=f"write {a_what} project for the pairs of --a and --b"
         )
         q.add_argument("--a", required=True, help="answers of model A (.jsonl)")
         q.add_argument("--b", required=True, help="answers of model B (.jsonl)")
@@ -85,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.set_defaults(func=run_export_tool, tool=tool)
 
         q = asub.add_parser(
-            f"import-{tool}", help=f"turn a {what} export into verdicts in the judge's format"
+            f"import-{tool}", help=f"turn {a_what} export into verdicts in the judge's format"
         )
         q.add_argument("export", help=f"the {what} export file (JSON)")
         q.add_argument(
