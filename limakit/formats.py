@@ -177,9 +177,27 @@ def rejects_file(path: Path | None, report: ReadReport) -> Iterator[Rejects | No
     if path is None:
         yield None
         return
+    if _holds_curation_rejections(path):
+        raise LimaError(
+            f"{path} holds the rejections of a curation (rows with a 'rule'); not overwriting it: "
+            "write elsewhere (convert: another output folder; inspect: --rejected-dir)"
+        )
     report.rejected_to = path
     with atomic_write(path) as f:
         yield Rejects(f, report)
+
+
+def _holds_curation_rejections(path: Path) -> bool:
+    """Whether ``path`` is ``lima curate``'s funnel (its rows carry a ``rule``), not ours."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        first = f.readline()
+    try:
+        row = json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(row, dict) and "rule" in row
 
 
 # Meta keys each writer's rows account for (None: the whole meta is written). ``alpaca_input``

@@ -376,3 +376,14 @@ def test_meta_the_output_format_cannot_hold_is_counted(tmp_path):
         ).meta_line()
         is None
     )
+
+
+def test_skip_invalid_never_overwrites_a_curations_rejections(tmp_path):
+    src = write_lines(tmp_path / "in.jsonl", [{"conversations": ["Q", "A"]}])
+    out = tmp_path / "curated" / "lima.jsonl"
+    out.parent.mkdir()
+    funnel = out.parent / "rejected.jsonl"
+    funnel.write_text(json.dumps({"id": "se-1", "rule": "answer_length", "reason": "short"}) + "\n")
+    with pytest.raises(LimaError, match=r"holds the rejections of a curation"):
+        convert(src, out, "lima", "limakit", skip_invalid=True)
+    assert json.loads(funnel.read_text())["rule"] == "answer_length" and not out.exists()
