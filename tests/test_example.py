@@ -151,13 +151,7 @@ SINGLE = Example([Message("user", "Q"), Message("assistant", "A")], source="alpa
 @pytest.mark.parametrize("fmt", ["lima", "sharegpt", "openai", "limakit", "alpaca"])
 def test_round_trip_every_converter(fmt):
     reader, writer = FORMATS[fmt]
-    cases = (
-        [SINGLE]
-        if fmt == "alpaca"
-        else [MULTI, SINGLE]
-        if fmt == "lima"
-        else [MULTI, SYSTEM, SINGLE]
-    )
+    cases = [MULTI, SINGLE] if fmt == "lima" else [MULTI, SYSTEM, SINGLE]
     for ex in cases:
         back = reader(json.loads(json.dumps(writer(ex))))
         assert [m.to_dict() for m in back.messages] == [m.to_dict() for m in ex.messages]
