@@ -261,8 +261,11 @@ def expand(fmt: str, where: str, obj: dict) -> list[tuple[str, dict]]:
     for i, inst in enumerate(instances, start=1):
         if not isinstance(inst, dict):
             raise LimaError(f"{where}: instance {i} must be an object with 'input' and 'output'")
-        row = {**{k: v for k, v in inst.items() if k not in base}, **base}
+        row = dict(base)
         row["input"], row["output"] = inst.get("input", ""), inst.get("output", "")
+        extra = {k: v for k, v in inst.items() if k not in ("input", "output")}
+        if extra:
+            row["instance_fields"] = extra  # kept in meta like any field the reader does not map
         if len(instances) > 1:
             row["id"] = f"{obj['id']}-{i}" if "id" in obj else ""
         rows.append((f"{where} instance {i}" if len(instances) > 1 else where, row))

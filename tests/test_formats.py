@@ -387,3 +387,22 @@ def test_skip_invalid_never_overwrites_a_curations_rejections(tmp_path):
     with pytest.raises(LimaError, match=r"holds the rejections of a curation"):
         convert(src, out, "lima", "limakit", skip_invalid=True)
     assert json.loads(funnel.read_text())["rule"] == "answer_length" and not out.exists()
+
+
+def test_fields_of_a_self_instruct_instance_are_kept_too(tmp_path):
+    task = {
+        "id": "t",
+        "instruction": "Add.",
+        "instances": [
+            {"input": "1+1", "output": "2", "explanation": "one and one"},
+            {"input": "2+2", "output": "4"},
+        ],
+    }
+    out = tmp_path / "o.jsonl"
+    report = convert(write_lines(tmp_path / "t.jsonl", [task]), out, "alpaca", "limakit")
+    assert report.unmapped_line() == (
+        "1 record had unmapped fields: instances[].explanation; kept in meta"
+    )
+    first, second = load_examples(out)
+    assert first.meta == {"alpaca_input": "1+1", "instance_fields": {"explanation": "one and one"}}
+    assert second.meta == {"alpaca_input": "2+2"}
