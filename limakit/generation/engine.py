@@ -245,17 +245,26 @@ class Engine:
                 self._finish_unadmitted(req, "length")
             else:
                 admitted.append(req)
-        chunk: list[Request] = []
-        for req in admitted:  # chunks of at most prefill_tokens padded tokens
-            longest = max([len(r.prompt_ids) for r in chunk] + [len(req.prompt_ids)])
-            if chunk and longest * (len(chunk) + 1) > self.prefill_tokens:
+        try:
+            chunk: list[Request] = []
+            for req in admitted:  # chunks of at most prefill_tokens padded tokens
+                longest = max([len(r.prompt_ids) for r in chunk] + [len(req.prompt_ids)])
+                if chunk and longest * (len(chunk) + 1) > self.prefill_tokens:
+                    self._prefill(chunk)
+                    chunk = []
+                chunk.append(req)
+            if chunk:
                 self._prefill(chunk)
-                chunk = []
-            chunk.append(req)
-        if chunk:
-            self._prefill(chunk)
-        if self.active:
-            self._decode()
+            if self.active:
+                self._decode()
+        except BaseException:
+            # Prompts taken from the queue but not yet in a slot go back, so that ``fail_all``
+            # finishes them too: nobody waits forever for a sequence the engine forgot.
+            active = {id(r) for r in self.active}
+            lost = [r for r in admitted if id(r) not in active and not r.done]
+            with self.lock:
+                self.waiting.extendleft(reversed(lost))
+            raise
 
     def _finish_unadmitted(self, req: Request, reason: str) -> None:
         req.finish_reason = reason

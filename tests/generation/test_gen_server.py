@@ -81,7 +81,7 @@ def test_streamed_completion_matches_plain(client):
 
 def test_raw_sse_ends_with_done(server_url):
     body = {
-        "model": "m",
+        "model": "lima-test",
         "messages": MSG,
         "max_tokens": 4,
         "stream": True,
