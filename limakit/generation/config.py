@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, model_validator
 
 from limakit.config import Config
 
@@ -10,8 +12,13 @@ from limakit.config import Config
 class DecodeConfig(Config):
     """How answers are sampled. Defaults are the paper's (LIMA section 2.2 / 3).
 
+    ``top_p`` 0 keeps only the most likely token, which is greedy decoding: it is stored as such
+    (temperature 0, top_p 1), so the engine, vLLM and the recorded settings all agree.
+
     >>> DecodeConfig().top_p, DecodeConfig(temperature=0).greedy
     (0.9, True)
+    >>> c = DecodeConfig(top_p=0); (c.temperature, c.top_p, c.greedy)
+    (0.0, 1.0, True)
     """
 
     temperature: float = Field(
@@ -19,9 +26,10 @@ class DecodeConfig(Config):
     )
     top_p: float = Field(
         0.9,
-        gt=0.0,
+        ge=0.0,
         le=1.0,
-        description="Nucleus sampling: keep the smallest set of tokens with this mass.",
+        description="Nucleus sampling: keep the smallest set of tokens with this mass; 0 means "
+        "greedy decoding (like temperature 0).",
     )
     repetition_penalty: float = Field(
         1.2,
@@ -30,6 +38,15 @@ class DecodeConfig(Config):
         "in this answer; prompt tokens are not penalised. 1.0 turns it off.",
     )
     max_new_tokens: int = Field(2048, ge=1, description="Answers stop here at the latest.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_p_zero_is_greedy(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            top_p = data.get("top_p")
+            if isinstance(top_p, (int, float)) and not isinstance(top_p, bool) and top_p == 0:
+                data = {**data, "temperature": 0.0, "top_p": 1.0}
+        return data
 
     @property
     def greedy(self) -> bool:

@@ -53,7 +53,8 @@ def sample_next(
 ) -> torch.Tensor:
     """One token per row. ``logits`` (B, V) float; ``seen`` (B, V) bool; settings (B,) floats.
 
-    Rows with temperature 0 take the argmax (after the penalty), like greedy decoding. Everything
+    Rows with temperature 0 or top_p 0 take the argmax (after the penalty): a nucleus of no mass
+    keeps only the most likely token, which is greedy decoding. Everything
     runs on the logits' device; the random numbers come from each row's CPU generator (so a seed
     gives the same draws on any device). ``all_greedy`` (known on the host) saves reading
     ``temperature`` back from the device.
@@ -64,7 +65,7 @@ def sample_next(
     [1]
     """
     logits = apply_repetition_penalty(logits.float(), seen, penalty)
-    greedy = temperature <= 0
+    greedy = (temperature <= 0) | (top_p <= 0)
     argmax = logits.argmax(dim=-1)
     if all_greedy if all_greedy is not None else bool(greedy.all()):
         return argmax

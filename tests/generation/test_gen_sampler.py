@@ -92,3 +92,23 @@ def test_text_stream_without_stop_emits_everything():
     s = TextStream(_CharTok(), stop=["zz"])
     out = "".join(s.push(ord(c)) for c in "abcz")
     assert out + s.finish() == "abcz" and not s.stopped
+
+
+def test_top_p_zero_is_greedy_in_the_sampler_and_the_config():
+    # A large vocabulary (the CPU path looks at the top 512 first) with one clear favourite.
+    logits = torch.randn(3, 2000, generator=torch.Generator().manual_seed(0))
+    logits[:, 7] += 10.0
+    for seed in range(5):
+        assert _sample(logits, top_p=0.0, temperature=1.0, seed=seed).tolist() == [7, 7, 7]
+    # A mixed batch: the top_p=0 row is greedy whatever its neighbours do.
+    picks = sample_next(
+        logits,
+        torch.zeros(3, 2000, dtype=torch.bool),
+        torch.tensor([1.0, 1.0, 1.0]),
+        torch.tensor([1.0, 0.0, 0.9]),
+        torch.ones(3),
+        [generator_for(1, i) for i in range(3)],
+    )
+    assert picks[1].item() == 7
+    c = DecodeConfig(top_p=0)
+    assert c.greedy and (c.temperature, c.top_p) == (0.0, 1.0)
