@@ -94,7 +94,7 @@ def _hash(token: str) -> str:
 
 
 def connect(path: str | os.PathLike, *, create: bool = False) -> sqlite3.Connection:
-    """Open the database (WAL, durable commits); ``create`` makes it when missing."""
+    """Open the database (WAL, durable commits); ``create`` makes it (or its tables) when missing."""
     path = Path(path)
     if not create and not path.exists():
         raise LimaError(
@@ -108,11 +108,14 @@ def connect(path: str | os.PathLike, *, create: bool = False) -> sqlite3.Connect
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(SCHEMA)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('seed', ?)",
-            (str(secrets.randbits(31)),),
-        )
+        if create:
+            conn.executescript(SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('seed', ?)",
+                (str(secrets.randbits(31)),),
+            )
+        else:  # per-request connections write nothing until a verdict comes
+            conn.execute("SELECT 1 FROM verdicts LIMIT 0")
     except sqlite3.DatabaseError as e:
         conn.close()
         raise LimaError(f"{path}: not an annotation database ({e})") from None

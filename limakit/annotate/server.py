@@ -41,7 +41,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(db_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(
+    db_path: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    secure_cookies: bool = False,
+) -> None:
     """Serve the app until interrupted; prints ``serving on http://HOST:PORT`` once bound."""
     import uvicorn
 
@@ -58,10 +64,11 @@ def serve(db_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving on http://{shown}:{bound}", flush=True)
-    if host not in ("127.0.0.1", "::1", "localhost"):
+    if host not in ("127.0.0.1", "::1", "localhost") and not secure_cookies:
         print(
             "warning: listening beyond this machine; put it behind HTTPS before sharing links",
             file=sys.stderr,
         )
-    config = uvicorn.Config(create_app(db_path), log_level="warning", access_log=False)
+    app = create_app(db_path, secure_cookies=secure_cookies)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])

@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=8000,
         help="port to listen on (default 8000; 0 picks a free one)",
     )
+    q.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="mark cookies Secure (HTTPS only): use when a proxy serves the app over HTTPS",
+    )
     q.set_defaults(func=run_serve)
 
     q = asub.add_parser(
@@ -118,7 +123,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 f"warning: {only_a} answers only in {args.a}, {only_b} only in {args.b} (not shown)",
                 file=sys.stderr,
             )
-    serve(args.db, args.host, args.port)
+    serve(args.db, args.host, args.port, secure_cookies=args.secure_cookies)
     return 0
 
 

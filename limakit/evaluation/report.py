@@ -244,8 +244,9 @@ def agreement_blocks(agreements: list[dict]) -> list[tuple[str, Any]]:
         ("h2", "Agreement between people and judges"),
         ("p", "Tie-discounted accuracy (the LIMA paper's measure: 1 when two labels match, 0.5 "
               "when exactly one is a tie, 0 otherwise) and Cohen's kappa, with 95% bootstrap "
-              "intervals over pairs. The paper found 82% between crowd workers and 78% between "
-              "crowd workers and GPT-4."),
+              "intervals over pairs. A judge's label for a pair is its result over both orders (a "
+              "disagreement between the orders is a tie). The paper found 82% between crowd "
+              "workers and 78% between crowd workers and GPT-4."),
         ("t", _table(["people", "between", "pairs", "comparisons", "accuracy [95% CI]",
                       "kappa [95% CI]"], rows)),
     ]  # fmt: skip

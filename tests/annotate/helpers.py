@@ -55,9 +55,9 @@ class RequestLog:
 class Server:
     """uvicorn in a thread on a socket bound before start, so clients can connect at once."""
 
-    def __init__(self, db_path: Path):
+    def __init__(self, db_path: Path, *, secure_cookies: bool = False):
         self.db_path = db_path
-        self.app = RequestLog(create_app(db_path))
+        self.app = RequestLog(create_app(db_path, secure_cookies=secure_cookies))
         self.sock = bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
@@ -76,11 +76,7 @@ class Server:
         self.sock.close()
 
     def token(self, name: str, admin: bool = False) -> str:
-        conn = db.connect(self.db_path)
-        try:
-            return db.add_user(conn, name, admin=admin)
-        finally:
-            conn.close()
+        return issue_token(self.db_path, name, admin)
 
     def client(self, name: str | None = None, admin: bool = False) -> httpx.Client:
         """An HTTP client, signed in as ``name`` through the login form when a name is given."""
@@ -106,3 +102,11 @@ def make_db(d: Path, a_texts: list[str], b_texts: list[str]) -> Path:
     path = d / "annotations.sqlite"
     load_set(path, a, b)
     return path
+
+
+def issue_token(db_path: Path, name: str, admin: bool = False) -> str:
+    conn = db.connect(db_path)
+    try:
+        return db.add_user(conn, name, admin=admin)
+    finally:
+        conn.close()

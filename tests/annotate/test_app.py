@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.annotate.helpers import XSS, Server, csrf_of, make_db, pair_id_of
@@ -137,3 +138,25 @@ def test_raw_html_in_answers_is_escaped_in_the_page(server):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(2)&gt;" in html
     assert "<img" not in html and 'href="javascript:' not in html
+
+
+def test_cookies_can_be_marked_secure_for_https(tmp_path):
+    with Server(make_db(tmp_path, ["x"], ["y"]), secure_cookies=True) as s:
+        token = s.token("tls")
+        c = s.client()
+        page = c.get("/login", params={"token": token})
+        assert "secure" in page.headers["set-cookie"].lower()
+        csrf = csrf_of(page.text)
+        # a browser keeps Secure cookies for HTTPS; send this one by hand over the test's HTTP
+        r = httpx.post(f"{s.url}/login", data={"token": token, "csrf": csrf},
+                       headers={"cookie": f"lima_login={csrf}"})  # fmt: skip
+        assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+
+
+def test_a_file_that_is_no_annotation_database_is_one_clear_error(tmp_path):
+    from limakit.annotate.app import create_app
+    from limakit.errors import LimaError
+
+    (tmp_path / "junk.sqlite").write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(LimaError, match="junk.sqlite: not an annotation database"):
+        create_app(tmp_path / "junk.sqlite")

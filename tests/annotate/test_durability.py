@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from limakit.annotate import db
-from tests.annotate.helpers import csrf_of, pair_id_of, write_answers
+from tests.annotate.helpers import csrf_of, issue_token, pair_id_of, write_answers
 
 PEOPLE = ["ana", "ben", "cai", "dee"]
 
@@ -29,9 +28,7 @@ def start(db_path, *extra) -> tuple[subprocess.Popen, str]:
 
 
 def sign_in(url: str, db_path, name: str) -> httpx.Client:
-    conn = db.connect(db_path)
-    token = db.add_user(conn, name)
-    conn.close()
+    token = issue_token(db_path, name)
     c = httpx.Client(base_url=url, timeout=30)
     page = c.get("/login", params={"token": token})
     assert c.post("/login", data={"token": token, "csrf": csrf_of(page.text)}).status_code == 303
