@@ -182,6 +182,8 @@ def rejects_file(path: Path | None, report: ReadReport) -> Iterator[Rejects | No
             f"{path} holds the rejections of a curation (rows with a 'rule'); not overwriting it: "
             "write elsewhere (convert: another output folder; inspect: --rejected-dir)"
         )
+    if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        raise LimaError(f"{path.parent}: cannot write rejected.jsonl there (no write permission)")
     report.rejected_to = path
     with atomic_write(path) as f:
         yield Rejects(f, report)
