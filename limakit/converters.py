@@ -97,7 +97,7 @@ def _example(msgs: list[Message], obj: dict, fmt: str, meta: dict | None = None)
     return Example(
         msgs,
         source=str(obj.get("source", fmt)),
-        id=str(obj.get("id", "")),
+        id="" if obj.get("id") is None else str(obj["id"]),  # none: a content hash
         meta=_kept(obj, fmt, meta),
     )
 
