@@ -109,6 +109,8 @@ def read_wikihow(
         for t, text, cat, where, rid in _read_csv(path, columns):
             yield _example(title(t), text, cat, where, rid)
         return
+    if {"step", "heading"} & set(columns):
+        raise LimaError(f"{path}: the roles step and heading apply to CSV files (one step per row)")
     keys = {"title": "title", "text": "text", "category": "category", **columns}
     for lineno, raw in read_jsonl_records(path):
         obj = {str(k).lower(): v for k, v in raw.items()}  # Title/title alike

@@ -150,6 +150,20 @@ def test_wikihow_column_mapping(tmp_path):
         list(read_wikihow(p, columns={"title": "Question", "body": "Answer"}))
 
 
+def test_wikihow_jsonl_keys_can_be_mapped_too(tmp_path):
+    p = tmp_path / "w.jsonl"
+    p.write_text('{"Question": "Boil Rice", "Answer": "Rinse it first.", "Topic": "Kitchen"}\n')
+    cols = {"title": "Question", "text": "Answer", "category": "Topic"}
+    (art,) = read_wikihow(p, columns=cols)
+    assert (art.prompt, art.answer, art.meta["category"]) == (
+        "How to Boil Rice",
+        "Rinse it first.",
+        "Kitchen",
+    )
+    with pytest.raises(LimaError, match=r"w\.jsonl: the roles step and heading apply to CSV"):
+        list(read_wikihow(p, columns={"title": "Question", "step": "Answer"}))
+
+
 def test_wikihow_header_without_articles_is_an_error(tmp_path):
     p = tmp_path / "w.csv"
     p.write_text("title,result\n", encoding="utf-8")
