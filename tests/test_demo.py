@@ -1,33 +1,66 @@
-"""`lima demo --quick` runs the whole loop offline and a rerun skips finished stages."""
+"""`lima demo` is `lima run` on the packaged config; `--quick` runs the whole loop offline."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from limakit.cli import main
+from limakit.config import load_config
+from limakit.demo import demo_config
 from limakit.example import load_examples
+from limakit.run import load_run_config
+from limakit.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_demo_config_is_the_one_in_configs():
+    """One source of truth: the packaged run config is the file under configs/, its training
+    section is configs/demo-train.yaml, and --quick changes only what its file lists."""
+    full = demo_config()
+    assert full == load_run_config(ROOT / "configs" / "run-demo-cpu.yaml")
+    assert full.train == load_config(TrainConfig, ROOT / "configs" / "demo-train.yaml")
+    assert full.train.lr == 1e-4 and full.train.final_lr == 1e-5
+    quick = demo_config(quick=True)
+    assert (quick.data.curate.n, quick.train.epochs, quick.sample.limit) == (8, 1, 2)
+    assert quick.train.lr == full.train.lr and quick.judge == full.judge
+    assert all(Path(p).exists() for p in full.data.curate.manual)  # packaged, not configs/
+    assert any("1e-4" in note for note in full.notes)  # the departures are stated
 
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_resumes(tmp_path, smollm2_dir, capsys):
     out = tmp_path / "run"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    examples = load_examples(out / "curate" / "examples.jsonl")
+    examples = load_examples(out / "data" / "examples.jsonl")
     assert len(examples) == 8 and {e.source for e in examples} <= {"manual", "sharegpt"}
-    assert (out / "curate" / "card.md").exists()
+    assert (out / "data" / "card.md").exists()
     assert list((out / "train" / "checkpoints").glob("epoch-1"))
-    for name in ("base", "lima"):
+    assert json.loads((out / "select" / "choice.json").read_text())["checkpoint"] == "epoch-1"
+    for name in ("model", "base"):
         answers = load_examples(out / "answers" / f"{name}.jsonl")
         assert len(answers) == 2 and all(a.meta["stop"] in ("eot", "length") for a in answers)
-    summary = json.loads((out / "judge" / "summary.json").read_text())
+    summary = json.loads((out / "judge" / "pairwise-base" / "summary.json").read_text())
     assert summary["n"] + summary["invalid"] == 2
     assert abs(summary["win"] + summary["tie"] + summary["lose"] - 1) < 1e-9 or summary["n"] == 0
+    checks = json.loads((out / "judge" / "checks.json").read_text())
+    assert set(checks) == {"model", "base"}
     report = (out / "report" / "report.md").read_text()
-    assert "winrates.png" in report and "Automatic checks" in report
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    for part in ("winrates.png", "Automatic checks", "Checkpoint choice", "train_loss.png",
+                 "Data card", "1e-4"):  # fmt: skip
+        assert part in report, part
+
+    # run.json records the limakit commit of each invocation, which moves while the suite runs.
+    def stamps():
+        return {
+            p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "run.json"
+        }
+
+    before = stamps()
     capsys.readouterr()
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    assert capsys.readouterr().err.count("done earlier") == 5
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    assert capsys.readouterr().err.count("done earlier") == 7
+    assert stamps() == before

@@ -1,20 +1,31 @@
-"""``lima demo``: the main job on the embedded default, offline."""
+"""``lima demo``: ``lima run`` on the packaged demo config, offline."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from limakit.cli import add_overrides
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the whole loop on the embedded default, offline")
+    p = sub.add_parser(
+        "demo",
+        help="run the whole loop on the embedded default, offline",
+        description="`lima run` on the run config shipped in limakit (the same file as "
+        "configs/run-demo-cpu.yaml). A rerun skips finished stages.",
+    )
     p.add_argument(
         "--out",
         default="demo-run",
         help="run directory (default: demo-run); reruns skip finished stages",
     )
-    p.add_argument("--model", default="smollm2-135m", help="model alias, folder or hub id")
-    p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the smaller packaged config demo-quick.yaml (used by the tests)",
+    )
+    add_overrides(p, "a field of the demo's run config", "train.model=smollm2-135m")
     p.add_argument("--fresh", action="store_true", help="delete the run directory first")
     p.set_defaults(func=run_demo)
 
@@ -22,11 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     import shutil
 
-    from limakit.demo import build
+    from limakit.demo import run_demo as demo
 
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
-    build(out, args.model, quick=args.quick).run()
-    print(f"demo finished: see {out}/")
+    demo(out, quick=args.quick, overrides=args.overrides)
+    print(f"demo finished: see {out}/report/report.md")
     return 0

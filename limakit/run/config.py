@@ -1,0 +1,294 @@
+"""The run config: one YAML file from raw data (or a ready examples file) to a report.
+
+Sections reuse the stage configs (``data.curate`` is a :class:`CurateConfig`, ``train`` a
+:class:`TrainConfig`, ``judge`` a :class:`JudgeConfig`). Three conveniences keep configs short and
+their departures visible:
+
+- ``extends: other.yaml`` starts from another run config (deep-merged; this file wins);
+- a section may be a file name (``train: demo-train.yaml``) or ``{from: FILE, key: value...}``;
+  both ``extends`` and ``from`` are relative to the file that names them;
+- ``set: [key.sub=value, ...]`` applies overrides in order, after the file, before ``--set``.
+
+Any string ``packaged:NAME`` is a file shipped inside limakit (``limakit/data/NAME``), so a packaged
+config works from an installed wheel. Other relative data paths are relative to the working folder.
+
+>>> cfg = load_run_config("packaged:configs/demo-cpu.yaml", ["train.epochs=1"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from limakit.config import Config, format_validation_error, parse_override
+from limakit.curation.config import CurateConfig
+from limakit.errors import LimaError
+from limakit.evaluation.config import JudgeConfig
+from limakit.generation.config import DecodeConfig
+from limakit.training.config import TrainConfig
+
+PACKAGED = "packaged:"
+SECTION_FILES = (("train",), ("judge",), ("select", "judge"), ("data", "curate"))
+
+
+def packaged_path(name: str) -> Path:
+    """``configs/demo-cpu.yaml`` -> the file shipped in limakit/data."""
+    p = Path(str(resources.files("limakit.data"))) / name
+    if not p.exists():
+        raise LimaError(f"{PACKAGED}{name}: no such packaged file")
+    return p
+
+
+def resolve_ref(ref: str, base: Path | None = None) -> Path:
+    if ref.startswith(PACKAGED):
+        return packaged_path(ref[len(PACKAGED) :])
+    p = Path(ref)
+    return p if p.is_absolute() or base is None else base / p
+
+
+class DataSection(Config):
+    """Where the training examples come from: curation from raw data, or a ready file."""
+
+    curate: CurateConfig | None = Field(
+        None, description="Curation of raw dumps (its `out` is the run's data/ folder)."
+    )
+    examples: str | None = Field(
+        None, description="A ready examples file (limakit JSONL) instead of curation."
+    )
+    prompt_filter: str | None = Field(
+        None,
+        description="Keep only curated examples whose prompt matches this regex (case-"
+        "insensitive), then draw curate.n of them: a homogeneous arm from a mixed pool.",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> DataSection:
+        if (self.curate is None) == (self.examples is None):
+            raise ValueError("give exactly one of data.curate or data.examples")
+        if self.prompt_filter is not None:
+            if self.curate is None:
+                raise ValueError("data.prompt_filter works on curated data (data.curate)")
+            try:
+                re.compile(self.prompt_filter)
+            except re.error as e:
+                raise ValueError(f"prompt_filter is not a valid regex ({e})") from None
+        return self
+
+
+class SelectSection(Config):
+    """Checkpoint choice on the dev set (``lima select``): the paper judges epochs 5-10."""
+
+    enabled: bool = Field(True, description="Judge dev answers per epoch; false = last epoch.")
+    dev: str = Field(
+        "curated",
+        description="Dev prompts (with reference answers for pairwise), or 'curated' for the "
+        "curation's dev split (needs data.curate.splits=true).",
+    )
+    reference: str | None = Field(None, description="Reference answers file for pairwise.")
+    epochs: list[int] | None = Field(None, description="Epochs judged (None: every epoch kept).")
+    protocol: Literal["pairwise", "likert"] = Field(
+        "pairwise", description="Pairwise against references, or 1-6 Likert."
+    )
+    samples: int = Field(1, ge=1, description="Answers per dev prompt.")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Dev answers' token cap (None: sample.decode's)."
+    )
+    judge: JudgeConfig | None = Field(
+        None, description="Judge of the checkpoint choice (None: the run's `judge`)."
+    )
+
+
+class SampleSection(Config):
+    """Answers to the test prompts from the chosen checkpoint and the baselines."""
+
+    prompts: str = Field(
+        ..., description="Test prompts file (limakit JSONL, last turn the user's)."
+    )
+    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    samples: int = Field(1, ge=1, description="Answers per prompt.")
+    seed: int = Field(0, description="Sampling seed (each prompt and sample has its own stream).")
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    backend: Literal["hf", "vllm"] = Field("hf", description="limakit's engine, or vLLM.")
+    device: str = Field("auto", description="auto (cuda when present), cpu, cuda:N.")
+    dtype: str = Field("auto", description="Weights dtype for sampling (auto: bf16 where fast).")
+    batch_size: int = Field(16, ge=1, description="Sequences decoded together.")
+
+
+class Baseline(Config):
+    """Something to compare the fine-tuned model with: exactly one of model, answers, run."""
+
+    name: str = Field(..., description="Short name: answers/NAME.jsonl, judge/pairwise-NAME/.")
+    model: str | None = Field(None, description="A model sampled like the fine-tuned one.")
+    answers: str | None = Field(None, description="A ready answers file for the same prompts.")
+    run: str | None = Field(None, description="Another run directory: its fine-tuned answers.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v) or v == "model":
+            raise ValueError("use letters, digits, '_', '.', '-' (and not 'model')")
+        return v
+
+    @model_validator(mode="after")
+    def _one(self) -> Baseline:
+        if sum(x is not None for x in (self.model, self.answers, self.run)) != 1:
+            raise ValueError(f"baseline {self.name!r}: give exactly one of model, answers, run")
+        return self
+
+
+class EvaluateSection(Config):
+    """Which judgements the run makes (the judge is the `judge` section)."""
+
+    pairwise: bool = Field(True, description="Fine-tuned vs each baseline, both orders.")
+    likert: bool = Field(False, description="1-6 helpfulness of every answer set.")
+    rate: bool = Field(False, description="Fail / Pass / Excellent of every answer set.")
+    checks: bool = Field(True, description="Judge-free checks: EOT stops, length, repetition.")
+
+
+class RunConfig(Config):
+    """Everything ``lima run`` does, stage by stage."""
+
+    name: str = Field("lima", description="Label of the fine-tuned model in answers and reports.")
+    data: DataSection
+    train: TrainConfig
+    launch: list[str] | None = Field(
+        None,
+        description="Command that starts the training processes, e.g. [accelerate, launch, "
+        "--num_processes, '8']; `-m limakit train ...` is appended. None: train in this process.",
+    )
+    select: SelectSection = Field(default_factory=SelectSection)
+    sample: SampleSection
+    baselines: list[Baseline] = Field(default_factory=list)
+    judge: JudgeConfig | None = Field(None, description="The judge (selection and evaluation).")
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    notes: list[str] = Field(
+        default_factory=list, description="Departures from the paper, printed in the report."
+    )
+    cache: str | None = Field(
+        None, description="Shared stage cache folder (hard links): runs reuse equal stages."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        names = [b.name for b in self.baselines]
+        if len(set(names)) != len(names):
+            raise ValueError(f"baseline names repeat: {names}")
+        judged = (self.select.enabled and self.select.judge is None) or any(
+            (self.evaluate.likert, self.evaluate.rate, self.evaluate.pairwise and names)
+        )
+        if judged and self.judge is None:
+            raise ValueError("a `judge` section is needed (selection or judging is on)")
+        if self.select.enabled and self.select.dev == "curated":
+            if self.data.curate is None or not self.data.curate.splits:
+                raise ValueError("select.dev=curated needs data.curate with splits: true")
+        return self
+
+
+def _deep_merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _deep_merge(base.get(k), v) if k in base else v
+        return out
+    return over
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise LimaError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise LimaError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LimaError(f"{path}: a config must be a mapping of field: value")
+    return data
+
+
+def _expand(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, list[str]]:
+    """The file's mapping with ``extends`` and section files merged in; its ``set`` lists."""
+    real = path.resolve()
+    if real in seen:
+        raise LimaError(f"{path}: `extends` loops back to itself")
+    data = _read_yaml(path)
+    base_dir = real.parent
+    sets: list[str] = []
+    parent = data.pop("extends", None)
+    own_sets = data.pop("set", None) or []
+    if not isinstance(own_sets, list) or not all(isinstance(s, str) for s in own_sets):
+        raise LimaError(f"{path}: `set` must be a list of key=value strings")
+    for keys in SECTION_FILES:
+        node = data
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or keys[-1] not in node:
+            continue
+        value = node[keys[-1]]
+        if isinstance(value, str):
+            value = {"from": value}
+        if isinstance(value, dict) and "from" in value:
+            rest = {k: v for k, v in value.items() if k != "from"}
+            node[keys[-1]] = _deep_merge(_read_yaml(resolve_ref(value["from"], base_dir)), rest)
+    if parent is not None:
+        pdata, psets = _expand(resolve_ref(str(parent), base_dir), (*seen, real))
+        data = _deep_merge(pdata, data)
+        sets += psets
+    return data, sets + own_sets
+
+
+def _packaged_strings(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(PACKAGED):
+        return str(packaged_path(value[len(PACKAGED) :]))
+    if isinstance(value, list):
+        return [_packaged_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _packaged_strings(v) for k, v in value.items()}
+    return value
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if not isinstance(nxt, dict):
+                raise LimaError(f"override {text!r}: {k!r} is not a section")
+            node = nxt
+        node[keys[-1]] = value
+    return data
+
+
+def run_config_data(
+    path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[dict, str]:
+    """The merged mapping of a run config (before validation) and where it came from."""
+    p = resolve_ref(str(path))
+    data, sets = _expand(p)
+    data = apply_overrides(data, [*sets, *overrides])
+    return data, str(path)
+
+
+def validate_run_config(data: dict, where: str) -> RunConfig:
+    try:
+        return RunConfig.model_validate(_packaged_strings(data))
+    except ValidationError as e:
+        raise LimaError(format_validation_error(where, e, RunConfig)) from None
+
+
+def load_run_config(
+    path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
+    """Load a run config file (``packaged:NAME`` allowed), then ``key=value`` overrides."""
+    data, where = run_config_data(path, overrides)
+    return validate_run_config(data, where)

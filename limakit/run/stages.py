@@ -1,0 +1,361 @@
+"""The stages of ``lima run``, each a function of the run config writing into one folder:
+
+    data/ -> train/ -> select/ -> answers/ (model, then each baseline) -> judge/ -> report/
+
+Stage keys hold run-relative paths only, so the same stage in another run directory (an ablation
+arm) has the same key and can take its outputs from the shared cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from limakit.errors import LimaError
+from limakit.example import Example, read_examples, write_examples
+from limakit.files import atomic_write
+from limakit.pipeline import Stage
+from limakit.run.config import RunConfig
+
+
+def _local(paths: list[str | None]) -> list[str]:
+    """The entries that are files or folders here (hub ids and aliases are hashed by name)."""
+    return [p for p in paths if p and Path(p).exists()]
+
+
+def _dump(model) -> dict:
+    return model.model_dump(mode="json")
+
+
+def _write_json(path: Path, value) -> None:
+    with atomic_write(path) as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def epochs_in(ckpts: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in ckpts.glob("epoch-*") if p.is_dir())
+
+
+def prompts_path(cfg: RunConfig, root: Path) -> Path:
+    curated = cfg.sample.prompts == "curated"
+    return root / "data" / "test.jsonl" if curated else Path(cfg.sample.prompts)
+
+
+def test_prompts(cfg: RunConfig, root: Path) -> list[Example]:
+    """The test prompts (a trailing reference answer is dropped), the first ``limit`` of them."""
+    prompts = []
+    for ex in read_examples(prompts_path(cfg, root), require_answer=None):
+        if ex.messages[-1].role == "assistant":
+            ex = Example(ex.messages[:-1], ex.source, ex.id, dict(ex.meta))
+        prompts.append(ex)
+    if not prompts:
+        raise LimaError(f"{prompts_path(cfg, root)}: no test prompts")
+    return prompts[: cfg.sample.limit] if cfg.sample.limit else prompts
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def data_stage(cfg: RunConfig) -> Stage:
+    d = cfg.data
+    if d.examples is not None:
+
+        def copy(root: Path) -> str:
+            rows = list(read_examples(d.examples, require_answer=True))
+            write_examples(root / "data" / "examples.jsonl", rows)
+            return f"{len(rows)} ready examples from {d.examples} -> data/"
+
+        return Stage("data", ["data"], copy, {"examples": "ready"}, inputs=[d.examples],
+                     help="ready examples file")  # fmt: skip
+
+    cur = d.curate
+    assert cur is not None
+    sources = [*cur.stackexchange, *cur.wikihow, *cur.reddit, *cur.natural_instructions,
+               *cur.manual, *cur.sharegpt, *cur.pool, *cur.decontaminate.against,
+               cur.se.site_groups]  # fmt: skip
+
+    def curate_data(root: Path) -> str:
+        from limakit.curation import curate
+
+        out = root / "data"
+        if d.prompt_filter is None:
+            s = curate(cur.model_copy(update={"out": str(out)}))
+            return _curate_line(s) + " -> data/"
+        # A homogeneous arm: everything that passes the rules, then only the matching prompts.
+        s = curate(cur.model_copy(update={"out": str(out / "pool"), "n": 10**9}))
+        rx = re.compile(d.prompt_filter, re.IGNORECASE)
+        pool = list(read_examples(out / "pool" / "examples.jsonl", require_answer=True))
+        match = [ex for ex in pool if rx.search(ex.prompt)]
+        picked = random.Random(f"{cur.seed}:prompt-filter").sample(match, min(cur.n, len(match)))
+        order = {id(e): i for i, e in enumerate(pool)}
+        picked.sort(key=lambda e: order[id(e)])
+        write_examples(out / "examples.jsonl", picked)
+        for split in ("dev.jsonl", "test.jsonl"):
+            if (out / "pool" / split).exists():
+                write_examples(
+                    out / split, list(read_examples(out / "pool" / split, require_answer=None))
+                )
+        _write_json(out / "prompt_filter.json", {"regex": d.prompt_filter, "pool": len(pool),
+                                                   "matched": len(match), "kept": len(picked)})  # fmt: skip
+        if len(picked) < cur.n:
+            print(f"note: only {len(picked)} prompts match {d.prompt_filter!r} (asked for {cur.n})",
+                  file=sys.stderr)  # fmt: skip
+        return (
+            f"{len(picked)} of {len(match)} examples whose prompt matches {d.prompt_filter!r} "
+            f"({s['examples']} passed the rules) -> data/"
+        )
+
+    config = {"curate": _dump(cur) | {"out": None, "progress": None}, "filter": d.prompt_filter}
+    return Stage("data", ["data"], curate_data, config, inputs=_local(sources),
+                 help="curation: LIMA's rules, sampling, dedup, card")  # fmt: skip
+
+
+def _curate_line(s: dict) -> str:
+    mix = ", ".join(f"{k} {v}" for k, v in sorted(s["by_source"].items()))
+    read = sum(s["read"].values()) if isinstance(s["read"], dict) else s["read"]
+    return (
+        f"{s['examples']} examples ({mix}) from {read} records read; "
+        f"{s['rejected']} rejected, each with its rule"
+    )
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+def train_stage(cfg: RunConfig) -> Stage:
+    keyed = cfg.train.model_copy(update={"data": "data/examples.jsonl"})
+
+    def run(root: Path) -> str:
+        out = root / "train"
+        resume = (out / "checkpoints").exists()  # a killed run's checkpoints (same key)
+        real = cfg.train.model_copy(update={"data": str(root / "data" / "examples.jsonl")})
+        if cfg.launch:
+            path = root / "stages" / "train-config.yaml"
+            real.save(path)
+            cmd = [*cfg.launch, "-m", "limakit", "train", str(path), "--out", str(out)]
+            cmd += ["--resume"] if resume else []
+            print("$ " + " ".join(cmd), file=sys.stderr)
+            rc = subprocess.run(cmd).returncode
+            if rc != 0:
+                raise LimaError(f"training command failed (exit {rc}): {' '.join(cmd)}")
+        else:
+            from limakit.training import train
+
+            train(real, out, resume=resume)
+        rows = [
+            json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()
+        ]
+        if not rows:
+            raise LimaError(f"{out / 'metrics.jsonl'}: training logged no step")
+        tps = sum(r["real_tokens"] for r in rows) / max(sum(r["step_time_s"] for r in rows), 1e-9)
+        return (
+            f"{len(rows)} steps, loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}, "
+            f"{tps:.0f} real tokens/s -> train/"
+        )
+
+    config = {"train": _dump(keyed), "launch": cfg.launch}
+    return Stage("train", ["train"], run, config, inputs=_local([cfg.train.model]),
+                 reads=["data/examples.jsonl"], resumable=True,
+                 help="fine-tune: EOT template, prompt masking, packing, residual dropout")  # fmt: skip
+
+
+# --- select ------------------------------------------------------------------------------------
+
+
+def _dev_path(cfg: RunConfig, root: Path) -> Path:
+    return root / "data" / "dev.jsonl" if cfg.select.dev == "curated" else Path(cfg.select.dev)
+
+
+def _decode(cfg: RunConfig, max_new_tokens: int | None = None):
+    if max_new_tokens is None:
+        return cfg.sample.decode
+    return cfg.sample.decode.model_copy(update={"max_new_tokens": max_new_tokens})
+
+
+def select_stage(cfg: RunConfig) -> Stage:
+    sel = cfg.select
+    judge = sel.judge or cfg.judge
+
+    def run(root: Path) -> str:
+        ckpts = root / "train" / "checkpoints"
+        link = root / "checkpoints"  # `lima select` reads RUN/checkpoints and writes RUN/select
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(os.path.join("train", "checkpoints"), link)
+        epochs = [e for e in epochs_in(ckpts) if sel.epochs is None or e in sel.epochs]
+        if not sel.enabled or not epochs:
+            chosen = f"epoch-{epochs[-1]}" if epochs else "latest"
+            if not (ckpts / chosen).is_dir():
+                raise LimaError(f"{ckpts}: no checkpoint to sample from")
+            how = "selection off: the last checkpoint" if sel.enabled is False else (
+                "no epoch checkpoint among the configured epochs: the last checkpoint")  # fmt: skip
+            _write_json(root / "select" / "choice.json", {"checkpoint": chosen, "how": how})
+            return f"{chosen} ({how}) -> select/"
+        from limakit.evaluation import select_checkpoint
+
+        result = select_checkpoint(
+            root,
+            _dev_path(cfg, root),
+            judge,
+            epochs=epochs,
+            reference=sel.reference,
+            protocol=sel.protocol,
+            samples=sel.samples,
+            seed=cfg.sample.seed,
+            decode=_decode(cfg, sel.max_new_tokens),
+            device=cfg.sample.device,
+        )
+        if result["chosen"] is None:
+            raise LimaError(f"{root / 'select'}: no epoch could be judged")
+        how = f"best {sel.protocol} score on the dev set among epochs {epochs}"
+        _write_json(root / "select" / "choice.json",
+                    {"checkpoint": f"epoch-{result['chosen']}", "how": how})  # fmt: skip
+        row = next(r for r in result["table"] if r["epoch"] == result["chosen"])
+        return f"epoch {result['chosen']} chosen (score {row['score']:.3f}; {how}) -> select/"
+
+    reads = ["train/checkpoints"] + (
+        ["data/dev.jsonl"] if sel.enabled and sel.dev == "curated" else []
+    )
+    inputs = (
+        _local([sel.dev if sel.dev != "curated" else None, sel.reference]) if sel.enabled else []
+    )
+    config = {
+        "select": _dump(sel) | {"judge": None},  # the judge actually used is the next entry
+        "judge": _dump(judge) if judge and sel.enabled else None,
+        "decode": _dump(_decode(cfg, sel.max_new_tokens)),
+        "seed": cfg.sample.seed,
+        "device": cfg.sample.device,
+    }
+    return Stage("select", ["select", "checkpoints"], run, config, inputs=inputs, reads=reads,
+                 help="checkpoint choice: dev answers per epoch, judged")  # fmt: skip
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+def _sample_key(cfg: RunConfig) -> tuple[dict, list[str]]:
+    """The sampling settings and the prompts themselves (or the curated test file, read)."""
+    s = cfg.sample
+    if s.prompts == "curated":
+        return {"sample": _dump(s)}, ["data/test.jsonl"]
+    prompts = [p.to_dict() for p in test_prompts(cfg, Path("."))]
+    return {"sample": _dump(s) | {"prompts": None}, "prompts": prompts}, []
+
+
+def _generate(cfg: RunConfig, root: Path, model: str, out: Path, name: str) -> int:
+    from limakit.generation import generate_answers
+
+    s = cfg.sample
+    out.parent.mkdir(parents=True, exist_ok=True)
+    answers = generate_answers(
+        model, test_prompts(cfg, root), samples=s.samples, seed=s.seed, config=s.decode, out=out,
+        batch_size=s.batch_size, model_name=name, dtype=s.dtype, backend=s.backend, device=s.device,
+    )  # fmt: skip
+    return len(answers)
+
+
+def sample_stage(cfg: RunConfig) -> Stage:
+    def run(root: Path) -> str:
+        choice = json.loads((root / "select" / "choice.json").read_text(encoding="utf-8"))
+        ckpt = root / "train" / "checkpoints" / choice["checkpoint"]
+        n = _generate(cfg, root, str(ckpt), root / "answers" / "model.jsonl", cfg.name)
+        return f"{n} answers from {choice['checkpoint']} -> answers/model.jsonl"
+
+    config, reads = _sample_key(cfg)
+    return Stage("sample", ["answers/model.jsonl"], run, config | {"name": cfg.name},
+                 reads=["select/choice.json", "train/checkpoints", *reads], resumable=True,
+                 help="test prompts, LIMA decoding, chosen checkpoint")  # fmt: skip
+
+
+def baseline_stages(cfg: RunConfig) -> list[Stage]:
+    stages = []
+    for b in cfg.baselines:
+        out = f"answers/{b.name}.jsonl"
+
+        def run(root: Path, b=b, out=out) -> str:
+            if b.model is not None:
+                n = _generate(cfg, root, b.model, root / out, b.name)
+                return f"{n} answers from {b.model} -> {out}"
+            src = Path(b.answers) if b.answers else Path(b.run) / "answers" / "model.jsonl"
+            rows = list(read_examples(src, require_answer=True))
+            ids = {p.id for p in test_prompts(cfg, root)}
+            missing = ids - {r.id for r in rows}
+            if missing:
+                raise LimaError(f"{src}: no answer for {len(missing)} test prompt(s), e.g. "
+                                f"{sorted(missing)[:3]}")  # fmt: skip
+            write_examples(root / out, [r for r in rows if r.id in ids])
+            return f"{len(rows)} answers copied from {src} -> {out}"
+
+        config, reads = _sample_key(cfg)
+        if b.model is not None:
+            config, inputs = config | {"baseline": _dump(b)}, _local([b.model])
+        else:
+            src = b.answers or str(Path(b.run or "") / "answers" / "model.jsonl")
+            config, inputs = config | {"baseline": b.name}, [src]
+        stages.append(Stage(f"baseline-{b.name}", [out], run, config, inputs=inputs, reads=reads,
+                            resumable=b.model is not None, help=f"baseline {b.name}"))  # fmt: skip
+    return stages
+
+
+# --- judge -------------------------------------------------------------------------------------
+
+
+def judge_stage(cfg: RunConfig) -> Stage:
+    ev = cfg.evaluate
+    names = ["model", *(b.name for b in cfg.baselines)]
+
+    def run(root: Path) -> str:
+        from limakit.evaluation import auto_checks, judge_likert, judge_pairwise, judge_rate
+
+        ans, out = root / "answers", root / "judge"
+        out.mkdir(parents=True, exist_ok=True)
+        parts = []
+        if ev.checks:
+            checks = {n: auto_checks(ans / f"{n}.jsonl") for n in names}
+            _write_json(out / "checks.json", checks)
+            parts.append("stopped at EOT: " + ", ".join(
+                f"{n} {c['eot_share']:.0%}" for n, c in checks.items()))  # fmt: skip
+        for b in names[1:] if ev.pairwise else []:
+            s = judge_pairwise(
+                ans / "model.jsonl", ans / f"{b}.jsonl", cfg.judge, out / f"pairwise-{b}"
+            )
+            parts.append(f"vs {b}: win {s['win']:.0%} tie {s['tie']:.0%} lose {s['lose']:.0%}, "
+                         f"consistency {s['consistency'] or 0:.0%}")  # fmt: skip
+        for n in names if ev.likert else []:
+            s = judge_likert(ans / f"{n}.jsonl", cfg.judge, out / f"likert-{n}", samples=None)
+            parts.append(f"{n} Likert {s['mean'] if s['mean'] is not None else '-'}")
+        for n in names if ev.rate else []:
+            s = judge_rate(ans / f"{n}.jsonl", cfg.judge, out / f"rate-{n}")
+            parts.append(f"{n} excellent {s.get('excellent', 0):.0%}")
+        if not parts:
+            raise LimaError("evaluate: every judgement is off (pairwise needs a baseline)")
+        return "; ".join(parts) + " -> judge/"
+
+    config = {"evaluate": _dump(ev), "judge": _dump(cfg.judge) if cfg.judge else None,
+              "answers": names}  # fmt: skip
+    return Stage("judge", ["judge"], run, config, reads=[f"answers/{n}.jsonl" for n in names],
+                 help="pairwise in both orders, Likert, rating, automatic checks")  # fmt: skip
+
+
+def report_stage(cfg: RunConfig) -> Stage:
+    def run(root: Path) -> str:
+        from limakit.run.report import write_run_report
+
+        path = write_run_report(cfg, root)
+        return f"report -> {path.relative_to(root)}"
+
+    reads = ["data/examples.jsonl", "train/metrics.jsonl", "select/choice.json", "judge"]
+    config = {"notes": cfg.notes, "name": cfg.name, "baselines": [b.name for b in cfg.baselines]}
+    return Stage("report", ["report"], run, config, reads=reads,
+                 help="Markdown + HTML: data card, training curve, choice, verdicts, checks")  # fmt: skip
+
+
+def stages(cfg: RunConfig) -> list[Stage]:
+    return [data_stage(cfg), train_stage(cfg), select_stage(cfg), sample_stage(cfg),
+            *baseline_stages(cfg), judge_stage(cfg), report_stage(cfg)]  # fmt: skip
