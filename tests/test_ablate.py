@@ -1,0 +1,111 @@
+"""`lima ablate` on the tiny setting: every arm runs (equal arms once), plots and plain verdicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from limakit.ablate import load_ablate_config, plan_arms
+from limakit.cli import main
+from limakit.errors import LimaError
+from limakit.run.ablation_report import overlap, verdict_lines
+from tests.evaluation.fake_server import FakeServer
+from tests.runkit import judge_behaviour, read_json, tiny_config
+
+ARMS = [
+    "quantity-n2-seed0",
+    "quantity-n4-seed0",
+    "quality-filtered-seed0",
+    "quality-unfiltered-seed0",
+    "diversity-mixed-seed0",
+    "diversity-homogeneous-seed0",
+]
+
+
+def write_ablate_config(root, run_config) -> str:
+    cfg = {
+        "run": str(run_config),
+        "set": [
+            "baselines=[]",
+            "evaluate.pairwise=false",
+            "select.enabled=false",
+            "train.epochs=1",
+        ],  # fmt: skip
+        "seeds": [0],
+        "quantity": {"k": [1, 2]},
+        "quality": {"n": 4},
+        "diversity": {"n": 4, "homogeneous": ["data.prompt_filter=python|sql|javascript"]},
+    }
+    path = root / "ablate.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def test_ablate_runs_every_arm_and_plots(tmp_path, tiny_model_dir):
+    with FakeServer(judge_behaviour) as srv:
+        run_config = tiny_config(tmp_path / "setting", tiny_model_dir, srv.url)
+        path = write_ablate_config(tmp_path, run_config)
+        assert [a.dir_name for a in plan_arms(load_ablate_config(path))] == ARMS
+        out = tmp_path / "ablate"
+        assert main(["ablate", path, "--out", str(out)]) == 0
+
+    for arm in ARMS:
+        assert (out / "arms" / arm / "report" / "report.md").exists(), arm
+        assert (out / "arms" / arm / "judge" / "likert-model" / "verdicts.jsonl").exists(), arm
+    # Every arm's own settings, and only its data differ: same training and seeds.
+    configs = {a: yaml.safe_load((out / "arms" / a / "config.yaml").read_text()) for a in ARMS}
+    assert len({json.dumps(c["train"], sort_keys=True) for c in configs.values()}) == 1
+    assert {c["data"]["curate"]["n"] for c in configs.values()} == {2, 4}
+    assert configs["quality-unfiltered-seed0"]["data"]["curate"]["select"] == "random"
+    homogeneous = out / "arms" / "diversity-homogeneous-seed0" / "data" / "examples.jsonl"
+    prompts = [
+        json.loads(x)["messages"][0]["content"] for x in homogeneous.read_text().splitlines()
+    ]
+    assert len(prompts) == 4 and all(
+        any(w in p for w in ("python", "sql", "javascript")) for p in prompts
+    )
+    # Equal arms share their stages: the filtered arm is the n=4 arm, linked from the cache.
+    ckpt = "train/checkpoints/epoch-1/model.safetensors"
+    same = [(out / "arms" / a / ckpt).stat().st_ino for a in
+            ("quantity-n4-seed0", "quality-filtered-seed0", "diversity-mixed-seed0")]  # fmt: skip
+    assert len(set(same)) == 1
+    assert (out / "arms" / "quantity-n2-seed0" / ckpt).stat().st_ino != same[0]
+
+    results = read_json(out / "ablations.json")
+    assert [r["arm"] for r in results["quantity"]] == ["n=2", "n=4"]
+    assert [r["arm"] for r in results["quality"]] == ["filtered", "unfiltered"]
+    assert [r["arm"] for r in results["diversity"]] == ["mixed", "homogeneous"]
+    report = (out / "report.md").read_text()
+    for ablation, rows in results.items():
+        assert (out / f"{ablation}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({ablation}.png)" in report
+        for r in rows:
+            assert r["prompts"] == 3 and 1 <= r["mean_ci"][0] <= r["mean"] <= r["mean_ci"][1] <= 6
+        a, b = rows
+        said = "overlap**" if overlap(a["mean_ci"], b["mean_ci"]) else "do not overlap"
+        assert said in report.split(f"{ablation}.png")[1].split("## ")[0]
+    assert "likert-model/verdicts.jsonl" in report  # the figures name their sources
+
+
+def test_overlap_verdicts_are_plain():
+    rows = [
+        {"arm": "a", "mean": 4.0, "mean_ci": [3.5, 4.5]},
+        {"arm": "b", "mean": 4.2, "mean_ci": [3.9, 4.6]},
+        {"arm": "c", "mean": 2.0, "mean_ci": [1.5, 2.5]},
+    ]
+    lines = verdict_lines(rows)
+    assert "a [3.50, 4.50] and b [3.90, 4.60]: the intervals **overlap**" in lines[0]
+    assert lines[1].startswith("- a (4.00) scores above c (2.00): the intervals do not overlap")
+    assert lines[2].startswith("- b (4.20) scores above c (2.00)")
+
+
+def test_ablate_config_errors(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("run: x.yaml\ndiversity: {enabled: true}\n")
+    with pytest.raises(LimaError, match="homogeneous"):
+        load_ablate_config(str(path))
+    path.write_text("run: x.yaml\nquantity: {k: [5, 3]}\ndiversity: {enabled: false}\n")
+    with pytest.raises(LimaError, match="k must be"):
+        load_ablate_config(str(path))
