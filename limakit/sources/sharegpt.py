@@ -1,9 +1,11 @@
 """A ShareGPT JSON file (a list of ``{"id", "conversations": [{"from", "value"}...]}``), streamed.
 
-The file may be large and cut off mid-way (the packaged ShareGPT V3 pool is), so it is decoded
-incrementally: one conversation at a time with ``json.JSONDecoder.raw_decode`` over a buffered
-stream. A clean end of input inside the list is reported as truncation (``stream.truncated``), not
-an error; damage anywhere else is a LimaError with the character offset.
+The file may be large and cut off mid-way (the packaged ShareGPT V3 pool is), so it is parsed
+incrementally with ijson's push parser: bytes go in a chunk at a time and each finished
+conversation comes out. Invalid JSON fails while a chunk is being fed; input that is valid but
+ends inside the list only fails when the parser is closed, which is how a truncation is told from
+damage without reading any error message. A truncation is reported (``stream.truncated``), not an
+error; damage is a LimaError naming the record and the byte range where it was found.
 
 >>> stream = ShareGPTStream("packaged")  # doctest: +SKIP
 >>> pairs = [ex for ex in stream.examples(turns="first")]  # doctest: +SKIP
@@ -15,18 +17,19 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import ijson
+
 from limakit.converters import SHAREGPT_ROLES, from_sharegpt
 from limakit.errors import LimaError
 from limakit.example import Example, Message
-from limakit.files import TOO_DEEP
 
-CHUNK = 1 << 20
-_WS = " \t\r\n"
+CHUNK = 1 << 16
+_BOM = codecs.BOM_UTF8
+_WS = b" \t\r\n"
 
 
 @contextlib.contextmanager
@@ -49,16 +52,6 @@ def resolve_path(path: str | os.PathLike) -> Iterator[Path]:
         yield p
 
 
-def _incomplete(err: json.JSONDecodeError, buf: str) -> bool:
-    """Whether a decode error only means the buffer ends inside the value (more input needed)."""
-    if err.msg.startswith("Unterminated string"):
-        return True
-    tail = len(buf.rstrip(_WS))
-    if "control character" in err.msg:
-        return err.pos >= tail  # a raw newline right where the input ends
-    return err.pos >= tail - 6  # e.g. cut inside a \uXXXX escape
-
-
 class ShareGPTStream:
     """Iterate the records of a ShareGPT list; counts complete records and notes a truncation."""
 
@@ -66,94 +59,75 @@ class ShareGPTStream:
         self.path = path
         self.complete = 0
         self.truncated = False
-        self.offset = 0  # characters consumed so far
         self.bytes_read = 0  # for progress bars
         self.name = "packaged ShareGPT pool" if str(path) == "packaged" else str(path)
 
-    def records(self) -> Iterator[dict]:
-        decoder = json.JSONDecoder()
+    def _chunks(self, f) -> Iterator[bytes]:
+        """The file's bytes, checked to be UTF-8 as they pass; a leading BOM and the whitespace
+        around the list are dropped (a cut-off file often ends in a newline the tool added)."""
         utf8 = codecs.getincrementaldecoder("utf-8")()
+        head = True
+        ahead = f.read(CHUNK)
+        while ahead:
+            chunk, ahead = ahead, f.read(CHUNK)
+            start = self.bytes_read
+            self.bytes_read += len(chunk)
+            try:
+                utf8.decode(chunk)  # a character cut at the very end is a truncation, not damage
+            except UnicodeDecodeError as e:
+                raise LimaError(
+                    f"{self.name}: byte offset {start + e.start}: not valid UTF-8"
+                ) from None
+            if head:
+                if start == 0 and chunk.startswith(_BOM):
+                    chunk, start = chunk[len(_BOM) :], len(_BOM)
+                stripped = chunk.lstrip(_WS)
+                start += len(chunk) - len(stripped)
+                chunk = stripped
+                if not chunk:
+                    continue
+                if not chunk.startswith(b"["):
+                    raise LimaError(f"{self.name}: byte offset {start}: expected '[' (a JSON list)")
+                head = False
+            if not ahead:
+                chunk = chunk.rstrip(_WS)
+            if chunk:
+                yield chunk
+        if head:
+            raise LimaError(f"{self.name}: empty file (expected a JSON list)")
+
+    def records(self) -> Iterator[dict]:
         with resolve_path(self.path) as path, open(path, "rb") as f:
             self.name = str(path) if str(self.path) != "packaged" else self.name
-            buf, pos, eof, byte_pos = "", 0, False, 0
-
-            def more() -> bool:
-                nonlocal buf, pos, eof, byte_pos
-                chunk = f.read(CHUNK)
+            sink = _Sink()
+            parser = ijson.items_coro(sink, "item", use_float=True)
+            for chunk in self._chunks(f):
+                start = self.bytes_read - len(chunk)
                 try:
-                    text = utf8.decode(chunk, final=not chunk)
-                except UnicodeDecodeError as e:
+                    parser.send(chunk)
+                except ijson.JSONError as e:
+                    yield from self._take(sink)
                     raise LimaError(
-                        f"{self.name}: byte offset {byte_pos + e.start}: not valid UTF-8"
+                        f"{self.name}: invalid JSON in record {self.complete + 1}, between byte "
+                        f"offsets {start} and {self.bytes_read} ({str(e).splitlines()[0]})"
                     ) from None
-                byte_pos += len(chunk)
-                self.bytes_read = byte_pos
-                buf = buf[pos:] + text
-                self.offset += pos
-                pos = 0
-                eof = not chunk
-                return bool(chunk)
+                yield from self._take(sink)
+            try:
+                parser.close()
+            except ijson.JSONError:
+                self.truncated = True  # valid so far, but the input ends inside the list
+            yield from self._take(sink)
 
-            def skip_ws() -> None:
-                nonlocal pos
-                while True:
-                    while pos < len(buf) and buf[pos] in _WS:
-                        pos += 1
-                    if pos < len(buf) or not more():
-                        return
-
-            skip_ws()
-            if pos >= len(buf):
-                raise LimaError(f"{self.name}: empty file (expected a JSON list)")
-            if buf[pos] != "[":
+    def _take(self, sink: _Sink) -> Iterator[dict]:
+        items, sink.items = sink.items, []
+        for obj in items:
+            if not isinstance(obj, dict):
                 raise LimaError(
-                    f"{self.name}: offset {self.offset + pos}: expected '[' (a JSON list)"
+                    f"{self.name}: record {self.complete + 1}: expected an object, "
+                    f"got {type(obj).__name__}"
                 )
-            pos += 1
-            first = True
-            while True:
-                skip_ws()
-                if pos >= len(buf):
-                    self.truncated = True
-                    return
-                if buf[pos] == "]":
-                    return
-                if not first:
-                    if buf[pos] != ",":
-                        raise LimaError(
-                            f"{self.name}: offset {self.offset + pos}: expected ',' or ']' after "
-                            f"record {self.complete}"
-                        )
-                    pos += 1
-                    skip_ws()
-                    if pos >= len(buf):
-                        self.truncated = True
-                        return
-                first = False
-                while True:
-                    try:
-                        obj, end = decoder.raw_decode(buf, pos)
-                        break
-                    except json.JSONDecodeError as e:
-                        if not _incomplete(e, buf):
-                            raise LimaError(
-                                f"{self.name}: offset {self.offset + e.pos}: invalid JSON in record "
-                                f"{self.complete + 1} ({e.msg})"
-                            ) from None
-                        if eof or not more():
-                            self.truncated = True
-                            return
-                    except RecursionError:
-                        raise LimaError(
-                            f"{self.name}: record {self.complete + 1}: {TOO_DEEP}"
-                        ) from None
-                pos = end
-                if not isinstance(obj, dict):
-                    raise LimaError(
-                        f"{self.name}: record {self.complete + 1}: expected an object, got {type(obj).__name__}"
-                    )
-                self.complete += 1
-                yield obj
+            self.complete += 1
+            yield obj
 
     def examples(self, turns: str = "first") -> Iterator[Example | tuple[str, str]]:
         """Examples from the records: ``turns="first"`` keeps the first user/assistant pair,
@@ -185,6 +159,16 @@ class ShareGPTStream:
                 id=f"sharegpt-{rid}",
                 meta={"turns": len(msgs) // 2},
             )
+
+
+class _Sink:
+    """Where ijson's push parser puts each finished list item."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+
+    def send(self, item) -> None:
+        self.items.append(item)
 
 
 def _first_pair(obj: dict) -> list[Message] | str:

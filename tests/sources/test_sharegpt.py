@@ -75,7 +75,9 @@ def test_chunk_boundaries_do_not_matter(monkeypatch, tmp_path, chunk):
 def test_damage_mid_file_names_the_offset(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text('[{"id": "a", "conversations": []}, {"id": "b", "conversations": [}, {"id": "c"}]')
-    with pytest.raises(LimaError, match=r"bad\.json: offset \d+: invalid JSON in record 2"):
+    with pytest.raises(
+        LimaError, match=r"bad\.json: invalid JSON in record 2, between byte offsets \d+ and \d+"
+    ):
         list(ShareGPTStream(p).records())
     p.write_text('{"id": "a"}')
     with pytest.raises(LimaError, match=r"expected '\['"):
@@ -89,3 +91,25 @@ def test_packaged_pool_reads_to_its_break():
     stream = ShareGPTStream("packaged")
     n = sum(1 for _ in stream.records())
     assert n == stream.complete > 10_000 and stream.truncated
+
+
+def test_bom_crlf_and_a_cut_inside_a_character(tmp_path):
+    rows = [{"id": "a", "conversations": [{"from": "human", "value": "Caf\u00e9 \u4e2d?"}]}]
+    text = json.dumps(rows + rows, ensure_ascii=False, indent=1).replace("\n", "\r\n")
+    p = tmp_path / "s.json"
+    p.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8") + b"\r\n")
+    s = ShareGPTStream(p)
+    assert [r["conversations"][0]["value"] for r in s.records()] == ["Caf\u00e9 \u4e2d?"] * 2
+    assert not s.truncated
+    # Cut inside the second record's three-byte character: a truncation, not invalid UTF-8.
+    raw = p.read_bytes()
+    p.write_bytes(raw[: raw.rindex("\u4e2d".encode()) + 1])
+    s = ShareGPTStream(p)
+    assert len(list(s.records())) == 1 and s.truncated
+
+
+def test_damage_in_the_last_bytes_is_not_taken_for_a_truncation(tmp_path):
+    p = tmp_path / "s.json"
+    p.write_text('[{"id": "a", "conversations": []}, nonsense')
+    with pytest.raises(LimaError, match="invalid JSON in record 2"):
+        list(ShareGPTStream(p).records())
