@@ -176,6 +176,13 @@ def run_curate(args: argparse.Namespace) -> int:
     )
     for rule, n in sorted(summary["rejected_by_rule"].items(), key=lambda kv: -kv[1]):
         print(f"  {rule}: {n}", file=sys.stderr)
+    d = summary.get("selection", {}).get("diversity")
+    if d:
+        print(
+            f"diversity: mean pairwise cosine distance {d['selection']} (pool {d['pool']}); "
+            f"{d['covered']} of the pool's {d['clusters']} k-means clusters covered",
+            file=sys.stderr,
+        )
     for note in summary["notes"]:
         print(f"note: {note}", file=sys.stderr)
     return 0

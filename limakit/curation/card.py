@@ -155,6 +155,15 @@ def mean_cosine_distance(unit: np.ndarray) -> float:
     return 1.0 - mean_sim
 
 
+def top_axes(cov: np.ndarray, k: int, iters: int = 200) -> np.ndarray:
+    """The ``k`` leading eigenvectors of a symmetric matrix by seeded orthogonal iteration: a few
+    small products instead of a full eigendecomposition (which a busy BLAS makes slow)."""
+    q = np.linalg.qr(np.random.default_rng(0).normal(size=(cov.shape[0], k)))[0]
+    for _ in range(iters):
+        q = np.linalg.qr(cov @ q)[0]
+    return q
+
+
 def pca_2d(x: np.ndarray, chunk: int = 8192) -> np.ndarray:
     """(n, 2) projection on the two principal axes; the covariance is summed chunk by chunk."""
     mean = x.mean(axis=0, dtype=np.float64)
@@ -162,8 +171,7 @@ def pca_2d(x: np.ndarray, chunk: int = 8192) -> np.ndarray:
     for s in range(0, len(x), chunk):
         c = x[s : s + chunk].astype(np.float64) - mean
         cov += c.T @ c
-    _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
-    axes = vecs[:, ::-1][:, :2]
+    axes = top_axes(cov, 2)
     return ((x - mean) @ axes).astype(np.float32)
 
 
@@ -205,7 +213,10 @@ def selection_stats(out: Path, cfg: CurateConfig, pool: Sequence[Example], resul
     emb = result.embeddings
     if emb is not None and len(pool) and picked:
         k = min(cfg.selection.clusters or max(2, cfg.n // 10), len(pool))
-        labels, _ = kmeans(emb, k, cfg.seed)
+        if result.kmeans is not None and result.kmeans[0] == k:
+            labels = result.kmeans[1]  # the clusters selector's own clustering
+        else:
+            labels, _ = kmeans(emb, k, cfg.seed)
         stats["diversity"] = {
             "pool": round(mean_cosine_distance(emb), 4),
             "selection": round(mean_cosine_distance(emb[picked]), 4),

@@ -54,10 +54,16 @@ def embedder_key(name: str, max_tokens: int, dtype_name: str) -> str:
 
 def embedder_dim(name: str) -> int:
     """The vector size, read from the model's config (no weights loaded)."""
+    import json
+
+    path = resolve_embedder(name)
+    config = Path(path) / "config.json"
+    if config.is_file():  # a local folder: no need to import transformers' config machinery
+        return int(json.loads(config.read_text(encoding="utf-8"))["hidden_size"])
     from transformers import AutoConfig
 
     try:
-        return int(AutoConfig.from_pretrained(resolve_embedder(name)).hidden_size)
+        return int(AutoConfig.from_pretrained(path).hidden_size)
     except OSError as e:
         raise LimaError(f"cannot load embedder {name!r}: {e}") from None
 

@@ -31,6 +31,9 @@ class SelectionResult:
     computed: dict[str, int] = field(default_factory=dict)  # per input: examples not in the cache
     seconds: dict[str, float] = field(default_factory=dict)  # per step
     notes: list[str] = field(default_factory=list)
+    kmeans: tuple[int, np.ndarray] | None = (
+        None  # (k, labels) when clusters ran: the card reuses it
+    )
 
 
 @contextlib.contextmanager
@@ -195,7 +198,10 @@ def run_selector(
     if name == "diverse":
         return selectors.diverse(items, n, seed, embeddings=result.embeddings)
     if name == "clusters":
-        return selectors.clusters(items, n, seed, embeddings=result.embeddings, k=sel.clusters)
+        k = min(sel.clusters or max(1, n // 10), len(items))
+        labels, _ = selectors.kmeans(result.embeddings, k, seed)
+        result.kmeans = (k, labels)
+        return selectors.clusters(items, n, seed, embeddings=result.embeddings, labels=labels)
     if name == "judge-rated":
         return selectors.judge_rated(items, n, seed, scores=result.scores["rating"])
     if name == "deita":

@@ -101,7 +101,7 @@ def diverse(
 
 
 def kmeans(
-    embeddings: np.ndarray, k: int, seed: int, iters: int = 30, restarts: int = 3, chunk: int = 8192
+    embeddings: np.ndarray, k: int, seed: int, iters: int = 25, restarts: int = 2, chunk: int = 8192
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spherical k-means (cosine) with k-means++ seeding; returns (labels (n,), centres (k, d)).
 
@@ -142,7 +142,9 @@ def _kmeans_once(x: np.ndarray, k: int, seed: int, iters: int, chunk: int):
             break
         labels = new
         sums = np.zeros_like(centres)
-        np.add.at(sums, labels, x)
+        order = np.argsort(labels, kind="stable")
+        present, starts = np.unique(labels[order], return_index=True)
+        sums[present] = np.add.reduceat(x[order], starts, axis=0)  # per-cluster sums
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         empty = norms[:, 0] == 0
         centres = np.where(empty[:, None], centres, sums / np.maximum(norms, 1e-12))
@@ -156,6 +158,7 @@ def clusters(
     *,
     embeddings: np.ndarray,
     k: int | None = None,
+    labels: np.ndarray | None = None,
 ) -> list[int]:
     """k-means over embeddings, then the budget spread evenly over the clusters.
 
@@ -164,13 +167,14 @@ def clusters(
     cluster, so that each kind of task is represented. ``k`` defaults to budget / 10 (about ten
     examples per cluster). The picks are ordered round-robin over clusters (a seeded random order
     inside each), so any prefix of the result is itself spread over the clusters; a cluster
-    smaller than its share leaves the rest to the others.
+    smaller than its share leaves the rest to the others. ``labels`` (n,) skips the clustering
+    when it was already done.
     """
     emb = _check_embeddings(pool, embeddings)
     if not len(pool) or budget <= 0:
         return []
-    k = k or max(1, budget // 10)
-    labels, _ = kmeans(emb, k, seed)
+    if labels is None:
+        labels, _ = kmeans(emb, k or max(1, budget // 10), seed)
     rng = np.random.default_rng(seed + 1)
     members = [rng.permutation(np.flatnonzero(labels == c)) for c in range(int(labels.max()) + 1)]
     members = [m for m in members if len(m)]
