@@ -68,6 +68,12 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="sequences decoded together")
     p.add_argument("--model-name", default=None, help="name recorded in meta.model")
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="resume into --out even when its answers were made with another model name, seed, "
+        "decoding or dtype (each line keeps its own settings in meta.decoding)",
+    )
+    p.add_argument(
         "--backend",
         choices=["hf", "vllm"],
         default="hf",
@@ -90,6 +96,12 @@ def register(sub) -> None:
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     s.add_argument("--model-name", default=None, help="the id /v1/models reports")
     s.add_argument("--batch-size", type=int, default=16, help="sequences decoded together")
+    s.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=8.0,
+        help="larger request bodies get 413 before they are read (default 8 MiB)",
+    )
     s.add_argument(
         "--backend",
         choices=["hf", "vllm"],
@@ -125,6 +137,7 @@ def run_generate(args) -> int:
         dtype=args.dtype,
         backend=args.backend,
         device=args.device,
+        force=args.force,
     )
     stops = {}
     for a in answers:
@@ -151,9 +164,12 @@ def run_serve(args) -> int:
         return _serve_vllm(args)
     import uvicorn
 
+    from limakit.errors import LimaError
     from limakit.generation.server import create_app
     from limakit.models import load
 
+    if args.max_body_mb <= 0:
+        raise LimaError(f"--max-body-mb must be positive (got {args.max_body_mb})")
     model, tok = load(args.model, args.dtype, device=args.device)
     app = create_app(
         model,
@@ -162,6 +178,7 @@ def run_serve(args) -> int:
         api_key=args.api_key,
         config=_config(args),
         max_batch=args.batch_size,
+        max_body_bytes=int(args.max_body_mb * 2**20),
     )
     from rich.console import Console
 

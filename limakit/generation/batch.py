@@ -88,8 +88,13 @@ def generate_answers(
     progress: bool = True,
     backend: str = "hf",
     device: str | None = "auto",
+    force: bool = False,
 ) -> list[Example]:
     """Sample ``samples`` answers per prompt with LIMA decoding; write/resume ``out`` if given.
+
+    Resuming into an ``out`` whose answers were made with another model name, seed, decoding,
+    backend or dtype is an error naming the difference (``force=True`` mixes them anyway; each
+    line keeps its own settings in ``meta.decoding``).
 
     ``model`` is an alias, a checkpoint folder (loaded onto ``device``: "auto" = CUDA when the
     machine has it), or a loaded ``(model, tokenizer)`` pair, used where it is. Returns
@@ -108,9 +113,19 @@ def generate_answers(
     if samples < 1:
         raise LimaError(f"samples must be at least 1 (got {samples})")
     _check_prompts(prompts)
+    if backend not in ("hf", "vllm"):
+        raise LimaError(f"unknown backend {backend!r} (choose hf or vllm)")
     out_path = Path(out) if out is not None else None
+    if out_path and not out_path.parent.is_dir():
+        raise LimaError(f"{out_path}: the folder {out_path.parent} does not exist; create it first")
     done = read_done(out_path) if out_path else {}
     todo = [(p, k) for p in prompts for k in range(samples) if (p.id, k) not in done]
+    wanted = {
+        "model": model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
+    }
+    wanted |= {**config.model_dump(), "seed": seed, "backend": backend}
+    if not force:  # even with nothing left to do: those answers are not what was asked for
+        check_resume(out_path, done.values(), wanted)
     if backend == "vllm":
         from limakit.generation.vllm_backend import generate_vllm
 
@@ -125,12 +140,52 @@ def generate_answers(
                     append_jsonl(f, ex.to_dict())
         done.update({(ex.id, ex.meta["sample"]): ex for ex in new})
         return [done[(p.id, k)] for p in prompts for k in range(samples)]
-    if backend != "hf":
-        raise LimaError(f"unknown backend {backend!r} (choose hf or vllm)")
     if todo:
         m, tok, name = load_model(model, dtype, model_name, device)
+        if not force:  # the dtype is known now, before anything is generated
+            check_resume(out_path, done.values(), {**wanted, "model": name, "dtype": _dtype(m)})
         done.update(_run(m, tok, name, todo, seed, config, out_path, batch_size, progress))
     return [done[(p.id, k)] for p in prompts for k in range(samples)]
+
+
+RESUME_FIELDS = ("model", "seed", "temperature", "top_p", "repetition_penalty", "max_new_tokens")
+
+
+def _dtype(model) -> str:
+    return str(model.dtype).split(".")[-1]
+
+
+def check_resume(out: Path | None, done, wanted: dict) -> None:
+    """Refuse to add answers made with other settings than those already in ``out``.
+
+    ``wanted`` holds this run's model name, seed and decoding (and backend and dtype when known);
+    a field missing on either side is not compared, except that an answer recording no decoding
+    at all cannot be shown to match.
+    """
+    diffs: dict[str, set] = {}
+    unknown = 0
+    for ex in done:
+        recorded = ex.meta.get("decoding")
+        if not isinstance(recorded, dict):
+            unknown += 1
+            continue
+        recorded = {**recorded, "model": ex.meta.get("model")}
+        recorded.setdefault("backend", "hf")
+        for key in (*RESUME_FIELDS, "backend", "dtype"):
+            old, new = recorded.get(key), wanted.get(key)
+            if old is not None and new is not None and old != new:
+                diffs.setdefault(key, set()).add(repr(old))
+    if not diffs and not unknown:
+        return
+    parts = [f"{k} {', '.join(sorted(v))} there, {wanted[k]!r} now" for k, v in diffs.items()]
+    if unknown:
+        parts.append(f"{unknown} answers record no decoding settings")
+    raise LimaError(
+        f"{out}: the answers already there were generated with other settings ("
+        + "; ".join(parts)
+        + "); rerun with the same settings, write to another --out, or pass --force to add "
+        "answers with these settings to that file"
+    )
 
 
 def _check_prompts(prompts: list[Example]) -> None:
@@ -153,7 +208,7 @@ def _run(model, tok, name, todo, seed, config, out_path, batch_size, progress):
     from limakit.template import render_prompt
 
     limit = context_length(model)
-    decoding = {**config.model_dump(), "seed": seed, "dtype": str(model.dtype).split(".")[-1]}
+    decoding = {**config.model_dump(), "seed": seed, "dtype": _dtype(model)}
     reqs = []
     for p, k in todo:
         ids = render_prompt(p.messages, tok)

@@ -79,7 +79,8 @@ def test_vllm_requests_follow_lima_decoding_and_answers_match_the_engine_shape(
     assert [a.messages[-1].content for a in got][:2] == ["answer 0", "answer 1"]
     assert len(out.read_text().splitlines()) == 6  # written like the engine's, resumable
     calls.clear()
-    generate_answers(tiny_model_dir, ps, samples=2, seed=4, config=cfg, out=out, backend="vllm")
+    generate_answers(tiny_model_dir, ps, samples=2, seed=4, config=cfg, out=out, backend="vllm",
+                     model_name="m")  # fmt: skip
     assert calls == {}  # a rerun finds every answer done and starts no vLLM engine
 
 
