@@ -14,14 +14,13 @@ Converters to and from the formats users already have (GAIR/lima, ShareGPT, Alpa
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from limakit.errors import LimaError
-from limakit.files import atomic_write, read_jsonl_records
+from limakit.files import read_jsonl_records, write_jsonl
 
 ROLES = ("system", "user", "assistant")
 
@@ -178,9 +177,4 @@ def load_examples(path: str | os.PathLike, *, require_answer: bool | None = True
 
 def write_examples(path: str | os.PathLike, examples: Iterable[Example]) -> int:
     """Write examples atomically (temp file + rename); return how many were written."""
-    n = 0
-    with atomic_write(path) as f:
-        for ex in examples:
-            f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    return write_jsonl(path, (ex.to_dict() for ex in examples))

@@ -1,7 +1,11 @@
-"""File helpers shared by every stage: atomic writes and line-numbered JSONL reading.
+"""The one place where files are written and JSON/JSONL is read and written.
 
-Every stage writes through :func:`atomic_write` so a killed run never leaves a half-written output,
-and reads JSONL through :func:`read_jsonl_records` so a bad line is reported with file and line.
+- :func:`atomic_write` (temp file + rename): a killed run never leaves a half-written output.
+  :func:`write_jsonl` and :func:`write_json` (summaries, stage markers) go through it.
+- :func:`append_jsonl` adds one row to a file that grows as work finishes (answers, metrics), so a
+  kill loses at most the row in flight; :func:`read_jsonl_records` with ``resumable=True`` reads
+  such a file back, leaving out a last line the kill cut short.
+- :func:`read_jsonl_records` and :func:`read_json` report a bad record with file and line.
 """
 
 from __future__ import annotations
@@ -58,39 +62,72 @@ def _umask() -> int:
     return mask
 
 
+def jsonl_line(row: dict) -> str:
+    """One JSONL line (UTF-8 text kept as is, not escaped)."""
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     """Write dicts as JSON lines atomically; return the number written."""
     n = 0
     with atomic_write(path) as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(jsonl_line(row))
             n += 1
     return n
 
 
-def append_jsonl(f: IO[str], row: dict) -> None:
-    """Append one row to an open file and flush it, so a killed run loses at most this row."""
-    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    f.flush()
+def append_jsonl(f: IO[str], row: dict, *, flush: bool = True) -> None:
+    """Append one row to an open file; flushed, so a killed run loses at most this row.
+
+    ``flush=False`` for logs written inside an :func:`atomic_write` block (all or nothing anyway).
+    """
+    f.write(jsonl_line(row))
+    if flush:
+        f.flush()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write one JSON document (a summary, a stage marker) atomically, indented."""
+    with atomic_write(path) as f:
+        f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read one JSON document; a missing or invalid file is a LimaError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise LimaError(f"{path}: {what} not found")
+    try:
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise LimaError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    return parse_json(text, str(path))
 
 
 OnError = Callable[[int, str, str], None]  # (line number, reason, raw text) of a bad line
 
 
 def read_jsonl_records(
-    path: str | os.PathLike, on_error: OnError | None = None
+    path: str | os.PathLike, on_error: OnError | None = None, *, resumable: bool = False
 ) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSONL file.
 
     Raises :class:`LimaError` naming file and line for undecodable bytes, bad JSON or a non-object.
-    A final line cut off mid-way (a killed writer) is reported the same way. With ``on_error``,
-    a bad line is handed to it as ``(line_number, reason, raw_text)`` and reading goes on.
+    A final line cut off mid-way (a killed writer) is reported the same way, unless ``resumable``:
+    for a file written by :func:`append_jsonl`, a last line without its newline is the row that
+    was in flight when the writer was killed, and is left out (the resumed writer redoes it).
+    With ``on_error``, a bad line is handed to it as ``(line_number, reason, raw_text)`` and
+    reading goes on.
     """
     path = Path(path)
     if not path.exists():
         raise LimaError(f"{path}: file not found")
     with open(path, "rb") as f:
-        yield from parse_jsonl_lines(path, f, on_error)
+        lines: Iterable[bytes] = f
+        if resumable:
+            lines = (line for line in f if line.endswith(b"\n"))
+        yield from parse_jsonl_lines(path, lines, on_error)
 
 
 def parse_json(text: str | bytes, where: str) -> Any:

@@ -23,7 +23,7 @@ from typing import IO, Any
 from limakit.converters import FORMATS, detect_format, expand, unmapped_fields
 from limakit.errors import LimaError
 from limakit.example import Example, validate_messages
-from limakit.files import atomic_write, parse_json, read_jsonl_records
+from limakit.files import append_jsonl, atomic_write, parse_json, read_jsonl_records
 
 __all__ = [
     "FORMATS",
@@ -86,7 +86,7 @@ class Rejects:
     def add(self, where: str, reason: str, record: Any) -> None:
         self.report.rejected += 1
         row = {"where": where, "reason": reason, "record": record}
-        self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        append_jsonl(self.f, row, flush=False)
 
 
 def read_records(
@@ -251,7 +251,7 @@ def convert(
                             raise LimaError(f"{where}: {why}: {e}") from None
                         rejects.add(where, f"{why}: {e}", ex.to_dict())
                         continue
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    append_jsonl(f, row, flush=False)
                     report.written += 1
                     lost = [k for k in ex.meta if consumed is not None and k not in consumed]
                     if lost:

@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from limakit.example import Example
+from limakit.files import append_jsonl
 from limakit.template import IGNORE, Template, TrainOn, render
 
 
@@ -61,7 +61,7 @@ def inspect_examples(
                 "trained": r.n_trained,
                 "trimmed": r.trimmed,
             }
-            out.write(json.dumps(row) + "\n")
+            append_jsonl(out, row, flush=False)
             continue
         text = Text()
         # Without colours (a pipe, a file), trained runs are bracketed with ⟦...⟧ instead.

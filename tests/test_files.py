@@ -55,3 +55,37 @@ def test_bad_lines_can_be_handed_over_instead_of_raised(tmp_path):
         (3, "each line must be a JSON object, got list"),
     ]
     assert bad[0][2] == '{"a": \n'
+
+
+def test_a_resumable_file_cut_by_a_kill_reads_back_without_its_last_row(tmp_path):
+    p = tmp_path / "answers.jsonl"
+    p.write_text('{"step": 1}\n{"step": 2}\n{"ste', encoding="utf-8")
+    assert [r for _, r in read_jsonl_records(p, resumable=True)] == [{"step": 1}, {"step": 2}]
+    with pytest.raises(LimaError, match=r"answers\.jsonl:3: invalid JSON"):
+        list(read_jsonl_records(p))  # an input file, not a resumable output: the cut is an error
+    # Damage before the last line is an error either way.
+    p.write_text('{"step": 1}\n{"ste\n{"step": 3}\n', encoding="utf-8")
+    with pytest.raises(LimaError, match=r"answers\.jsonl:2: invalid JSON"):
+        list(read_jsonl_records(p, resumable=True))
+
+
+def test_training_metrics_cut_by_a_kill_resume_cleanly(tmp_path):
+    from limakit.training.progress import Reporter
+
+    rows = "".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3))
+    (tmp_path / "metrics.jsonl").write_text(rows + '{"step": 4, "lo', encoding="utf-8")
+    Reporter(tmp_path, total=10, done=2, enabled=True).close()
+    kept = (tmp_path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x)["step"] for x in kept] == [1, 2]  # rows after the checkpoint dropped
+
+
+def test_json_documents_are_written_whole_and_read_with_their_name(tmp_path):
+    from limakit.files import read_json, write_json
+
+    write_json(tmp_path / "summary.json", {"n": 1, "text": "caf\u00e9"})
+    assert read_json(tmp_path / "summary.json") == {"n": 1, "text": "caf\u00e9"}
+    (tmp_path / "bad.json").write_text('{"n": ', encoding="utf-8")
+    with pytest.raises(LimaError, match=r"bad\.json: invalid JSON"):
+        read_json(tmp_path / "bad.json")
+    with pytest.raises(LimaError, match=r"gone\.json: summary not found"):
+        read_json(tmp_path / "gone.json", "summary")

@@ -12,7 +12,6 @@ vote is a tie), so ``n`` counts pairs as the judge's does; ``lima report`` reads
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections import defaultdict
@@ -21,7 +20,7 @@ from pathlib import Path
 from limakit.annotate import db
 from limakit.evaluation import metrics
 from limakit.evaluation.agreement import RESULT_TO_LABEL, between_annotators, majority
-from limakit.files import atomic_write, write_jsonl
+from limakit.files import write_json, write_jsonl
 
 PROMPT_VERSION = "limakit-annotate-v1"
 BUTTONS = {
@@ -125,7 +124,5 @@ def export(
         conn.close()
     summary = summarise(rows, s)
     write_jsonl(verdicts_path, rows)
-    with atomic_write(verdicts_path.parent / "summary.json") as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    write_json(verdicts_path.parent / "summary.json", summary)
     return verdicts_path, summary

@@ -17,7 +17,6 @@ Argilla (2.x): ``argilla-settings.json`` (``Settings.from_json``) and ``argilla-
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -26,7 +25,7 @@ from limakit.annotate import db
 from limakit.annotate.export import BUTTONS, summarise, verdict_row
 from limakit.annotate.pairs import pair_answers
 from limakit.errors import LimaError
-from limakit.files import atomic_write, read_jsonl_records, write_jsonl
+from limakit.files import atomic_write, read_json, read_jsonl_records, write_json, write_jsonl
 
 QUESTION = "preference"
 COMMENT = "comment"
@@ -86,8 +85,7 @@ def export_labelstudio(a_path, b_path, out, *, seed: int = 0) -> list[Path]:
     out, data = _prepare(a_path, b_path, out, seed)
     with atomic_write(out / "labelstudio-config.xml") as f:
         f.write(labelstudio_config())
-    with atomic_write(out / "labelstudio-tasks.json") as f:
-        json.dump([{"data": d} for d in data], f, ensure_ascii=False, indent=1)
+    write_json(out / "labelstudio-tasks.json", [{"data": d} for d in data])
     return [out / "labelstudio-config.xml", out / "labelstudio-tasks.json", out / "mapping.jsonl"]
 
 
@@ -141,10 +139,8 @@ def export_argilla(a_path, b_path, out, *, seed: int = 0) -> list[Path]:
          "metadata": {"pair_id": d["pair_id"]}, "suggestions": {}, "responses": {}, "vectors": {}}
         for d in data
     ]  # fmt: skip
-    with atomic_write(out / "argilla-settings.json") as f:
-        json.dump(argilla_settings(), f, ensure_ascii=False, indent=1)
-    with atomic_write(out / "argilla-records.json") as f:
-        json.dump(records, f, ensure_ascii=False, indent=1)
+    write_json(out / "argilla-settings.json", argilla_settings())
+    write_json(out / "argilla-records.json", records)
     return [out / "argilla-settings.json", out / "argilla-records.json", out / "mapping.jsonl"]
 
 
@@ -160,12 +156,7 @@ def _read_mapping(path) -> tuple[dict, dict[str, dict]]:
 
 def _load_json_list(path) -> list:
     path = Path(path)
-    if not path.exists():
-        raise LimaError(f"{path}: file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LimaError(f"{path}: not JSON ({e})") from None
+    data = read_json(path, "export file")
     if not isinstance(data, list):
         raise LimaError(f"{path}: expected a JSON list of tasks/records, got {type(data).__name__}")
     return data
@@ -217,9 +208,7 @@ class _Collect:
         summary["imported_from"] = str(self.export_path)
         summary["skipped"] = dict(sorted(self.skipped.items()))
         write_jsonl(verdicts_path, self.rows)
-        with atomic_write(verdicts_path.parent / "summary.json") as f:
-            json.dump(summary, f, indent=2, ensure_ascii=False)
-            f.write("\n")
+        write_json(verdicts_path.parent / "summary.json", summary)
         return verdicts_path, summary
 
 

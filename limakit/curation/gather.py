@@ -7,7 +7,6 @@ Each ``gather_*`` function yields nothing; it appends kept examples to ``pools[b
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from collections import defaultdict
 from importlib import resources
@@ -21,7 +20,7 @@ from limakit.curation.markdown import html_to_markdown
 from limakit.curation.rules import check
 from limakit.errors import LimaError
 from limakit.example import Example, Message
-from limakit.files import is_blank
+from limakit.files import append_jsonl, is_blank
 from limakit.formats import ReadReport, Rejects
 
 Pools = dict[str, dict[str, list[Example]]]  # bucket -> group -> examples
@@ -51,7 +50,7 @@ class Funnel:
             if ex is not None and ex.messages:
                 row["prompt"] = ex.prompt[:300]
             row["meta"] = meta if meta is not None else (ex.meta if ex is not None else {})
-            self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            append_jsonl(self.f, row, flush=False)
 
     def by_rule(self) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import json
 import os
 import sys
 import types
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from limakit.errors import LimaError
 from limakit.example import Example, Message, read_examples, write_examples
+from limakit.files import read_jsonl_records
 
 ID_PREFIX = "ifbench-"
 DATA = "data/IFBench_test.jsonl"
@@ -43,9 +43,7 @@ def data_path() -> Path:
 @functools.cache
 def load_ifbench() -> list[dict]:
     path = data_path()
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    return [row for _, row in read_jsonl_records(path)]
 
 
 def export_prompts(out: str | os.PathLike) -> int:

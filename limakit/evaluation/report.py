@@ -11,12 +11,11 @@ PosixPath('report/report.md')
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 from limakit.errors import LimaError
-from limakit.files import atomic_write
+from limakit.files import atomic_write, read_json
 
 COLORS = {"win": "#2b6cb0", "tie": "#a0aec0", "lose": "#e2e8f0"}
 
@@ -25,10 +24,7 @@ def load_summary(d: Path) -> dict:
     path = Path(d) / "summary.json"
     if not path.exists():
         raise LimaError(f"{path}: not found (is {d} a folder written by `lima judge`?)")
-    try:
-        s = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise LimaError(f"{path}: invalid JSON ({e.msg})") from None
+    s = read_json(path)
     if s.get("protocol") not in ("pairwise", "rate", "likert"):
         raise LimaError(f"{path}: unknown protocol {s.get('protocol')!r}")
     return s

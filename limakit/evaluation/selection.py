@@ -11,7 +11,6 @@ Everything lands under ``RUN_DIR/select/``; a rerun reuses answers and cached ve
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from limakit.errors import LimaError
 from limakit.evaluation.config import JudgeConfig
 from limakit.example import Example, read_examples, write_examples
-from limakit.files import atomic_write
+from limakit.files import atomic_write, write_json
 
 
 def parse_epochs(text: str) -> list[int]:
@@ -195,9 +194,7 @@ def select_checkpoint(
         "table": rows,
         "notes": notes,
     }
-    with atomic_write(sel / "selection.json") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    write_json(sel / "selection.json", result)
     with atomic_write(sel / "selection.md") as f:
         f.write(f"# Checkpoint selection ({protocol}, judge {judge.model})\n\n{table_md}\n")
         f.write("".join(f"\n- {n}" for n in notes) + ("\n" if notes else ""))

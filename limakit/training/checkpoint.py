@@ -21,6 +21,7 @@ import torch
 
 from limakit.errors import LimaError
 from limakit.faults import crash_point
+from limakit.files import write_json
 
 STATE = "trainer_state.pt"
 META = "checkpoint.json"  # written last: a folder without it is incomplete
@@ -82,7 +83,7 @@ def save_checkpoint(
         config.save(tmp / "train_config.yaml")
         torch.save(state, tmp / STATE)
         meta = {k: state[k] for k in ("global_step", "epoch", "step_in_epoch") if k in state}
-        (tmp / META).write_text(json.dumps(meta) + "\n")
+        write_json(tmp / META, meta)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         old = dest.parent / f".{dest.name}.old"

@@ -9,7 +9,6 @@ PosixPath('runs/demo')
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 import time
@@ -19,7 +18,7 @@ import torch
 
 from limakit.errors import LimaError
 from limakit.faults import crash_point
-from limakit.files import atomic_write
+from limakit.files import write_json
 from limakit.training.allocator import keep_freed_memory
 from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
@@ -293,7 +292,6 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     reporter.close()
     if acc.is_main_process:
         summary = {"steps": global_step, "examples": len(data), "processes": world}
-        with atomic_write(run / "summary.json") as f:  # the demo reads it as "training done"
-            f.write(json.dumps(summary, indent=2) + "\n")
+        write_json(run / "summary.json", summary)  # read as "training done": written atomically
     acc.wait_for_everyone()
     return run

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from limakit.files import append_jsonl, atomic_write
+from limakit.files import append_jsonl, read_jsonl_records, write_jsonl
 
 
 class Reporter:
@@ -18,13 +17,8 @@ class Reporter:
             return
         path = run / "metrics.jsonl"
         if path.exists():  # on resume, drop rows of steps the checkpoint does not contain
-            keep = [
-                line
-                for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= done
-            ]
-            with atomic_write(path) as f:
-                f.writelines(line + "\n" for line in keep)
+            rows = read_jsonl_records(path, resumable=True)  # a kill may have cut the last row
+            write_jsonl(path, [row for _, row in rows if row.get("step", 0) <= done])
         self.file = path.open("a", encoding="utf-8")
         self.tb = None
         try:
