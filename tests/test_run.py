@@ -163,3 +163,37 @@ def test_config_errors_name_the_field(tmp_path, config_path):
     with pytest.raises(LimaError, match="exactly one of model, answers, run"):
         load_run_config(config_path, ["baselines=[{name: x}]"])
     assert main(["run", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_baselines_from_another_run_and_from_a_file(tmp_path, config_path, run_a):
+    out = tmp_path / "f"
+    shutil.copytree(run_a, out, symlinks=True)
+    extra = [
+        f"baselines=[{{name: base, model: {load_run_config(config_path).train.model}}}, "
+        f"{{name: earlier, run: {run_a}}}, {{name: file, answers: {run_a}/answers/base.jsonl}}]"
+    ]
+    results = statuses(execute(load_run_config(config_path, extra), out))
+    assert results == {**dict.fromkeys(STAGES[:5], "skipped"), "baseline-earlier": "ran",
+                       "baseline-file": "ran", "judge": "ran", "report": "ran"}  # fmt: skip
+    assert (out / "answers" / "earlier.jsonl").read_bytes() == (
+        run_a / "answers" / "model.jsonl"
+    ).read_bytes()
+    same = read_json(out / "judge" / "pairwise-earlier" / "summary.json")
+    assert same["tie"] == 1.0  # the model against its own answers
+    assert "tiny vs base" in (out / "report" / "report.md").read_text()
+
+
+def test_ready_examples_and_training_in_launched_processes(tmp_path, config_path, run_a):
+    """data.examples instead of curation; `launch` runs `-m limakit train` as a command."""
+    out = tmp_path / "g"
+    shutil.copytree(run_a, out, symlinks=True)
+    ready = ["data.curate=null", f"data.examples={run_a}/data/examples.jsonl",
+             "select.enabled=false", f"launch=[{sys.executable}]"]  # fmt: skip
+    results = execute(load_run_config(config_path, ready), out, only=["data", "train", "select"])
+    assert statuses(results) == {"data": "ran", "train": "ran", "select": "ran"}
+    assert (out / "data" / "examples.jsonl").read_bytes() == (
+        run_a / "data" / "examples.jsonl"
+    ).read_bytes()
+    assert (out / "stages" / "train-config.yaml").exists()  # what the launched command read
+    assert read_json(out / "stages" / "train.json")["state"] == "done"
+    assert read_json(out / "select" / "choice.json")["checkpoint"] == "epoch-2"
