@@ -66,8 +66,11 @@ class StageResult:
 
 
 def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def tree_files(root: Path, rel: str) -> list[str]:
