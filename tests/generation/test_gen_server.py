@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from limakit.generation.config import DecodeConfig
-from limakit.generation.server import create_app
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .serving import start
 
 
 def _serve(model, tok, **kw):
-    port = _free_port()
-    app = create_app(model, tok, model_name="lima-test", **kw)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}/v1"
+    server, thread, url, _app = start(model, tok, **kw)
+    return server, thread, url
 
 
 @pytest.fixture(scope="module")
