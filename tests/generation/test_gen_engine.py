@@ -134,3 +134,27 @@ def test_generation_makes_no_tensor_off_the_model_device(tiny):
     # The sampler draws from each request's CPU generator on purpose (same draws on any device),
     # and host data reaches the device through one pinned, non-blocking copy helper.
     assert ours == ["cpu_draws", "host_to_device"], ours
+
+
+def test_a_step_that_raises_in_prefill_leaves_no_request_behind(tiny):
+    """The server's worker calls fail_all after a failed step: every request must end, none wait."""
+    model, tok = tiny
+
+    def explode(_module, _args):
+        raise RuntimeError("device lost")
+
+    handle = model.register_forward_pre_hook(explode)
+    engine = Engine(model, tok, max_batch=4)
+    ended = []
+    reqs = [
+        Request(render_prompt(p.messages, tok), max_new_tokens=4, on_finish=ended.append)
+        for p in prompts(3)
+    ]
+    for r in reqs:
+        engine.add(r)
+    with pytest.raises(RuntimeError, match="device lost"):
+        engine.step()
+    engine.fail_all("error: device lost")
+    handle.remove()
+    assert [r.finish_reason for r in reqs] == ["error: device lost"] * 3
+    assert len(ended) == 3 and not engine.busy
