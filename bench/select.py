@@ -16,15 +16,21 @@ cache is a temporary file, so the cold run really is cold.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
+
+# This file is named like the standard library's `select`, which `subprocess` imports: drop the
+# script's own folder from the import path before anything imports it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 CHILD = r"""
 import json, os, resource, sys, time

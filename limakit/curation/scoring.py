@@ -199,9 +199,12 @@ def ifd_scores(
             done = [(keys[i], float(v)) for i, v in zip(batch, ratio) if np.isfinite(v)]
             cache.put_scores(scorer, [k for k, _ in done], [v for _, v in done])
             if advance is not None:
-                advance(sum(1 for i in todo.values() if i in batch))
-        for i in np.flatnonzero(np.isnan(scores)):
+                advance(len(batch))
+        missing = np.flatnonzero(np.isnan(scores))
+        for i in missing:
             scores[i] = by_key[keys[i]]
+        if advance is not None:
+            advance(len(missing) - len(firsts))  # repeated conversations, scored once
         report.computed = len(firsts)
     report.unscored = int(np.isnan(scores).sum())
     if report.unscored:

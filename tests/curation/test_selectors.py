@@ -431,3 +431,26 @@ def test_curate_diverse_with_minilm_covers_topics_and_reuses_the_cache(tmp_path)
     assert "embeddings 0" in card and "| pool k-means clusters covered |" in card
     chosen = load_examples(tmp_path / "b" / "examples.jsonl")
     assert sorted(next(t for t in topics if t in e.prompt) for e in chosen) == sorted(topics)
+
+
+def test_longest_with_diversity_always_embeds_for_the_card(tmp_path):
+    pool_file = tmp_path / "pool.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": f"Question {i}?"},
+                      {"role": "assistant", "content": "word " * (5 + i)}]}
+        for i in range(12)
+    ]  # fmt: skip
+    pool_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = dict(pool=[str(pool_file)], select="longest", n=3, progress=False)
+    sel = {"embedder": _tiny_embedder(tmp_path), "cache": str(tmp_path / "c.sqlite")}
+    s = curate(CurateConfig(out=str(tmp_path / "a"), selection=sel, **base))
+    assert "diversity" not in s["selection"] and not (tmp_path / "a" / "selection_pca.png").exists()
+    s = curate(
+        CurateConfig(out=str(tmp_path / "b"), selection={**sel, "diversity": "always"}, **base)
+    )
+    d = s["selection"]["diversity"]
+    assert s["selection"]["computed"] == {"embeddings": 12} and 0 < d["selection"] <= 2
+    assert d["clusters"] == 2 and 1 <= d["covered"] <= 2
+    assert [len(e.answer) for e in load_examples(tmp_path / "b" / "examples.jsonl")] == [80, 75, 70]
+    assert (tmp_path / "b" / "selection_pca.png").exists()
+    assert s["eligible"]["pool"] == 12  # the funnel counts the whole pool, not the n picked
