@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from limakit.errors import LimaError
-from limakit.evaluation.prompts import PROMPT_DIR, Prompt, _load_file, question_text
 from limakit.example import Example
 
 SCALE = {"rating": 5, "complexity": 6, "quality": 6}
@@ -27,22 +27,37 @@ PROMPT_FILES = {
 
 
 @dataclass(frozen=True)
-class ScorePrompt(Prompt):
-    """A judge prompt whose verdict is a number from 1 to ``scale``."""
+class ScorePrompt:
+    """A judge prompt whose verdict is a number from 1 to ``scale``; it answers to what the judge
+    runner asks of a prompt (``version``, ``labels``, ``messages``, ``parse``)."""
 
+    base: Any  # limakit.evaluation.prompts.Prompt: the file's text and version
     scale: int = 5
+
+    @property
+    def version(self) -> str:
+        return self.base.version
 
     @property
     def labels(self) -> tuple[str, ...]:
         return tuple(str(i) for i in range(1, self.scale + 1))
 
+    def messages(self, question: str, answer: str) -> list[dict]:
+        return self.base.messages(question, answer)
+
+    def parse(self, text: str) -> str | None:
+        from limakit.evaluation.prompts import parse_verdict
+
+        return parse_verdict(text, self.labels)
+
 
 def score_prompt(kind: str) -> ScorePrompt:
     """The prompt for ``rating`` (AlpaGasus, 1-5), ``complexity`` or ``quality`` (Deita, 1-6)."""
+    from limakit.evaluation.prompts import PROMPT_DIR, _load_file
+
     if kind not in PROMPT_FILES:
         raise LimaError(f"unknown score kind {kind!r}; choose from {', '.join(PROMPT_FILES)}")
-    p = _load_file(PROMPT_DIR / PROMPT_FILES[kind], "likert")
-    return ScorePrompt(p.name, "score", p.system, p.user, p.version, SCALE[kind])
+    return ScorePrompt(_load_file(PROMPT_DIR / PROMPT_FILES[kind], "likert"), SCALE[kind])
 
 
 @dataclass
@@ -74,6 +89,7 @@ def judge_scores(
 ) -> tuple[np.ndarray, ScoreReport]:
     """One judge score per example (NaN when the judge gave none); cached by content and judge."""
     from limakit.evaluation.judges import run_judgements
+    from limakit.evaluation.prompts import question_text
 
     prompt = score_prompt(kind)
     scorer = f"judge-v1:{kind}:{judge_cfg.backend}:{judge_cfg.model}:{prompt.version}"
