@@ -14,6 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "limakit"
 # Lower layers never import higher ones at module level.
 LAYERS = [
     {"limakit.errors", "limakit.files", "limakit.config", "limakit.example", "limakit.faults"},
+    {"limakit.converters", "limakit.formats"},
     {"limakit.sources", "limakit.template", "limakit.models"},
     {"limakit.curation"},
     {"limakit.training", "limakit.generation"},

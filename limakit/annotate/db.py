@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from limakit.annotate.pairs import PairSet
 from limakit.errors import LimaError
+from limakit.evaluation.pairs import PairSet
 
 SESSION_DAYS = 14
 SCHEMA = """

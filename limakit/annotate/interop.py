@@ -23,8 +23,8 @@ from pathlib import Path
 
 from limakit.annotate import db
 from limakit.annotate.export import BUTTONS, summarise, verdict_row
-from limakit.annotate.pairs import pair_answers
 from limakit.errors import LimaError
+from limakit.evaluation.pairs import pair_answers
 from limakit.files import atomic_write, read_json, read_jsonl_records, write_json, write_jsonl
 
 QUESTION = "preference"

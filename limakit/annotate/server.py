@@ -11,8 +11,8 @@ import socket
 import sys
 
 from limakit.annotate import db
-from limakit.annotate.pairs import pair_answers
 from limakit.errors import LimaError
+from limakit.evaluation.pairs import pair_answers
 
 
 def load_set(

@@ -15,7 +15,7 @@ from collections import Counter
 
 import numpy as np
 
-from limakit.evaluation.protocols import read_answers
+from limakit.evaluation.answers import read_answers
 
 NGRAM = 4
 REPETITIVE = 0.3  # an answer whose repeated 4-gram share exceeds this is flagged as looping

@@ -18,44 +18,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import limakit.evaluation.metrics as metrics
-from limakit.errors import LimaError
+from limakit.evaluation.answers import category_of, model_name, read_answers
 from limakit.evaluation.cache import JudgeCache
 from limakit.evaluation.config import JudgeConfig
 from limakit.evaluation.judges import Outcome, run_judgements
+from limakit.evaluation.pairs import pair_answers
 from limakit.evaluation.prompts import get_prompt, question_text
-from limakit.example import Example, read_examples
 from limakit.files import atomic_write, write_jsonl
 
 RATE_SCORES = {"Fail": 0, "Pass": 1, "Excellent": 2}
-
-
-def sample_of(ex: Example) -> int:
-    try:
-        return int(ex.meta.get("sample", 0) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def category_of(ex: Example) -> str:
-    return str(ex.meta.get("category") or ex.source or "unknown")
-
-
-def read_answers(path: str | os.PathLike) -> dict[tuple[str, int], Example]:
-    """Answers keyed by (prompt id, sample); a repeated key is an error naming the file."""
-    out: dict[tuple[str, int], Example] = {}
-    for ex in read_examples(path, require_answer=True):
-        key = (ex.id, sample_of(ex))
-        if key in out:
-            raise LimaError(f"{path}: id {ex.id!r} sample {key[1]} appears twice")
-        out[key] = ex
-    if not out:
-        raise LimaError(f"{path}: no answers")
-    return out
-
-
-def model_name(answers: dict, path: str | os.PathLike) -> str:
-    first = next(iter(answers.values()))
-    return str(first.meta.get("model") or Path(path).stem)
 
 
 def _cache(cfg: JudgeConfig, out_dir: Path) -> JudgeCache:
@@ -120,45 +91,36 @@ def judge_pairwise(
     or a "neither" is a tie. Unmatched ids are counted in ``unmatched`` and listed, not dropped.
     """
     out_dir = Path(out_dir)
-    a, b = read_answers(a_path), read_answers(b_path)
-    keys = [k for k in a if k in b]
-    only_a = [k for k in a if k not in b]
-    only_b = [k for k in b if k not in a]
-    if not keys:
-        raise LimaError(f"{a_path} and {b_path} share no (id, sample) pair to compare")
-    if only_a or only_b:
+    ps = pair_answers(a_path, b_path)
+    if ps.only_a or ps.only_b:
         print(
-            f"warning: {len(only_a)} answers only in {a_path}, {len(only_b)} only in {b_path} "
-            "(listed in summary.json under 'unmatched')",
+            f"warning: {len(ps.only_a)} answers only in {a_path}, {len(ps.only_b)} only in "
+            f"{b_path} (listed in summary.json under 'unmatched')",
             file=sys.stderr,
         )
     prompt = get_prompt("pairwise", judge.prompt)
     requests = []
-    for key in keys:
-        qa, qb = question_text(a[key].messages[:-1]), question_text(b[key].messages[:-1])
-        if qa.strip() != qb.strip():
-            raise LimaError(
-                f"{a_path} / {b_path}: id {key[0]!r} has different prompts in the two files"
-            )
-        ans_a, ans_b = a[key].answer or "", b[key].answer or ""
-        requests += [prompt.messages(qa, ans_a, ans_b), prompt.messages(qa, ans_b, ans_a)]
+    for p in ps.pairs:
+        q, ans_a, ans_b = p.prompt, p.answer_a, p.answer_b
+        requests += [prompt.messages(q, ans_a, ans_b), prompt.messages(q, ans_b, ans_a)]
     cache = _cache(judge, out_dir)
     try:
-        outcomes = run_judgements(requests, prompt, judge, cache, f"pairwise ({len(keys)} pairs)")
+        outcomes = run_judgements(
+            requests, prompt, judge, cache, f"pairwise ({len(ps.pairs)} pairs)"
+        )
     finally:
         cache.close()
 
     rows, results, lengths, invalid_ids = [], [], [], []
     by_cat: dict[str, list[str]] = defaultdict(list)
     consistent = 0
-    for i, key in enumerate(keys):
+    for i, p in enumerate(ps.pairs):
         first, second = outcomes[2 * i], outcomes[2 * i + 1]
-        ex_a, ex_b = a[key], b[key]
-        len_a, len_b = len(ex_a.answer or ""), len(ex_b.answer or "")
+        len_a, len_b = len(p.answer_a), len(p.answer_b)
         row = {
-            "id": key[0],
-            "sample": key[1],
-            "category": category_of(ex_a),
+            "id": p.id,
+            "sample": p.sample,
+            "category": p.category,
             "a_then_b": _verdict(first),
             "b_then_a": _verdict(second),
             "len_a": len_a,
@@ -166,7 +128,7 @@ def judge_pairwise(
         }
         if first.label is None or second.label is None:
             row["result"], row["consistent"] = "invalid", None
-            invalid_ids.append(key[0])
+            invalid_ids.append(p.id)
         else:
             res = metrics.outcome(first.label, second.label)
             row["result"] = res
@@ -180,10 +142,10 @@ def judge_pairwise(
     stats = metrics.pairwise_stats(results, resamples=judge.bootstrap, seed=judge.seed)
     summary = {
         "protocol": "pairwise",
-        "a": {"path": str(a_path), "model": model_name(a, a_path)},
-        "b": {"path": str(b_path), "model": model_name(b, b_path)},
+        "a": {"path": str(a_path), "model": ps.a_model},
+        "b": {"path": str(b_path), "model": ps.b_model},
         "judge": _judge_info(judge, "pairwise"),
-        "pairs": len(keys),
+        "pairs": len(ps.pairs),
         **stats,
         "consistency": round(consistent / len(results), 6) if results else None,
         "invalid": len(invalid_ids),
@@ -191,10 +153,10 @@ def judge_pairwise(
         **_errors(outcomes),
         "length_bias": metrics.length_bias(lengths),
         "unmatched": {
-            "a": len(only_a),
-            "b": len(only_b),
-            "a_ids": [k[0] for k in only_a[:50]],
-            "b_ids": [k[0] for k in only_b[:50]],
+            "a": len(ps.only_a),
+            "b": len(ps.only_b),
+            "a_ids": [k[0] for k in ps.only_a[:50]],
+            "b_ids": [k[0] for k in ps.only_b[:50]],
         },
         "usage": _usage(outcomes, judge),
         "categories": {

@@ -1,9 +1,8 @@
-"""Pairs of answers to show people, matched exactly as ``lima judge pairwise`` matches them.
+"""Two answer files matched into pairs: the one pairing the LLM judge and the human study share.
 
-Both files are read with the judge's reader (answers keyed by prompt id and sample); the pairs are
-the keys of A that B also holds, in A's order; the prompt is the judge's ``question_text`` of the
-conversation before the answer, and the two files must agree on it. Unmatched answers are counted,
-never dropped in silence.
+Both files are read as answers keyed by prompt id and sample; the pairs are the keys of A that B
+also holds, in A's order; the prompt is ``question_text`` of the conversation before the answer,
+and the two files must agree on it. Unmatched answers are counted, never dropped in silence.
 """
 
 from __future__ import annotations
@@ -12,13 +11,13 @@ import os
 from dataclasses import dataclass, field
 
 from limakit.errors import LimaError
+from limakit.evaluation.answers import category_of, model_name, read_answers
 from limakit.evaluation.prompts import question_text
-from limakit.evaluation.protocols import category_of, model_name, read_answers
 
 
 @dataclass(frozen=True)
 class Pair:
-    id: str
+    id: str  # the prompt's id
     sample: int
     category: str
     prompt: str

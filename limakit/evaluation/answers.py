@@ -1,0 +1,38 @@
+"""Answer files as the judges read them: keyed by (prompt id, sample), with category and model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from limakit.errors import LimaError
+from limakit.example import Example, read_examples
+
+
+def sample_of(ex: Example) -> int:
+    try:
+        return int(ex.meta.get("sample", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def category_of(ex: Example) -> str:
+    return str(ex.meta.get("category") or ex.source or "unknown")
+
+
+def read_answers(path: str | os.PathLike) -> dict[tuple[str, int], Example]:
+    """Answers keyed by (prompt id, sample); a repeated key is an error naming the file."""
+    out: dict[tuple[str, int], Example] = {}
+    for ex in read_examples(path, require_answer=True):
+        key = (ex.id, sample_of(ex))
+        if key in out:
+            raise LimaError(f"{path}: id {ex.id!r} sample {key[1]} appears twice")
+        out[key] = ex
+    if not out:
+        raise LimaError(f"{path}: no answers")
+    return out
+
+
+def model_name(answers: dict, path: str | os.PathLike) -> str:
+    first = next(iter(answers.values()))
+    return str(first.meta.get("model") or Path(path).stem)
