@@ -126,6 +126,11 @@ def _mean(xs: list[int]) -> float:
     return round(statistics.mean(xs), 1) if xs else 0.0
 
 
+def _nanmean(values: np.ndarray) -> float | None:
+    ok = values[np.isfinite(values)]
+    return round(float(ok.mean()), 4) if len(ok) else None
+
+
 def describe(examples: Sequence[Example]) -> dict:
     """Length and source figures of a set of examples (characters; turns = user messages)."""
     answers = [len(ex.answer or "") for ex in examples]
@@ -210,6 +215,14 @@ def selection_stats(out: Path, cfg: CurateConfig, pool: Sequence[Example], resul
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
         "computed": dict(result.computed),
     }
+    stats["scores"] = {
+        name: {
+            "pool": _nanmean(values),
+            "selection": _nanmean(values[picked]) if picked else None,
+            "unscored": int(np.isnan(values).sum()),
+        }
+        for name, values in result.scores.items()
+    }
     emb = result.embeddings
     if emb is not None and len(pool) and picked:
         k = min(cfg.selection.clusters or max(2, cfg.n // 10), len(pool))
@@ -246,6 +259,8 @@ def selection_lines(s: dict) -> list[str]:
         lines.append(
             f"| source `{source}` | {pool['sources'][source]} | {sel['sources'].get(source, 0)} |"
         )
+    for name, v in s.get("scores", {}).items():
+        lines.append(f"| {name} score, mean | {v['pool']} | {v['selection']} |")
     d = s.get("diversity")
     if d:
         lines += [

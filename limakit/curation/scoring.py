@@ -188,6 +188,7 @@ def ifd_scores(
     max_tokens: int,
     batch_size: int,
     advance: Callable[[int], None] | None = None,
+    chunk: int = 512,
 ) -> tuple[np.ndarray, ScoreReport]:
     """IFD = loss(answer | prompt) / loss(answer alone) per example; ``load()`` returns
     (model, tokenizer, template) and is called only when some example is not cached."""
@@ -201,21 +202,25 @@ def ifd_scores(
     if todo:
         model, tok, template = load()
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        pairs = {i: ifd_pair(pool[i], tok, template, max_tokens) for i in todo.values()}
-        firsts = sorted(pairs, key=lambda i: len(pairs[i][0]))  # similar lengths pad little
+        firsts = list(todo.values())
         by_key: dict[str, float] = {}
-        for s in range(0, len(firsts), batch_size):
-            batch = firsts[s : s + batch_size]
-            n = [pairs[i][2] for i in batch]
-            with_prompt = answer_losses(model, [pairs[i][0] for i in batch], n, pad)
-            alone = answer_losses(model, [pairs[i][1] for i in batch], n, pad)
-            ratio = with_prompt / alone
-            for i, v in zip(batch, ratio):
-                by_key[keys[i]] = float(v)
-            done = [(keys[i], float(v)) for i, v in zip(batch, ratio) if np.isfinite(v)]
-            cache.put_scores(scorer, [k for k, _ in done], [v for _, v in done])
-            if advance is not None:
-                advance(len(batch))
+        # Token ids are made a chunk at a time (memory flat in the pool size); inside a chunk,
+        # similar lengths go together so that a batch pads little.
+        for c in range(0, len(firsts), chunk):
+            pairs = {i: ifd_pair(pool[i], tok, template, max_tokens) for i in firsts[c : c + chunk]}
+            order = sorted(pairs, key=lambda i: len(pairs[i][0]))
+            for s in range(0, len(order), batch_size):
+                batch = order[s : s + batch_size]
+                n = [pairs[i][2] for i in batch]
+                with_prompt = answer_losses(model, [pairs[i][0] for i in batch], n, pad)
+                alone = answer_losses(model, [pairs[i][1] for i in batch], n, pad)
+                ratio = with_prompt / alone
+                for i, v in zip(batch, ratio):
+                    by_key[keys[i]] = float(v)
+                done = [(keys[i], float(v)) for i, v in zip(batch, ratio) if np.isfinite(v)]
+                cache.put_scores(scorer, [k for k, _ in done], [v for _, v in done])
+                if advance is not None:
+                    advance(len(batch))
         missing = np.flatnonzero(np.isnan(scores))
         for i in missing:
             scores[i] = by_key[keys[i]]

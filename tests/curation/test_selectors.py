@@ -222,6 +222,7 @@ def test_curate_judge_rated_and_deita_end_to_end(tmp_path, capsys):
         assert main([*common, "--select", "judge-rated", "--out", str(tmp_path / "jr")]) == 0
         chosen = load_examples(tmp_path / "jr" / "examples.jsonl")
         assert all(e.answer.endswith("SCORE=5") for e in chosen) and len(chosen) == 4
+        assert "| rating score, mean | 3.0 | 5.0 |" in (tmp_path / "jr" / "card.md").read_text()
         calls = len(server.calls)
         assert (
             main([*common, "--select", "judge-rated", "--n", "2", "--out", str(tmp_path / "b")])
@@ -317,6 +318,7 @@ def test_ifd_ranks_a_prompt_predictable_answer_above_an_unpredictable_one(
         ScoreCache(tmp_path / "s.sqlite"),
         max_tokens=256,
         batch_size=2,
+        chunk=1,  # one pair per tokenisation chunk: the chunks must join up
     )
     assert scores[1] < 0.5  # the prompt makes the copied answer almost free
     assert scores[0] > 1.0  # the prompt does not help (here it misleads the first token)
