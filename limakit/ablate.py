@@ -16,7 +16,6 @@ whether intervals overlap.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from rich.console import Console
 
 from limakit.config import Config, format_validation_error
 from limakit.errors import LimaError
-from limakit.files import atomic_write, read_jsonl_records
+from limakit.files import read_jsonl_records, write_json
 from limakit.run.config import _read_yaml, apply_overrides, resolve_ref
 
 
@@ -172,9 +171,8 @@ def ablate(cfg: AblateConfig, out: Path, console: Console | None = None) -> Path
         if run_cfg.data.curate is None:
             raise LimaError(f"{cfg.run}: ablations draw from a pool: the run needs data.curate")
         configs.append(run_cfg)
-    with atomic_write(out / "arms.json") as f:
-        json.dump([{"dir": f"arms/{a.dir_name}", "overrides": list(a.overrides)} for a in arms],
-                  f, indent=2)  # fmt: skip
+    write_json(out / "arms.json", [{"dir": f"arms/{a.dir_name}", "overrides": list(a.overrides)}
+                                   for a in arms])  # fmt: skip
     for i, (arm, run_cfg) in enumerate(zip(arms, configs), start=1):
         console.rule(f"[bold]arm {i}/{len(arms)}: {arm.ablation} {arm.arm} (seed {arm.seed})")
         execute(run_cfg, out / "arms" / arm.dir_name, cache=out / "cache", console=console)
@@ -196,9 +194,7 @@ def ablate(cfg: AblateConfig, out: Path, console: Console | None = None) -> Path
     for rows in results.values():
         for r in rows:
             r.update(metrics.mean_with_ci(r.pop("groups"), resamples=resamples, seed=seed))
-    with atomic_write(out / "ablations.json") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
+    write_json(out / "ablations.json", results)
     from limakit.run.ablation_report import write_ablation_report
 
     return write_ablation_report(results, cfg, out)

@@ -36,7 +36,7 @@ from typing import Any
 from rich.console import Console
 
 from limakit.errors import LimaError
-from limakit.files import atomic_write
+from limakit.files import write_json
 
 MARKERS = "stages"  # folder of the run directory holding one marker per stage
 
@@ -141,8 +141,7 @@ class InputHasher:
 
     def save(self) -> None:
         if self.dirty:
-            with atomic_write(self.path) as f:
-                json.dump(self.known, f)
+            write_json(self.path, self.known)
             self.dirty = False
 
 
@@ -155,12 +154,6 @@ def read_marker(path: Path) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return m if isinstance(m, dict) else None
-
-
-def write_marker(path: Path, marker: dict) -> None:
-    with atomic_write(path) as f:
-        json.dump(marker, f, indent=2, sort_keys=True)
-        f.write("\n")
 
 
 def damaged(root: Path, marker: dict) -> str | None:
@@ -266,7 +259,7 @@ class Pipeline:
                 clear(root, stage.outputs)
             last = (marker or {}).get("seconds") or (marker or {}).get("seconds_before")
             running = {"state": "running", "key": key, "stage": stage.name, "seconds_before": last}
-            write_marker(marker_path, running)
+            write_json(marker_path, running)
             note = "resuming its partial outputs" if resume else why
             left = self._remaining(i - 1)
             timing = f"[dim]{elapsed}{f', about {_fmt_time(left)} left' if left else ''}[/dim]"
@@ -286,7 +279,7 @@ class Pipeline:
                 "summary": summary,
                 "seconds": round(seconds, 3),
             }
-            write_marker(marker_path, marker)
+            write_json(marker_path, marker)
             produced.update(outputs)
             self._to_cache(stage, marker)
             self.console.print(f"    {summary} [dim]({_fmt_time(seconds)})[/dim]")
@@ -338,7 +331,7 @@ class Pipeline:
         shutil.rmtree(tmp, ignore_errors=True)
         for rel in marker["outputs"]:
             _link_or_copy(self.run_dir / rel, tmp / "files" / rel)
-        write_marker(tmp / "marker.json", marker)
+        write_json(tmp / "marker.json", marker)
         shutil.rmtree(where, ignore_errors=True)
         os.replace(tmp, where)
 
@@ -352,7 +345,7 @@ class Pipeline:
         clear(self.run_dir, stage.outputs)
         for rel in marker["outputs"]:
             _link_or_copy(where / "files" / rel, self.run_dir / rel)
-        write_marker(marker_path, marker)
+        write_json(marker_path, marker)
         return True
 
 

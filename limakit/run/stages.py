@@ -18,7 +18,7 @@ from pathlib import Path
 
 from limakit.errors import LimaError
 from limakit.example import Example, read_examples, write_examples
-from limakit.files import atomic_write
+from limakit.files import write_json
 from limakit.pipeline import Stage
 from limakit.run.config import RunConfig
 
@@ -30,12 +30,6 @@ def _local(paths: list[str | None]) -> list[str]:
 
 def _dump(model) -> dict:
     return model.model_dump(mode="json")
-
-
-def _write_json(path: Path, value) -> None:
-    with atomic_write(path) as f:
-        json.dump(value, f, indent=2, ensure_ascii=False)
-        f.write("\n")
 
 
 def epochs_in(ckpts: Path) -> list[int]:
@@ -101,7 +95,7 @@ def data_stage(cfg: RunConfig) -> Stage:
                 write_examples(
                     out / split, list(read_examples(out / "pool" / split, require_answer=None))
                 )
-        _write_json(out / "prompt_filter.json", {"regex": d.prompt_filter, "pool": len(pool),
+        write_json(out / "prompt_filter.json", {"regex": d.prompt_filter, "pool": len(pool),
                                                    "matched": len(match), "kept": len(picked)})  # fmt: skip
         if len(picked) < cur.n:
             print(f"note: only {len(picked)} prompts match {d.prompt_filter!r} (asked for {cur.n})",
@@ -195,7 +189,7 @@ def select_stage(cfg: RunConfig) -> Stage:
                 raise LimaError(f"{ckpts}: no checkpoint to sample from")
             how = "selection off: the last checkpoint" if sel.enabled is False else (
                 "no epoch checkpoint among the configured epochs: the last checkpoint")  # fmt: skip
-            _write_json(root / "select" / "choice.json", {"checkpoint": chosen, "how": how})
+            write_json(root / "select" / "choice.json", {"checkpoint": chosen, "how": how})
             return f"{chosen} ({how}) -> select/"
         from limakit.evaluation import select_checkpoint
 
@@ -214,7 +208,7 @@ def select_stage(cfg: RunConfig) -> Stage:
         if result["chosen"] is None:
             raise LimaError(f"{root / 'select'}: no epoch could be judged")
         how = f"best {sel.protocol} score on the dev set among epochs {epochs}"
-        _write_json(root / "select" / "choice.json",
+        write_json(root / "select" / "choice.json",
                     {"checkpoint": f"epoch-{result['chosen']}", "how": how})  # fmt: skip
         row = next(r for r in result["table"] if r["epoch"] == result["chosen"])
         return f"epoch {result['chosen']} chosen (score {row['score']:.3f}; {how}) -> select/"
@@ -318,7 +312,7 @@ def judge_stage(cfg: RunConfig) -> Stage:
         parts = []
         if ev.checks:
             checks = {n: auto_checks(ans / f"{n}.jsonl") for n in names}
-            _write_json(out / "checks.json", checks)
+            write_json(out / "checks.json", checks)
             parts.append("stopped at EOT: " + ", ".join(
                 f"{n} {c['eot_share']:.0%}" for n, c in checks.items()))  # fmt: skip
         for b in names[1:] if ev.pairwise else []:
