@@ -181,6 +181,11 @@ def curate(config: CurateConfig) -> dict:
             selection = select_pool(pool_items, cfg)
             funnel.notes.extend(selection.notes)
             survivors["pool"] = {"pool": [pool_items[i] for i in selection.order]}
+        elif cfg.select != "lima-rules":
+            funnel.notes.append(
+                f"--select {cfg.select} applies to general pools (--pool, --sharegpt); "
+                "no pool example reached selection"
+            )
 
         drawers = {}
         for b in order:

@@ -116,6 +116,13 @@ def judge_scores(
             scores[i] = by_key[keys[i]]
         report.computed = len(firsts)
         errors = sum(1 for o in outcomes if o.error)
+        if len(pool) and not np.isfinite(scores).any():
+            first = next((o.error for o in outcomes if o.error), None)
+            raise LimaError(
+                f"judge {kind}: no example could be scored ("
+                + (f"{errors} calls failed, e.g. {first}" if first else "no parseable rating")
+                + "); check the judge config"
+            )
         if errors:
             report.notes.append(f"judge {kind}: {errors} calls failed (a rerun retries them)")
     report.unscored = int(np.isnan(scores).sum())

@@ -456,3 +456,20 @@ def test_longest_with_diversity_always_embeds_for_the_card(tmp_path):
     assert [len(e.answer) for e in load_examples(tmp_path / "b" / "examples.jsonl")] == [80, 75, 70]
     assert (tmp_path / "b" / "selection_pca.png").exists()
     assert s["eligible"]["pool"] == 12  # the funnel counts the whole pool, not the n picked
+
+
+def test_a_judge_that_scores_nothing_is_one_clear_error(tmp_path):
+    from limakit.errors import LimaError
+
+    pool = [ex(f"q{i}", f"a{i}", i) for i in range(3)]
+    with FakeServer(lambda body, n: Act("I would rather not say.")) as server:
+        jcfg = JudgeConfig(backend="openai", model="judge", base_url=server.url)
+        with pytest.raises(LimaError, match="judge rating: no example could be scored"):
+            judge_scores(
+                pool,
+                [content_hash(e) for e in pool],
+                "rating",
+                jcfg,
+                ScoreCache(tmp_path / "s.sqlite"),
+                JudgeCache(tmp_path / "j.sqlite"),
+            )
