@@ -328,6 +328,7 @@ def test_ifd_ranks_a_prompt_predictable_answer_above_an_unpredictable_one(
 
 def test_answer_losses_batched_equal_one_at_a_time_on_a_tiny_model(smollm2_tokenizer):
     from conftest import make_tiny_model
+    from devicecheck import PACKAGE, DevicelessFactories
 
     from limakit.template import Template
 
@@ -343,7 +344,12 @@ def test_answer_losses_batched_equal_one_at_a_time_on_a_tiny_model(smollm2_token
     ]  # fmt: skip
     pairs = [ifd_pair(e, tok, template, 64) for e in pool]
     seqs, n = [p[0] for p in pairs], [p[2] for p in pairs]
-    together = answer_losses(model, seqs, n, tok.pad_token_id)
+    recorder = DevicelessFactories()
+    with recorder:
+        together = answer_losses(model, seqs, n, tok.pad_token_id)
+    # Host data reaches the model's device through the one copy helper, nothing else is made
+    # off the device.
+    assert {fn for f, fn in recorder.calls if f.startswith(PACKAGE)} <= {"host_to_device"}
     alone = [answer_losses(model, [s], [k], tok.pad_token_id)[0] for s, k in zip(seqs, n)]
     assert np.allclose(together, alone, atol=1e-4)
     # Against a direct computation: the mean loss of the last n tokens, unpadded.
