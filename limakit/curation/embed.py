@@ -81,7 +81,7 @@ class Embedder:
         device: str = "auto",
         dtype: str = "auto",
         max_tokens: int = 128,
-        batch_size: int = 64,
+        batch_size: int = 128,
     ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer

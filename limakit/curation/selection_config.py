@@ -20,7 +20,7 @@ class SelectionConfig(Config):
     embed_tokens: int = Field(
         128, ge=8, description="Embed at most this many tokens of prompt + answer."
     )
-    embed_batch_size: int = Field(64, ge=1, description="Texts per embedding forward pass.")
+    embed_batch_size: int = Field(128, ge=1, description="Texts per embedding forward pass.")
     device: str = Field(
         "auto", description="Device of the embedder and the IFD model: auto, cpu, cuda:N."
     )
