@@ -115,8 +115,9 @@ def read_jsonl_records(
 
     Raises :class:`LimaError` naming file and line for undecodable bytes, bad JSON or a non-object.
     A final line cut off mid-way (a killed writer) is reported the same way, unless ``resumable``:
-    for a file written by :func:`append_jsonl`, a last line without its newline is the row that
-    was in flight when the writer was killed, and is left out (the resumed writer redoes it).
+    for a file written by :func:`append_jsonl`, a last line that lacks its newline and does not
+    parse is the row that was in flight when the writer was killed, and is left out (the resumed
+    writer redoes it).
     With ``on_error``, a bad line is handed to it as ``(line_number, reason, raw_text)`` and
     reading goes on.
     """
@@ -124,10 +125,7 @@ def read_jsonl_records(
     if not path.exists():
         raise LimaError(f"{path}: file not found")
     with open(path, "rb") as f:
-        lines: Iterable[bytes] = f
-        if resumable:
-            lines = (line for line in f if line.endswith(b"\n"))
-        yield from parse_jsonl_lines(path, lines, on_error)
+        yield from parse_jsonl_lines(path, f, on_error, resumable=resumable)
 
 
 def parse_json(text: str | bytes, where: str) -> Any:
@@ -151,13 +149,19 @@ TOO_DEEP = (
 
 
 def parse_jsonl_lines(
-    path: str | os.PathLike, lines: Iterable[bytes], on_error: OnError | None = None
+    path: str | os.PathLike,
+    lines: Iterable[bytes],
+    on_error: OnError | None = None,
+    *,
+    resumable: bool = False,
 ) -> Iterator[tuple[int, dict]]:
     """The JSONL rules of :func:`read_jsonl_records` over raw lines from any stream (e.g. zstd)."""
     for lineno, raw in enumerate(lines, start=1):
         try:
             obj = _parse_line(path, lineno, raw)
         except LimaError as e:
+            if resumable and not raw.endswith(b"\n"):
+                return  # the row a killed writer was appending
             if on_error is None:
                 raise
             on_error(

@@ -9,14 +9,14 @@ the answer appended as the last assistant message, and in ``meta`` the prompt's 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 from limakit.errors import LimaError
 from limakit.example import Example, Message
-from limakit.files import append_jsonl, atomic_write
+from limakit.faults import crash_point
+from limakit.files import append_jsonl, read_jsonl_records, write_jsonl
 from limakit.generation.config import DecodeConfig
 
 
@@ -49,28 +49,19 @@ def read_done(out: Path) -> dict[tuple[str, int], Example]:
     and the file rewritten without it; a bad line elsewhere is an error naming the line."""
     if not out.exists():
         return {}
-    raw = out.read_bytes()
-    lines = raw.split(b"\n")
     done: dict[tuple[str, int], Example] = {}
-    cut = False
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        is_last = all(not rest.strip() for rest in lines[lineno:])
+    for lineno, row in read_jsonl_records(out, resumable=True):
         try:
-            ex = Example.from_dict(
-                json.loads(line.decode("utf-8")), require_answer=True, empty_answer_ok=True
-            )
-        except (ValueError, UnicodeDecodeError) as e:
-            if is_last and not raw.endswith(b"\n"):
-                cut = True  # the writer died mid-line: this answer is generated again
-                break
+            ex = Example.from_dict(row, require_answer=True, empty_answer_ok=True)
+        except ValueError as e:
             raise LimaError(f"{out}:{lineno}: not a generated answer ({e})") from None
         done[(ex.id, int(ex.meta.get("sample", 0)))] = ex
-    if cut or (raw and not raw.endswith(b"\n")):
-        with atomic_write(out) as f:
-            for ex in done.values():
-                f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+    size = out.stat().st_size
+    with open(out, "rb") as f:
+        f.seek(max(size - 1, 0))
+        ends_cleanly = size == 0 or f.read(1) == b"\n"
+    if not ends_cleanly:  # the writer died mid-line: rewrite without it (it is generated again)
+        write_jsonl(out, (ex.to_dict() for ex in done.values()))
     return done
 
 
@@ -251,6 +242,7 @@ def _run(model, tok, name, todo, seed, config, out_path, batch_size, progress):
         results[(p.id, k)] = ex
         if f:
             append_jsonl(f, ex.to_dict())  # flushed: a killed run keeps every finished answer
+            crash_point(f"generate:answers:{len(results)}")  # resume tests kill the run here
 
     for r in reqs:
         r.on_finish = finish

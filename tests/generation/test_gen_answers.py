@@ -39,7 +39,7 @@ def test_answers_are_examples_with_meta(tiny, tmp_path):
         assert a.meta["decoding"]["top_p"] == 0.9 and a.meta["decoding"]["temperature"] == 0.7
         assert a.meta["decoding"]["repetition_penalty"] == 1.2
         assert "<|eot|>" not in a.messages[-1].content
-    assert {a.meta["stop"] for a in answers} == {"eot", "length"} or len(answers) == 8
+    assert {a.meta["stop"] for a in answers} == {"eot", "length"}  # both stops were exercised
 
 
 def test_same_seed_same_text_and_samples_differ(tiny):
@@ -158,7 +158,6 @@ def test_cli_generate_and_rerun(tiny_model_dir, tmp_path):
 def test_cli_resume_after_sigkill(tiny_model_dir, tmp_path):
     """A real `lima generate` killed mid-run; the rerun keeps every finished line and adds the rest."""
     import signal
-    import time
 
     src = tmp_path / "prompts.jsonl"
     write_examples(src, prompts(24))
@@ -182,17 +181,13 @@ def test_cli_resume_after_sigkill(tiny_model_dir, tmp_path):
         "float32",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if out.exists() and out.read_text().count("\n") >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before = out.read_text()
-    kept = before[: before.rfind("\n") + 1]  # complete lines survive a kill
-    assert 3 <= kept.count("\n") < 24
+    # SIGKILL right after the 3rd answer is flushed: deterministic, whatever the machine's speed.
+    killed = subprocess.run(
+        cmd, env={**env, "LIMAKIT_CRASH_AT": "generate:answers:3"}, capture_output=True, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    kept = out.read_text()
+    assert kept.count("\n") == 3 and kept.endswith("\n")  # every flushed answer survives
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     after = out.read_text()

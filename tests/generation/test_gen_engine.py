@@ -23,15 +23,15 @@ def test_sampled_text_does_not_depend_on_batch_composition(tiny):
     """Sequences joining and leaving a pool of 3 produce exactly what each produces alone."""
     model, tok = tiny
     boost_eot(model, tok, 6.0)  # random lengths: rows finish at different steps and are replaced
-    pooled = _requests(tok, 7, max_new_tokens=30)
+    pooled = _requests(tok, 7, max_new_tokens=20)  # some stop at EOT, one at the length cap
     Engine(model, tok, max_batch=3).run(pooled)
-    alone = _requests(tok, 7, max_new_tokens=30)
+    alone = _requests(tok, 7, max_new_tokens=20)
     for r in alone:
         Engine(model, tok, max_batch=1).run([r])
     assert [r.output_ids for r in pooled] == [r.output_ids for r in alone]
     lengths = {len(r.output_ids) for r in pooled}
     assert len(lengths) > 2  # the pool really had sequences leaving at different times
-    assert {r.finish_reason for r in pooled} == {"eot", "length"} or len(lengths) > 2
+    assert {r.finish_reason for r in pooled} == {"eot", "length"}
 
 
 def test_stops_at_eot_and_eot_never_in_output(tiny):

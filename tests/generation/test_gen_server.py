@@ -94,11 +94,11 @@ def test_n_choices_and_stop(client):
     assert [c.index for c in r.choices] == [0, 1, 2] and len(set(texts)) > 1
     # Stopping at the first character of the first answer leaves an empty, "stop"-ed answer.
     first = texts[0].strip()[:1]
-    if first:
-        s = client.chat.completions.create(
-            model="lima-test", messages=MSG, max_tokens=8, n=3, seed=4, stop=[first]
-        )
-        assert s.choices[0].finish_reason == "stop" and first not in s.choices[0].message.content
+    assert first  # the seeded first answer has text to stop at
+    s = client.chat.completions.create(
+        model="lima-test", messages=MSG, max_tokens=8, n=3, seed=4, stop=[first]
+    )
+    assert s.choices[0].finish_reason == "stop" and first not in s.choices[0].message.content
 
 
 def test_bad_requests_get_openai_errors(client, server_url):
