@@ -210,14 +210,12 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def _dump(obj: dict, out: str | None) -> None:
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
     if out:
-        from limakit.files import atomic_write
+        from limakit.files import write_json
 
-        with atomic_write(out) as f:
-            f.write(text + "\n")
+        write_json(out, obj)
         print(f"wrote {out}", file=sys.stderr)
-    print(text)
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def run_check(args: argparse.Namespace) -> int:

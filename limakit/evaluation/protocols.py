@@ -11,7 +11,6 @@ config names another) makes a rerun free and a killed run resume.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import defaultdict
@@ -24,7 +23,7 @@ from limakit.evaluation.config import JudgeConfig
 from limakit.evaluation.judges import Outcome, run_judgements
 from limakit.evaluation.pairs import pair_answers
 from limakit.evaluation.prompts import get_prompt, question_text
-from limakit.files import atomic_write, write_jsonl
+from limakit.files import write_json, write_jsonl
 
 RATE_SCORES = {"Fail": 0, "Pass": 1, "Excellent": 2}
 
@@ -58,9 +57,7 @@ def _judge_info(cfg: JudgeConfig, kind: str) -> dict:
 
 def _write(out_dir: Path, rows: list[dict], summary: dict, cfg: JudgeConfig) -> None:
     write_jsonl(out_dir / "verdicts.jsonl", rows)
-    with atomic_write(out_dir / "summary.json") as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    write_json(out_dir / "summary.json", summary)
     cfg.save(out_dir / "judge.yaml")  # holds the key's variable name only, never the key
 
 
