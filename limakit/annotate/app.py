@@ -13,11 +13,12 @@ import secrets
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import jinja2
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from markdown_it import MarkdownIt
@@ -54,179 +55,226 @@ class _Auth(Exception):
     """No (valid) session: a 401 that reveals nothing but the way to sign in."""
 
 
+@dataclass
+class _State:
+    """What every route needs: the database path, the templates, the cookie policy."""
+
+    db_path: str | os.PathLike
+    templates: jinja2.Environment
+    secure_cookies: bool
+
+
+def _state(request: Request) -> _State:
+    return request.app.state.lima
+
+
+def _page(request: Request, name: str, status: int = 200, **ctx) -> HTMLResponse:
+    html = _state(request).templates.get_template(name).render(**ctx)
+    return HTMLResponse(html, status_code=status)
+
+
+def _conn(request: Request) -> Iterator[sqlite3.Connection]:
+    c = db.connect(_state(request).db_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+Conn = Annotated[sqlite3.Connection, Depends(_conn)]
+
+
+def _user(request: Request, c: Conn) -> db.User:
+    u = db.session_user(c, request.cookies.get(SESSION_COOKIE))
+    if u is None:
+        raise _Auth
+    return u
+
+
+Person = Annotated[db.User, Depends(_user)]
+Csrf = Annotated[str, Form(max_length=200)]
+
+
+def _check_csrf(u: db.User, token: str) -> None:
+    if not token or not secrets.compare_digest(token, u.csrf):
+        raise HTTPException(403, "missing or wrong CSRF token; reload the page")
+
+
+def _the_set(c: sqlite3.Connection, set_id: int) -> db.SetInfo:
+    s = db.get_set(c, set_id)
+    if s is None:
+        raise HTTPException(404, "no such set")
+    return s
+
+
+def _no_session(request: Request, exc: _Auth) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": "sign in first"}, status_code=401)
+    return _page(request, "message.html", 401, title="Sign in", user=None,
+                 text="Open the one-time link you were given to sign in.")  # fmt: skip
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    return _page(
+        request, "message.html", exc.status_code, title="Error", text=str(exc.detail), user=None
+    )
+
+
+# -- signing in and out ----------------------------------------------------------------------------
+auth = APIRouter()
+
+
+@auth.get("/login")
+def login_form(request: Request, token: str = "") -> Response:
+    csrf = secrets.token_urlsafe(16)
+    resp = _page(request, "login.html", token=token, csrf=csrf, user=None)
+    resp.set_cookie(LOGIN_COOKIE, csrf, httponly=True, samesite="strict",
+                    secure=_state(request).secure_cookies, max_age=3600)  # fmt: skip
+    return resp
+
+
+@auth.post("/login")
+def login(
+    request: Request,
+    c: Conn,
+    token: Annotated[str, Form(max_length=200)] = "",
+    csrf: Csrf = "",
+) -> Response:
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not csrf or not expected or not secrets.compare_digest(csrf, expected):
+        raise HTTPException(403, "the sign-in form expired; open your link again")
+    session = db.login(c, token)
+    if session is None:
+        raise HTTPException(403, "this sign-in link is unknown or was already used")
+    resp = RedirectResponse("/", status_code=303)
+    resp.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict",
+                    secure=_state(request).secure_cookies,
+                    max_age=db.SESSION_DAYS * 86400)  # fmt: skip
+    resp.delete_cookie(LOGIN_COOKIE)
+    return resp
+
+
+@auth.post("/logout")
+def logout(request: Request, u: Person, c: Conn, csrf: Csrf = "") -> Response:
+    _check_csrf(u, csrf)
+    db.logout(c, request.cookies.get(SESSION_COOKIE, ""))
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+# -- annotating ------------------------------------------------------------------------------------
+pages = APIRouter()
+
+
+@pages.get("/")
+def index(request: Request, u: Person, c: Conn) -> Response:
+    sets = db.list_sets(c)
+    if len(sets) == 1 and not u.admin:
+        return RedirectResponse(f"/sets/{sets[0].id}", status_code=303)
+    done = {s.id: db.progress(c, u.id, s.id) for s in sets}
+    return _page(request, "index.html", user=u, sets=sets, done=done)
+
+
+@pages.get("/sets/{set_id}")
+def annotate(request: Request, set_id: int, u: Person, c: Conn) -> Response:
+    s = _the_set(c, set_id)
+    done = db.progress(c, u.id, s.id)
+    pair = db.next_pair(c, u, s)
+    ctx = {"user": u, "set": s, "done": done, "buttons": BUTTONS, "max_comment": MAX_COMMENT}
+    if pair is None:
+        return _page(request, "done.html", **ctx)
+    return _page(request, "pair.html", pair=pair, **ctx)
+
+
+@pages.post("/sets/{set_id}/verdict")
+def verdict(
+    set_id: int,
+    u: Person,
+    c: Conn,
+    pair_id: Annotated[int, Form()],
+    choice: Annotated[Literal["A", "B", "C"], Form()],
+    comment: Annotated[str, Form(max_length=MAX_COMMENT)] = "",
+    csrf: Csrf = "",
+) -> Response:
+    _check_csrf(u, csrf)
+    s = _the_set(c, set_id)
+    try:
+        db.record(c, u, s, pair_id, choice, comment.strip())
+    except KeyError:
+        raise HTTPException(404, "no such pair in this set") from None
+    # A second press on a pair already judged changes nothing and moves on.
+    return RedirectResponse(f"/sets/{s.id}", status_code=303)
+
+
+@pages.post("/sets/{set_id}/undo")
+def undo(set_id: int, u: Person, c: Conn, csrf: Csrf = "") -> Response:
+    _check_csrf(u, csrf)
+    db.undo_last(c, u, _the_set(c, set_id))
+    return RedirectResponse(f"/sets/{set_id}", status_code=303)
+
+
+@pages.get("/admin")
+def admin(request: Request, u: Person, c: Conn) -> Response:
+    if not u.admin:
+        raise HTTPException(403, "only an admin sees progress and agreement")
+    rows = []
+    for s in db.list_sets(c):
+        verdicts = [verdict_row(r) for r in db.live_verdicts(c, s.id)]
+        by_item: dict[tuple, dict[str, str]] = defaultdict(dict)
+        for v in verdicts:
+            by_item[(v["id"], v["sample"])][v["annotator"]] = RESULT_TO_LABEL[v["result"]]
+        majorities = [majority(list(x.values())) for x in by_item.values()]
+        rows.append({
+            "set": s,
+            "people": db.annotator_progress(c, s.id),
+            "pairs_done": len(by_item),
+            "prefer": {k: majorities.count(k) for k in ("a", "tie", "b")},
+            "agreement": between_annotators(by_item, resamples=200),
+        })  # fmt: skip
+    return _page(request, "admin.html", user=u, rows=rows)
+
+
+# -- JSON API --------------------------------------------------------------------------------------
+api = APIRouter(prefix="/api")
+
+
+@api.get("/verdicts")
+def my_verdicts(u: Person, c: Conn) -> dict:
+    """This person's own live verdicts, as shown (label, sides) and as exported."""
+    out = []
+    for s in db.list_sets(c):
+        for r in db.live_verdicts(c, s.id, u.id):
+            out.append({"verdict": r["id"], "set": s.name, "label": r["label"],
+                        **verdict_row(r)})  # fmt: skip
+    return {"user": u.name, "verdicts": out}
+
+
+@api.get("/verdicts/{verdict_id}")
+def one_verdict(verdict_id: int, u: Person, c: Conn) -> dict:
+    r = db.verdict_of(c, verdict_id, u.id)
+    if r is None:  # someone else's and missing look the same
+        raise HTTPException(404, "no such verdict")
+    return {k: r[k] for k in r.keys()}
+
+
 def create_app(db_path: str | os.PathLike, *, secure_cookies: bool = False) -> GuardMiddleware:
     """The ASGI app over one annotation database (which must exist; `serve` creates it)."""
     db.connect(db_path).close()  # fail now, with the path, when the file is not a database
     md = markdown_renderer()
-    env = jinja2.Environment(
+    templates = jinja2.Environment(
         loader=jinja2.PackageLoader("limakit.annotate", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["markdown"] = lambda text: jinja2.utils.markupsafe.Markup(md.render(text))
+    templates.filters["markdown"] = lambda text: jinja2.utils.markupsafe.Markup(md.render(text))
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.lima = _State(db_path, templates, secure_cookies)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    def page(name: str, status: int = 200, **ctx) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(**ctx), status_code=status)
-
-    def conn() -> Iterator[sqlite3.Connection]:
-        c = db.connect(db_path)
-        try:
-            yield c
-        finally:
-            c.close()
-
-    Conn = Annotated[sqlite3.Connection, Depends(conn)]
-
-    def user(request: Request, c: Conn) -> db.User:
-        u = db.session_user(c, request.cookies.get(SESSION_COOKIE))
-        if u is None:
-            raise _Auth
-        return u
-
-    Person = Annotated[db.User, Depends(user)]
-
-    def check_csrf(u: db.User, token: str) -> None:
-        if not token or not secrets.compare_digest(token, u.csrf):
-            raise HTTPException(403, "missing or wrong CSRF token; reload the page")
-
-    def the_set(c: sqlite3.Connection, set_id: int) -> db.SetInfo:
-        s = db.get_set(c, set_id)
-        if s is None:
-            raise HTTPException(404, "no such set")
-        return s
-
-    @app.exception_handler(_Auth)
-    def _no_session(request: Request, exc: _Auth) -> Response:
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": "sign in first"}, status_code=401)
-        return page("message.html", 401, title="Sign in", user=None,
-                    text="Open the one-time link you were given to sign in.")  # fmt: skip
-
-    @app.exception_handler(StarletteHTTPException)
-    def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-        return page("message.html", exc.status_code, title="Error", text=str(exc.detail), user=None)
-
-    @app.get("/login")
-    def login_form(token: str = "") -> Response:
-        csrf = secrets.token_urlsafe(16)
-        resp = page("login.html", token=token, csrf=csrf, user=None)
-        resp.set_cookie(LOGIN_COOKIE, csrf, httponly=True, samesite="strict",
-                        secure=secure_cookies, max_age=3600)  # fmt: skip
-        return resp
-
-    @app.post("/login")
-    def login(
-        request: Request,
-        c: Conn,
-        token: Annotated[str, Form(max_length=200)] = "",
-        csrf: Annotated[str, Form(max_length=200)] = "",
-    ) -> Response:
-        expected = request.cookies.get(LOGIN_COOKIE, "")
-        if not csrf or not expected or not secrets.compare_digest(csrf, expected):
-            raise HTTPException(403, "the sign-in form expired; open your link again")
-        session = db.login(c, token)
-        if session is None:
-            raise HTTPException(403, "this sign-in link is unknown or was already used")
-        resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict",
-                        secure=secure_cookies, max_age=db.SESSION_DAYS * 86400)  # fmt: skip
-        resp.delete_cookie(LOGIN_COOKIE)
-        return resp
-
-    @app.post("/logout")
-    def logout(
-        request: Request, u: Person, c: Conn, csrf: Annotated[str, Form(max_length=200)] = ""
-    ) -> Response:
-        check_csrf(u, csrf)
-        db.logout(c, request.cookies.get(SESSION_COOKIE, ""))
-        resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(SESSION_COOKIE)
-        return resp
-
-    @app.get("/")
-    def index(u: Person, c: Conn) -> Response:
-        sets = db.list_sets(c)
-        if len(sets) == 1 and not u.admin:
-            return RedirectResponse(f"/sets/{sets[0].id}", status_code=303)
-        done = {s.id: db.progress(c, u.id, s.id) for s in sets}
-        return page("index.html", user=u, sets=sets, done=done)
-
-    @app.get("/sets/{set_id}")
-    def annotate(set_id: int, u: Person, c: Conn) -> Response:
-        s = the_set(c, set_id)
-        done = db.progress(c, u.id, s.id)
-        pair = db.next_pair(c, u, s)
-        ctx = {"user": u, "set": s, "done": done, "buttons": BUTTONS, "max_comment": MAX_COMMENT}
-        if pair is None:
-            return page("done.html", **ctx)
-        return page("pair.html", pair=pair, **ctx)
-
-    @app.post("/sets/{set_id}/verdict")
-    def verdict(
-        set_id: int,
-        u: Person,
-        c: Conn,
-        pair_id: Annotated[int, Form()],
-        choice: Annotated[Literal["A", "B", "C"], Form()],
-        comment: Annotated[str, Form(max_length=MAX_COMMENT)] = "",
-        csrf: Annotated[str, Form(max_length=200)] = "",
-    ) -> Response:
-        check_csrf(u, csrf)
-        s = the_set(c, set_id)
-        try:
-            db.record(c, u, s, pair_id, choice, comment.strip())
-        except KeyError:
-            raise HTTPException(404, "no such pair in this set") from None
-        # A second press on a pair already judged changes nothing and moves on.
-        return RedirectResponse(f"/sets/{s.id}", status_code=303)
-
-    @app.post("/sets/{set_id}/undo")
-    def undo(
-        set_id: int, u: Person, c: Conn, csrf: Annotated[str, Form(max_length=200)] = ""
-    ) -> Response:
-        check_csrf(u, csrf)
-        db.undo_last(c, u, the_set(c, set_id))
-        return RedirectResponse(f"/sets/{set_id}", status_code=303)
-
-    @app.get("/api/verdicts")
-    def my_verdicts(u: Person, c: Conn) -> dict:
-        """This person's own live verdicts, as shown (label, sides) and as exported."""
-        out = []
-        for s in db.list_sets(c):
-            for r in db.live_verdicts(c, s.id, u.id):
-                out.append({"verdict": r["id"], "set": s.name, "label": r["label"],
-                            **verdict_row(r)})  # fmt: skip
-        return {"user": u.name, "verdicts": out}
-
-    @app.get("/api/verdicts/{verdict_id}")
-    def one_verdict(verdict_id: int, u: Person, c: Conn) -> dict:
-        r = db.verdict_of(c, verdict_id, u.id)
-        if r is None:  # someone else's and missing look the same
-            raise HTTPException(404, "no such verdict")
-        return {k: r[k] for k in r.keys()}
-
-    @app.get("/admin")
-    def admin(u: Person, c: Conn) -> Response:
-        if not u.admin:
-            raise HTTPException(403, "only an admin sees progress and agreement")
-        rows = []
-        for s in db.list_sets(c):
-            verdicts = [verdict_row(r) for r in db.live_verdicts(c, s.id)]
-            by_item: dict[tuple, dict[str, str]] = defaultdict(dict)
-            for v in verdicts:
-                by_item[(v["id"], v["sample"])][v["annotator"]] = RESULT_TO_LABEL[v["result"]]
-            majorities = [majority(list(x.values())) for x in by_item.values()]
-            rows.append({
-                "set": s,
-                "people": db.annotator_progress(c, s.id),
-                "pairs_done": len(by_item),
-                "prefer": {k: majorities.count(k) for k in ("a", "tie", "b")},
-                "agreement": between_annotators(by_item, resamples=200),
-            })  # fmt: skip
-        return page("admin.html", user=u, rows=rows)
-
+    app.add_exception_handler(_Auth, _no_session)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for router in (auth, pages, api):
+        app.include_router(router)
     return GuardMiddleware(app, max_body=MAX_BODY)
