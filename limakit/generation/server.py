@@ -235,29 +235,7 @@ def create_app(
                 "model",
                 "model_not_found",
             )
-        messages = [m.to_message() for m in body.messages]
-        try:
-            validate_messages(messages, require_answer=False)
-        except ValueError as e:
-            raise ApiError(400, str(e), "messages") from None
-        # Tokenising a long prompt takes a while: never on the event loop.
-        prompt = await asyncio.to_thread(render_prompt, messages, tokenizer)
-        decoding = _decoding(config, body)
-        key, max_tokens = body.token_limit
-        room = limit - len(prompt)
-        if room < 1 or (max_tokens is not None and max_tokens > room):
-            # Without max_tokens, a prompt that fills the context is refused too (not answered
-            # with nothing).
-            too_long = room < 1 or max_tokens is None
-            raise ApiError(
-                400,
-                f"this model's maximum context length is {limit} tokens; the messages take "
-                f"{len(prompt)}" + ("" if too_long else f" and {key} asks for {max_tokens}"),
-                "messages" if too_long else key,
-                "context_length_exceeded",
-            )
-        if max_tokens is None:
-            max_tokens = min(decoding.max_new_tokens, room)
+        prompt, decoding, max_tokens = await _admit(body, tokenizer, config, limit)
         run = _Run(engine, tokenizer, prompt, body, decoding, max_tokens)
         completion = Completion(
             "chatcmpl-" + secrets.token_hex(12),
@@ -272,6 +250,38 @@ def create_app(
         return await _whole(run, completion, http)
 
     return app
+
+
+async def _admit(
+    body: ChatRequest, tokenizer, defaults: DecodeConfig, limit: int
+) -> tuple[list[int], DecodeConfig, int]:
+    """A request's prompt ids, decoding and token budget; a 400 when it cannot be answered."""
+    from limakit.template import render_prompt
+
+    messages = [m.to_message() for m in body.messages]
+    try:
+        validate_messages(messages, require_answer=False)
+    except ValueError as e:
+        raise ApiError(400, str(e), "messages") from None
+    # Tokenising a long prompt takes a while: never on the event loop.
+    prompt = await asyncio.to_thread(render_prompt, messages, tokenizer)
+    decoding = _decoding(defaults, body)
+    key, max_tokens = body.token_limit
+    room = limit - len(prompt)
+    if room < 1 or (max_tokens is not None and max_tokens > room):
+        # Without max_tokens, a prompt that fills the context is refused too (not answered
+        # with nothing).
+        too_long = room < 1 or max_tokens is None
+        raise ApiError(
+            400,
+            f"this model's maximum context length is {limit} tokens; the messages take "
+            f"{len(prompt)}" + ("" if too_long else f" and {key} asks for {max_tokens}"),
+            "messages" if too_long else key,
+            "context_length_exceeded",
+        )
+    if max_tokens is None:
+        max_tokens = min(decoding.max_new_tokens, room)
+    return prompt, decoding, max_tokens
 
 
 def _decoding(defaults: DecodeConfig, body: ChatRequest) -> DecodeConfig:
