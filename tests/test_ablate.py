@@ -109,3 +109,18 @@ def test_ablate_config_errors(tmp_path):
     path.write_text("run: x.yaml\nquantity: {k: [5, 3]}\ndiversity: {enabled: false}\n")
     with pytest.raises(LimaError, match="k must be"):
         load_ablate_config(str(path))
+
+
+def test_every_arm_runs_once_per_seed_with_the_seed_everywhere(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text(
+        "run: x.yaml\nseeds: [0, 7]\nquantity: {k: [2, 3]}\nquality: {enabled: false}\n"
+        "diversity: {enabled: false}\nset: [train.epochs=1]\n"
+    )
+    arms = plan_arms(load_ablate_config(str(path)))
+    assert [a.dir_name for a in arms] == [
+        "quantity-n4-seed0", "quantity-n8-seed0", "quantity-n4-seed7", "quantity-n8-seed7",
+    ]  # fmt: skip
+    last = arms[-1].overrides
+    assert last[0] == "train.epochs=1" and "data.curate.n=8" in last
+    assert {"data.curate.seed=7", "train.seed=7", "sample.seed=7"} <= set(last)
