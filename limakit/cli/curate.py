@@ -166,23 +166,21 @@ def run_curate(args: argparse.Namespace) -> int:
     cfg = _config(args)
     summary = curate(cfg)
     print(
-        f"selected {summary['examples']} examples -> {summary['out']}/examples.jsonl",
+        f"selected {summary.examples} examples -> {summary.out}/examples.jsonl",
         file=sys.stderr,
     )
-    for source, n in sorted(summary["by_source"].items()):
+    for source, n in sorted(summary.by_source.items()):
         print(f"  {source}: {n}", file=sys.stderr)
-    print(
-        f"rejected {summary['rejected']} (per rule in {summary['out']}/card.md):", file=sys.stderr
-    )
-    for rule, n in sorted(summary["rejected_by_rule"].items(), key=lambda kv: -kv[1]):
+    print(f"rejected {summary.rejected} (per rule in {summary.out}/card.md):", file=sys.stderr)
+    for rule, n in sorted(summary.rejected_by_rule.items(), key=lambda kv: -kv[1]):
         print(f"  {rule}: {n}", file=sys.stderr)
-    d = summary.get("selection", {}).get("diversity")
+    d = (summary.selection or {}).get("diversity")
     if d:
         print(
             f"diversity: mean pairwise cosine distance {d['selection']} (pool {d['pool']}); "
             f"{d['covered']} of the pool's {d['clusters']} k-means clusters covered",
             file=sys.stderr,
         )
-    for note in summary["notes"]:
+    for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0

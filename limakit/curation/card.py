@@ -7,12 +7,16 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from limakit.curation.config import CurateConfig
 from limakit.example import Example
 from limakit.files import atomic_write
+
+if TYPE_CHECKING:
+    from limakit.curation.pipeline import CurationSummary
 
 
 def write_histogram(path: Path, examples: list[Example]) -> None:
@@ -42,22 +46,22 @@ def write_histogram(path: Path, examples: list[Example]) -> None:
 
 
 def write_card(
-    out: Path, cfg: CurateConfig, summary: dict, examples: list[Example], sizes: dict
+    out: Path, cfg: CurateConfig, summary: CurationSummary, examples: list[Example], sizes: dict
 ) -> None:
     write_histogram(out / "length_hist.png", examples)
     lines = [
         "# Data card",
         "",
-        f"{summary['examples']} training examples selected (asked for {cfg.n}), seed {cfg.seed}.",
+        f"{summary.examples} training examples selected (asked for {cfg.n}), seed {cfg.seed}.",
         "",
         "## Source mix",
         "",
         "| source | read | passed rules, dedup, decontamination | selected |",
         "|---|---:|---:|---:|",
     ]
-    for bucket, n in summary["by_bucket"].items():
+    for bucket, n in summary.by_bucket.items():
         lines.append(
-            f"| {bucket} | {summary['read'].get(bucket, '')} | {summary['eligible'].get(bucket, 0)} | {n} |"
+            f"| {bucket} | {summary.read.get(bucket, '')} | {summary.eligible.get(bucket, 0)} | {n} |"
         )
     lines += [
         "",
@@ -66,12 +70,12 @@ def write_card(
         "| source | rule | rejected |",
         "|---|---|---:|",
     ]
-    for key, n in summary["rejected_by_source_rule"].items():
+    for key, n in summary.rejected_by_source_rule.items():
         source, rule = key.split("/", 1)
         lines.append(f"| {source} | {rule} | {n} |")
     lines += [
         "",
-        f"Total rejected: {summary['rejected']} (each one is in `rejected.jsonl` with its rule and reason).",
+        f"Total rejected: {summary.rejected} (each one is in `rejected.jsonl` with its rule and reason).",
     ]
     if sizes:
         lines += [
@@ -99,21 +103,21 @@ def write_card(
         lines += [
             "## Splits",
             "",
-            f"dev: {summary['dev']} hand-written examples held out; "
-            f"test: {summary['test']} prompts (AskReddit titles + hand-written prompts).",
+            f"dev: {summary.dev} hand-written examples held out; "
+            f"test: {summary.test} prompts (AskReddit titles + hand-written prompts).",
             "",
         ]
-    elif summary.get("prompt_only"):
+    elif summary.prompt_only:
         lines += [
-            f"{summary['prompt_only']} prompt-only records (test prompts) were set aside; "
+            f"{summary.prompt_only} prompt-only records (test prompts) were set aside; "
             "ask for `splits` to write them to test.jsonl.",
             "",
         ]
-    if summary["notes"]:
-        lines += ["## Notes", ""] + [f"- {n}" for n in summary["notes"]] + [""]
+    if summary.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in summary.notes] + [""]
     lines += ["## Selection", "", f"general pools: `{cfg.select}`; quotas: {cfg.quotas}", ""]
-    if summary.get("selection"):
-        lines += selection_lines(summary["selection"])
+    if summary.selection:
+        lines += selection_lines(summary.selection)
     with atomic_write(out / "card.md") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -102,7 +102,7 @@ def data_stage(cfg: RunConfig) -> Stage:
                   file=sys.stderr)  # fmt: skip
         return (
             f"{len(picked)} of {len(match)} examples whose prompt matches {d.prompt_filter!r} "
-            f"({s['examples']} passed the rules) -> data/"
+            f"({s.examples} passed the rules) -> data/"
         )
 
     config = {"curate": _dump(cur) | {"out": None, "progress": None}, "filter": d.prompt_filter}
@@ -111,11 +111,11 @@ def data_stage(cfg: RunConfig) -> Stage:
 
 
 def _curate_line(s: dict) -> str:
-    mix = ", ".join(f"{k} {v}" for k, v in sorted(s["by_source"].items()))
-    read = sum(s["read"].values()) if isinstance(s["read"], dict) else s["read"]
+    mix = ", ".join(f"{k} {v}" for k, v in sorted(s.by_source.items()))
+    read = sum(s.read.values())
     return (
-        f"{s['examples']} examples ({mix}) from {read} records read; "
-        f"{s['rejected']} rejected, each with its rule"
+        f"{s.examples} examples ({mix}) from {read} records read; "
+        f"{s.rejected} rejected, each with its rule"
     )
 
 

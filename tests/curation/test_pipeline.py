@@ -45,7 +45,7 @@ def test_curate_all_sources_writes_every_output(tmp_path):
     assert not (tmp_path / "dev.jsonl").exists()  # only on request
     assert (tmp_path / "length_hist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     examples = load_examples(tmp_path / "examples.jsonl")
-    assert len(examples) == summary["examples"]
+    assert len(examples) == summary.examples
     assert {e.source for e in examples} == {
         "stackexchange",
         "wikihow",
@@ -62,7 +62,7 @@ def test_curate_all_sources_writes_every_output(tmp_path):
     by_rule = {}
     for r in rejected:
         by_rule[r["rule"]] = by_rule.get(r["rule"], 0) + 1
-    assert by_rule == summary["rejected_by_rule"]
+    assert by_rule == summary.rejected_by_rule
     for rule in (
         "answer_score",
         "answer_length",
@@ -108,7 +108,7 @@ def test_splits_dev_from_handwritten_and_test_prompts(tmp_path):
     assert len(dev) == 2 and all(e.source == "manual" for e in dev)
     train_ids = {e.id for e in load_examples(tmp_path / "examples.jsonl")}
     assert not train_ids & {e.id for e in dev}
-    assert {e.source for e in test} == {"askreddit", "manual"} and summary["test"] == len(test) == 4
+    assert {e.source for e in test} == {"askreddit", "manual"} and summary.test == len(test) == 4
 
 
 def test_decontamination_removes_eval_overlap(tmp_path):
@@ -121,7 +121,7 @@ def test_decontamination_removes_eval_overlap(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "rejected.jsonl").read_text().splitlines()]
     hits = [r for r in rows if r["rule"] == "decontamination"]
     assert [r["id"] for r in hits] == ["se-cooking-4"] and "question.jsonl:2" in hits[0]["reason"]
-    assert summary["rejected_by_rule"]["decontamination"] == 1
+    assert summary.rejected_by_rule["decontamination"] == 1
 
 
 def test_bad_input_leaves_no_output(tmp_path):
@@ -179,7 +179,7 @@ def test_select_longest_random_and_lima_rules(tmp_path):
     s = curate(CurateConfig(select="lima-rules", out=str(tmp_path / "lr"), **base))
     chosen = load_examples(tmp_path / "lr" / "examples.jsonl")
     assert all(1200 <= len(e.answer) <= 4096 and not e.answer.startswith("I ") for e in chosen)
-    assert s["rejected_by_rule"]["first_person"] > 0 and s["rejected_by_rule"]["answer_length"] > 0
+    assert s.rejected_by_rule["first_person"] > 0 and s.rejected_by_rule["answer_length"] > 0
 
 
 def _site(root: Path, name: str, questions: int, eligible: int) -> None:
@@ -284,7 +284,7 @@ def test_packaged_sharegpt_pool_longest(tmp_path):
             sharegpt=["packaged"], select="longest", n=50, out=str(tmp_path), progress=False
         )
     )
-    assert s["examples"] == 50 and s["sharegpt"][0]["truncated"]
+    assert s.examples == 50 and s.sharegpt[0]["truncated"]
     lengths = [len(e.answer) for e in load_examples(tmp_path / "examples.jsonl")]
     assert lengths == sorted(lengths, reverse=True)
     assert "cut off" in (tmp_path / "card.md").read_text()
@@ -296,10 +296,8 @@ def test_small_dumps_get_a_complete_funnel_even_for_a_small_n(tmp_path):
             stackexchange=[str(FIX / "stackexchange")], n=1, out=str(tmp_path), progress=False
         )
     )
-    assert s["examples"] == 1
-    assert (
-        s["rejected_by_rule"]["first_person"] == 1 and s["rejected_by_rule"]["answer_length"] == 2
-    )
+    assert s.examples == 1
+    assert s.rejected_by_rule["first_person"] == 1 and s.rejected_by_rule["answer_length"] == 2
     lazy = curate(
         CurateConfig(
             stackexchange=[str(FIX / "stackexchange")],
@@ -309,5 +307,5 @@ def test_small_dumps_get_a_complete_funnel_even_for_a_small_n(tmp_path):
             se={"examine_all_below": 0},
         )
     )
-    assert lazy["examples"] == 1 and "first_person" not in lazy["rejected_by_rule"]
-    assert any("not examined" in note for note in lazy["notes"])
+    assert lazy.examples == 1 and "first_person" not in lazy.rejected_by_rule
+    assert any("not examined" in note for note in lazy.notes)

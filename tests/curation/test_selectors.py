@@ -386,9 +386,9 @@ def test_curate_ifd_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
         },
     )
     s = curate(cfg)
-    assert s["examples"] == 3 and s["selection"]["computed"]["ifd"] == 6
+    assert s.examples == 3 and s.selection["computed"]["ifd"] == 6
     s2 = curate(cfg.model_copy(update={"n": 2, "out": str(tmp_path / "o2")}))
-    assert s2["selection"]["computed"]["ifd"] == 0  # all from the cache
+    assert s2.selection["computed"]["ifd"] == 0  # all from the cache
     first = [e.id for e in load_examples(tmp_path / "out" / "examples.jsonl")]
     assert [e.id for e in load_examples(tmp_path / "o2" / "examples.jsonl")] == first[:2]
 
@@ -452,16 +452,16 @@ def test_longest_with_diversity_always_embeds_for_the_card(tmp_path):
     base = dict(pool=[str(pool_file)], select="longest", n=3, progress=False)
     sel = {"embedder": _tiny_embedder(tmp_path), "cache": str(tmp_path / "c.sqlite")}
     s = curate(CurateConfig(out=str(tmp_path / "a"), selection=sel, **base))
-    assert "diversity" not in s["selection"] and not (tmp_path / "a" / "selection_pca.png").exists()
+    assert "diversity" not in s.selection and not (tmp_path / "a" / "selection_pca.png").exists()
     s = curate(
         CurateConfig(out=str(tmp_path / "b"), selection={**sel, "diversity": "always"}, **base)
     )
-    d = s["selection"]["diversity"]
-    assert s["selection"]["computed"] == {"embeddings": 12} and 0 < d["selection"] <= 2
+    d = s.selection["diversity"]
+    assert s.selection["computed"] == {"embeddings": 12} and 0 < d["selection"] <= 2
     assert d["clusters"] == 2 and 1 <= d["covered"] <= 2
     assert [len(e.answer) for e in load_examples(tmp_path / "b" / "examples.jsonl")] == [80, 75, 70]
     assert (tmp_path / "b" / "selection_pca.png").exists()
-    assert s["eligible"]["pool"] == 12  # the funnel counts the whole pool, not the n picked
+    assert s.eligible["pool"] == 12  # the funnel counts the whole pool, not the n picked
 
 
 def test_a_judge_that_scores_nothing_is_one_clear_error(tmp_path):
