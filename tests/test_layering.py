@@ -112,3 +112,18 @@ def test_the_checker_sees_a_cycle_and_an_upward_arrow():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
     assert _layer("limakit.curation.rules") < _layer("limakit.evaluation.report")
+
+
+# The training loop reads top to bottom in one sitting (nanoGPT style); everything else is split.
+LONG_FUNCTION_ALLOWED = {"limakit.training.loop.train"}
+
+
+def test_no_function_over_100_lines_but_the_training_loop():
+    long = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 100 and f"{name}.{node.name}" not in LONG_FUNCTION_ALLOWED:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert long == []
