@@ -15,11 +15,11 @@ PKG = Path(__file__).resolve().parents[1] / "limakit"
 LAYERS = [
     {"limakit.errors", "limakit.files", "limakit.config", "limakit.example", "limakit.faults"},
     {"limakit.converters", "limakit.formats"},
-    {"limakit.sources", "limakit.template", "limakit.models"},
+    {"limakit.sources", "limakit.template", "limakit.models", "limakit.inspect"},
     {"limakit.curation"},
     {"limakit.training", "limakit.generation"},
     {"limakit.evaluation"},
-    {"limakit.annotate"},
+    {"limakit.annotate", "limakit.run", "limakit.pipeline", "limakit.ablate", "limakit.demo"},
     {"limakit.cli"},
 ]
 
