@@ -184,7 +184,7 @@ def ablate(cfg: AblateConfig, out: Path, console: Console | None = None) -> Path
     for arm in arms:
         key = (arm.ablation, arm.arm)
         if key not in by_key:
-            by_key[key] = {"ablation": arm.ablation, "arm": arm.arm, "n": arm.n, "groups": {},
+            by_key[key] = {"ablation": arm.ablation, "arm": arm.arm, "examples": arm.n, "groups": {},
                            "runs": []}  # fmt: skip
             results[arm.ablation].append(by_key[key])
         entry = by_key[key]

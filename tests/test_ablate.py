@@ -75,6 +75,8 @@ def test_ablate_runs_every_arm_and_plots(tmp_path, tiny_model_dir):
 
     results = read_json(out / "ablations.json")
     assert [r["arm"] for r in results["quantity"]] == ["n=2", "n=4"]
+    assert [r["examples"] for r in results["quantity"]] == [2, 4]
+    assert "| n=2 | 2 | 3 |" in (out / "report.md").read_text()  # arm, examples, prompts
     assert [r["arm"] for r in results["quality"]] == ["filtered", "unfiltered"]
     assert [r["arm"] for r in results["diversity"]] == ["mixed", "homogeneous"]
     report = (out / "report.md").read_text()

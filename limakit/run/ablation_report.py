@@ -31,7 +31,7 @@ def plot(ablation: str, rows: list[dict], out: Path) -> None:
     err = [[r["mean"] - r["mean_ci"][0] for r in rows], [r["mean_ci"][1] - r["mean"] for r in rows]]
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     if ablation == "quantity":  # Figure 6: score against training set size, log scale
-        ax.errorbar([r["n"] for r in rows], means, yerr=err, marker="o", capsize=4)
+        ax.errorbar([r["examples"] for r in rows], means, yerr=err, marker="o", capsize=4)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training examples")
     else:  # Figure 5: one bar per arm
@@ -95,7 +95,9 @@ def write_ablation_report(results: dict[str, list[dict]], cfg, out: Path) -> Pat
             mean = "-" if r["mean"] is None else f"{r['mean']:.2f}"
             ci = "-" if not r["mean_ci"] else f"[{r['mean_ci'][0]:.2f}, {r['mean_ci'][1]:.2f}]"
             runs = ", ".join(f"[{x}]({x}/report/report.md)" for x in r["runs"])
-            lines.append(f"| {r['arm']} | {r['n']} | {r['prompts']} | {mean} | {ci} | {runs} |")
+            lines.append(
+                f"| {r['arm']} | {r['examples']} | {r['prompts']} | {mean} | {ci} | {runs} |"
+            )
         lines += ["", *verdict_lines(rows), ""]
     text = "\n".join(lines).rstrip() + "\n"
     with atomic_write(out / "report.md") as f:
