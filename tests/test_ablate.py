@@ -103,6 +103,19 @@ def test_overlap_verdicts_are_plain():
     assert lines[2].startswith("- b (4.20) scores above c (2.00)")
 
 
+def test_a_judge_that_scores_everything_alike_is_called_out(tmp_path):
+    from limakit.run.ablation_report import write_ablation_report
+
+    flat = {"mean": 4.0, "mean_ci": [4.0, 4.0], "prompts": 3, "runs": ["arms/x"]}
+    results = {"quality": [{"arm": "filtered", "examples": 4, **flat},
+                           {"arm": "unfiltered", "examples": 4, **flat}]}  # fmt: skip
+    cfg = type("Cfg", (), {"run": "run.yaml", "seeds": [0]})()
+    text = write_ablation_report(results, cfg, tmp_path).read_text()
+    assert "same score (4)" in text and (tmp_path / "quality.png").exists()
+    results["quality"][1] = {**results["quality"][1], "mean": 3.0, "mean_ci": [2.0, 4.0]}
+    assert "same score" not in write_ablation_report(results, cfg, tmp_path).read_text()
+
+
 def test_ablate_config_errors(tmp_path):
     path = tmp_path / "a.yaml"
     path.write_text("run: x.yaml\ndiversity: {enabled: true}\n")

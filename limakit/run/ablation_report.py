@@ -74,6 +74,18 @@ def write_ablation_report(results: dict[str, list[dict]], cfg, out: Path) -> Pat
         "Arm settings: [arms.json](arms.json); numbers: [ablations.json](ablations.json).",
         "",
     ]
+    scored = [r for rows in results.values() for r in rows if r["mean_ci"]]
+    if (
+        scored
+        and len({(r["mean"], *r["mean_ci"]) for r in scored}) == 1
+        and (scored[0]["mean_ci"][0] == scored[0]["mean_ci"][1])
+    ):
+        lines += [
+            f"**Caution:** the judge gave every answer of every arm the same score "
+            f"({scored[0]['mean']:.0f}); it does not tell these answers apart, so nothing below "
+            "compares the arms. Use a stronger judge.",
+            "",
+        ]
     for ablation in ("quantity", "quality", "diversity"):
         rows = results.get(ablation)
         if not rows:
