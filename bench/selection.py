@@ -10,24 +10,18 @@ clusters covered) against `longest`, the baseline to beat.
 Each run is a fresh `lima curate` process (its own peak RSS) pinned to the first --cores CPUs; the
 cache is a temporary file, so the cold run really is cold.
 
-    python bench/select.py
-    python bench/select.py --n 200 --others random   # a quicker look
+    python bench/selection.py
+    python bench/selection.py --n 200 --others random   # a quicker look
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This file is named like the standard library's `select`, which `subprocess` imports: drop the
-# script's own folder from the import path before anything imports it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os
 import re  # noqa: E402
 import subprocess  # noqa: E402
+import sys
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
