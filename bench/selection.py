@@ -16,15 +16,15 @@ cache is a temporary file, so the cold run really is cold.
 
 from __future__ import annotations
 
-import argparse  # noqa: E402
-import json  # noqa: E402
+import argparse
+import json
 import os
-import re  # noqa: E402
-import subprocess  # noqa: E402
+import re
+import subprocess
 import sys
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from pathlib import Path
 
 CHILD = r"""
 import json, os, resource, sys, time
