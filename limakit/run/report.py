@@ -6,11 +6,10 @@ the same from any copy of the run directory). Written as ``report/report.md`` an
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from limakit.files import atomic_write
+from limakit.files import atomic_write, read_json, read_jsonl_records
 from limakit.run.config import RunConfig
 
 
@@ -29,7 +28,7 @@ def loss_png(metrics: Path, out: Path) -> None:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    rows = [row for _, row in read_jsonl_records(metrics, resumable=True)]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="o", ms=3)
     ax.set_xlabel("optimizer step")
@@ -54,7 +53,7 @@ def provenance_lines(root: Path) -> list[str]:
     path = root / "run.json"
     if not path.exists():
         return []
-    info = json.loads(path.read_text(encoding="utf-8"))
+    info = read_json(path)
     versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
     return [
         "## Provenance",
@@ -84,7 +83,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
     ]
     pf = root / "data" / "prompt_filter.json"
     if pf.exists():
-        f = json.loads(pf.read_text())
+        f = read_json(pf)
         lines += ["", f"Prompts filtered by `{f['regex']}`: {f['matched']} of {f['pool']} curated "
                       f"examples matched, {f['kept']} kept."]  # fmt: skip
     lines.append("")
@@ -99,7 +98,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
               "Figure: training loss per step, from [train/metrics.jsonl](../train/metrics.jsonl) "
               "(config: [train/train_config.yaml](../train/train_config.yaml)).", ""]  # fmt: skip
 
-    choice = json.loads((root / "select" / "choice.json").read_text())
+    choice = read_json(root / "select" / "choice.json")
     lines += ["## Checkpoint choice", "", f"**{choice['checkpoint']}**: {choice['how']}.", ""]
     sel_md = root / "select" / "selection.md"
     if sel_md.exists():
@@ -120,7 +119,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
     checks = root / "judge" / "checks.json"
     if checks.exists():
         lines += ["## Automatic checks (no judge)", ""]
-        lines += _checks_table(json.loads(checks.read_text()))
+        lines += _checks_table(read_json(checks))
         lines += ["", "From [judge/checks.json](../judge/checks.json).", ""]
 
     if cfg.notes:

@@ -8,7 +8,6 @@ arm) has the same key and can take its outputs from the shared cache.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from limakit.errors import LimaError
 from limakit.example import Example, read_examples, write_examples
-from limakit.files import write_json
+from limakit.files import read_json, read_jsonl_records, write_json
 from limakit.pipeline import Stage
 from limakit.run.config import RunConfig
 
@@ -142,9 +141,7 @@ def train_stage(cfg: RunConfig) -> Stage:
             from limakit.training import train
 
             train(real, out, resume=resume)
-        rows = [
-            json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()
-        ]
+        rows = [row for _, row in read_jsonl_records(out / "metrics.jsonl", resumable=True)]
         if not rows:
             raise LimaError(f"{out / 'metrics.jsonl'}: training logged no step")
         tps = sum(r["real_tokens"] for r in rows) / max(sum(r["step_time_s"] for r in rows), 1e-9)
@@ -256,7 +253,7 @@ def _generate(cfg: RunConfig, root: Path, model: str, out: Path, name: str) -> i
 
 def sample_stage(cfg: RunConfig) -> Stage:
     def run(root: Path) -> str:
-        choice = json.loads((root / "select" / "choice.json").read_text(encoding="utf-8"))
+        choice = read_json(root / "select" / "choice.json")
         ckpt = root / "train" / "checkpoints" / choice["checkpoint"]
         n = _generate(cfg, root, str(ckpt), root / "answers" / "model.jsonl", cfg.name)
         return f"{n} answers from {choice['checkpoint']} -> answers/model.jsonl"
