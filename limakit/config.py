@@ -74,6 +74,8 @@ def load_config(
         keys, value = parse_override(text)
         node = data
         for k in keys[:-1]:
+            if isinstance(node.get(k), list):  # a list field given sub-keys: {files: [...], ...}
+                node[k] = {"files": node[k]}
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise LimaError(f"override {text!r}: {k!r} is not a section")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from limakit.config import Config
 from limakit.curation.rules import DEFAULT_RULES, RulesConfig
@@ -113,6 +113,16 @@ class CurateConfig(Config):
 
     >>> cfg = CurateConfig(stackexchange=["dumps/"], n=100, out="curated")
     """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wikihow_section(cls, data):
+        """``wikihow: {files: [...], columns: {...}}`` is the files plus ``wikihow_options``."""
+        if isinstance(data, dict) and isinstance(data.get("wikihow"), dict):
+            section = dict(data["wikihow"])
+            data = {**data, "wikihow": section.pop("files", [])}
+            data["wikihow_options"] = {**(data.get("wikihow_options") or {}), **section}
+        return data
 
     stackexchange: list[str] = Field(
         default_factory=list, description="Site folders / .7z / parents."

@@ -131,3 +131,20 @@ def test_pool_fields_kept_in_meta_are_counted_in_a_note(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"note: {pool}: 2 records had unmapped fields: category; kept in meta" in err
     assert {e.meta["category"] for e in load_examples(out / "examples.jsonl")} == {"qa"}
+
+
+def test_wikihow_columns_can_be_spelled_as_a_wikihow_section(tmp_path):
+    """`wikihow.columns` (on the command line or as a YAML section) is `wikihow_options.columns`."""
+    from limakit.config import load_config
+    from limakit.curation import CurateConfig
+
+    cfg = load_config(CurateConfig, None, ["wikihow.columns.title=Question"])
+    assert cfg.wikihow == [] and cfg.wikihow_options.columns == {"title": "Question"}
+    yml = tmp_path / "c.yaml"
+    yml.write_text("wikihow:\n  files: [faq.csv]\n  columns: {text: Answer}\n", encoding="utf-8")
+    cfg = load_config(CurateConfig, yml, ["wikihow.columns.title=Question"])
+    assert cfg.wikihow == ["faq.csv"]
+    assert cfg.wikihow_options.columns == {"text": "Answer", "title": "Question"}
+    yml.write_text("wikihow: [faq.csv]\n", encoding="utf-8")  # the list form takes sub-keys too
+    cfg = load_config(CurateConfig, yml, ["wikihow.columns.title=Question"])
+    assert cfg.wikihow == ["faq.csv"] and cfg.wikihow_options.columns == {"title": "Question"}
