@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -44,6 +45,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def open_sqlite(
+    path: str | os.PathLike, schema: str = "", *, durable: bool = False, **connect
+) -> sqlite3.Connection:
+    """An SQLite database in WAL mode (readers never wait for the writer), its folder made.
+
+    ``durable``: every commit reaches the disk before it returns (``synchronous=FULL``), for data
+    people typed; caches that can be recomputed use ``NORMAL``. Usable from any thread.
+    """
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False, **connect)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    if schema:
+        conn.executescript(schema)
+    return conn
 
 
 def is_blank(path: str | os.PathLike) -> bool:

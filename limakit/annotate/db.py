@@ -22,6 +22,7 @@ from pathlib import Path
 
 from limakit.errors import LimaError
 from limakit.evaluation.pairs import PairSet
+from limakit.files import open_sqlite
 
 SESSION_DAYS = 14
 SCHEMA = """
@@ -101,12 +102,12 @@ def connect(path: str | os.PathLike, *, create: bool = False) -> sqlite3.Connect
             f"{path}: no annotation database; make one with "
             f"`lima annotate serve --a A.jsonl --b B.jsonl --db {path}`"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    try:
+        conn = open_sqlite(path, durable=True, timeout=10, isolation_level=None)
+    except sqlite3.DatabaseError as e:
+        raise LimaError(f"{path}: not an annotation database ({e})") from None
     conn.row_factory = sqlite3.Row
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         if create:
             conn.executescript(SCHEMA)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from limakit.example import Example
+from limakit.files import open_sqlite
 
 _CHUNK = 900  # SQLite's default limit on query parameters is 999
 
@@ -41,22 +41,24 @@ def default_cache_path() -> Path:
     return limakit_home() / "cache" / "selection.sqlite"
 
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors (scorer TEXT, key TEXT, dim INTEGER, value BLOB,
+                                    PRIMARY KEY (scorer, key));
+CREATE TABLE IF NOT EXISTS scores (scorer TEXT, key TEXT, value REAL, PRIMARY KEY (scorer, key));
+"""
+
+
+def _positions(keys: Sequence[str]) -> dict[str, list[int]]:
+    """Each key's positions: identical conversations share one stored row."""
+    where: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        where.setdefault(k, []).append(i)
+    return where
+
+
 class ScoreCache:
     def __init__(self, path: str | os.PathLike) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (scorer TEXT, key TEXT, dim INTEGER, value BLOB,"
-            " PRIMARY KEY (scorer, key))"
-        )
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS scores (scorer TEXT, key TEXT, value REAL,"
-            " PRIMARY KEY (scorer, key))"
-        )
-        self.db.commit()
+        self.db = open_sqlite(path, SCHEMA)
 
     def _rows(self, table: str, cols: str, scorer: str, keys: Sequence[str]):
         for s in range(0, len(keys), _CHUNK):
@@ -71,19 +73,14 @@ class ScoreCache:
         self, scorer: str, keys: Sequence[str], dim: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """(vectors (n, dim) float32, found (n,) bool); rows not found are zeros."""
-        where = {k: i for i, k in enumerate(keys)}
+        where = _positions(keys)
         out = np.zeros((len(keys), dim), dtype=np.float32)
         found = np.zeros(len(keys), dtype=bool)
         for key, d, blob in self._rows("vectors", "dim, value", scorer, keys):
             if d != dim:
                 continue  # another model under the same name: recompute
-            i = where[key]
-            out[i] = np.frombuffer(blob, dtype=np.float16)
-            found[i] = True
-        # Duplicated keys (identical conversations) share one row.
-        dup = [i for i, k in enumerate(keys) if where[k] != i]
-        for i in dup:
-            out[i], found[i] = out[where[keys[i]]], found[where[keys[i]]]
+            out[where[key]] = np.frombuffer(blob, dtype=np.float16)
+            found[where[key]] = True
         return out, found
 
     def put_vectors(self, scorer: str, keys: Sequence[str], vectors: np.ndarray) -> None:
@@ -96,9 +93,7 @@ class ScoreCache:
 
     def get_scores(self, scorer: str, keys: Sequence[str]) -> np.ndarray:
         """(n,) float64; NaN where no score is stored."""
-        where: dict[str, list[int]] = {}
-        for i, k in enumerate(keys):
-            where.setdefault(k, []).append(i)
+        where = _positions(keys)
         out = np.full(len(keys), np.nan)
         for key, value in self._rows("scores", "value", scorer, keys):
             out[where[key]] = np.nan if value is None else value

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-from pathlib import Path
+
+from limakit.files import open_sqlite
 
 
 def cache_key(parts: dict) -> str:
@@ -28,16 +28,10 @@ def cache_key(parts: dict) -> str:
 
 class JudgeCache:
     def __init__(self, path: str | os.PathLike) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: the local judge may run in a worker thread; writes are serial.
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        # The local judge may run in a worker thread; writes are serial.
+        self.db = open_sqlite(
+            path, "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
         )
-        self.db.commit()
 
     def get(self, key: str) -> dict | None:
         row = self.db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
