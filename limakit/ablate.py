@@ -23,10 +23,10 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from rich.console import Console
 
-from limakit.config import Config, format_validation_error
+from limakit.config import Config, apply_overrides, format_validation_error, read_yaml_mapping
 from limakit.errors import LimaError
 from limakit.files import read_jsonl_records, write_json
-from limakit.run.config import _read_yaml, apply_overrides, resolve_ref
+from limakit.run.config import resolve_ref
 
 
 class QuantityAblation(Config):
@@ -99,7 +99,7 @@ def load_ablate_config(path: str, overrides: list[str] | tuple[str, ...] = ()) -
     from pydantic import ValidationError
 
     p = resolve_ref(str(path))
-    data = apply_overrides(_read_yaml(p), overrides)
+    data = apply_overrides(read_yaml_mapping(p), overrides)
     if isinstance(data.get("run"), str):
         data["run"] = str(resolve_ref(data["run"], p.resolve().parent))
     try:

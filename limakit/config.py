@@ -50,36 +50,45 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-def load_config(
-    cls: type[C], path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()
-) -> C:
-    """Load ``cls`` from an optional YAML file, then apply ``key=value`` overrides in order."""
-    data: dict[str, Any] = {}
-    where = "config"
-    if path is not None:
-        where = str(path)
-        p = Path(path)
-        if not p.exists():
-            raise LimaError(f"{p}: config file not found")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise LimaError(f"{p}: not valid YAML ({e})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise LimaError(f"{p}: a config must be a mapping of field: value")
-        data = loaded
+def read_yaml_mapping(path: Path) -> dict:
+    """A YAML config file's mapping (empty for an empty file); anything else is a LimaError."""
+    if not path.exists():
+        raise LimaError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise LimaError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LimaError(f"{path}: a config must be a mapping of field: value")
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``key.sub=value`` overrides to a config mapping in place (and return it)."""
     for text in overrides:
         keys, value = parse_override(text)
         node = data
         for k in keys[:-1]:
             if isinstance(node.get(k), list):  # a list field given sub-keys: {files: [...], ...}
                 node[k] = {"files": node[k]}
-            node = node.setdefault(k, {})
+            if node.get(k) is None:
+                node[k] = {}
+            node = node[k]
             if not isinstance(node, dict):
                 raise LimaError(f"override {text!r}: {k!r} is not a section")
         node[keys[-1]] = value
+    return data
+
+
+def load_config(
+    cls: type[C], path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> C:
+    """Load ``cls`` from an optional YAML file, then apply ``key=value`` overrides in order."""
+    data = read_yaml_mapping(Path(path)) if path is not None else {}
+    where = str(path) if path is not None else "config"
+    apply_overrides(data, overrides)
     try:
         return cls.model_validate(data)
     except ValidationError as e:

@@ -23,10 +23,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from limakit.config import Config, format_validation_error, parse_override
+from limakit.config import (
+    Config,
+    apply_overrides,
+    format_validation_error,
+    read_yaml_mapping,
+)
 from limakit.curation.config import CurateConfig
 from limakit.errors import LimaError
 from limakit.evaluation.config import JudgeConfig
@@ -199,26 +203,12 @@ def _deep_merge(base: Any, over: Any) -> Any:
     return over
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.exists():
-        raise LimaError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise LimaError(f"{path}: not valid YAML ({e})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise LimaError(f"{path}: a config must be a mapping of field: value")
-    return data
-
-
 def _expand(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, list[str]]:
     """The file's mapping with ``extends`` and section files merged in; its ``set`` lists."""
     real = path.resolve()
     if real in seen:
         raise LimaError(f"{path}: `extends` loops back to itself")
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path)
     base_dir = real.parent
     sets: list[str] = []
     parent = data.pop("extends", None)
@@ -236,7 +226,9 @@ def _expand(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, list[str]]:
             value = {"from": value}
         if isinstance(value, dict) and "from" in value:
             rest = {k: v for k, v in value.items() if k != "from"}
-            node[keys[-1]] = _deep_merge(_read_yaml(resolve_ref(value["from"], base_dir)), rest)
+            node[keys[-1]] = _deep_merge(
+                read_yaml_mapping(resolve_ref(value["from"], base_dir)), rest
+            )
     if parent is not None:
         pdata, psets = _expand(resolve_ref(str(parent), base_dir), (*seen, real))
         data = _deep_merge(pdata, data)
@@ -252,21 +244,6 @@ def _packaged_strings(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _packaged_strings(v) for k, v in value.items()}
     return value
-
-
-def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = data
-        for k in keys[:-1]:
-            nxt = node.get(k)
-            if nxt is None:
-                nxt = node[k] = {}
-            if not isinstance(nxt, dict):
-                raise LimaError(f"override {text!r}: {k!r} is not a section")
-            node = nxt
-        node[keys[-1]] = value
-    return data
 
 
 def run_config_data(
