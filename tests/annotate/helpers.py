@@ -13,31 +13,12 @@ import uvicorn
 from limakit.annotate import db
 from limakit.annotate.app import create_app
 from limakit.annotate.server import bind, load_set
-from limakit.files import write_jsonl
+from tests.evaluation.helpers import write_pair as write_answers
 
 XSS = (
     "Here is the answer.\n\n<script>alert(1)</script>\n\n<img src=x onerror=alert(2)>\n\n"
     "[click me](javascript:alert(3))"
 )
-
-
-def answer(i: int, text: str, model: str) -> dict:
-    return {
-        "id": f"p{i}",
-        "source": "cat-even" if i % 2 == 0 else "cat-odd",
-        "messages": [
-            {"role": "user", "content": f"Question {i}: how do I do thing {i}?"},
-            {"role": "assistant", "content": text},
-        ],
-        "meta": {"model": model, "sample": 0},
-    }
-
-
-def write_answers(d: Path, a_texts: list[str], b_texts: list[str]) -> tuple[Path, Path]:
-    a, b = d / "a.jsonl", d / "b.jsonl"
-    write_jsonl(a, [answer(i, t, "model-a") for i, t in enumerate(a_texts)])
-    write_jsonl(b, [answer(i, t, "model-b") for i, t in enumerate(b_texts)])
-    return a, b
 
 
 class RequestLog:
