@@ -71,7 +71,7 @@ def has_token(tokenizer, token: str) -> bool:
     return tid is not None and tid != tokenizer.unk_token_id
 
 
-def _bos(tokenizer) -> str:
+def bos_text(tokenizer) -> str:
     """The BOS text if this tokenizer normally prepends one (Llama, Gemma), else ''."""
     bos = getattr(tokenizer, "bos_token", None)
     if not bos or tokenizer.bos_token_id is None:
@@ -84,7 +84,7 @@ def render_text(
     messages: list[Message], tokenizer, template: Template, train_on: TrainOn = "assistant"
 ) -> tuple[str, list[tuple[int, int]]]:
     """The conversation as text, plus the character spans whose tokens are trained."""
-    text = _bos(tokenizer)
+    text = bos_text(tokenizer)
     spans: list[tuple[int, int]] = []
     last_assistant = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
     for i, m in enumerate(messages):
@@ -160,7 +160,7 @@ def _jinja_str(s: str) -> str:
 def chat_template(tokenizer, template: Template) -> str:
     """The same format as a Jinja ``chat_template``, for plain transformers, vLLM and servers."""
     h = template.headers
-    bos = "{{ bos_token }}" if _bos(tokenizer) else ""
+    bos = "{{ bos_token }}" if bos_text(tokenizer) else ""
     return (
         "{#- limakit chat format: role header, content, end-of-turn token -#}"
         + bos

@@ -53,11 +53,11 @@ class ScorePrompt:
 
 def score_prompt(kind: str) -> ScorePrompt:
     """The prompt for ``rating`` (AlpaGasus, 1-5), ``complexity`` or ``quality`` (Deita, 1-6)."""
-    from limakit.evaluation.prompts import PROMPT_DIR, _load_file
+    from limakit.evaluation.prompts import PROMPT_DIR, load_prompt_file
 
     if kind not in PROMPT_FILES:
         raise LimaError(f"unknown score kind {kind!r}; choose from {', '.join(PROMPT_FILES)}")
-    return ScorePrompt(_load_file(PROMPT_DIR / PROMPT_FILES[kind], "likert"), SCALE[kind])
+    return ScorePrompt(load_prompt_file(PROMPT_DIR / PROMPT_FILES[kind], "likert"), SCALE[kind])
 
 
 @dataclass
@@ -141,7 +141,7 @@ def ifd_pair(ex: Example, tok, template, max_tokens: int) -> tuple[list[int], li
     ``max_tokens // 2``); with the prompt they follow the whole conversation before it (trimmed from
     the left), without it only the BOS and the assistant header.
     """
-    from limakit.template import IGNORE, _bos, render
+    from limakit.template import IGNORE, bos_text, render
 
     r = render(ex, tok, template, max_len=10**9, train_on="last")
     first = next((t for t, lab in enumerate(r.labels) if lab != IGNORE), len(r.labels))
@@ -151,7 +151,9 @@ def ifd_pair(ex: Example, tok, template, max_tokens: int) -> tuple[list[int], li
         targets = targets[:-1]
     targets = targets[: max_tokens // 2]
     prefix = r.input_ids[:first][-(max_tokens - len(targets)) :]
-    alone = tok(_bos(tok) + template.headers["assistant"], add_special_tokens=False)["input_ids"]
+    alone = tok(bos_text(tok) + template.headers["assistant"], add_special_tokens=False)[
+        "input_ids"
+    ]
     return prefix + targets, alone + targets, len(targets)
 
 

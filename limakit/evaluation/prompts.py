@@ -107,7 +107,7 @@ def _canon(word: str, labels: tuple[str, ...]) -> str | None:
     return alias if alias in labels else None
 
 
-def _load_file(path: Path, kind: str) -> Prompt:
+def load_prompt_file(path: Path, kind: str) -> Prompt:
     text = path.read_text(encoding="utf-8")
     m = re.match(r"\s*\[system\]\n(.*?)\n\[user\]\n(.*)\Z", text, flags=re.S)
     if not m:
@@ -159,11 +159,11 @@ def get_prompt(kind: str, name: str = "lima") -> Prompt:
             return _load_mtbench("pair-v2")
         if name != "lima":
             raise LimaError(f"unknown pairwise prompt {name!r}; choose lima or mt-bench-pair-v2")
-        return _load_file(PROMPT_DIR / "lima-pair-v1.txt", "pairwise")
+        return load_prompt_file(PROMPT_DIR / "lima-pair-v1.txt", "pairwise")
     files = {"rate": "rate-v1.txt", "likert": "likert-v1.txt"}
     if kind not in files:
         raise LimaError(f"unknown judging protocol {kind!r}")
-    return _load_file(PROMPT_DIR / files[kind], kind)
+    return load_prompt_file(PROMPT_DIR / files[kind], kind)
 
 
 def question_text(messages: list[dict] | list) -> str:
