@@ -13,7 +13,14 @@ PKG = Path(__file__).resolve().parents[1] / "limakit"
 
 # Lower layers never import higher ones at module level.
 LAYERS = [
-    {"limakit.errors", "limakit.files", "limakit.config", "limakit.example", "limakit.faults"},
+    {
+        "limakit.errors",
+        "limakit.files",
+        "limakit.config",
+        "limakit.example",
+        "limakit.faults",
+        "limakit.asgi",
+    },
     {"limakit.converters", "limakit.formats"},
     {"limakit.sources", "limakit.template", "limakit.models", "limakit.inspect"},
     {"limakit.curation"},

@@ -26,9 +26,9 @@ from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
+from limakit.asgi import BodyLimit
 from limakit.example import Message, validate_messages
 from limakit.generation.api_models import ChatRequest, Completion, error_body
 from limakit.generation.batch import context_length
@@ -84,34 +84,6 @@ class EngineWorker:
     def stop(self) -> None:
         self.stopping = True
         self.engine.wakeup.set()
-
-
-class BodyLimit:
-    """ASGI middleware: a body over ``max_bytes`` gets 413, before it is read when its length is
-    declared, else as soon as the count passes the limit. (FastAPI's own ``max_body_size``
-    answers in plain text, not in OpenAI's error shape.)"""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            return await _too_large().response()(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413)  # FastAPI passes it to the error handler below
-            return message
-
-        await self.app(scope, counted, send)
 
 
 def _too_large() -> ApiError:
@@ -210,7 +182,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.engine, app.state.worker = engine, worker
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, too_large=_too_large().response())
     _install_errors(app)
 
     @app.get("/openapi.json", include_in_schema=False)
