@@ -308,7 +308,8 @@ def trl_worker(mode: str, data: str, model: str, out: str, dry: bool) -> dict:
     }
 
 
-GEN = {"n": 64, "new": 256}  # sampling: prompts, new tokens each (the dry run: 8 and 16)
+# Sampling: prompts, new tokens each (the dry run: 8 and 16), streaming clients of `lima serve`.
+GEN = {"n": 64, "new": 256, "clients": 32}
 
 
 def gen_prompts(data: str, n: int):
@@ -352,12 +353,21 @@ def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
             out_ids = lm.generate(**batch, max_new_tokens=new, min_new_tokens=new, **kw)
             sync()
         made = (out_ids.shape[1] - batch["input_ids"].shape[1]) * out_ids.shape[0]
-    elif which == "limakit":
+    elif which in ("limakit", "limakit-eager"):
+        # "limakit": fixed-shape decode steps (CUDA graphs on a GPU, run eagerly on the CPU);
+        # "limakit-eager": the dynamic steps, no graphs. Graph captures count in the timing.
+        graphs = which == "limakit"
         generate_answers(
-            (lm, tok), prompts[:2], config=DecodeConfig(max_new_tokens=4), progress=False
+            (lm, tok),
+            prompts[:2],
+            config=DecodeConfig(max_new_tokens=4),
+            progress=False,
+            cuda_graphs=graphs,
         )  # fmt: skip  (warm-up)
         t = time.perf_counter()
-        answers = generate_answers((lm, tok), prompts, config=cfg, batch_size=n, progress=False)
+        answers = generate_answers(
+            (lm, tok), prompts, config=cfg, batch_size=n, progress=False, cuda_graphs=graphs
+        )
         sync()
         made = sum(a.meta["new_tokens"] for a in answers)
     else:  # lima serve, one client per prompt at once
@@ -367,7 +377,7 @@ def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
 
 
 def serve_clients(lm, tok, prompts, new: int) -> tuple[int, float]:
-    """Start ``lima serve``'s app and send every prompt at once from its own client thread."""
+    """Start ``lima serve``'s app; 32 clients (at most) stream their answers at once."""
     import socket
     import threading
 
@@ -376,6 +386,7 @@ def serve_clients(lm, tok, prompts, new: int) -> tuple[int, float]:
 
     from limakit.generation.server import create_app
 
+    prompts = prompts[: GEN["clients"]]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -387,9 +398,15 @@ def serve_clients(lm, tok, prompts, new: int) -> tuple[int, float]:
     made = []
 
     def client(p) -> None:
-        body = {"model": "bench", "messages": [m.to_dict() for m in p.messages], "max_tokens": new}
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=600)
-        made.append(r.json()["usage"]["completion_tokens"])
+        body = {"model": "bench", "messages": [m.to_dict() for m in p.messages], "max_tokens": new,
+                "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        with httpx.stream("POST", url, json=body, timeout=600) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {") and '"usage"' in line:
+                    usage = json.loads(line[6:]).get("usage")
+                    if usage:
+                        made.append(usage["completion_tokens"])
 
     t = time.perf_counter()
     threads = [threading.Thread(target=client, args=(p,)) for p in prompts]
@@ -398,6 +415,8 @@ def serve_clients(lm, tok, prompts, new: int) -> tuple[int, float]:
     for th in threads:
         th.join()
     server.should_exit = True
+    if len(made) != len(prompts):
+        raise RuntimeError(f"{len(prompts) - len(made)} streaming clients got no usage chunk")
     return sum(made), t
 
 
@@ -497,7 +516,7 @@ def main() -> int:
         plan += [("ours", m) for m in modes[:1]] + [("trl", m) for m in trl_modes]
         plan += [("ours", m) for m in modes[1:]]
     if "gen" in parts:
-        plan += [("gen", "limakit"), ("gen", "hf"), ("gen", "serve")]
+        plan += [("gen", m) for m in ("limakit", "limakit-eager", "hf", "serve")]
     for kind, mode in plan:
         paths = {
             "data": str(tokens if kind == "trl" else data),

@@ -32,6 +32,14 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
         help="weights dtype: auto (default: bfloat16 where bf16 matmuls are fast, else "
         "float32), bfloat16 or float32",
     )
+    p.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_false",
+        default=None,
+        help="decode eagerly; by default on CUDA each decode step shape is captured once as a "
+        "CUDA graph and replayed (fewer kernel launches)",
+    )
 
 
 def _config(args):
@@ -138,6 +146,7 @@ def run_generate(args) -> int:
         backend=args.backend,
         device=args.device,
         force=args.force,
+        cuda_graphs=args.cuda_graphs,
     )
     stops = {}
     for a in answers:
@@ -155,7 +164,14 @@ def run_chat(args) -> int:
     from limakit.models import load
 
     model, tok = load(args.model, args.dtype, device=args.device)
-    chat_loop(model, tok, config=_config(args), system=args.system, seed=args.seed)
+    chat_loop(
+        model,
+        tok,
+        config=_config(args),
+        system=args.system,
+        seed=args.seed,
+        cuda_graphs=args.cuda_graphs,
+    )
     return 0
 
 
@@ -179,6 +195,7 @@ def run_serve(args) -> int:
         config=_config(args),
         max_batch=args.batch_size,
         max_body_bytes=int(args.max_body_mb * 2**20),
+        cuda_graphs=args.cuda_graphs,
     )
     from rich.console import Console
 

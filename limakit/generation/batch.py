@@ -80,6 +80,7 @@ def generate_answers(
     backend: str = "hf",
     device: str | None = "auto",
     force: bool = False,
+    cuda_graphs: bool | None = None,
 ) -> list[Example]:
     """Sample ``samples`` answers per prompt with LIMA decoding; write/resume ``out`` if given.
 
@@ -91,6 +92,7 @@ def generate_answers(
     machine has it), or a loaded ``(model, tokenizer)`` pair, used where it is. Returns
     the answers in prompt order then sample order (those found in ``out`` included). The same
     ``seed`` gives the same answers: each (prompt id, sample) has its own random stream.
+    ``cuda_graphs`` (default: on for CUDA) replays decode steps as CUDA graphs.
 
     >>> ans = generate_answers((model, tok), [Example([Message("user", "Hi")])])  # doctest: +SKIP
     >>> ans[0].messages[-1].role, ans[0].meta["stop"]  # doctest: +SKIP
@@ -135,7 +137,10 @@ def generate_answers(
         m, tok, name = load_model(model, dtype, model_name, device)
         if not force:  # the dtype is known now, before anything is generated
             check_resume(out_path, done.values(), {**wanted, "model": name, "dtype": _dtype(m)})
-        done.update(_run(m, tok, name, todo, seed, config, out_path, batch_size, progress))
+        from limakit.generation.engine import Engine
+
+        engine = Engine(m, tok, max_batch=batch_size, cuda_graphs=cuda_graphs)
+        done.update(_run(engine, name, todo, seed, config, out_path, progress))
     return [done[(p.id, k)] for p in prompts for k in range(samples)]
 
 
@@ -191,13 +196,14 @@ def _check_prompts(prompts: list[Example]) -> None:
         seen[p.id] = i
 
 
-def _run(model, tok, name, todo, seed, config, out_path, batch_size, progress):
+def _run(engine, name, todo, seed, config, out_path, progress):
     import torch
 
-    from limakit.generation.engine import Engine, Request
+    from limakit.generation.engine import Request
     from limakit.generation.sampler import generator_for
     from limakit.template import render_prompt
 
+    model, tok = engine.model, engine.tokenizer
     limit = context_length(model)
     decoding = {**config.model_dump(), "seed": seed, "dtype": _dtype(model)}
     reqs = []
@@ -246,7 +252,6 @@ def _run(model, tok, name, todo, seed, config, out_path, batch_size, progress):
 
     for r in reqs:
         r.on_finish = finish
-    engine = Engine(model, tok, max_batch=batch_size)
     try:
         with torch.inference_mode():
             _drive(engine, reqs, progress)

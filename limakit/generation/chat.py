@@ -24,6 +24,7 @@ def chat_loop(
     seed: int = 0,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
+    cuda_graphs: bool | None = None,
 ) -> int:
     """Read user turns from ``stdin``, stream answers to ``stdout``; returns the number of turns.
 
@@ -34,7 +35,7 @@ def chat_loop(
 
     config = config or DecodeConfig()
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    engine = Engine(model, tokenizer, max_batch=1)
+    engine = Engine(model, tokenizer, max_batch=1, cuda_graphs=cuda_graphs)
     limit = context_length(model)
     history: list[Message] = [Message("system", system)] if system else []
     interactive = stdin.isatty()

@@ -8,7 +8,8 @@ each alone (no padding, the fast causal kernel). Finished rows cost nothing.
 
 Everything lives on the model's device: the KV cache, token ids, masks, the ``seen`` matrix and the
 sampler. The host keeps a mirror of each row's length, so a step waits for the device only when it
-reads the sampled token ids.
+reads the sampled token ids. On CUDA the decode step runs at fixed shapes and is replayed as a CUDA
+graph (``limakit.generation.graphs``; ``cuda_graphs=False`` turns that off).
 
 KV layout: per layer one preallocated buffer ``(max_batch, kv_heads, capacity, head_dim)``. Row
 ``r`` holds its sequence's keys at positions ``0..len[r]-1`` (no left padding); each step writes the
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from limakit.generation.graphs import StaticDecode
 from limakit.generation.sampler import sample_next
 from limakit.models import host_to_device
 
@@ -169,6 +171,7 @@ class Engine:
         max_batch: int = 16,
         eot_id: int | None = None,
         prefill_tokens: int | None = None,
+        cuda_graphs: bool | None = None,
     ):
         from limakit.template import Template
 
@@ -199,6 +202,12 @@ class Engine:
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
         self.generated = 0  # tokens produced since creation (for throughput displays)
+        # Fixed-shape decode steps, replayed as CUDA graphs (limakit.generation.graphs). By default
+        # on CUDA only: on a CPU the padding costs more than the launches it saves. True on a
+        # device without CUDA runs the same fixed-shape steps eagerly.
+        if cuda_graphs is None:
+            cuda_graphs = self.device.type == "cuda"
+        self.static = StaticDecode(self) if cuda_graphs else None
 
     # -- queue -----------------------------------------------------------------------------------
     def add(self, req: Request) -> Request:
@@ -304,26 +313,40 @@ class Engine:
 
     def _decode(self) -> None:
         n = len(self.active)
-        lens = host_to_device(self.lens[:n], self.device, torch.long)
-        span = max(self.lens[:n]) + 1
+        ids = [r.output_ids[-1] for r in self.active]
+        lens = self.lens[:n]
+        if self.static is not None:
+            logits = self.static.step(ids, lens)
+        else:
+            span = max(lens) + 1
+            self.cache.reserve(span)
+            staged = host_to_device([ids, lens], self.device, torch.long)
+            logits = self.decode_forward(staged[0][:, None], staged[1], span)
+        for r in range(n):
+            self.lens[r] += 1
+        self._emit(logits, list(range(n)))
+
+    def decode_forward(self, ids: torch.Tensor, pos: torch.Tensor, span: int) -> torch.Tensor:
+        """One decode step of cache rows ``0..len(ids)-1``: next-token logits ``(rows, vocab)``.
+
+        Row ``r`` feeds token ``ids[r, 0]`` at position ``pos[r]``, writes its key there and
+        attends to positions ``0..pos[r]`` of the first ``span`` cached positions. Nothing here
+        reads the device from the host, so the step can be captured as a CUDA graph.
+        """
         cache = self.cache
-        cache.reserve(span)
-        cache.write_pos, cache.span = lens, span
-        ids = host_to_device([[r.output_ids[-1]] for r in self.active], self.device, torch.long)
-        visible = torch.arange(span, device=self.device)[None, :] <= lens[:, None]  # own + new
-        mask = torch.zeros(n, 1, 1, span, dtype=self.dtype, device=self.device)
+        cache.write_pos, cache.span = pos, span
+        visible = torch.arange(span, device=self.device)[None, :] <= pos[:, None]  # own + new
+        mask = torch.zeros(len(ids), 1, 1, span, dtype=self.dtype, device=self.device)
         mask.masked_fill_(~visible[:, None, None, :], torch.finfo(self.dtype).min)
         out = self.model(
             input_ids=ids,
-            position_ids=lens[:, None],
+            position_ids=pos[:, None],
             attention_mask=mask,
             use_cache=True,
             logits_to_keep=1,
             **{self.cache_arg: cache},
         )
-        for r in range(n):
-            self.lens[r] += 1
-        self._emit(out.logits[:, -1], list(range(n)))
+        return out.logits[:, -1]
 
     def _emit(self, logits: torch.Tensor, rows: list[int]) -> None:
         """Sample one token for ``rows`` (logits in the same order), record it, retire finished rows."""

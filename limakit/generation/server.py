@@ -146,6 +146,7 @@ def create_app(
     config: DecodeConfig | None = None,
     max_batch: int = 16,
     max_body_bytes: int = MAX_BODY_BYTES,
+    cuda_graphs: bool | None = None,
 ):
     """The FastAPI app; the engine thread starts now and stops with the app's shutdown.
 
@@ -157,7 +158,7 @@ def create_app(
     # Adds the EOT token to the tokenizer here, once, if it lacks it: later renders (in worker
     # threads) then only read the tokenizer.
     render_prompt([Message("user", "x")], tokenizer)
-    engine = Engine(model, tokenizer, max_batch=max_batch)
+    engine = Engine(model, tokenizer, max_batch=max_batch, cuda_graphs=cuda_graphs)
     worker = EngineWorker(engine)
     limit = context_length(model)
 

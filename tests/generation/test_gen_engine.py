@@ -9,7 +9,7 @@ from limakit.generation.engine import Engine, Request
 from limakit.generation.sampler import generator_for
 from limakit.template import render_prompt
 
-from .conftest import boost_eot, prompts
+from .conftest import boost_eot, prompts, sharpen
 
 
 def _requests(tok, n, **kw):
@@ -158,3 +158,100 @@ def test_a_step_that_raises_in_prefill_leaves_no_request_behind(tiny):
     handle.remove()
     assert [r.finish_reason for r in reqs] == ["error: device lost"] * 3
     assert len(ended) == 3 and not engine.busy
+
+
+def test_fixed_shape_decode_gives_what_dynamic_decode_gives(tiny, monkeypatch):
+    """The CUDA-graph path's steps (rows and span padded to buckets), run eagerly on the CPU."""
+    from limakit.generation.graphs import StaticDecode
+
+    model, tok = tiny
+    boost_eot(model, tok, 6.0)  # rows leave at different steps: the row bucket shrinks
+    monkeypatch.setattr(StaticDecode, "span_step", 16)  # several span buckets in 20 tokens
+    shapes = []
+    real = StaticDecode._forward
+    monkeypatch.setattr(
+        StaticDecode,
+        "_forward",
+        lambda self, rows, span: shapes.append((rows, span)) or real(self, rows, span),
+    )
+    fixed = _requests(tok, 9, max_new_tokens=20)
+    engine = Engine(model, tok, max_batch=6, cuda_graphs=True)
+    engine.run(fixed)
+    dynamic = _requests(tok, 9, max_new_tokens=20)
+    Engine(model, tok, max_batch=6, cuda_graphs=False).run(dynamic)
+    assert [r.output_ids for r in fixed] == [r.output_ids for r in dynamic]
+    assert [r.finish_reason for r in fixed] == [r.finish_reason for r in dynamic]
+    rows = {r for r, _ in shapes}
+    assert rows <= {1, 2, 4, 6} and len(rows) > 1  # powers of two, capped at max_batch
+    assert all(span % 16 == 0 for _, span in shapes) and len({s for _, s in shapes}) > 1
+    assert len({r.finish_reason for r in fixed}) == 2  # some at EOT, some at the length cap
+
+
+def test_fixed_shape_decode_pads_rows_without_touching_live_ones(tiny):
+    """A padding row writes only at position 0 of a free slot; live rows' caches stay intact."""
+    model, tok = tiny
+    reqs = _requests(tok, 3, max_new_tokens=6, temperature=0.0)
+    engine = Engine(model, tok, max_batch=8, cuda_graphs=True)
+    for r in reqs:
+        engine.add(r)
+    engine.step()  # prefill 3 rows and decode them at a bucket of 4 rows
+    before = [layer.keys[:3].clone() for layer in engine.cache.layers]
+    with torch.inference_mode():
+        engine._decode()
+    for layer, old in zip(engine.cache.layers, before):
+        for row in range(3):  # each live row changed only at its newly written position
+            length = engine.lens[row] - 1
+            assert torch.equal(layer.keys[row, :, :length], old[row, :, :length])
+        # The padding row (row 3 of a bucket of 4) may write only at position 0 of its slot.
+        assert not layer.keys[3, :, 1:].any() and not layer.keys[4:].any()
+    assert engine.static.ids.shape == (8, 1) and not engine.static.use_graphs  # no CUDA here
+
+
+class _ReplayCheck:
+    """A stand-in for a CUDA graph on the CPU: replaying re-runs the step into the recorded output
+    and fails if any buffer the step reads or writes moved since the capture (a real graph would
+    read freed memory)."""
+
+    replays = 0
+
+    def __init__(self, static, fn):
+        self.static, self.fn = static, fn
+        self.ptrs = self._ptrs()
+
+    def _ptrs(self):
+        cache = self.static.engine.cache
+        layers = [(x.keys.data_ptr(), x.values.data_ptr()) for x in cache.layers]
+        return layers, self.static.ids.data_ptr(), self.static.pos.data_ptr()
+
+    def replay(self):
+        assert self._ptrs() == self.ptrs, "a graph was replayed after its buffers moved"
+        _ReplayCheck.replays += 1
+        self.out.copy_(self.fn())
+
+
+def test_graph_bookkeeping_recaptures_when_the_cache_grows(tiny, monkeypatch):
+    """Graphs are kept per (rows, span), replayed into their own output, dropped on cache growth."""
+    from limakit.generation.graphs import StaticDecode
+
+    model, tok = tiny
+    sharpen(model)  # long answers: float rounding must not decide between near-equal tokens
+
+    def record(self, fn):
+        graph = _ReplayCheck(self, fn)
+        graph.out = fn()
+        return graph, graph.out
+
+    monkeypatch.setattr(StaticDecode, "_record", record)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: object())
+    monkeypatch.setattr(StaticDecode, "span_step", 64)
+    graphed = _requests(tok, 5, max_new_tokens=300)  # past the first capacity of the cache
+    engine = Engine(model, tok, max_batch=4, cuda_graphs=True)
+    engine.static.use_graphs = True
+    engine.run(graphed)
+    dynamic = _requests(tok, 5, max_new_tokens=300)
+    Engine(model, tok, max_batch=4, cuda_graphs=False).run(dynamic)
+    assert [r.output_ids for r in graphed] == [r.output_ids for r in dynamic]
+    assert engine.cache.capacity > 256 and engine.static.captured_capacity == engine.cache.capacity
+    assert engine.static.captures > len(engine.static.graphs)  # some were dropped and recaptured
+    assert _ReplayCheck.replays > 10 * engine.static.captures  # most steps replay a graph
+    assert {len(r.output_ids) for r in graphed} == {300}

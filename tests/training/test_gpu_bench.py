@@ -1,5 +1,6 @@
 """bench/gpu.py's dry run: every GPU benchmark setting runs on a toy on the CPU, same losses,
-and the sampling part (engine, transformers, ``lima serve``) produces its tokens."""
+and the sampling part (engine with and without fixed-shape steps, transformers, ``lima serve``)
+produces its tokens."""
 
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ def test_gpu_bench_dry_run_runs_every_setting_with_the_same_losses(tmp_path):
     expected = {"bf16-packed", "bf16-packed-sdpa-mask", "bf16-grouped", "autocast-packed"}
     assert {k.removeprefix("limakit ") for k in rows if k.startswith("limakit")} == expected
     sampling = {k: v for k, v in rows.items() if k.startswith("sampling")}
-    assert set(sampling) == {"sampling limakit", "sampling hf", "sampling serve"}
+    names = {"sampling limakit", "sampling limakit-eager", "sampling hf", "sampling serve"}
+    assert set(sampling) == names
     for name, r in sampling.items():
         assert "error" not in r, (name, r.get("error"))
         assert 0 < r["tokens"] <= 8 * 16 and r["tokens_per_s"] > 0  # 8 prompts, 16 new tokens
     assert sampling["sampling hf"]["tokens"] == 8 * 16  # transformers is forced to the length
+    # Fixed-shape steps (CUDA graphs on a GPU) sample what the dynamic steps sample.
+    assert sampling["sampling limakit"]["tokens"] == sampling["sampling limakit-eager"]["tokens"]
     rows = {k: v for k, v in rows.items() if k not in sampling}
     for name, r in rows.items():
         assert "error" not in r, (name, r.get("error"))
