@@ -255,3 +255,35 @@ def test_graph_bookkeeping_recaptures_when_the_cache_grows(tiny, monkeypatch):
     assert engine.static.captures > len(engine.static.graphs)  # some were dropped and recaptured
     assert _ReplayCheck.replays > 10 * engine.static.captures  # most steps replay a graph
     assert {len(r.output_ids) for r in graphed} == {300}
+
+
+def test_the_fixed_shape_decode_step_never_waits_for_the_host(tiny, monkeypatch):
+    """What a CUDA graph captures must not read the device from the host (capture would fail):
+    the decode step makes no scalar read and no data-dependent shape, at any rows or span."""
+    from devicecheck import HostSyncs
+
+    from limakit.generation.graphs import StaticDecode
+
+    model, tok = tiny
+    boost_eot(model, tok, 6.0)  # rows leave: several row buckets
+    monkeypatch.setattr(StaticDecode, "span_step", 16)  # several span buckets
+    in_step, shapes = HostSyncs(), set()
+    real = StaticDecode._forward
+
+    def recorded(self, rows, span):
+        shapes.add((rows, span))
+        with in_step:
+            return real(self, rows, span)
+
+    monkeypatch.setattr(StaticDecode, "_forward", recorded)
+    with in_step:
+        torch.ones(2)[torch.tensor([True, False])]  # the detector sees boolean indexing
+    assert in_step.calls == [("aten::index", "")]
+    in_step.calls.clear()
+    whole = HostSyncs()
+    with whole:
+        Engine(model, tok, max_batch=6, cuda_graphs=True).run(_requests(tok, 9, max_new_tokens=20))
+    assert len(shapes) > 2 and in_step.calls == []
+    # Around the step: only the sampler's CPU shortcut (is the nucleus inside the top 512?) reads
+    # back; on an accelerator it sorts fully instead, and the sampled ids are the one read.
+    assert {fn for _, fn in whole.calls} == {"sample_next"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from devicecheck import PACKAGE, DevicelessFactories
+from devicecheck import PACKAGE, DevicelessFactories, HostSyncs
 from training.helpers import write_data
 
 from limakit.config import load_config
@@ -48,3 +48,29 @@ def test_no_tensor_of_the_training_step_is_made_off_the_model_device(tmp_path, t
     assert ours, "the batch builders make host tensors: the recorder must see them"
     off_device = sorted({c for c in ours if c[1] not in HOST_SIDE})
     assert not off_device, f"tensors made without a device in the training step: {off_device}"
+
+
+def test_the_training_step_waits_for_the_device_once_per_step(tmp_path, tiny_model_dir):
+    """On a GPU the host must run ahead of the device: the only read back is each step's loss.
+
+    Every operator that would make the host wait for a GPU (a scalar read, a data-dependent
+    shape) is recorded with the limakit function that asked for it, through bf16 masters,
+    dropout, packing and gradient clipping.
+    """
+    data = write_data(tmp_path / "data.jsonl", n=8)
+    overrides = [f"model={tiny_model_dir}", f"data={data}", "epochs=1", "global_batch=4"]
+    overrides += ["micro_batch=2", "max_len=64", "dropout_top=0.3", "threads=1", "save_epochs=[]"]
+    overrides += ["dtype=bfloat16", "grad_clip=1.0"]
+    syncs = HostSyncs()
+    with syncs:
+        torch.ones(1).item()  # the detector itself: a scalar read from here is recorded
+        train(load_config(TrainConfig, None, overrides), tmp_path / "run")
+    assert syncs.calls[0] == ("aten::_local_scalar_dense", "")
+    by_function = {}
+    for op, fn in syncs.calls[1:]:
+        by_function.setdefault(fn, []).append(op)
+    # Host-side by design: collate finds the trained positions on the host batch before it moves;
+    # the loss's backward reads its incoming gradient only on a CPU (a shortcut for the usual 1.0).
+    assert set(by_function) - {"collate", "backward"} == {"train"}, by_function
+    steps = 2  # 8 examples, 4 per step
+    assert by_function["train"] == ["aten::_local_scalar_dense"] * steps  # the loss, once a step
