@@ -153,7 +153,13 @@ def prepare_model(config: TrainConfig):
         for layer in decoder_layers(model):
             layer.compile()  # one graph shared by every layer; recompiled per new row length
     if config.grad_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)  # the name from 5.2x on
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
     model.config.use_cache = False
     if config.lora.enabled:
         from peft import LoraConfig, get_peft_model
