@@ -153,7 +153,8 @@ def prepare_model(config: TrainConfig):
         for layer in decoder_layers(model):
             layer.compile()  # one graph shared by every layer; recompiled per new row length
     if config.grad_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None)  # the name from 5.2x on
+        # transformers' current name; older releases have only gradient_checkpointing_enable
+        enable = getattr(model, "activation_checkpointing_enable", None)
         if enable is not None:
             enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
