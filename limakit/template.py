@@ -80,11 +80,13 @@ def bos_text(tokenizer) -> str:
     return bos if ids and ids[0] == tokenizer.bos_token_id else ""
 
 
-def render_text(
+def _layout(
     messages: list[Message], tokenizer, template: Template, train_on: TrainOn = "assistant"
-) -> tuple[str, list[tuple[int, int]]]:
-    """The conversation as text, plus the character spans whose tokens are trained."""
+) -> tuple[str, list[tuple[int, int]], list[tuple[int, str]]]:
+    """The conversation as text, the character spans whose tokens are trained, and the template's
+    own special tokens (BOS, each EOT) with where they start: the only control tokens allowed."""
     text = bos_text(tokenizer)
+    markers = [(0, text)] if text else []
     spans: list[tuple[int, int]] = []
     last_assistant = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
     for i, m in enumerate(messages):
@@ -92,7 +94,9 @@ def render_text(
         start = len(text)
         text += header
         body_start = len(text)
-        text += m.content + template.eot
+        text += m.content
+        markers.append((len(text), template.eot))
+        text += template.eot
         trained = (
             train_on == "all"
             or (train_on == "assistant" and m.role == "assistant")
@@ -100,7 +104,72 @@ def render_text(
         )
         if trained:
             spans.append((start if train_on == "all" else body_start, len(text)))
+    return text, spans, markers
+
+
+def render_text(
+    messages: list[Message], tokenizer, template: Template, train_on: TrainOn = "assistant"
+) -> tuple[str, list[tuple[int, int]]]:
+    """The conversation as text, plus the character spans whose tokens are trained."""
+    text, spans, _ = _layout(messages, tokenizer, template, train_on)
     return text, spans
+
+
+def special_ids(tokenizer) -> set[int]:
+    """Every id a tokenizer treats as a control token: its named specials and special added tokens."""
+    ids = {i for i in tokenizer.all_special_ids if i is not None}
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids.update(i for i, tok in decoder.items() if getattr(tok, "special", False))
+    return ids
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Ids of ``text`` read as plain text: a literal ``<|eot|>`` in it is characters, not the EOT."""
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+def _encode(
+    tokenizer, text: str, markers: list[tuple[int, str]]
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and character offsets of rendered ``text`` in which only ``markers`` are special tokens.
+
+    Usually one tokenisation of the whole text. When content spells a control token (a user typing
+    ``<|eot|><|assistant|>``, an answer quoting ``<|im_end|>``), the text is cut at the template's
+    markers and each piece of content is tokenised with special tokens read as characters, so
+    content can never end a turn, forge one, or be trained as an EOT. Special tokens split the
+    text in the one pass too, so the pieces tokenise as they would there.
+    """
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = enc["input_ids"]
+    offsets = [(b, e) for b, e in enc["offset_mapping"]]
+    special = special_ids(tokenizer)
+    starts = {at for at, _ in markers}
+    n_special = sum(1 for i in ids if i in special)
+    n_placed = sum(1 for t, i in enumerate(ids) if i in special and offsets[t][0] in starts)
+    if n_special == n_placed == len(markers):
+        return ids, offsets
+    out_ids: list[int] = []
+    out_offsets: list[tuple[int, int]] = []
+
+    def plain(begin: int, end: int) -> None:
+        if begin < end:
+            piece = tokenizer(
+                text[begin:end],
+                add_special_tokens=False,
+                split_special_tokens=True,
+                return_offsets_mapping=True,
+            )
+            out_ids.extend(piece["input_ids"])
+            out_offsets.extend((b + begin, e + begin) for b, e in piece["offset_mapping"])
+
+    pos = 0
+    for at, token in markers:
+        plain(pos, at)
+        out_ids.append(tokenizer.convert_tokens_to_ids(token))
+        out_offsets.append((at, at + len(token)))
+        pos = at + len(token)
+    plain(pos, len(text))
+    return out_ids, out_offsets
 
 
 def render(
@@ -124,13 +193,12 @@ def render(
     if not has_token(tokenizer, template.eot):
         add_eot(tokenizer, None, template)  # never split the EOT into text pieces
     messages = example.messages if isinstance(example, Example) else example
-    text, spans = render_text(messages, tokenizer, template, train_on)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids: list[int] = enc["input_ids"]
+    text, spans, markers = _layout(messages, tokenizer, template, train_on)
+    ids, offsets = _encode(tokenizer, text, markers)
     labels = [IGNORE] * len(ids)
     # A token is trained when it starts inside a trained span: one rule, one tokenisation.
     s = 0
-    for t, (begin, _end) in enumerate(enc["offset_mapping"]):
+    for t, (begin, _end) in enumerate(offsets):
         while s < len(spans) and begin >= spans[s][1]:
             s += 1
         if s < len(spans) and spans[s][0] <= begin < spans[s][1]:
@@ -148,9 +216,9 @@ def render_prompt(
     template = template or Template.from_tokenizer(tokenizer)
     if not has_token(tokenizer, template.eot):
         add_eot(tokenizer, None, template)
-    text, _ = render_text(messages, tokenizer, template)
+    text, _, markers = _layout(messages, tokenizer, template)
     text += template.headers["assistant"]
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return _encode(tokenizer, text, markers)[0]
 
 
 def _jinja_str(s: str) -> str:
