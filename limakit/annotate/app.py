@@ -3,6 +3,8 @@
 Every page and API call needs a session (a cookie set by spending a one-time login token); every
 POST carries the session's CSRF token. Answers are rendered as Markdown with raw HTML shown as
 text and images off, under a Content-Security-Policy that allows nothing but the app's own files.
+A form that is not accepted comes back as the app's own page, saying what was wrong and that
+nothing was recorded; an id that names nothing (beyond SQLite's integers too) is a 404.
 
 >>> app = create_app("annotations.sqlite")  # doctest: +SKIP
 >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
@@ -19,6 +21,8 @@ from typing import Annotated, Literal
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from markdown_it import MarkdownIt
@@ -93,6 +97,25 @@ def _user(request: Request, c: Conn) -> db.User:
 
 Person = Annotated[db.User, Depends(_user)]
 Csrf = Annotated[str, Form(max_length=200)]
+# Row ids are SQLite integers (64-bit); a number beyond them names nothing that exists.
+SetId = Annotated[int, PathParam(ge=1, le=db.MAX_ID)]
+VerdictId = Annotated[int, PathParam(ge=1, le=db.MAX_ID)]
+PairId = Annotated[int, Form(ge=1, le=db.MAX_ID)]
+# A form sends each line break as CRLF while the page's maxlength counts it as one character, so
+# the limit is checked after normalising, on the text the page counted (the body cap bounds the
+# raw field). Characters beyond the BMP count two in the page, one here: never stricter here.
+RawComment = Annotated[str, Form()]
+# What each path parameter names, for the 404 of a value out of range or not a number.
+NOT_FOUND = {"set_id": "no such set", "verdict_id": "no such verdict"}
+
+
+def normalise_comment(text: str) -> str:
+    """Line breaks as the browser counts them (CRLF and CR become LF), outer blanks trimmed.
+
+    >>> normalise_comment("one\\r\\ntwo\\rthree\\n ")
+    'one\\ntwo\\nthree'
+    """
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 def _check_csrf(u: db.User, token: str) -> None:
@@ -116,17 +139,56 @@ def _no_session(request: Request, exc: _Auth) -> Response:
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-    return _page(
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    resp = _page(
         request, "message.html", exc.status_code, title="Error", text=str(exc.detail), user=None
     )
+    if exc.headers:
+        resp.headers.update(exc.headers)
+    return resp
+
+
+def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """A path id out of range or not a number is a 404; a bad form field, the app's own 400 page.
+
+    The message names the fields and what was wrong, never the values sent (a comment stays
+    private), and says plainly that nothing was recorded.
+    """
+    errors = exc.errors()
+    for e in errors:
+        loc = e.get("loc") or ()
+        if loc and loc[0] == "path":
+            detail = NOT_FOUND.get(str(loc[-1]), "not found")
+            return _http_error(request, StarletteHTTPException(404, detail))
+    fields = "; ".join(f"{e['loc'][-1] if e.get('loc') else 'form'}: {_reason(e)}" for e in errors)
+    if request.url.path.endswith("/verdict"):
+        detail = (
+            f"The verdict was not recorded: the form was not accepted ({fields}). "
+            "Reload the page and choose again."
+        )
+    else:
+        detail = (
+            f"The form was not accepted ({fields}); nothing was changed. "
+            "Reload the page and try again."
+        )
+    return _http_error(request, StarletteHTTPException(400, detail))
+
+
+def _reason(error: dict) -> str:
+    if error.get("type") == "missing":
+        return "missing"
+    return str(error.get("msg", "not valid")).removeprefix("Value error, ")
+
+
+# Every page answers HEAD as it answers GET (the server sends the headers, no body).
+GET = ["GET", "HEAD"]
 
 
 # -- signing in and out ----------------------------------------------------------------------------
 auth = APIRouter()
 
 
-@auth.get("/login")
+@auth.api_route("/login", methods=GET)
 def login_form(request: Request, token: str = "") -> Response:
     csrf = secrets.token_urlsafe(16)
     resp = _page(request, "login.html", token=token, csrf=csrf, user=None)
@@ -169,7 +231,7 @@ def logout(request: Request, u: Person, c: Conn, csrf: Csrf = "") -> Response:
 pages = APIRouter()
 
 
-@pages.get("/")
+@pages.api_route("/", methods=GET)
 def index(request: Request, u: Person, c: Conn) -> Response:
     sets = db.list_sets(c)
     if len(sets) == 1 and not u.admin:
@@ -178,8 +240,8 @@ def index(request: Request, u: Person, c: Conn) -> Response:
     return _page(request, "index.html", user=u, sets=sets, done=done)
 
 
-@pages.get("/sets/{set_id}")
-def annotate(request: Request, set_id: int, u: Person, c: Conn) -> Response:
+@pages.api_route("/sets/{set_id}", methods=GET)
+def annotate(request: Request, set_id: SetId, u: Person, c: Conn) -> Response:
     s = _the_set(c, set_id)
     done = db.progress(c, u.id, s.id)
     pair = db.next_pair(c, u, s)
@@ -191,18 +253,25 @@ def annotate(request: Request, set_id: int, u: Person, c: Conn) -> Response:
 
 @pages.post("/sets/{set_id}/verdict")
 def verdict(
-    set_id: int,
+    set_id: SetId,
     u: Person,
     c: Conn,
-    pair_id: Annotated[int, Form()],
+    pair_id: PairId,
     choice: Annotated[Literal["A", "B", "C"], Form()],
-    comment: Annotated[str, Form(max_length=MAX_COMMENT)] = "",
+    comment: RawComment = "",
     csrf: Csrf = "",
 ) -> Response:
     _check_csrf(u, csrf)
     s = _the_set(c, set_id)
+    note = normalise_comment(comment)
+    if len(note) > MAX_COMMENT:
+        raise HTTPException(
+            400,
+            f"The verdict was not recorded: the comment has {len(note)} characters, over the "
+            f"limit of {MAX_COMMENT}. Go back to the pair, shorten it and choose again.",
+        )
     try:
-        db.record(c, u, s, pair_id, choice, comment.strip())
+        db.record(c, u, s, pair_id, choice, note)
     except KeyError:
         raise HTTPException(404, "no such pair in this set") from None
     # A second press on a pair already judged changes nothing and moves on.
@@ -210,13 +279,13 @@ def verdict(
 
 
 @pages.post("/sets/{set_id}/undo")
-def undo(set_id: int, u: Person, c: Conn, csrf: Csrf = "") -> Response:
+def undo(set_id: SetId, u: Person, c: Conn, csrf: Csrf = "") -> Response:
     _check_csrf(u, csrf)
     db.undo_last(c, u, _the_set(c, set_id))
     return RedirectResponse(f"/sets/{set_id}", status_code=303)
 
 
-@pages.get("/admin")
+@pages.api_route("/admin", methods=GET)
 def admin(request: Request, u: Person, c: Conn) -> Response:
     if not u.admin:
         raise HTTPException(403, "only an admin sees progress and agreement")
@@ -241,7 +310,7 @@ def admin(request: Request, u: Person, c: Conn) -> Response:
 api = APIRouter(prefix="/api")
 
 
-@api.get("/verdicts")
+@api.api_route("/verdicts", methods=GET)
 def my_verdicts(u: Person, c: Conn) -> dict:
     """This person's own live verdicts, as shown (label, sides) and as exported."""
     out = []
@@ -252,8 +321,8 @@ def my_verdicts(u: Person, c: Conn) -> dict:
     return {"user": u.name, "verdicts": out}
 
 
-@api.get("/verdicts/{verdict_id}")
-def one_verdict(verdict_id: int, u: Person, c: Conn) -> dict:
+@api.api_route("/verdicts/{verdict_id}", methods=GET)
+def one_verdict(verdict_id: VerdictId, u: Person, c: Conn) -> dict:
     r = db.verdict_of(c, verdict_id, u.id)
     if r is None:  # someone else's and missing look the same
         raise HTTPException(404, "no such verdict")
@@ -275,6 +344,7 @@ def create_app(db_path: str | os.PathLike, *, secure_cookies: bool = False) -> G
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(_Auth, _no_session)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for router in (auth, pages, api):
         app.include_router(router)
     return GuardMiddleware(app, max_body=MAX_BODY)

@@ -25,6 +25,7 @@ from limakit.evaluation.pairs import PairSet
 from limakit.files import open_sqlite
 
 SESSION_DAYS = 14
+MAX_ID = 2**63 - 1  # the largest SQLite integer: a larger id names no row (and cannot be bound)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sets (
@@ -312,6 +313,8 @@ def record(
     """Store a verdict on the pair as shown to ``user``; None when it already has a live one."""
     if label not in ("A", "B", "C"):
         raise ValueError(f"label {label!r}")
+    if not 1 <= pair_id <= MAX_ID:
+        raise KeyError(pair_id)
     row = conn.execute(
         "SELECT prompt_id, sample FROM pairs WHERE id = ? AND set_id = ?", (pair_id, s.id)
     ).fetchone()
@@ -366,6 +369,8 @@ def live_verdicts(
 
 def verdict_of(conn: sqlite3.Connection, verdict_id: int, user_id: int) -> sqlite3.Row | None:
     """One live verdict, only if it belongs to ``user_id`` (people never see each other's)."""
+    if not 1 <= verdict_id <= MAX_ID:
+        return None
     return conn.execute(
         "SELECT v.id, v.label, v.comment, v.created, p.prompt_id, p.sample, p.set_id "
         "FROM verdicts v JOIN pairs p ON p.id = v.pair_id "

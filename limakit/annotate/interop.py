@@ -6,9 +6,13 @@ opaque ``pair_id``) plus ``mapping.jsonl``, which only limakit reads: which mode
 ``import_*`` turns the tool's export back into verdicts in the LLM judge's format.
 
 Label Studio: ``labelstudio-config.xml`` (plain ``<Text>`` fields, never ``<HyperText>``, so model
-output cannot load anything; a ``<Choices>`` question with the three options on keys 1/2/3) and
-``labelstudio-tasks.json`` (``[{"data": {...}}]``); its JSON export is a list of tasks, each with
-``annotations[].result[]`` holding ``{"from_name": "preference", "value": {"choices": [...]}}``.
+output cannot load anything, each kept in a ``<View>`` whose ``<Style>`` keeps line breaks and
+indentation; a ``<Choices>`` question with the three options on keys 1/2/3) and
+``labelstudio-tasks.json`` (``[{"data": {...}}]``). Two of its exports are read back: JSON, a list
+of tasks, each with ``annotations[].result[]`` holding ``{"from_name": "preference", "value":
+{"choices": [...]}}`` and ``completed_by`` (a user id, or the user with its ``email``); and
+JSON-MIN, one flat row per annotation: the task's data fields, ``preference`` and ``comment`` as
+plain values, ``annotator`` (a user id or email), ``annotation_id``, ``created_at``.
 Argilla (2.x): ``argilla-settings.json`` (``Settings.from_json``) and ``argilla-records.json``
 (``Record.to_dict`` layout: ``fields``, ``metadata``); its ``records.to_json`` export carries
 ``responses: {"preference": [{"value": ..., "user_id": ...}]}``.
@@ -18,7 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import sys
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 from limakit.annotate import db
@@ -29,6 +36,10 @@ from limakit.files import atomic_write, read_json, read_jsonl_records, write_jso
 
 QUESTION = "preference"
 COMMENT = "comment"
+# Label Studio draws a <Text> with `white-space: normal`, which folds code's indentation and line
+# breaks; this class, on a <View> around each text, keeps them (wrapping long lines).
+TEXT_CLASS = "lima-text"
+TEXT_STYLE = f".{TEXT_CLASS} * {{ white-space: pre-wrap !important; }}"
 # What each tool's answer value may be -> the label as shown (A: left better, C: neither).
 VALUE_TO_LABEL = {text: label for label, text in BUTTONS.items()} | {k: k for k in BUTTONS}
 
@@ -63,11 +74,11 @@ def _prepare(a_path, b_path, out: str | os.PathLike, seed: int) -> tuple[Path, l
 def labelstudio_config() -> str:
     """The Label Studio labeling config: plain text fields and a three-way choice on keys 1-3."""
     view = ET.Element("View")
-    ET.SubElement(view, "Header", value="Prompt")
-    ET.SubElement(view, "Text", name="prompt", value="$prompt")
-    for side in ("a", "b"):
-        ET.SubElement(view, "Header", value=f"Answer {side.upper()}")
-        ET.SubElement(view, "Text", name=f"answer_{side}", value=f"$answer_{side}")
+    ET.SubElement(view, "Style").text = TEXT_STYLE
+    for title, name in (("Prompt", "prompt"), ("Answer A", "answer_a"), ("Answer B", "answer_b")):
+        ET.SubElement(view, "Header", value=title)
+        box = ET.SubElement(view, "View", className=TEXT_CLASS)
+        ET.SubElement(box, "Text", name=name, value=f"${name}")
     choices = ET.SubElement(
         view, "Choices", name=QUESTION, toName="prompt", choice="single-radio", required="true"
     )
@@ -162,11 +173,25 @@ def _load_json_list(path) -> list:
     return data
 
 
+# Why an import may hold one answer per pair, and what to change in the tool before annotating.
+ONE_PER_PAIR = {
+    "labelstudio": (
+        "Label Studio collects one annotation per task unless the project asks for more: "
+        "raise its maximum_annotations ('Annotations per task', the overlap) to 2 or more"
+    ),
+    "argilla": (
+        "Argilla completes a record after one response unless the dataset asks for more: "
+        "raise its task distribution's min_submitted to 2 or more"
+    ),
+}
+
+
 class _Collect:
     """Verdict rows from a tool's export, with every skipped answer counted by reason."""
 
-    def __init__(self, export_path, mapping_path):
+    def __init__(self, export_path, mapping_path, tool: str):
         self.export_path = export_path
+        self.tool = tool
         self.header, self.mapping = _read_mapping(mapping_path)
         self.rows: list[dict] = []
         self.skipped: dict[str, int] = {}
@@ -204,6 +229,7 @@ class _Collect:
         )  # fmt: skip
         self.rows.sort(key=lambda r: (r["id"], r["sample"], r["annotator"]))
         summary = summarise(self.rows, s)
+        self._warn_one_per_pair()
         summary["judge"]["backend"] = "human"
         summary["imported_from"] = str(self.export_path)
         summary["skipped"] = dict(sorted(self.skipped.items()))
@@ -211,41 +237,119 @@ class _Collect:
         write_json(verdicts_path.parent / "summary.json", summary)
         return verdicts_path, summary
 
+    def _warn_one_per_pair(self) -> None:
+        """Agreement needs two people on a pair: say so when no pair has a second answer."""
+        people = {(r["id"], r["sample"], r["annotator"]) for r in self.rows}
+        per_pair = Counter((pair_id, sample) for pair_id, sample, _who in people)
+        if not per_pair or max(per_pair.values()) > 1:
+            return
+        print(
+            f"warning: {self.export_path}: each of its {len(per_pair)} answered pairs has one "
+            "person's answer, so agreement between annotators cannot be computed; "
+            f"{ONE_PER_PAIR[self.tool]} before annotating",
+            file=sys.stderr,
+        )
 
-def _person(completed_by) -> str:
-    if isinstance(completed_by, dict):
-        return str(completed_by.get("email") or completed_by.get("id") or "unknown")
-    return f"labelstudio-{completed_by}" if completed_by is not None else "unknown"
+
+# Label Studio writes an annotation's ``created_username`` as "[first [last] ]email, id".
+_CREATED_BY = re.compile(r"(\S+@\S+),\s*\d+\s*$")
+
+
+def _by_id(user_id) -> str:
+    return f"labelstudio-{user_id}" if user_id not in (None, "") else "unknown"
+
+
+def _person(ann: dict) -> str:
+    """Who made a JSON export's annotation: the user's email when the export carries it (an
+    expanded ``completed_by`` or ``created_username``), else ``labelstudio-<user id>``."""
+    by = ann.get("completed_by")
+    if isinstance(by, dict):
+        if by.get("email"):
+            return str(by["email"])
+        by = by.get("id")
+    found = _CREATED_BY.search(str(ann.get("created_username") or ""))
+    return found.group(1) if found else _by_id(by)
+
+
+def _annotator(value) -> str:
+    """JSON-MIN's ``annotator``: the user's email, or its id when the export had no email."""
+    if isinstance(value, str) and value.strip() and not value.strip().isdigit():
+        return value.strip()
+    return _by_id(value.strip() if isinstance(value, str) else value)
+
+
+def _plain_text(value) -> str:
+    """A TextArea answer as JSON-MIN writes it: the text, or a list of ``{"text": [...]}``."""
+    if isinstance(value, str):
+        return value
+    parts = []
+    for item in value if isinstance(value, list) else [value]:
+        texts = item.get("text", []) if isinstance(item, dict) else [item]
+        parts.extend(str(t) for t in (texts if isinstance(texts, list) else [texts]))
+    return " ".join(parts)
+
+
+def _json_task(c: _Collect, task: dict, where: str) -> None:
+    """One task of Label Studio's JSON export, with all its annotations."""
+    m = c.pair(task["data"].get("pair_id"), where)
+    for a, ann in enumerate(task.get("annotations") or []):
+        if ann.get("was_cancelled"):
+            c.skip("cancelled (skipped in Label Studio)")
+            continue
+        results = ann.get("result") or []
+        picked = [r for r in results if r.get("from_name") == QUESTION]
+        notes = [r for r in results if r.get("from_name") == COMMENT]
+        choices = picked[0].get("value", {}).get("choices", []) if picked else []
+        if len(choices) != 1:
+            c.skip("no single choice")
+            continue
+        comment = " ".join(notes[0].get("value", {}).get("text", [])) if notes else ""
+        c.add(m, choices[0], _person(ann), comment, str(ann.get("created_at", "")),
+              f"{where}, annotation {a + 1}")  # fmt: skip
+
+
+def _json_min_row(c: _Collect, row: dict, where: str) -> None:
+    """One row of Label Studio's JSON-MIN export: one annotation, its fields at the top level."""
+    m = c.pair(row.get("pair_id"), where)
+    value = row.get(QUESTION)
+    if value is None and row.get("annotation_id") is None:
+        return  # a task nobody annotated: counted under "unannotated"
+    if not isinstance(value, str):  # several choices come as a list of objects
+        c.skip("no single choice")
+        return
+    c.add(m, value, _annotator(row.get("annotator")), _plain_text(row.get(COMMENT) or ""),
+          str(row.get("created_at") or ""), where)  # fmt: skip
 
 
 def import_labelstudio(export_path, mapping_path, out) -> tuple[Path, dict]:
-    """Label Studio's JSON export -> verdicts.jsonl + summary.json (the judge's format)."""
-    c = _Collect(export_path, mapping_path)
+    """Label Studio's JSON (or JSON-MIN) export -> verdicts.jsonl + summary.json."""
+    c = _Collect(export_path, mapping_path, tool="labelstudio")
+    flat = 0
     for t, task in enumerate(_load_json_list(export_path)):
         where = f"task {t + 1}"
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise LimaError(f"{export_path}: {where}: a task needs a 'data' object")
-        m = c.pair(task["data"].get("pair_id"), where)
-        for a, ann in enumerate(task.get("annotations") or []):
-            if ann.get("was_cancelled"):
-                c.skip("cancelled (skipped in Label Studio)")
-                continue
-            results = ann.get("result") or []
-            picked = [r for r in results if r.get("from_name") == QUESTION]
-            notes = [r for r in results if r.get("from_name") == COMMENT]
-            choices = picked[0].get("value", {}).get("choices", []) if picked else []
-            if len(choices) != 1:
-                c.skip("no single choice")
-                continue
-            comment = " ".join(notes[0].get("value", {}).get("text", [])) if notes else ""
-            c.add(m, choices[0], _person(ann.get("completed_by")), comment,
-                  str(ann.get("created_at", "")), f"{where}, annotation {a + 1}")  # fmt: skip
+        if isinstance(task, dict) and isinstance(task.get("data"), dict):
+            _json_task(c, task, where)
+        elif isinstance(task, dict) and "pair_id" in task:
+            flat += 1
+            _json_min_row(c, task, f"row {t + 1}")
+        else:
+            raise LimaError(
+                f"{export_path}: {where}: neither a task of Label Studio's JSON export (with a "
+                "'data' object) nor a row of its JSON-MIN export (with 'pair_id'); export the "
+                "project as JSON"
+            )
+    if flat:
+        print(
+            f"note: {export_path} is a JSON-MIN export, which leaves out cancelled (skipped) "
+            "annotations, so they are not counted; export as JSON to count them",
+            file=sys.stderr,
+        )
     return c.write(out)
 
 
 def import_argilla(export_path, mapping_path, out) -> tuple[Path, dict]:
     """Argilla's ``records.to_json`` export -> verdicts.jsonl + summary.json."""
-    c = _Collect(export_path, mapping_path)
+    c = _Collect(export_path, mapping_path, tool="argilla")
     for r, record in enumerate(_load_json_list(export_path)):
         where = f"record {r + 1}"
         if not isinstance(record, dict):

@@ -165,3 +165,70 @@ def test_a_file_that_is_no_annotation_database_is_one_clear_error(tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(LimaError, match="junk.sqlite: not an annotation database"):
         create_app(tmp_path / "junk.sqlite")
+
+
+def _verdict_form(c: httpx.Client, set_id: int = 1) -> dict:
+    page = c.get(f"/sets/{set_id}")
+    return {"pair_id": pair_id_of(page.text), "csrf": csrf_of(page.text)}
+
+
+def test_a_multi_line_comment_at_the_limit_is_counted_as_the_browser_counts_it(server):
+    """A form sends each line break as CRLF; the page's maxlength counts it as one character."""
+    from limakit.annotate.app import MAX_COMMENT
+
+    c = server.client("lines")
+    line = "x" * 49
+    lines = [line] * (MAX_COMMENT // 50)  # 40 lines of 49 characters and 39 breaks: 1,999
+    typed = "\n".join(lines) + "!"  # what the browser counts: exactly MAX_COMMENT
+    assert len(typed) == MAX_COMMENT
+    sent = typed.replace("\n", "\r\n")  # what the form submits: 39 characters more
+    r = c.post("/sets/1/verdict", data={**_verdict_form(c), "choice": "A", "comment": sent})
+    assert r.status_code == 303
+    (mine,) = c.get("/api/verdicts").json()["verdicts"]
+    assert mine["comment"] == typed
+
+
+def test_form_errors_come_back_as_the_apps_page_and_record_nothing(server):
+    from limakit.annotate.app import MAX_COMMENT
+
+    c = server.client("faulty-forms")
+    form = _verdict_form(c)
+    note = "my private note " + "y" * MAX_COMMENT
+    for data, says in (
+        ({**form, "choice": "A", "comment": note}, "comment"),
+        ({**form, "choice": "Z"}, "choice"),
+        ({"csrf": form["csrf"], "choice": "A"}, "pair_id"),
+        ({**form, "pair_id": "first", "choice": "A"}, "pair_id"),
+        ({**form, "pair_id": str(2**70), "choice": "A"}, "pair_id"),
+    ):
+        r = c.post("/sets/1/verdict", data=data)
+        assert r.status_code == 400, (data, r.status_code, r.text[:200])
+        assert r.headers["content-type"].startswith("text/html")
+        assert 'id="message"' in r.text and says in r.text and "not recorded" in r.text
+        assert "my private note" not in r.text  # the comment is never echoed back
+    assert c.get("/api/verdicts").json()["verdicts"] == []
+
+
+def test_ids_beyond_sqlite_integers_are_unknown_not_server_errors(server):
+    c = server.client("huge-ids")
+    for path in (f"/api/verdicts/{2**70}", f"/api/verdicts/{-(2**70)}", "/api/verdicts/abc"):
+        r = c.get(path)
+        assert r.status_code == 404, path
+        assert r.json() == {"error": "no such verdict"}
+    r = c.get(f"/sets/{2**70}")
+    assert r.status_code == 404 and 'id="message"' in r.text
+    r = c.post(f"/sets/{2**70}/verdict", data={**_verdict_form(c), "choice": "A"})
+    assert r.status_code == 404 and 'id="message"' in r.text
+    assert c.get("/api/verdicts").json()["verdicts"] == []
+
+
+def test_head_answers_like_get_without_a_body(server):
+    boss = server.client("head-boss", admin=True)
+    got, head = boss.get("/"), boss.head("/")
+    assert got.status_code == head.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+    annotator = server.client("head-annotator")  # one set: GET / sends an annotator to it
+    got, head = annotator.get("/"), annotator.head("/")
+    assert got.status_code == head.status_code == 303
+    assert head.headers["location"] == got.headers["location"] == "/sets/1"
+    assert server.client().head("/").status_code == 401

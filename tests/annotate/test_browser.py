@@ -140,3 +140,32 @@ def test_post_without_csrf_token_is_refused_in_the_browser(browser, server):
     assert browser.find_element(By.ID, "progress-text").text == "0 / 4 done"
     browser.refresh()
     assert browser.find_element(By.ID, "progress-text").text == "0 / 4 done"
+
+
+def test_a_multi_line_comment_of_exactly_maxlength_is_recorded(browser, server):
+    """The page counts a line break as one character, the form sends it as two (CRLF): a comment
+    the page accepts must be recorded with the verdict, not refused by the server."""
+    sign_in(browser, server, "writer")
+    box = browser.find_element(By.NAME, "comment")
+    limit = int(box.get_attribute("maxlength"))
+    lines = [f"line {i:02d} of my note, with some words" for i in range(limit // 40)]
+    text = "\n".join(lines)
+    text += "!" * (limit - len(text))  # exactly the limit, counted as the page counts
+    assert len(text) == limit and text.count("\n") == len(lines) - 1
+    box.send_keys(text)
+    assert browser.execute_script("return arguments[0].value;", box) == text  # nothing cut
+    browser.find_element(By.CSS_SELECTOR, 'button[data-key="1"]').click()
+    WebDriverWait(browser, 10).until(
+        lambda b: b.find_elements(By.ID, "progress-text") or b.find_elements(By.TAG_NAME, "pre")
+    )
+    assert browser.find_elements(By.ID, "progress-text"), browser.page_source[:300]
+    assert browser.find_element(By.ID, "progress-text").text == "1 / 4 done"
+    conn = db.connect(server.db_path)
+    try:
+        rows = conn.execute(
+            "SELECT v.comment FROM verdicts v JOIN users u ON u.id = v.user_id "
+            "WHERE u.name = 'writer' AND v.undone IS NULL"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert [r["comment"] for r in rows] == [text]

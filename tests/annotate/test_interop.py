@@ -4,6 +4,7 @@ exports (written here as the tools document them) come back as verdicts in the j
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -148,3 +149,147 @@ def test_argilla_settings_records_and_export(files, tmp_path):
         ("u-1", "lose", "model B is better")] * 3  # fmt: skip
     summary = json.loads((out.parent / "summary.json").read_text())
     assert summary["lose"] == 1.0 and summary["skipped"] == {"status draft": 3}
+
+
+def test_labelstudio_config_keeps_indentation_and_line_breaks(tmp_path):
+    """Label Studio draws a <Text> with `white-space: normal`: a <Style> must keep code as typed."""
+    from limakit.annotate.interop import labelstudio_config
+
+    config = ET.fromstring(labelstudio_config())
+    (style,) = config.iter("Style")
+    rule = re.fullmatch(r"\s*\.([\w-]+) \* \{\s*white-space:\s*pre-wrap( !important)?;\s*\}\s*",
+                        style.text)  # fmt: skip
+    assert rule, style.text
+    kept = [t.get("name") for v in config.iter("View") if v.get("className") == rule.group(1)
+            for t in v.iter("Text")]  # fmt: skip
+    assert sorted(kept) == ["answer_a", "answer_b", "prompt"]  # every text sits in the class
+
+
+def _answered(tmp_path, files) -> tuple[list[dict], dict]:
+    """The tasks as written for Label Studio, and which choice says model A is better on each."""
+    a, b = files
+    main(["annotate", "export-labelstudio", "--a", str(a), "--b", str(b), "--out", str(tmp_path)])
+    _, pairs = mapping(tmp_path / "mapping.jsonl")
+    tasks = json.loads((tmp_path / "labelstudio-tasks.json").read_text())
+    prefer_a = {
+        t["data"]["pair_id"]: "A is better"
+        if left_is_better(pairs[t["data"]["pair_id"]], "a")
+        else "B is better"
+        for t in tasks
+    }
+    return tasks, prefer_a
+
+
+def _import(tmp_path, rows, name="export.json") -> tuple[list[dict], dict]:
+    (tmp_path / name).write_text(json.dumps(rows))
+    out = tmp_path / "people"
+    assert main(["annotate", "import-labelstudio", str(tmp_path / name),
+                 "--mapping", str(tmp_path / "mapping.jsonl"), "--out", str(out)]) == 0  # fmt: skip
+    verdicts = [r for _n, r in read_jsonl_records(out / "verdicts.jsonl")]
+    return verdicts, json.loads((out / "summary.json").read_text())
+
+
+def test_labelstudio_json_min_export_comes_back_as_verdicts(files, tmp_path, capsys):
+    """JSON-MIN (label-studio-converter's convert_to_json_min): one flat row per annotation, the
+    task's data fields at the top level, a single choice and a single text as plain strings,
+    ``annotator`` the user's id (or email); cancelled annotations are left out by Label Studio,
+    and a task nobody annotated is one row with no answer."""
+    tasks, prefer_a = _answered(tmp_path, files)
+    rows = []
+    for n, t in enumerate(tasks, start=1):
+        stamp = {"created_at": "2026-01-02T10:00:00Z", "updated_at": "2026-01-02T10:00:00Z",
+                 "lead_time": 4.1}  # fmt: skip
+        if n == 3:
+            rows.append({**t["data"], "id": n, "annotator": None, "annotation_id": None,
+                         "created_at": None, "updated_at": None, "lead_time": None})  # fmt: skip
+            continue
+        rows.append(
+            {
+                **t["data"],
+                "id": n,
+                "preference": prefer_a[t["data"]["pair_id"]],
+                "comment": f"note {n}",
+                "annotator": 7,
+                "annotation_id": 100 + n,
+                **stamp,
+            }
+        )
+        rows.append({**t["data"], "id": n, "preference": "Neither is significantly better",
+                     "annotator": "lee@example.org", "annotation_id": 200 + n, **stamp})  # fmt: skip
+    verdicts, summary = _import(tmp_path, rows, "export-min.json")
+    by = {(r["annotator"], r["id"]): r for r in verdicts}
+    assert sorted(by) == [("labelstudio-7", "p0"), ("labelstudio-7", "p1"),
+                          ("lee@example.org", "p0"), ("lee@example.org", "p1")]  # fmt: skip
+    assert by[("labelstudio-7", "p1")]["result"] == "win"
+    assert by[("labelstudio-7", "p1")]["comment"] == "note 2"
+    assert by[("lee@example.org", "p0")]["result"] == "tie"
+    assert summary["unannotated"] == 1 and summary["agreement"]["comparisons"] == 2
+    assert "JSON-MIN" in capsys.readouterr().err  # cancelled answers cannot be counted
+
+
+def test_labelstudio_export_of_another_shape_names_the_export_to_use(files, tmp_path):
+    from limakit.annotate.interop import import_labelstudio
+
+    _answered(tmp_path, files)
+    (tmp_path / "csvish.json").write_text(json.dumps([{"prompt": "x", "preference": "A"}]))
+    with pytest.raises(LimaError, match=r"csvish.json: task 1: .*JSON-MIN.*export the project as"):
+        import_labelstudio(tmp_path / "csvish.json", tmp_path / "mapping.jsonl", tmp_path / "o")
+
+
+def test_labelstudio_annotators_are_named_by_email_when_the_export_has_it(files, tmp_path):
+    """``completed_by`` is a user id, or the user (with ``email``) when the export expands it;
+    ``created_username`` reads "first last email, id". The id form is the fallback."""
+    tasks, prefer_a = _answered(tmp_path, files)
+    people = [
+        {"completed_by": 3, "created_username": " ana@example.org, 3"},
+        {"completed_by": 4, "created_username": "Bo Li bo.li@example.org, 4"},
+        {
+            "completed_by": {
+                "id": 5,
+                "first_name": "",
+                "last_name": "",
+                "avatar": None,
+                "email": "cy@example.org",
+                "initials": "cy",
+            }
+        },  # fmt: skip
+        {"completed_by": {"id": 6}},
+        {"completed_by": 8, "created_username": ""},
+    ]
+    exported = []
+    for n, t in enumerate(tasks, start=1):
+        choice = prefer_a[t["data"]["pair_id"]]
+        annotations = [
+            {"id": 10 * n + i, "was_cancelled": False, "created_at": "2026-01-02T10:00:00Z",
+             "result": [{"from_name": "preference", "to_name": "prompt", "type": "choices",
+                         "value": {"choices": [choice]}}], **who}
+            for i, who in enumerate(people)
+        ]  # fmt: skip
+        exported.append({"id": n, "data": t["data"], "annotations": annotations})
+    verdicts, summary = _import(tmp_path, exported)
+    assert sorted(summary["annotators"]) == [
+        "ana@example.org", "bo.li@example.org", "cy@example.org", "labelstudio-6",
+        "labelstudio-8"]  # fmt: skip
+    assert all(r["result"] == "win" for r in verdicts)
+
+
+def test_one_annotation_per_task_warns_that_agreement_needs_more(files, tmp_path, capsys):
+    tasks, prefer_a = _answered(tmp_path, files)
+    exported = [
+        {"id": n, "data": t["data"], "annotations": [
+            {"id": n, "completed_by": 1 + n % 2, "was_cancelled": False,
+             "result": [{"from_name": "preference", "to_name": "prompt", "type": "choices",
+                         "value": {"choices": [prefer_a[t["data"]["pair_id"]]]}}]}]}
+        for n, t in enumerate(tasks, start=1)
+    ]  # fmt: skip
+    _verdicts, summary = _import(tmp_path, exported)
+    assert summary["agreement"]["comparisons"] == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "agreement between annotators cannot be computed" in err
+    assert "one annotation per task" in err and "maximum_annotations" in err
+    # two people on a pair: agreement is computed and nothing is said
+    exported[0]["annotations"].append({**exported[0]["annotations"][0], "id": 99,
+                                       "completed_by": 9})  # fmt: skip
+    _verdicts, summary = _import(tmp_path, exported)
+    assert summary["agreement"]["comparisons"] == 1
+    assert "cannot be computed" not in capsys.readouterr().err
