@@ -15,7 +15,19 @@ from limakit import __version__
 from limakit.errors import LimaError
 
 # Stage order as shown by `lima --help`.
-MODULES = ["data", "curate", "train", "generate", "judge", "annotate", "run", "demo"]
+MODULES = [
+    "data",
+    "curate",
+    "backtranslate",
+    "train",
+    "generate",
+    "judge",
+    "export",
+    "mtbench",
+    "annotate",
+    "run",
+    "demo",
+]
 
 
 def add_overrides(p, what: str = "a config field", example: str = "key=value") -> None:
