@@ -97,13 +97,32 @@ def register(sub) -> None:
     _decoding_flags(c)
     c.set_defaults(func=run_chat)
 
-    s = sub.add_parser("serve", help="OpenAI-compatible HTTP API (/v1/chat/completions)")
+    s = sub.add_parser(
+        "serve",
+        help="OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)",
+        description="Serve a model over OpenAI's API: POST /v1/chat/completions (LIMA's chat "
+        "format; streaming too), POST /v1/completions (plain text or token ids, no chat "
+        "template; whole responses only) and GET /v1/models.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--model", required=True)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     s.add_argument("--model-name", default=None, help="the id /v1/models reports")
-    s.add_argument("--batch-size", type=int, default=16, help="sequences decoded together")
+    s.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="batch slots: sequences decoded together (default 16). A request waits in a queue "
+        "until a slot is free, and a slot is held until its answer ends, so with every slot "
+        "busy with long answers a short request waits for one of them to finish. More slots: "
+        "more tokens per second in all and shorter waits, but each step is slower (every "
+        "stream gets its tokens more slowly) and the KV cache needs more memory. Each "
+        "request's wait is reported (usage.queue_time_s, the x-queue-time header, the log "
+        "line) ",
+    )
     s.add_argument(
         "--max-body-mb",
         type=float,
@@ -119,6 +138,34 @@ def register(sub) -> None:
     )
     _decoding_flags(s)
     s.set_defaults(func=run_serve)
+
+
+SERVE_EPILOG = """\
+request fields:
+  honoured (chat)         model, messages (role, content: text or text parts), max_tokens,
+                          max_completion_tokens, temperature, top_p, repetition_penalty, n,
+                          seed, stop, stream, stream_options.include_usage, logprobs,
+                          top_logprobs (0-20)
+  honoured (completions)  model, prompt (a string, strings, token ids or lists of them),
+                          max_tokens (default 16; 0 with echo scores the prompt), temperature,
+                          top_p, repetition_penalty, n, seed, stop, logprobs (0-20), echo
+  accepted at a value     user, metadata, service_tier, parallel_tool_calls: any value;
+  that changes nothing    presence_penalty, frequency_penalty, min_p, min_tokens: 0;
+                          top_k: -1 or 0; logit_bias: {}; tools, functions: [];
+                          tool_choice, function_call: "none" or "auto";
+                          response_format: {"type": "text"}; modalities: ["text"];
+                          store, ignore_eos: false; best_of: 1; suffix: ""; any field: null;
+                          in a message: refusal: null, tool_calls: []
+  refused (400 naming it) any other value of those, and every other field (for example
+                          tools, tool_choice "required", response_format json, logit_bias,
+                          non-zero penalties, top_k, a message's name; stream on
+                          /v1/completions)
+
+log-probabilities are the model's own: the log-softmax of its raw logits, as OpenAI reports
+them, not the distribution after repetition penalty, temperature and top-p that a token was
+sampled from. Each request's queue time (arrival to a batch slot) is in usage.queue_time_s,
+the x-queue-time header (whole responses) and the per-request log line.
+"""
 
 
 def run_generate(args) -> int:
@@ -197,8 +244,16 @@ def run_serve(args) -> int:
         max_body_bytes=int(args.max_body_mb * 2**20),
         cuda_graphs=args.cuda_graphs,
     )
+    import logging
+
     from rich.console import Console
 
+    request_log = logging.getLogger("limakit.serve")
+    if not request_log.handlers:  # one line per request, with its queue time
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        request_log.addHandler(handler)
+        request_log.setLevel(logging.INFO)
     key = " (API key required)" if args.api_key else ""
     Console(stderr=True).print(
         f"serving {args.model} on http://{args.host}:{args.port}/v1{key} - Ctrl-C stops"

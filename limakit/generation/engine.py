@@ -6,6 +6,11 @@ leaves the pool at once, and waiting prompts take the free slots. On an accelera
 prefilled together, right-padded, in chunks of at most ``prefill_tokens`` padded tokens; on a CPU
 each alone (no padding, the fast causal kernel). Finished rows cost nothing.
 
+Log-probabilities are recorded only for requests that ask (``logprobs``, ``prompt_logprobs``): they
+are the model's own distribution, the log-softmax of its raw logits, before the repetition penalty,
+temperature and top-p reshape it for sampling. A batch where nobody asks computes nothing extra.
+A request that asks for prompt log-probabilities is prefilled alone, with logits at every position.
+
 Everything lives on the model's device: the KV cache, token ids, masks, the ``seen`` matrix and the
 sampler. The host keeps a mirror of each row's length, so a step waits for the device only when it
 reads the sampled token ids. On CUDA the decode step runs at fixed shapes and is replayed as a CUDA
@@ -27,9 +32,11 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
@@ -39,20 +46,23 @@ from limakit.generation.sampler import sample_next
 from limakit.models import host_to_device
 
 
-def forward_last(model, seqs: list[list[int]], pad_id: int, **kwargs):
+def forward_last(model, seqs: list[list[int]], pad_id: int, *, every_position=False, **kwargs):
     """One forward pass over ``seqs`` right-padded; returns (output, logits at each last token).
 
     The logits are computed only at the positions some sequence ends at (``logits_to_keep``), so
     a batch costs one vocabulary projection per sequence, not per token. Padding comes after
     each sequence, so under causal attention its tokens never change the real ones.
+    ``every_position`` (one sequence only) keeps the logits at every position in ``output``.
     """
     lengths = [len(s) for s in seqs]
     n, width = len(seqs), max(lengths)
     device = next(model.parameters()).device
     ids = host_to_device([s + [pad_id] * (width - len(s)) for s in seqs], device, torch.long)
     if n == 1:
-        out = model(input_ids=ids, logits_to_keep=1, **kwargs)
+        out = model(input_ids=ids, logits_to_keep=0 if every_position else 1, **kwargs)
         return out, out.logits[:, -1]
+    if every_position:
+        raise ValueError("logits at every position are kept for one sequence at a time")
     last = sorted({x - 1 for x in lengths})  # the positions whose logits are needed
     mask = host_to_device([[1] * x + [0] * (width - x) for x in lengths], device, torch.long)
     out = model(
@@ -65,9 +75,41 @@ def forward_last(model, seqs: list[list[int]], pad_id: int, **kwargs):
     return out, out.logits[torch.arange(n, device=device), col]
 
 
+class TokenLogprob(NamedTuple):
+    """A token's log-probability and the ``k`` most likely tokens there, as (id, logprob), best
+    first (``k`` = the request's ``logprobs`` or ``prompt_logprobs``; may be empty)."""
+
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+def score_tokens(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> list[TokenLogprob]:
+    """Row ``i``'s log-softmax at ``tokens[i]`` and its top ``k``: the model's own distribution.
+
+    The token's value and the top values come from the same tensor, so a token that is the most
+    likely one has exactly the top value (clients compare them to tell a greedy token).
+    """
+    # -9999 for a token the model rules out (-inf), as other servers do: JSON has no infinity.
+    logprobs = torch.log_softmax(logits.float(), dim=-1).clamp_min(-9999.0)
+    picked = logprobs.gather(1, tokens[:, None])[:, 0].tolist()
+    if k <= 0:
+        return [TokenLogprob(p, []) for p in picked]
+    values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
+    return [
+        TokenLogprob(p, list(zip(i, v))) for p, i, v in zip(picked, ids.tolist(), values.tolist())
+    ]
+
+
 @dataclass
 class Request:
-    """One sequence to generate. ``on_token(req, token_id)`` is called from the engine's thread."""
+    """One sequence to generate. ``on_token(req, token_id)`` is called from the engine's thread.
+
+    ``logprobs`` (None: not recorded) records in ``token_logprobs`` each new token's
+    log-probability and that many most likely alternatives (one per output id, then one for the
+    EOT when the sequence ended at it); ``prompt_logprobs`` does the same in
+    ``prompt_token_logprobs`` for every prompt token but the first (which has no context).
+    ``admitted`` is the ``time.monotonic()`` at which the engine gave the request a batch slot.
+    """
 
     prompt_ids: list[int]
     max_new_tokens: int = 2048
@@ -81,6 +123,11 @@ class Request:
     output_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None  # "eot" | "length" | "cancelled"
     cancelled: bool = False  # set from any thread; the engine drops the row at its next step
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    token_logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_token_logprobs: list[TokenLogprob] = field(default_factory=list)
+    admitted: float | None = None
 
     @property
     def done(self) -> bool:
@@ -243,20 +290,31 @@ class Engine:
     def step(self) -> None:
         """Admit waiting prompts into free slots (prefilled together), then one decode step."""
         admitted: list[Request] = []
+        scored: list[Request] = []  # no new tokens, only the prompt's log-probabilities
         while len(self.active) + len(admitted) < self.max_batch:
             with self.lock:
                 if not self.waiting:
                     break
                 req = self.waiting.popleft()
+            req.admitted = time.monotonic()
             if req.cancelled:
                 self._finish_unadmitted(req, "cancelled")
             elif req.max_new_tokens <= 0:
-                self._finish_unadmitted(req, "length")
+                if req.prompt_logprobs is None:
+                    self._finish_unadmitted(req, "length")
+                else:
+                    scored.append(req)
             else:
                 admitted.append(req)
         try:
+            for req in scored:
+                self._score_prompt(req)
+                self._finish_unadmitted(req, "length")
             chunk: list[Request] = []
             for req in admitted:  # chunks of at most prefill_tokens padded tokens
+                if req.prompt_logprobs is not None:  # prefilled alone, logits everywhere
+                    self._prefill([req])
+                    continue
                 longest = max([len(r.prompt_ids) for r in chunk] + [len(req.prompt_ids)])
                 if chunk and longest * (len(chunk) + 1) > self.prefill_tokens:
                     self._prefill(chunk)
@@ -270,7 +328,7 @@ class Engine:
             # Prompts taken from the queue but not yet in a slot go back, so that ``fail_all``
             # finishes them too: nobody waits forever for a sequence the engine forgot.
             active = {id(r) for r in self.active}
-            lost = [r for r in admitted if id(r) not in active and not r.done]
+            lost = [r for r in scored + admitted if id(r) not in active and not r.done]
             with self.lock:
                 self.waiting.extendleft(reversed(lost))
             raise
@@ -280,17 +338,41 @@ class Engine:
         if req.on_finish:
             req.on_finish(req)
 
+    def _score_prompt(self, req: Request, logits: torch.Tensor | None = None) -> None:
+        """Record the prompt's log-probabilities; ``logits`` (positions, vocab) if already known."""
+        ids = req.prompt_ids
+        if logits is None:
+            out, _ = forward_last(
+                self.model, [ids], self.pad_id, every_position=True, use_cache=False
+            )
+            logits = out.logits[0]
+        if len(ids) < 2:
+            return
+        targets = host_to_device(ids[1:], self.device, torch.long)
+        rows = 1024  # bounds the float32 copy made for the log-softmax
+        for start in range(0, len(ids) - 1, rows):
+            end = min(start + rows, len(ids) - 1)
+            req.prompt_token_logprobs += score_tokens(
+                logits[start:end], targets[start:end], req.prompt_logprobs or 0
+            )
+
     def _prefill(self, reqs: list[Request]) -> None:
         """One forward pass over ``reqs``' prompts, right-padded; each takes a free slot."""
         lengths = [len(r.prompt_ids) for r in reqs]
         past = DynamicCache()  # plain full-attention layers: the whole prompt's keys are kept
-        _, logits = forward_last(
+        every_position = reqs[0].prompt_logprobs is not None
+        out, logits = forward_last(
             self.model,
             [r.prompt_ids for r in reqs],
             self.pad_id,
+            every_position=every_position,
             use_cache=True,
             **{self.cache_arg: past},
         )
+        if every_position:
+            self._score_prompt(reqs[0], out.logits[0])
+            logits = logits.clone()  # not a view that keeps every position's logits alive
+        del out
         if self.cache is None:
             k = past.layers[0].keys
             self.cache = SlotCache(
@@ -366,15 +448,26 @@ class Engine:
             all_greedy=all(r.temperature <= 0 for r in reqs),
         )
         self.seen[idx, sampled] = True
+        asking = [j for j, r in enumerate(reqs) if r.logprobs is not None]
+        scores: dict[int, TokenLogprob] = {}
+        if asking:  # only then: a batch where nobody asks pays nothing
+            pick = host_to_device(asking, dev, torch.long)
+            k = max(reqs[j].logprobs for j in asking)
+            for j, s in zip(asking, score_tokens(logits[pick], sampled[pick], k)):
+                scores[j] = TokenLogprob(s.logprob, s.top[: reqs[j].logprobs])
         tokens = sampled.tolist()  # the step's one wait for the device
         finished = []
-        for row, req, tok in zip(rows, reqs, tokens):
+        for j, (row, req, tok) in enumerate(zip(rows, reqs, tokens)):
             if req.cancelled:
                 req.finish_reason = "cancelled"
             elif tok == self.eot_id:
                 req.finish_reason = "eot"  # the EOT is not part of the answer
+                if j in scores:  # but its log-probability is recorded
+                    req.token_logprobs.append(scores[j])
             else:
                 req.output_ids.append(tok)
+                if j in scores:
+                    req.token_logprobs.append(scores[j])
                 self.generated += 1
                 if req.on_token:
                     req.on_token(req, tok)

@@ -81,3 +81,73 @@ class TextStream:
         delta = self.text[self.emitted : end]
         self.emitted = max(self.emitted, end)
         return delta
+
+
+class TokenPieces:
+    """Each token's own text and bytes, for log-probability reports (cached per id).
+
+    A byte-level BPE token is mapped back to its bytes, which may be part of a character; a
+    sentencepiece byte token (``<0xE2>``) is its byte; ``▁`` stands for a space. ``text`` is the
+    bytes as UTF-8, or ``bytes:\\xe2\\x80`` when they are not whole characters (OpenAI's way).
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+        self.byte_level = "ByteLevel" in repr(decoder)
+        self.special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        self.cache: dict[int, tuple[str, bytes]] = {}
+
+    def __call__(self, token_id: int) -> tuple[str, bytes]:
+        """(text, bytes) of one token."""
+        hit = self.cache.get(token_id)
+        if hit is None:
+            raw = self._bytes(token_id)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = "bytes:" + "".join(f"\\x{b:02x}" for b in raw)
+            hit = self.cache[token_id] = (text, raw)
+        return hit
+
+    def text(self, token_id: int) -> str:
+        return self(token_id)[0]
+
+    def _bytes(self, token_id: int) -> bytes:
+        piece = self.tokenizer.convert_ids_to_tokens(token_id)
+        if piece is None:
+            return b""
+        if token_id in self.special:
+            return piece.encode("utf-8")
+        if self.byte_level:
+            table = _unicode_to_byte()
+            if all(c in table for c in piece):
+                return bytes(table[c] for c in piece)
+        if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            try:
+                return bytes([int(piece[3:5], 16)])
+            except ValueError:
+                pass
+        return piece.replace("\u2581", " ").encode("utf-8")
+
+
+_BYTE_TABLE: dict[str, int] = {}
+
+
+def _unicode_to_byte() -> dict[str, int]:
+    """The inverse of byte-level BPE's byte -> printable character map (GPT-2's)."""
+    if not _BYTE_TABLE:
+        printable = [
+            *range(ord("!"), ord("~") + 1),
+            *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1),
+        ]
+        chars = list(printable)
+        extra = 0
+        for b in range(256):
+            if b not in printable:
+                printable.append(b)
+                chars.append(256 + extra)
+                extra += 1
+        _BYTE_TABLE.update({chr(c): b for b, c in zip(printable, chars)})
+    return _BYTE_TABLE
