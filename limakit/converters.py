@@ -30,7 +30,9 @@ FIELDS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
         frozenset({"from", "value"}),
     ),
     "alpaca": (
-        frozenset({"instruction", "input", "output", "history", "system", "id", "source"}),
+        frozenset(
+            {"instruction", "input", "output", "history", "system", "id", "source", "generator"}
+        ),
         None,
     ),
     "openai": (frozenset({"messages", "id", "source", "meta"}), frozenset({"role", "content"})),
@@ -184,7 +186,8 @@ def to_sharegpt(ex: Example) -> dict:
 
 
 def from_alpaca(obj: dict) -> Example:
-    """Alpaca row: ``instruction`` (+ optional ``input``) is the prompt, ``output`` the answer.
+    """Alpaca row: ``instruction`` (+ optional ``input``) is the prompt, ``output`` the answer,
+    ``generator`` (alpaca_eval) the model that answered, kept as ``meta["model"]``.
 
     LLaMA-Factory's ``history`` (``[[user, assistant], ...]``) gives the earlier turns in order and
     ``system`` the leading system message. A Self-Instruct seed task (``instances`` instead of
@@ -214,6 +217,8 @@ def from_alpaca(obj: dict) -> Example:
     if obj.get("output"):
         msgs.append(Message("assistant", obj["output"]))
     meta = {"alpaca_input": extra_input} if extra_input else {}
+    if obj.get("generator") is not None and "model" not in obj:  # alpaca_eval's name for it
+        meta["model"] = obj["generator"]
     return _example(msgs, obj, "alpaca", meta)
 
 
@@ -236,6 +241,8 @@ def to_alpaca(ex: Example) -> dict:
         row["history"] = history
     if system is not None:
         row["system"] = system
+    if ex.meta.get("model") is not None:  # alpaca_eval names the answering model ``generator``
+        row["generator"] = str(ex.meta["model"])
     return row
 
 
@@ -334,10 +341,15 @@ def to_openai(ex: Example) -> dict:
 
 
 def _from_limakit(obj: dict) -> Example:
+    """This project's own records, through the one validating reader every stage uses."""
     try:
         return Example.from_dict(obj, require_answer=None)
     except ValueError as e:
-        if any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in obj["messages"]):
+        messages = obj.get("messages")
+        parts = isinstance(messages, list) and any(
+            isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages
+        )
+        if parts:
             raise ValueError(f"{e} (content parts are read with --from openai)") from None
         raise
 

@@ -23,13 +23,20 @@ from typing import IO, Any
 from limakit.converters import FORMATS, detect_format, expand, unmapped_fields
 from limakit.errors import LimaError
 from limakit.example import Example, validate_messages
-from limakit.files import append_jsonl, atomic_write, parse_json, read_jsonl_records
+from limakit.files import (
+    append_jsonl,
+    atomic_write,
+    read_json_records,
+    read_jsonl_records,
+    row_writer,
+)
 
 __all__ = [
     "FORMATS",
     "ReadReport",
     "Rejects",
     "convert",
+    "excerpt",
     "read_any",
     "read_records",
     "rejects_file",
@@ -78,7 +85,8 @@ class ReadReport:
 
 
 class Rejects:
-    """Writes one ``rejected.jsonl`` row per refused record: where, why, and the record itself."""
+    """Writes one ``rejected.jsonl`` row per refused record: where, why, and the record itself
+    (see :func:`excerpt`)."""
 
     def __init__(self, f: IO[str], report: ReadReport) -> None:
         self.f, self.report = f, report
@@ -89,52 +97,45 @@ class Rejects:
         append_jsonl(self.f, row, flush=False)
 
 
+EXCERPT_CHARS = 2000
+
+
+def excerpt(record: Any) -> Any:
+    """A refused record as ``rejected.jsonl`` keeps it: whole when its JSON text (or the raw line
+    that did not parse) is at most :data:`EXCERPT_CHARS` characters; a larger one as
+    ``{"excerpt": its first EXCERPT_CHARS characters, "chars": its length}`` (the row's ``where``
+    finds the whole record in the input).
+    """
+    text = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
+    if len(text) <= EXCERPT_CHARS:
+        return record
+    return {"excerpt": text[:EXCERPT_CHARS], "chars": len(text)}
+
+
 def read_records(
     path: Path, report: ReadReport, rejects: Rejects | None
 ) -> Iterator[tuple[str, dict]]:
     """``(where, record)`` of a JSONL file, or of a JSON file holding a list (ShareGPT, Alpaca).
 
-    A bad JSONL line goes to ``rejects`` when given, else raises; an empty file raises.
+    Both are read by :mod:`limakit.files` with the same rules (standard JSON, valid Unicode text,
+    one object per record). A bad record goes to ``rejects`` when given, else raises; an empty
+    file raises.
     """
-    if not path.exists():
-        raise LimaError(f"{path}: file not found")
-    if path.suffix.lower() == ".json":
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise LimaError(f"{path}: not valid UTF-8 (byte {e.start})") from None
-        if not text.strip():
-            raise LimaError(f"{path}: empty file (expected a JSON list of records)")
-        try:
-            data = parse_json(text, str(path))
-        except LimaError as e:
-            hint = (
-                " (one record per line is JSON Lines: name the file .jsonl)"
-                if "Extra data" in str(e)
-                else ""
-            )
-            raise LimaError(f"{e}{hint}") from None
-        if not isinstance(data, list):
-            raise LimaError(f"{path}: a .json input must hold a list of records")
-        for i, obj in enumerate(data, start=1):
-            report.read += 1
-            if isinstance(obj, dict):
-                yield f"{path}: record {i}", obj
-            elif rejects is not None:
-                rejects.add(f"{path}: record {i}", "each record must be an object", obj)
-            else:
-                raise LimaError(f"{path}: record {i}: each record must be an object")
-    else:
+    json_list = path.suffix.lower() == ".json"
 
-        def bad_line(lineno: int, reason: str, raw: str) -> None:
-            report.read += 1
-            assert rejects is not None
-            rejects.add(f"{path}:{lineno}", reason, raw)
+    def where(n: int) -> str:
+        return f"{path}: record {n}" if json_list else f"{path}:{n}"
 
-        on_error = bad_line if rejects is not None else None
-        for lineno, obj in read_jsonl_records(path, on_error=on_error):
-            report.read += 1
-            yield f"{path}:{lineno}", obj
+    def bad(n: int, reason: str, record: Any) -> None:
+        report.read += 1
+        assert rejects is not None
+        rejects.add(where(n), reason, excerpt(record))
+
+    on_error = bad if rejects is not None else None
+    records = read_json_records(path, on_error) if json_list else read_jsonl_records(path, on_error)
+    for n, obj in records:
+        report.read += 1
+        yield where(n), obj
     if report.read == 0:
         raise LimaError(f"{path}: no records (the file is empty)")
 
@@ -152,7 +153,7 @@ def _examples(
             reason = str(e).removeprefix(f"{where}: ")
             if rejects is None:
                 raise LimaError(f"{where}: {reason}") from None
-            rejects.add(where, reason, obj)
+            rejects.add(where, reason, excerpt(obj))
             continue
         noted = False
         for at, row in rows:
@@ -163,7 +164,7 @@ def _examples(
             except ValueError as e:
                 if rejects is None:
                     raise LimaError(f"{at}: {e}") from None
-                rejects.add(at, str(e), row)
+                rejects.add(at, str(e), excerpt(row))
                 continue
             if not noted:  # counted once per record, and only where the fields were kept
                 report.note_unmapped(names)
@@ -206,7 +207,7 @@ def _holds_curation_rejections(path: Path) -> bool:
 # only records how the prompt was put together, so the prompt itself holds it.
 _WRITER_META: dict[str, set[str] | None] = {
     "limakit": None,
-    "alpaca": {"alpaca_input"},
+    "alpaca": {"alpaca_input", "model"},  # the model that answered is alpaca_eval's generator
     "lima": {"alpaca_input"},
     "sharegpt": {"alpaca_input"},
     "openai": {"alpaca_input"},
@@ -229,7 +230,8 @@ def convert(
 
     Strict by default: the first bad record raises naming file, record and rule, and nothing is
     written. ``skip_invalid`` writes each bad record with its reason to ``rejected.jsonl`` beside
-    ``dst`` and goes on. An empty input, or one with no valid record, writes no ``dst``.
+    ``dst`` and goes on. An empty input, or one with no valid record, writes no ``dst``. A ``dst``
+    named ``.json`` gets one JSON list (alpaca_eval reads outputs so); any other name JSON lines.
     """
     for name in (from_format, to_format):
         if name not in FORMATS:
@@ -241,7 +243,7 @@ def convert(
     nothing_valid = False
     with rejects_file(rejected_path, report) as rejects:
         try:
-            with atomic_write(dst) as f:
+            with row_writer(dst, json_list=Path(dst).suffix.lower() == ".json") as add:
                 for ex in _examples(Path(src), from_format, report, rejects, None):
                     try:
                         row = writer(ex)
@@ -249,9 +251,9 @@ def convert(
                         where, why = f"{src}: example {ex.id}", f"cannot be written as {to_format}"
                         if rejects is None:
                             raise LimaError(f"{where}: {why}: {e}") from None
-                        rejects.add(where, f"{why}: {e}", ex.to_dict())
+                        rejects.add(where, f"{why}: {e}", excerpt(ex.to_dict()))
                         continue
-                    append_jsonl(f, row, flush=False)
+                    add(row)
                     report.written += 1
                     lost = [k for k in ex.meta if consumed is not None and k not in consumed]
                     if lost:

@@ -137,3 +137,47 @@ def test_inspect_skip_invalid_goes_on_and_names_each_rejection(tmp_path, tiny_mo
     assert (elsewhere / "rejected.jsonl").read_text() == (
         data.parent / "rejected.jsonl"
     ).read_text()
+
+
+def test_convert_refuses_a_lone_surrogate_by_file_and_line(tmp_path, capsys):
+    data = tmp_path / "in.jsonl"
+    data.write_text(
+        json.dumps(GOOD)
+        + "\n"
+        + '{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "A"}]}\n'
+    )
+    out = tmp_path / "out" / "o.jsonl"
+    args = ["convert", str(data), str(out), "--from", "limakit"]
+    assert main(args) == 2
+    assert flat(f"{data}:2: a lone surrogate (\\ud800) in messages[0].content") in flat(
+        capsys.readouterr().err
+    )
+    assert main([*args, "--skip-invalid"]) == 0
+    assert "skipped 1 invalid of 2 records" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 1
+
+
+def test_a_folder_given_as_a_file_exits_2_naming_it(tmp_path, capsys):
+    folder = tmp_path / "in.jsonl"
+    folder.mkdir()
+    out = tmp_path / "o.jsonl"
+    assert main(["convert", str(folder), str(out), "--from", "limakit"]) == 2
+    assert flat(f"{folder}: is a folder; expected a file") in flat(capsys.readouterr().err)
+    data = tmp_path / "good.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n")
+    assert main(["convert", str(data), str(tmp_path), "--from", "limakit"]) == 2
+    assert flat(f"{tmp_path}: is a folder") in flat(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_convert_to_a_json_file_writes_a_json_list(tmp_path):
+    data = tmp_path / "answers.jsonl"
+    row = {**GOOD, "meta": {"model": "lima-7b"}}
+    data.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    out = tmp_path / "outputs.json"
+    r = run("convert", str(data), str(out), "--from", "limakit", "--to", "alpaca")
+    assert r.returncode == 0, r.stderr
+    assert (
+        json.loads(out.read_text())
+        == [{"instruction": "Say yes.", "input": "", "output": "Yes.", "generator": "lima-7b"}] * 2
+    )

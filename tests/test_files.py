@@ -89,3 +89,118 @@ def test_json_documents_are_written_whole_and_read_with_their_name(tmp_path):
         read_json(tmp_path / "bad.json")
     with pytest.raises(LimaError, match=r"gone\.json: summary not found"):
         read_json(tmp_path / "gone.json", "summary")
+
+
+def test_a_lone_surrogate_is_invalid_text_named_by_file_line_and_field(tmp_path):
+    from limakit.files import read_json
+
+    path = tmp_path / "in.jsonl"
+    good = {"messages": [{"role": "user", "content": "smile \ud83d\ude00"}]}  # a whole pair: fine
+    path.write_text(
+        json.dumps(good) + "\n" + '{"messages": [{"role": "user", "content": "x\\ud800"}]}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(LimaError) as e:
+        list(read_jsonl_records(path))
+    assert str(e.value) == (
+        f"{path}:2: a lone surrogate (\\ud800) in messages[0].content: text must be valid Unicode"
+    )
+    bad = []
+    assert [n for n, _ in read_jsonl_records(path, on_error=lambda *x: bad.append(x))] == [1]
+    assert bad[0][:2] == (
+        2,
+        "a lone surrogate (\\ud800) in messages[0].content: text must be valid Unicode",
+    )
+    (tmp_path / "doc.json").write_text('{"\\udfff": 1}', encoding="utf-8")
+    with pytest.raises(LimaError, match=r"doc\.json: a lone surrogate \(\\udfff\) in a field name"):
+        read_json(tmp_path / "doc.json")
+
+
+def test_a_json_list_is_read_record_by_record_with_the_same_rules(tmp_path):
+    from limakit.files import read_json_records
+
+    path = tmp_path / "in.json"
+    path.write_text('[{"a": 1}, 7, {"b": "\\ud800"}, {"c": 2}]', encoding="utf-8")
+    with pytest.raises(LimaError, match=r"in\.json: record 2: each record must be an object"):
+        list(read_json_records(path))
+    bad = []
+    assert list(read_json_records(path, on_error=lambda *x: bad.append(x))) == [
+        (1, {"a": 1}),
+        (4, {"c": 2}),
+    ]
+    assert bad == [
+        (2, "each record must be an object", 7),
+        (3, "a lone surrogate (\\ud800) in b: text must be valid Unicode", '{"b": "\\ud800"}'),
+    ]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_and_infinity_are_refused_on_read(tmp_path, number):
+    from limakit.files import read_json
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n{"meta": {"score": ' + number + "}}\n", encoding="utf-8")
+    with pytest.raises(
+        LimaError, match=rf"in\.jsonl:2: invalid JSON \({number}.*numbers must be finite"
+    ):
+        list(read_jsonl_records(path))
+    (tmp_path / "doc.json").write_text(f"[{number}]", encoding="utf-8")
+    with pytest.raises(LimaError, match=r"doc\.json: invalid JSON"):
+        read_json(tmp_path / "doc.json")
+
+
+def test_only_standard_json_is_written(tmp_path):
+    from limakit.files import write_json
+
+    nan, inf = float("nan"), float("inf")
+    write_jsonl(tmp_path / "m.jsonl", [{"step": 1, "loss": nan, "meta": {"x": [inf, 1.5]}}])
+    write_json(tmp_path / "s.json", {"loss": -inf})
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} written"))
+
+    assert strict((tmp_path / "m.jsonl").read_text()) == {
+        "step": 1,
+        "loss": None,
+        "meta": {"x": [None, 1.5]},
+    }
+    assert strict((tmp_path / "s.json").read_text()) == {"loss": None}
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('{"a": "x', "Unterminated string starting at column 7"),
+        ('{"a": "x\ty"}', "Invalid control character at column 9"),
+        ("{oops", "Expecting property name enclosed in double quotes at column 2"),
+    ],
+)
+def test_json_errors_say_where_once(tmp_path, text, says):
+    from limakit.files import parse_json
+
+    path = tmp_path / "in.jsonl"
+    path.write_text(text, encoding="utf-8")  # no newline: it would end the string early
+    with pytest.raises(LimaError) as e:
+        list(read_jsonl_records(path))
+    assert str(e.value) == f"{path}:1: invalid JSON ({says})"
+    with pytest.raises(LimaError) as e:
+        parse_json(text, "doc.json")
+    assert str(e.value) == f"doc.json: invalid JSON ({says.replace(' at ', ' at line 1 ')})"
+
+
+def test_a_folder_where_a_file_is_expected_is_one_clear_error(tmp_path):
+    from limakit.files import is_blank, read_json, read_json_records
+
+    folder = tmp_path / "data.jsonl"
+    folder.mkdir()
+    for read in (
+        lambda: list(read_jsonl_records(folder)),
+        lambda: list(read_json_records(folder)),
+        lambda: read_json(folder),
+        lambda: is_blank(folder),
+    ):
+        with pytest.raises(LimaError, match=rf"^{folder}: is a folder; expected a"):
+            read()
+    with pytest.raises(LimaError, match=rf"^{folder}: is a folder; expected the name of a file"):
+        write_jsonl(folder, [{"a": 1}])
+    assert list(folder.iterdir()) == []

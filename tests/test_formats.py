@@ -406,3 +406,119 @@ def test_fields_of_a_self_instruct_instance_are_kept_too(tmp_path):
     first, second = load_examples(out)
     assert first.meta == {"alpaca_input": "1+1", "instance_fields": {"explanation": "one and one"}}
     assert second.meta == {"alpaca_input": "2+2"}
+
+
+# --- text that is not Unicode, records without messages, huge rejections, .json outputs ----------
+
+SURROGATE = (
+    '{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A\\ud800"}]}'
+)
+PAIR = {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}
+
+
+@pytest.mark.parametrize("name", ["in.jsonl", "in.json"])
+def test_a_lone_surrogate_is_an_invalid_record(tmp_path, name):
+    src = tmp_path / name
+    if name.endswith(".json"):
+        src.write_text(f"[{json.dumps(PAIR)}, {SURROGATE}, {json.dumps(PAIR)}]", encoding="utf-8")
+        where = f"{src}: record 2"
+    else:
+        src.write_text(f"{json.dumps(PAIR)}\n{SURROGATE}\n{json.dumps(PAIR)}\n", encoding="utf-8")
+        where = f"{src}:2"
+    rule = "a lone surrogate (\\ud800) in messages[1].content: text must be valid Unicode"
+    out = tmp_path / "out" / "o.jsonl"
+    with pytest.raises(LimaError) as e:
+        convert(src, out, "limakit", "limakit")
+    assert str(e.value) == f"{where}: {rule}" and not out.exists()
+    report = convert(src, out, "limakit", "limakit", skip_invalid=True)
+    assert (report.read, report.written, report.rejected) == (3, 2, 1)
+    (row,) = [json.loads(x) for x in (out.parent / "rejected.jsonl").read_text().splitlines()]
+    assert (row["where"], row["reason"]) == (where, rule)
+    assert json.loads(row["record"]) == json.loads(SURROGATE)  # kept as its escaped JSON text
+    with pytest.raises(LimaError, match="lone surrogate"):
+        list(read_any(src))
+
+
+@pytest.mark.parametrize(
+    "record, rule",
+    [
+        ({"id": "x"}, "missing field 'messages'"),
+        ({"messages": 5}, "'messages' must be a list"),
+        ({"messages": "Hi"}, "'messages' must be a list"),
+    ],
+)
+def test_limakit_records_are_read_by_the_one_validating_reader(tmp_path, record, rule):
+    from limakit.example import read_examples
+
+    src = write_lines(tmp_path / "in.jsonl", [PAIR, record])
+    with pytest.raises(LimaError) as e:
+        list(read_examples(src, require_answer=None))  # what generate and train read with
+    assert str(e.value) == f"{src}:2: {rule}"
+    with pytest.raises(LimaError) as e:
+        convert(src, tmp_path / "o.jsonl", "limakit", "lima")
+    assert str(e.value) == f"{src}:2: {rule}"
+    report = convert(src, tmp_path / "out" / "o.jsonl", "limakit", "lima", skip_invalid=True)
+    assert (report.written, report.rejected) == (1, 1)
+    row = json.loads((tmp_path / "out" / "rejected.jsonl").read_text())
+    assert (row["reason"], row["record"]) == (rule, record)
+
+
+def test_a_huge_rejected_record_is_kept_as_an_excerpt_and_its_length(tmp_path):
+    from limakit.formats import EXCERPT_CHARS
+
+    huge = "x" * 1_000_000
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        json.dumps(PAIR)
+        + "\n"
+        + '{"messages": "'
+        + huge
+        + "\n"
+        + json.dumps({"messages": huge})
+        + "\n"
+    )
+    out = tmp_path / "out" / "o.jsonl"
+    report = convert(src, out, "limakit", "limakit", skip_invalid=True)
+    assert (report.written, report.rejected) == (1, 2)
+    rejected = out.parent / "rejected.jsonl"
+    assert rejected.stat().st_size < 3 * EXCERPT_CHARS
+    rows = [json.loads(x) for x in rejected.read_text().splitlines()]
+    assert [r["where"] for r in rows] == [f"{src}:2", f"{src}:3"]
+    assert rows[0]["record"] == {
+        "excerpt": ('{"messages": "' + huge)[:EXCERPT_CHARS],
+        "chars": 1_000_015,
+    }
+    assert rows[1]["record"]["excerpt"].startswith('{"messages": "xxx')
+    assert rows[1]["record"]["chars"] == len(json.dumps({"messages": huge}))
+
+
+def test_an_output_named_json_is_one_json_list_with_the_generator(tmp_path):
+    answers = [
+        {
+            "id": f"p{i}",
+            "source": "eval",
+            "messages": [
+                {"role": "user", "content": f"Question {i}?"},
+                {"role": "assistant", "content": f"Answer {i}."},
+            ],
+            "meta": {"model": "lima-7b", "sample": 0},
+        }
+        for i in range(3)
+    ]
+    src = write_lines(tmp_path / "answers.jsonl", answers)
+    out = tmp_path / "outputs.json"
+    report = convert(src, out, "limakit", "alpaca")
+    rows = json.loads(out.read_text())  # what alpaca_eval's loader does: one JSON document
+    assert report.written == 3 and isinstance(rows, list)
+    assert rows[0] == {
+        "instruction": "Question 0?",
+        "input": "",
+        "output": "Answer 0.",
+        "generator": "lima-7b",
+    }
+    assert report.meta_not_written == {"sample": 3}  # the model name was written, as generator
+    back = list(read_any(out))
+    assert [ex.meta["model"] for ex in back] == ["lima-7b"] * 3  # and read back as the model
+    convert(src, tmp_path / "outputs.jsonl", "limakit", "alpaca")
+    lines = (tmp_path / "outputs.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == rows  # .jsonl stays JSON lines

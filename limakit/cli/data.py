@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="convert examples between GAIR/lima, ShareGPT, Alpaca, OpenAI and limakit formats",
     )
     p.add_argument("input", help="input file (.jsonl, or .json holding a list)")
-    p.add_argument("output", help="output .jsonl file (written atomically)")
+    p.add_argument(
+        "output",
+        help="output file, written atomically: .jsonl, or .json for one JSON list (alpaca_eval)",
+    )
     p.add_argument(
         "--from",
         dest="from_format",

@@ -21,7 +21,7 @@ import torch
 
 from limakit.errors import LimaError
 from limakit.faults import crash_point
-from limakit.files import write_json
+from limakit.files import give_usual_mode, write_json
 
 STATE = "trainer_state.pt"
 META = "checkpoint.json"  # written last: a folder without it is incomplete
@@ -86,6 +86,9 @@ def save_checkpoint(
         write_json(tmp / META, meta)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        give_usual_mode(
+            tmp
+        )  # safetensors writes its files private (0600); outputs follow the umask
         old = dest.parent / f".{dest.name}.old"
         shutil.rmtree(old, ignore_errors=True)
         if dest.exists():

@@ -12,13 +12,14 @@ import contextlib
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from limakit.errors import LimaError
 from limakit.faults import crash_point
-from limakit.files import write_json
+from limakit.files import is_blank, write_json
 from limakit.training.allocator import keep_freed_memory
 from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
@@ -45,28 +46,92 @@ from limakit.training.precision import MasterWeights
 from limakit.training.progress import Reporter
 
 
-def encode(config: TrainConfig, tokenizer) -> list[Encoded]:
-    """Render every example with the template; fail (or skip, if allowed) on untrained ones."""
-    from limakit.example import read_examples
-    from limakit.template import Template, render
+@dataclass
+class DataStats:
+    """What reading the training data found: examples read, trimmed to ``max_len``, left out."""
 
+    examples: int = 0
+    trimmed: int = 0
+    untrained: int = 0
+
+
+def char_cap(tokenizer, max_len: int) -> int:
+    """Characters of one message that can reach the first ``max_len`` tokens, with room to spare.
+
+    No token of the vocabulary stands for more characters than its longest entry has (a
+    byte-level entry has one character per byte), so ``max_len`` tokens never cover more than
+    ``max_len`` times that many characters of text; twice that is kept, so the cut lies well past
+    the last token kept. Computed once per run.
+    """
+    longest = max((len(t) for t in tokenizer.get_vocab()), default=1)
+    return 2 * max_len * max(longest, 1)
+
+
+def render_capped(ex, tokenizer, template, config: TrainConfig, cap: int):
+    """:func:`~limakit.template.render`, each message first cut to ``cap`` characters.
+
+    A 100 MB answer is tokenised as its first ``cap`` characters, not whole, only to be trimmed to
+    ``max_len`` tokens. A conversation that fits is never cut, so it renders exactly as before;
+    if a cut one does not fill ``max_len`` tokens (a tokenizer that drops characters), it is
+    rendered whole instead, so the cut can never change what is trained.
+    """
+    from limakit.example import Message
+    from limakit.template import Rendered, render
+
+    kw = {"max_len": config.max_len, "train_on": config.train_on}
+    if any(len(m.content) > cap for m in ex.messages):
+        cut = [Message(m.role, m.content[:cap]) for m in ex.messages]
+        r = render(cut, tokenizer, template, **kw)
+        if len(r.input_ids) >= config.max_len:
+            return Rendered(r.input_ids, r.labels, trimmed=True)
+    return render(ex, tokenizer, template, **kw)
+
+
+def check_data(path: str | Path) -> None:
+    """Refuse missing, folder or empty training data at once (before a model is loaded for it)."""
+    if not Path(path).exists():
+        raise LimaError(f"{path}: training data not found (set data=PATH)")
+    if is_blank(path):  # a folder is refused here too, by name
+        raise LimaError(f"{path}: empty file (no examples to train on)")
+
+
+def encode(config: TrainConfig, tokenizer, stats: DataStats | None = None) -> list[Encoded]:
+    """Render every example with the template; fail (or skip, if allowed) on untrained ones.
+
+    ``stats`` (if given) gets the counts; examples trimmed to ``max_len`` are also reported.
+    """
+    from limakit.example import read_examples
+    from limakit.template import Template
+
+    stats = stats if stats is not None else DataStats()
     template = Template.from_tokenizer(tokenizer)
-    if not Path(config.data).exists():
-        raise LimaError(f"{config.data}: training data not found (set data=PATH)")
+    check_data(config.data)
+    cap = char_cap(tokenizer, config.max_len)
     out: list[Encoded] = []
     untrained: list[str] = []
     for n, ex in enumerate(read_examples(config.data, require_answer=True)):
-        r = render(ex, tokenizer, template, max_len=config.max_len, train_on=config.train_on)
+        stats.examples += 1
+        r = render_capped(ex, tokenizer, template, config, cap)
+        stats.trimmed += r.trimmed
         item = Encoded(len(out), r.input_ids, shift_labels(r.labels))
         if item.n_trained == 0:
             untrained.append(f"record {n + 1} (id {ex.id or '-'})")
             continue
         out.append(item)
+    if stats.examples == 0:
+        raise LimaError(f"{config.data}: empty file (no examples to train on)")
+    stats.untrained = len(untrained)
     if untrained and not config.drop_untrained:
         raise LimaError(
             f"{config.data}: {len(untrained)} example(s) have no trained token after rendering "
             f"(train_on={config.train_on}, max_len={config.max_len}), e.g. "
             f"{', '.join(untrained[:5])}; fix the data or set drop_untrained=true"
+        )
+    if stats.trimmed:
+        print(
+            f"trimmed {stats.trimmed} of {stats.examples} example(s) to max_len={config.max_len} "
+            "tokens (their ends are not trained)",
+            file=sys.stderr,
         )
     if untrained:
         print(f"skipped {len(untrained)} example(s) with no trained token", file=sys.stderr)
@@ -104,9 +169,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     if not resume and latest_checkpoint(run) is not None:
         raise LimaError(f"{run}: holds checkpoints already; pass --resume or use a new --out")
 
+    check_data(config.data)
     torch.manual_seed(config.seed)
     model, tokenizer = prepare_model(config)
-    data = encode(config, tokenizer)
+    data_stats = DataStats()
+    data = encode(config, tokenizer, data_stats)
     fingerprint = model_fingerprint(inner_model(model))
     steps_per_epoch = math.ceil(len(data) / config.global_batch)
     # The schedule spans the full run; max_steps only stops early, so a capped run resumes exactly.
@@ -291,7 +358,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
                 checkpoint(f"epoch-{epoch + 1}", epoch + 1, 0)
     reporter.close()
     if acc.is_main_process:
-        summary = {"steps": global_step, "examples": len(data), "processes": world}
+        summary = {
+            "steps": global_step,
+            "examples": len(data),
+            "trimmed": data_stats.trimmed,  # examples cut to max_len tokens
+            "max_len": config.max_len,
+            "processes": world,
+        }
         write_json(run / "summary.json", summary)  # read as "training done": written atomically
     acc.wait_for_everyone()
     return run

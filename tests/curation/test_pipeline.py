@@ -309,3 +309,46 @@ def test_small_dumps_get_a_complete_funnel_even_for_a_small_n(tmp_path):
     )
     assert lazy.examples == 1 and "first_person" not in lazy.rejected_by_rule
     assert any("not examined" in note for note in lazy.notes)
+
+
+def _pool_row(i: int) -> str:
+    answer = f"Answer {i}: " + " ".join(f"word{i}x{j}" for j in range(300))
+    return json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": f"Question {i}?"},
+                {"role": "assistant", "content": answer},
+            ]
+        }
+    )
+
+
+def test_pool_records_that_are_not_text_or_huge_are_rejected_with_an_excerpt(tmp_path, capsys):
+    pool = tmp_path / "pool.jsonl"
+    surrogate = '{"messages": [{"role": "user", "content": "Q\\udc00?"}, {"role": "assistant", "content": "A"}]}'
+    huge = '{"messages": "' + "x" * 1_000_000  # a line cut off after a megabyte
+    pool.write_text("\n".join([_pool_row(0), surrogate, _pool_row(1), huge, _pool_row(2)]) + "\n")
+    args = ["curate", "--pool", str(pool), "--select", "random", "--n", "10", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "strict")]) == 2
+    err = "".join(capsys.readouterr().err.split())
+    assert f"{pool}:2:alonesurrogate(\\udc00)inmessages[0].content" in err
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--skip-invalid"]) == 0
+    assert "invalid_record: 2" in capsys.readouterr().err
+    assert len(load_examples(out / "examples.jsonl")) == 3
+    rejected = out / "rejected.jsonl"
+    assert rejected.stat().st_size < 10_000  # not the megabyte
+    rows = [json.loads(x) for x in rejected.read_text().splitlines()]
+    invalid = {r["id"]: r for r in rows if r["rule"] == "invalid_record"}
+    assert "lone surrogate" in invalid[f"{pool}:2"]["reason"]
+    record = invalid[f"{pool}:4"]["meta"]["record"]
+    assert record["chars"] == len(huge) + 1 and record["excerpt"] == (huge + "\n")[:2000]
+
+
+def test_a_pool_that_is_a_folder_exits_2_naming_it(tmp_path, capsys):
+    folder = tmp_path / "pool.jsonl"
+    folder.mkdir()
+    out = tmp_path / "out"
+    assert main(["curate", "--pool", str(folder), "--out", str(out), "--no-progress"]) == 2
+    assert f"{folder}:isafolder" in "".join(capsys.readouterr().err.split())
+    assert not (out / "examples.jsonl").exists()

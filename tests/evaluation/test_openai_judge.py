@@ -326,3 +326,50 @@ def test_cli_reports_failures_but_succeeds_when_some_were_judged(tmp_path, pair,
         rc = _judge_cli(tmp_path, server, "pairwise", str(pair[0]), str(pair[1]))
     out = capsys.readouterr().out
     assert rc == 0 and "5 pairs judged" in out and "2 calls failed" in out
+
+
+def _with_usage(usage) -> Act:
+    """A 200 reply with a verdict whose ``usage`` holds what a faulty server sent."""
+    reply = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "judge",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "[[A]]"},
+            }
+        ],
+        "usage": usage,
+    }
+    return Act(body=json.dumps(reply).encode())
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": "lots", "completion_tokens": 10, "total_tokens": 110},
+        {"prompt_tokens": 100, "completion_tokens": -5, "total_tokens": 95},
+        {"prompt_tokens": 1.5, "completion_tokens": 10, "total_tokens": 11.5},
+        "lots",
+    ],
+)
+def test_a_reply_with_bad_token_counts_is_malformed_not_a_crash(tmp_path, pair, usage):
+    with FakeServer(lambda body, n: _with_usage(usage)) as server:
+        s = judge_pairwise(*pair, cfg(server), tmp_path / "out")
+    assert s["n"] == 0 and s["invalid"] == 6 and s["errors"] == 12
+    assert s["usage"]["prompt_tokens"] == 0 and s["usage"]["completion_tokens"] == 0
+    rows = [json.loads(x) for x in (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()]
+    assert rows[0]["a_then_b"]["error"].startswith("malformed response (usage")
+    # Nothing of a malformed reply is cached: a rerun against a sound server judges every pair.
+    with FakeServer(prefer_marked) as server:
+        s = judge_pairwise(*pair, cfg(server), tmp_path / "out")
+    assert s["n"] == 6 and s["errors"] == 0 and s["usage"]["cached"] == 0
+
+
+def test_a_reply_without_usage_counts_no_tokens(tmp_path, pair):
+    with FakeServer(lambda body, n: _with_usage(None)) as server:
+        s = judge_pairwise(*pair, cfg(server), tmp_path / "out")
+    assert s["errors"] == 0 and s["usage"]["prompt_tokens"] == 0 and s["usage"]["calls"] == 12

@@ -223,3 +223,115 @@ def test_sharded_optimizer_state_is_saved_per_process_and_refused_at_another_siz
         assert torch.equal(got["state"][0]["exp_avg"], shards[rank]["state"][0]["exp_avg"])
     with pytest.raises(LimaError, match="process 0 of 4.*optimizer-rank0-of-2.pt"):
         load_sharded_optimizer(dest, 0, 4)
+
+
+class _Recording:
+    """A tokenizer that notes the longest text it was asked to tokenise."""
+
+    def __init__(self, tokenizer) -> None:
+        self.inner, self.longest = tokenizer, 0
+
+    def __call__(self, text, *args, **kwargs):
+        self.longest = max(self.longest, len(text))
+        return self.inner(text, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_huge_answer_is_cut_before_tokenising_and_the_trim_is_counted(
+    tmp_path, tiny_model_dir, smollm2_tokenizer, capsys
+):
+    from limakit.example import Example, Message
+    from limakit.template import Template, render
+    from limakit.training.loop import DataStats, char_cap, encode
+
+    data = write_data(tmp_path / "d.jsonl", 4)
+    huge = " ".join(f"word{i % 97}" for i in range(150_000))  # ~1 MB, far past max_len tokens
+    row = {
+        "messages": [{"role": "user", "content": "Go on?"}, {"role": "assistant", "content": huge}]
+    }
+    data.write_text(data.read_text() + json.dumps(row) + "\n")
+    cfg = load_config(TrainConfig, None, _cfg(tiny_model_dir, data, "epochs=1"))
+    tok, stats = _Recording(smollm2_tokenizer), DataStats()
+    items = encode(cfg, tok, stats)
+    assert (stats.examples, stats.trimmed) == (5, 1)
+    assert tok.longest <= char_cap(smollm2_tokenizer, cfg.max_len) + 100 < len(huge)
+    # The cut changes nothing: the same tokens and labels as tokenising the whole answer.
+    whole = render(
+        Example([Message("user", "Go on?"), Message("assistant", huge)]),
+        smollm2_tokenizer,
+        Template.from_tokenizer(smollm2_tokenizer),
+        max_len=cfg.max_len,
+    )
+    assert len(items[4].ids) == cfg.max_len and items[4].ids == whole.input_ids
+    short = encode(
+        load_config(TrainConfig, None, _cfg(tiny_model_dir, write_data(tmp_path / "s.jsonl", 4))),
+        smollm2_tokenizer,
+    )
+    assert [x.ids for x in items[:4]] == [x.ids for x in short]
+    # The run says so, and its summary counts it.
+    capsys.readouterr()
+    run = train(cfg, tmp_path / "run")
+    assert "trimmed 1 of 5 example(s) to max_len=64" in capsys.readouterr().err
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["examples"], summary["trimmed"], summary["max_len"]) == (5, 1, 64)
+
+
+def test_data_that_is_empty_a_folder_or_not_text_is_one_clear_error(
+    tmp_path, tiny_model_dir, capsys
+):
+    from limakit.cli import main
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    surrogate = tmp_path / "surrogate.jsonl"
+    surrogate.write_text(
+        '{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "\\ud800"}]}\n'
+    )
+    for data, says in (
+        (empty, f"{empty}: empty file"),
+        (folder, f"{folder}: is a folder"),
+        (surrogate, f"{surrogate}:1: a lone surrogate (\\ud800) in messages[1].content"),
+    ):
+        args = [str(_empty_yaml(tmp_path)), f"model={tiny_model_dir}", f"data={data}"]
+        assert main(["train", *args, "--out", str(tmp_path / "run")]) == 2
+        assert "".join(says.split()) in "".join(capsys.readouterr().err.split())  # rich wraps
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_checkpoint_files_follow_the_umask(tmp_path, mask):
+    """safetensors writes its files private (0600); a checkpoint's files get 0666 less the umask."""
+    import stat
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    from limakit.training.checkpoint import save_checkpoint
+
+    class Tok:
+        def save_pretrained(self, folder):
+            (Path(folder) / "tokenizer.json").write_text("{}")
+
+    acc = SimpleNamespace(
+        process_index=0, num_processes=1, is_main_process=True, wait_for_everyone=lambda: None
+    )
+    dest = tmp_path / "checkpoints" / "epoch-1"
+    old = os.umask(mask)
+    try:
+        save_checkpoint(
+            dest,
+            acc,
+            lambda f: save_file({"w": torch.zeros(2)}, f / "model.safetensors"),
+            Tok(),
+            load_config(TrainConfig, None, []),
+            {"global_step": 1},
+        )
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in dest.iterdir()}
+    assert "model.safetensors" in modes and "trainer_state.pt" in modes
+    assert modes == dict.fromkeys(modes, 0o666 & ~mask)

@@ -105,15 +105,33 @@ async def complete(client: openai.AsyncOpenAI, cfg: JudgeConfig, messages: list[
                 text = resp.choices[0].message.content or ""
             except (AttributeError, IndexError, TypeError):
                 return Reply(error="malformed response (no choices[0].message)", retries=retries)
-            usage = getattr(resp, "usage", None)
+            counts = _usage(getattr(resp, "usage", None))
+            if isinstance(counts, str):
+                return Reply(error=f"malformed response ({counts})", retries=retries)
             return Reply(
-                text=text,
-                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                retries=retries,
+                text=text, prompt_tokens=counts[0], completion_tokens=counts[1], retries=retries
             )
         if attempt == cfg.max_retries:
             break
         retries += 1
         await asyncio.sleep(wait)
     return Reply(error=f"gave up after {retries} retries: {last_error}", retries=retries)
+
+
+def _usage(usage) -> tuple[int, int] | str:
+    """The reply's (prompt, completion) token counts, or what is wrong with them.
+
+    A server that sends no usage (some local ones) is counted as 0; a count that is not a whole
+    number of tokens >= 0 makes the reply malformed, like one without ``choices[0].message``.
+    """
+    if isinstance(usage, str | int | float | list):  # the client keeps what it cannot read
+        return f"usage is {str(usage)[:40]!r}, not an object of token counts"
+    counts = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(usage, name, None) if usage is not None else None
+        if value is None:
+            value = 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"usage.{name} is {str(value)[:40]!r}, not a token count"
+        counts.append(value)
+    return counts[0], counts[1]
