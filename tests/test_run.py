@@ -15,7 +15,7 @@ from limakit.cli import main
 from limakit.errors import LimaError
 from limakit.example import read_examples
 from limakit.pipeline import sha256_file
-from limakit.run import execute, load_run_config
+from limakit.run import RunConfig, execute, load_run_config
 from tests.evaluation.fake_server import FakeServer
 from tests.runkit import judge_behaviour, read_json, report_body, statuses, tiny_config
 
@@ -67,6 +67,19 @@ def test_every_stage_writes_its_outputs_and_a_report(run_a):
     run_info = read_json(run_a / "run.json")
     assert run_info["versions"]["torch"] and "commit" in run_info
     assert load_run_config(run_a / "config.yaml").train.epochs == 2  # the resolved config
+
+
+def test_the_report_says_which_rule_chose_the_checkpoint(run_a):
+    choice = read_json(run_a / "select" / "choice.json")
+    rules = {"judge", "checks", "judge score", "tie rule"}
+    assert set(choice["decided_by"].split(", then ")) <= rules and choice["why"]
+    assert choice["how"].startswith("chosen by the ")
+    table = read_json(run_a / "select" / "selection.json")["table"]
+    assert all("eot_share" in r["checks"] and len(r["score_ci"]) == 2 for r in table)
+    report = report_body(run_a)
+    assert "Decided by the " in report and "| stopped at EOT | repetition |" in report
+    train = read_json(run_a / "stages" / "train.json")["summary"]
+    assert "2 epochs, mean loss per epoch " in train and " -> train/" in train
 
 
 def test_rerun_skips_everything_and_touches_nothing(run_a, config_path):
@@ -197,3 +210,75 @@ def test_ready_examples_and_training_in_launched_processes(tmp_path, config_path
     assert (out / "stages" / "train-config.yaml").exists()  # what the launched command read
     assert read_json(out / "stages" / "train.json")["state"] == "done"
     assert read_json(out / "select" / "choice.json")["checkpoint"] == "epoch-2"
+
+
+# --- what the run prints and reports, on small inputs -------------------------------------------
+
+
+def _steps(losses_by_epoch: list[list[float]]) -> list[dict]:
+    rows, step = [], 0
+    for e, losses in enumerate(losses_by_epoch):
+        for s, loss in enumerate(losses):
+            step += 1
+            rows.append({"step": step, "epoch": e + (s + 1) / len(losses), "loss": loss,
+                         "target_tokens": 100, "real_tokens": 500, "step_time_s": 1.0})  # fmt: skip
+    return rows
+
+
+def test_the_train_line_gives_epoch_means_not_the_first_and_last_step():
+    from limakit.run.stages import train_line
+
+    # The demo's curve: the first step is low and the last high, while the epochs improve.
+    rows = _steps([[3.64, 4.1, 4.38], [3.3, 3.1, 3.17], [2.6, 3.4, 4.116]])
+    line = train_line(rows)
+    assert line == "9 steps, 3 epochs, mean loss per epoch 4.04 -> 3.19 -> 3.37, 500 real tokens/s"
+    assert "3.640" not in line and "4.116" not in line
+    rows[1]["target_tokens"] = 300  # a step with more trained tokens weighs more
+    assert "mean loss per epoch 4.06 ->" in train_line(rows)  # (364 + 1230 + 438) / 500
+    assert "1 epoch, mean loss per epoch 3.50 (partial)," in train_line(_steps([[4, 3, 0]])[:2])
+
+
+def _mini_run(root: Path, prompts: Path, limit: int | None, curated_tests: int = 0) -> RunConfig:
+    """A run directory with just what the report reads, and its config."""
+    from limakit.files import write_json, write_jsonl
+
+    (root / "data").mkdir(parents=True)
+    pair = {"id": "m1", "source": "manual", "messages": [
+        {"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}  # fmt: skip
+    write_jsonl(root / "data" / "examples.jsonl", [pair])
+    (root / "data" / "card.md").write_text("# Data card\n\n## Splits\n\ntest.jsonl: empty.\n")
+    write_jsonl(root / "data" / "test.jsonl", [])
+    write_jsonl(root / "train" / "metrics.jsonl", _steps([[3.64, 4.1, 4.38], [3.3, 3.1, 3.17]]))
+    write_json(root / "select" / "choice.json", {"checkpoint": "epoch-2", "how": "by hand"})
+    (root / "judge").mkdir()
+    return RunConfig.model_validate({
+        "name": "mini", "data": {"examples": str(root / "data" / "examples.jsonl")},
+        "train": {"model": "m"}, "select": {"enabled": False},
+        "sample": {"prompts": str(prompts), "limit": limit},
+    })  # fmt: skip
+
+
+def test_the_report_names_the_test_prompts_sampled_and_the_epoch_means(tmp_path):
+    from limakit.files import write_jsonl
+    from limakit.run.report import write_run_report
+
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [{"id": f"t{i}", "source": "x", "messages": [
+        {"role": "user", "content": f"q{i}"}]} for i in range(10)])  # fmt: skip
+    cfg = _mini_run(tmp_path / "run", prompts, limit=8)
+    report = (write_run_report(cfg, tmp_path / "run")).read_text()
+    assert f"Test prompts: 8 from `{prompts}` (`sample.prompts`; the first 8 of its 10)" in report
+    assert "not from the curated split" in report
+    assert "| 1 | 3 | 4.040 |" in report and "| 2 | 3 | 3.190 |" in report
+
+
+def test_the_report_names_a_packaged_prompts_file_by_its_packaged_name(tmp_path):
+    from limakit.run.config import packaged_path
+    from limakit.run.report import write_run_report
+
+    prompts = packaged_path("demo/dev_prompts.jsonl")
+    report = write_run_report(_mini_run(tmp_path, prompts, limit=None), tmp_path).read_text()
+    assert (
+        "Test prompts: 8 from `packaged:demo/dev_prompts.jsonl` (`sample.prompts`; all 8)" in report
+    )
+    assert str(prompts.parent) not in report

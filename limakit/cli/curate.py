@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="site folder with Posts.xml, a site .7z, or a folder of them (repeatable)",
     )
+    p.add_argument(
+        "--include-meta",
+        action="store_true",
+        help="also read Stack Exchange meta sites (*.meta.stackexchange.com, meta.*.com, "
+        "meta.stackexchange.com), which discuss the sites themselves; default: skip them, each "
+        "counted under the rule meta_site (config: se.include_meta)",
+    )
     p.add_argument("--wikihow", action="append", metavar="FILE", help="wikihowAll.csv or JSONL")
     p.add_argument("--reddit", action="append", metavar="FILE", help="Pushshift NDJSON (.zst ok)")
     p.add_argument(
@@ -44,6 +51,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a pool in any format `lima convert` reads (limakit, GAIR/lima, ShareGPT, Alpaca, "
         "OpenAI messages; JSONL or a .json list); repeatable",
     )
+    _selection_args(p)
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="a --pool record that breaks the format rules goes to OUT/rejected.jsonl with its "
+        "reason (rule invalid_record) instead of stopping (default: stop, naming file and record)",
+    )
+    p.add_argument("--n", type=int, help="examples to select (default 1000)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--out", help="output folder (default curated)")
+    p.add_argument("--splits", action="store_true", help="also write dev.jsonl and test.jsonl")
+    p.add_argument(
+        "--decontaminate",
+        action="append",
+        metavar="FILE",
+        help="evaluation prompts JSONL to decontaminate against (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overrides(p, "any config field", "rules.min_answer_score=5")
+    p.set_defaults(func=run_curate)
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    """The flags of pool selection (``--select`` and what the selectors need)."""
     p.add_argument(
         "--select",
         choices=[
@@ -89,25 +120,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="embedding/score cache (default $LIMAKIT_HOME/cache/selection.sqlite)",
     )
-    p.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="a --pool record that breaks the format rules goes to OUT/rejected.jsonl with its "
-        "reason (rule invalid_record) instead of stopping (default: stop, naming file and record)",
-    )
-    p.add_argument("--n", type=int, help="examples to select (default 1000)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--out", help="output folder (default curated)")
-    p.add_argument("--splits", action="store_true", help="also write dev.jsonl and test.jsonl")
-    p.add_argument(
-        "--decontaminate",
-        action="append",
-        metavar="FILE",
-        help="evaluation prompts JSONL to decontaminate against (repeatable)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_overrides(p, "any config field", "rules.min_answer_score=5")
-    p.set_defaults(func=run_curate)
 
 
 def _config(args: argparse.Namespace):
@@ -146,6 +158,8 @@ def _config(args: argparse.Namespace):
     }
     if selection:
         updates["selection"] = {**cfg.selection.model_dump(), **selection}
+    if args.include_meta:
+        updates["se"] = {**cfg.se.model_dump(), "include_meta": True}
     if args.splits:
         updates["splits"] = True
     if args.skip_invalid:

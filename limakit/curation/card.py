@@ -77,10 +77,12 @@ def write_card(
         "",
         f"Total rejected: {summary.rejected} (each one is in `rejected.jsonl` with its rule and reason).",
     ]
-    if sizes:
+    if cfg.stackexchange:
         lines += [
             "",
             f"## Stack Exchange sites (sampled with tau = {cfg.tau}: P ~ size^(1/tau))",
+            "",
+            *exchange_lines(cfg),
             "",
             "| site | size | selected |",
             "|---|---:|---:|",
@@ -100,13 +102,7 @@ def write_card(
         )
     lines += ["", "![answer lengths](length_hist.png)", ""]
     if cfg.splits:
-        lines += [
-            "## Splits",
-            "",
-            f"dev: {summary.dev} hand-written examples held out; "
-            f"test: {summary.test} prompts (AskReddit titles + hand-written prompts).",
-            "",
-        ]
+        lines += ["## Splits", "", *split_lines(summary), ""]
     elif summary.prompt_only:
         lines += [
             f"{summary.prompt_only} prompt-only records (test prompts) were set aside; "
@@ -120,6 +116,53 @@ def write_card(
         lines += selection_lines(summary.selection)
     with atomic_write(out / "card.md") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def split_lines(summary: CurationSummary) -> list[str]:
+    """What dev.jsonl and test.jsonl hold. The test split is the prompt-only records of the
+    inputs (AskReddit titles, hand-written prompts without an answer), often none at all."""
+    dev = (
+        f"dev.jsonl: {summary.dev} hand-written example{'' if summary.dev == 1 else 's'} "
+        "held out from training."
+    )
+    if summary.test:
+        test = (
+            f"test.jsonl: {summary.test} prompts, the prompt-only records of the inputs "
+            "(AskReddit titles, hand-written prompts without an answer)."
+        )
+    else:
+        test = (
+            "test.jsonl: empty; no input held a prompt-only record (AskReddit titles, "
+            "hand-written prompts without an answer). Test prompts, if any, come from elsewhere."
+        )
+    return [dev, test]
+
+
+def _names(entries: list) -> str:
+    return ", ".join(sorted(name for name, _ in entries))
+
+
+def exchange_lines(cfg: CurateConfig) -> list[str]:
+    """Which exchanges were read and which meta sites were skipped (or read on request)."""
+    from limakit.curation.gather import se_exchanges
+
+    ex = se_exchanges(cfg)
+    lines = [f"Exchanges read: {len(ex.read)} (the table below)."]
+    if ex.meta_skipped:
+        lines.append(
+            f"Meta sites skipped: {len(ex.meta_skipped)} ({_names(ex.meta_skipped)}). A meta site "
+            "discusses its site (policy, scope, bugs) rather than answering questions on its "
+            "topic, and LIMA drew from the main exchanges only; the funnel counts each skipped "
+            "site once under `meta_site`. `se.include_meta: true` (`--include-meta`) reads them."
+        )
+    elif ex.meta_read:
+        lines.append(
+            f"Meta sites read (`se.include_meta: true`): {len(ex.meta_read)} "
+            f"({_names(ex.meta_read)}); each is sampled as one more exchange."
+        )
+    else:
+        lines.append("No meta site among the inputs.")
+    return lines
 
 
 def _median(xs: list[int]) -> int:

@@ -28,6 +28,13 @@ class StackExchangeConfig(Config):
     pool_per_site: int = Field(
         1000, description="Keep texts for at most this many best-scored questions per site."
     )
+    include_meta: bool = Field(
+        False,
+        description="Also read meta sites (cstheory.meta.stackexchange.com, meta.stackoverflow.com, "
+        "meta.stackexchange.com...), which discuss the site itself (policy, scope, bugs). LIMA "
+        "drew from the main exchanges only: by default a meta site is skipped and counted in "
+        "the funnel under the rule meta_site.",
+    )
     prompt_from: Literal["random", "title", "body"] = Field(
         "random", description="Prompt = the question's title or body; 'random' picks per question."
     )

@@ -7,6 +7,7 @@ Each ``gather_*`` function yields nothing; it appends kept examples to ``pools[b
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 from collections import defaultdict
 from importlib import resources
@@ -17,7 +18,7 @@ import yaml
 
 from limakit.curation.config import CurateConfig
 from limakit.curation.markdown import html_to_markdown
-from limakit.curation.rules import check
+from limakit.curation.rules import SITE_RULES, check
 from limakit.errors import LimaError
 from limakit.example import Example, Message
 from limakit.files import append_jsonl, is_blank
@@ -90,57 +91,92 @@ def site_groups(cfg: CurateConfig) -> dict[str, str]:
     }
 
 
+@dataclasses.dataclass
+class Exchanges:
+    """The Stack Exchange sites of the configured dumps: ``(site name, path)`` pairs to read, and
+    the meta sites left out (``se.include_meta`` false) or read (true)."""
+
+    read: list[tuple[str, Path]] = dataclasses.field(default_factory=list)
+    meta_skipped: list[tuple[str, Path]] = dataclasses.field(default_factory=list)
+    meta_read: list[tuple[str, Path]] = dataclasses.field(default_factory=list)
+
+
+def se_exchanges(cfg: CurateConfig) -> Exchanges:
+    """Which sites of ``cfg.stackexchange`` are read; a listing only, no site is opened."""
+    from limakit.sources.stackexchange import find_sites, is_meta_site, site_name
+
+    ex = Exchanges()
+    for root in cfg.stackexchange:
+        for site_path in find_sites(root):
+            entry = (site_name(site_path), site_path)
+            if not is_meta_site(site_path):
+                ex.read.append(entry)
+            elif cfg.se.include_meta:
+                ex.read.append(entry)
+                ex.meta_read.append(entry)
+            else:
+                ex.meta_skipped.append(entry)
+    return ex
+
+
 def gather_stackexchange(
     cfg: CurateConfig, pools: Pools, funnel: Funnel, sizes: dict[str, float], progress
 ) -> None:
-    from limakit.sources.stackexchange import find_sites, posts_file, scan_site, site_name
+    from limakit.sources.stackexchange import posts_file, scan_site
 
     groups = site_groups(cfg)
     names = cfg.rules_by_source.get("stackexchange", [])
-    for root in cfg.stackexchange:
-        for site_path in find_sites(root):
-            site = site_name(site_path)
-            group = groups.get(site, cfg.se.unknown_group)
-            bucket = f"stackexchange_{group}"
-            if bucket not in cfg.quotas:
-                bucket = "stackexchange_other"
-            with posts_file(site_path) as posts:
+    exchanges = se_exchanges(cfg)
+    for site, site_path in exchanges.meta_skipped:
+        funnel.reject(
+            "stackexchange",
+            f"se-{site}",
+            "meta_site",
+            f"{site_path.name}: {SITE_RULES['meta_site']}",
+            meta={"site": site, "path": str(site_path)},
+        )
+    for site, site_path in exchanges.read:
+        group = groups.get(site, cfg.se.unknown_group)
+        bucket = f"stackexchange_{group}"
+        if bucket not in cfg.quotas:
+            bucket = "stackexchange_other"
+        with posts_file(site_path) as posts:
 
-                def on_reject(qid, rule, reason, qs, ascore, _site=site):
-                    funnel.reject(
-                        "stackexchange",
-                        f"se-{_site}-{qid}",
-                        rule,
-                        reason,
-                        meta={"site": _site, "question_score": qs, "answer_score": ascore},
-                    )
-
-                with progress(f"Stack Exchange {site}", posts.stat().st_size) as advance:
-                    scan = scan_site(
-                        posts,
-                        site=site,
-                        pool=cfg.se.pool_per_site,
-                        min_answer_score=cfg.rules.min_answer_score
-                        if "answer_score" in names
-                        else -(2**62),
-                        min_question_score=cfg.rules.min_question_score
-                        if "question_score" in names
-                        else None,
-                        progress=advance,
-                        on_reject=on_reject,
-                    )
-            funnel.read[bucket] += scan.questions
-            if scan.beyond_pool:
-                funnel.notes.append(
-                    f"{site}: {scan.beyond_pool} eligible questions ranked below the top "
-                    f"{cfg.se.pool_per_site} were not examined (se.pool_per_site)"
+            def on_reject(qid, rule, reason, qs, ascore, _site=site):
+                funnel.reject(
+                    "stackexchange",
+                    f"se-{_site}-{qid}",
+                    rule,
+                    reason,
+                    meta={"site": _site, "question_score": qs, "answer_score": ascore},
                 )
-            # Pairs stay raw: cleaning and the text rules run lazily, when the sampler reaches
-            # them (see pipeline), so a site's 1,000th question costs nothing unless needed.
-            for pair in scan.pairs:
-                pair.group = group
-            pools.setdefault(bucket, {})[site] = scan.pairs  # best first
-            sizes[site] = scan.questions if cfg.se.size_by == "questions" else len(scan.pairs)
+
+            with progress(f"Stack Exchange {site}", posts.stat().st_size) as advance:
+                scan = scan_site(
+                    posts,
+                    site=site,
+                    pool=cfg.se.pool_per_site,
+                    min_answer_score=cfg.rules.min_answer_score
+                    if "answer_score" in names
+                    else -(2**62),
+                    min_question_score=cfg.rules.min_question_score
+                    if "question_score" in names
+                    else None,
+                    progress=advance,
+                    on_reject=on_reject,
+                )
+        funnel.read[bucket] += scan.questions
+        if scan.beyond_pool:
+            funnel.notes.append(
+                f"{site}: {scan.beyond_pool} eligible questions ranked below the top "
+                f"{cfg.se.pool_per_site} were not examined (se.pool_per_site)"
+            )
+        # Pairs stay raw: cleaning and the text rules run lazily, when the sampler reaches
+        # them (see pipeline), so a site's 1,000th question costs nothing unless needed.
+        for pair in scan.pairs:
+            pair.group = group
+        pools.setdefault(bucket, {})[site] = scan.pairs  # best first
+        sizes[site] = scan.questions if cfg.se.size_by == "questions" else len(scan.pairs)
 
 
 def se_example(pair, cfg: CurateConfig) -> Example:

@@ -218,6 +218,14 @@ DEFAULT_RULES: dict[str, list[str]] = {
 }
 
 
+# Rules decided for a whole Stack Exchange site before any of it is read; the funnel counts one
+# rejection per site (``rejected.jsonl`` names the site and its archive or folder).
+SITE_RULES: dict[str, str] = {
+    "meta_site": "a meta site, about the site itself (policy, scope, bugs), not a Q&A exchange; "
+    "se.include_meta=true reads it",
+}
+
+
 def check(ex: Example, names: list[str], cfg: RulesConfig) -> tuple[str, str] | None:
     """Run the named rules in order; return ``(rule, reason)`` for the first that rejects."""
     for name in names:

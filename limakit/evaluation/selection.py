@@ -2,6 +2,8 @@
 
 For each ``RUN_DIR/checkpoints/epoch-N/`` (epochs 5-10 by default) sample answers to the dev
 prompts, judge them (pairwise against reference answers, or 1-6 Likert), and keep the best epoch.
+When the judge cannot separate the best epochs (their 95% intervals overlap), the judge-free checks
+decide among them (answers ending at EOT, repetition); ``selection.json`` records which rule did.
 Everything lands under ``RUN_DIR/select/``; a rerun reuses answers and cached verdicts.
 
 >>> result = select_checkpoint("runs/lima", "dev.jsonl", cfg)  # doctest: +SKIP
@@ -98,26 +100,147 @@ def _generate(
     return out
 
 
+def _checks_cells(r: dict) -> str:
+    c = r.get("checks")
+    if not c:
+        return "- | - |"
+    return f"{c['eot_share']:.0%} | {c['repetition']:.3f} |"
+
+
 def _table_md(rows: list[dict], protocol: str, chosen: int | None) -> str:
+    checks = "stopped at EOT | repetition |"
     if protocol == "pairwise":
-        head = "| epoch | score (win + tie/2) | win | tie | lose | consistency | invalid |"
-        lines = [head, "|---|---|---|---|---|---|---|"]
+        head = (
+            "| epoch | score (win + tie/2) | 95% CI | win | tie | lose | consistency | invalid | "
+            + checks
+        )
+        lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             mark = " **(chosen)**" if r["epoch"] == chosen else ""
+            ci = r.get("score_ci") or [0, 0]
             lines.append(
-                f"| {r['epoch']}{mark} | {r['score']:.3f} | {r['win']:.3f} | {r['tie']:.3f} | "
-                f"{r['lose']:.3f} | {r['consistency']} | {r['invalid']} |"
+                f"| {r['epoch']}{mark} | {r['score']:.3f} | [{ci[0]:.2f}, {ci[1]:.2f}] | "
+                f"{r['win']:.3f} | {r['tie']:.3f} | {r['lose']:.3f} | {r['consistency']} | "
+                f"{r['invalid']} | {_checks_cells(r)}"
             )
     else:
-        lines = ["| epoch | mean 1-6 | 95% CI | invalid |", "|---|---|---|---|"]
+        lines = ["| epoch | mean 1-6 | 95% CI | invalid | " + checks, "|---|---|---|---|---|---|"]
         for r in rows:
             mark = " **(chosen)**" if r["epoch"] == chosen else ""
             ci = r["mean_ci"] or [0, 0]
             lines.append(
                 f"| {r['epoch']}{mark} | {r['score']:.3f} | [{ci[0]:.2f}, {ci[1]:.2f}] | "
-                f"{r['invalid']} |"
+                f"{r['invalid']} | {_checks_cells(r)}"
             )
     return "\n".join(lines)
+
+
+def _score_ci(s: dict, judge: JudgeConfig) -> list[float]:
+    """95% interval of the pairwise score (win = 1, tie = 1/2, lose = 0 per judged pair)."""
+    from limakit.evaluation.metrics import bootstrap_ci
+
+    n = int(s.get("n") or 0)
+    counts = {k: round(s[k] * n) for k in ("win", "tie", "lose")}
+    values = [1.0] * counts["win"] + [0.5] * counts["tie"] + [0.0] * counts["lose"]
+    return bootstrap_ci(values, resamples=judge.bootstrap, seed=judge.seed)
+
+
+def _interval(r: dict) -> list[float]:
+    ci = r.get("score_ci") or r.get("mean_ci")
+    return list(ci) if ci else [r["score"], r["score"]]
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _checks_key(r: dict) -> tuple:
+    """Judge-free order, best first: more answers ending at EOT, fewer looping answers, less
+    repetition (rounded to 0.01, so that noise in the third decimal decides nothing)."""
+    c = r["checks"]
+    return (c["eot_share"], -c["repetitive_share"], -round(c["repetition"], 2))
+
+
+# How the selection names the rules that chose the epoch (see ``choose``).
+RULE_WORDS = {
+    "judge": "the judge",
+    "checks": "the judge-free checks",
+    "judge score": "the judge's point scores",
+    "tie rule": "the tie rule",
+    "only epoch": "default (the only epoch judged)",
+    "none": "nothing",
+}
+
+
+def rule_words(decided_by: str) -> str:
+    """``"checks, then tie rule"`` -> ``"the judge-free checks, then the tie rule"``."""
+    return ", then ".join(RULE_WORDS.get(x, x) for x in decided_by.split(", then "))
+
+
+def _epochs(rows: list[dict]) -> str:
+    return ", ".join(str(r["epoch"]) for r in rows)
+
+
+def choose(rows: list[dict]) -> tuple[int | None, str, str]:
+    """The chosen epoch, the rules that decided it and why, in words.
+
+    1. **judge**: the best-scored epoch's 95% interval overlaps no other epoch's.
+    2. Otherwise the judge cannot separate the epochs whose intervals overlap the best one's;
+       among those, the judge-free **checks** decide: the answers that end at EOT most often,
+       then the fewest looping answers, then the least repetition (limakit.evaluation.checks).
+    3. Among epochs the checks leave tied, the highest **judge score** (its point estimate);
+    4. and if that ties, the **tie rule**: the earliest epoch (less training, same judged quality).
+
+    ``decided_by`` names the rules that narrowed the choice, in order (``"checks, then tie
+    rule"``: the checks left two epochs, the earlier was taken).
+    """
+    if not rows:
+        return None, "none", "no epoch could be judged"
+    if len(rows) == 1:
+        return rows[0]["epoch"], "only epoch", "the only epoch judged"
+    best = max(rows, key=lambda r: (r["score"], -r["epoch"]))
+    tied = [r for r in rows if _overlap(_interval(r), _interval(best))]
+    if len(tied) == 1:
+        why = "the best judge score on the dev set, its 95% interval clear of every other epoch's"
+        return best["epoch"], "judge", why
+    steps: list[str] = []
+    parts = [f"the judge cannot separate epochs {_epochs(tied)} (95% intervals overlap)"]
+    if all(r.get("checks") for r in tied):
+        top = max(_checks_key(r) for r in tied)
+        left = [r for r in tied if _checks_key(r) == top]
+        if len(left) < len(tied):
+            c = left[0]["checks"]
+            steps.append("checks")
+            parts.append(
+                f"the judge-free checks favour epoch{'s' if len(left) > 1 else ''} "
+                f"{_epochs(left)}: {c['eot_share']:.0%} of the answers end at EOT, "
+                f"{c['repetitive_share']:.0%} loop, repetition {c['repetition']:.3f}"
+            )
+        else:
+            parts.append("the judge-free checks (EOT, repetition) tie")
+        tied = left
+    else:
+        parts.append("no judge-free checks to break the tie")
+    if len(tied) > 1:
+        top_score = max(r["score"] for r in tied)
+        left = [r for r in tied if r["score"] == top_score]
+        if len(left) == 1:
+            steps.append("judge score")
+            parts.append(f"of those, epoch {left[0]['epoch']} has the highest judge score")
+        else:
+            steps.append("tie rule")
+            parts.append("equal judge scores, so the earliest epoch (less training)")
+        tied = left[:1] if len(left) == 1 else [min(left, key=lambda r: r["epoch"])]
+    return tied[0]["epoch"], ", then ".join(steps), "; ".join(parts)
+
+
+def _checks(answers: Path) -> dict:
+    """The judge-free checks of one epoch's dev answers (the figures the tie-break uses)."""
+    from limakit.evaluation.checks import auto_checks
+
+    c = auto_checks(answers)
+    keys = ("eot_share", "repetition", "repetitive_share")
+    return {k: c[k] for k in keys}
 
 
 def select_checkpoint(
@@ -173,18 +296,21 @@ def select_checkpoint(
             s = judge_pairwise(answers, ref_path, judge, out)
             # Preference over the reference, a tie worth half a win.
             score = s["win"] + 0.5 * s["tie"]
-            rows.append({"epoch": epoch, "score": round(score, 6), "win": s["win"],
+            rows.append({"epoch": epoch, "score": round(score, 6),
+                         "score_ci": _score_ci(s, judge), "win": s["win"],
                          "tie": s["tie"], "lose": s["lose"], "win_ci": s["win_ci"],
                          "consistency": s["consistency"], "invalid": s["invalid"], "n": s["n"]})  # fmt: skip
         else:
             s = judge_likert(answers, judge, out, samples=samples)
             rows.append({"epoch": epoch, "score": s["mean"] if s["mean"] is not None else 0.0,
                          "mean_ci": s["mean_ci"], "invalid": s["invalid"], "n": s["n"]})  # fmt: skip
-    # Highest score; on a tie the earlier epoch (less training, same judged quality).
-    chosen = max(rows, key=lambda r: (r["score"], -r["epoch"]))["epoch"] if rows else None
+        rows[-1]["checks"] = _checks(answers)
+    chosen, decided_by, why = choose(rows)
     table_md = _table_md(rows, protocol, chosen)
     result = {
         "chosen": chosen,
+        "decided_by": decided_by,
+        "why": why,
         "checkpoint": str(run_dir / "checkpoints" / f"epoch-{chosen}") if chosen else None,
         "protocol": protocol,
         "judge": {"backend": judge.backend, "model": judge.model, "prompt": judge.prompt},
@@ -197,5 +323,6 @@ def select_checkpoint(
     write_json(sel / "selection.json", result)
     with atomic_write(sel / "selection.md") as f:
         f.write(f"# Checkpoint selection ({protocol}, judge {judge.model})\n\n{table_md}\n")
+        f.write(f"\nDecided by {rule_words(decided_by)}: {why}.\n")
         f.write("".join(f"\n- {n}" for n in notes) + ("\n" if notes else ""))
     return {**result, "table_md": table_md}

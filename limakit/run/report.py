@@ -6,6 +6,7 @@ the same from any copy of the run directory). Written as ``report/report.md`` an
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -22,6 +23,43 @@ def _relink(md: str, prefix: str) -> str:
     return re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", lambda m: f"]({prefix}{m.group(1)})", md)
 
 
+def epoch_losses(rows: list[dict]) -> list[dict]:
+    """Per epoch of a training log (``metrics.jsonl`` rows): its steps and its mean loss.
+
+    A step's ``epoch`` is fractional (epoch 1 ends at 1.0), so a row belongs to epoch
+    ceil(epoch). The mean is per trained token (each step's loss weighted by its target tokens),
+    i.e. the loss of the epoch as a whole; a row without token counts weighs 1. ``partial``: the
+    log stops before the epoch's end (a capped or interrupted run).
+
+    >>> rows = [{"epoch": 0.5, "loss": 4.0}, {"epoch": 1.0, "loss": 3.0}]
+    >>> rows.append({"epoch": 1.5, "loss": 2.0})
+    >>> [(e["epoch"], e["steps"], e["loss"], e["partial"]) for e in epoch_losses(rows)]
+    [(1, 2, 3.5, False), (2, 1, 2.0, True)]
+    """
+    by_epoch: dict[int, list[dict]] = {}
+    for r in rows:
+        by_epoch.setdefault(max(1, math.ceil(float(r["epoch"]) - 1e-9)), []).append(r)
+    out = []
+    for epoch in sorted(by_epoch):
+        group = by_epoch[epoch]
+        weights = [float(r.get("target_tokens") or 1) for r in group]
+        loss = sum(w * float(r["loss"]) for w, r in zip(weights, group)) / sum(weights)
+        last = max(float(r["epoch"]) for r in group)
+        start, end = min(r.get("step", 0) for r in group), max(r.get("step", 0) for r in group)
+        out.append({"epoch": epoch, "steps": len(group), "first_step": start, "last_step": end,
+                    "loss": loss, "partial": last < epoch - 1e-6})  # fmt: skip
+    return out
+
+
+def epoch_loss_text(rows: list[dict]) -> str:
+    """``loss per epoch 4.04 -> 3.19 -> 3.37``: the epoch means, not the first and last step,
+    whose losses swing with the examples each step happens to draw."""
+    epochs = epoch_losses(rows)
+    means = " -> ".join(f"{e['loss']:.2f}" + (" (partial)" if e["partial"] else "") for e in epochs)
+    word = "epoch" if len(epochs) == 1 else "epochs"
+    return f"{len(epochs)} {word}, mean loss per epoch {means}"
+
+
 def loss_png(metrics: Path, out: Path) -> None:
     import matplotlib
 
@@ -30,7 +68,11 @@ def loss_png(metrics: Path, out: Path) -> None:
 
     rows = [row for _, row in read_jsonl_records(metrics, resumable=True)]
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="o", ms=3)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="o", ms=3, label="step")
+    for i, e in enumerate(epoch_losses(rows)):
+        ax.hlines(e["loss"], e["first_step"] - 0.5, e["last_step"] + 0.5, colors="C1",
+                  label="epoch mean" if i == 0 else None)  # fmt: skip
+    ax.legend(fontsize=8)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (per trained token)")
     ax.grid(alpha=0.3)
@@ -38,6 +80,48 @@ def loss_png(metrics: Path, out: Path) -> None:
     with atomic_write(out, "wb") as f:
         fig.savefig(f, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _epoch_table(metrics: Path) -> list[str]:
+    rows = [row for _, row in read_jsonl_records(metrics, resumable=True)]
+    lines = ["| epoch | steps | mean loss (per trained token) |", "|---:|---:|---:|"]
+    for e in epoch_losses(rows):
+        part = " (partial)" if e["partial"] else ""
+        lines.append(f"| {e['epoch']}{part} | {e['steps']} | {e['loss']:.3f} |")
+    note = "Single steps swing with the examples they draw; compare the epoch means."
+    return [*lines, "", note, ""]
+
+
+def _shown(path: Path) -> str:
+    """A prompts file as the config would name it: ``packaged:NAME`` for a shipped file."""
+    from limakit.run.config import PACKAGED, packaged_path
+
+    try:
+        return PACKAGED + path.resolve().relative_to(packaged_path(".").resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def prompt_lines(cfg: RunConfig, root: Path) -> list[str]:
+    """Which prompts the model and the baselines answered: the curated test split or a file."""
+    from limakit.example import read_examples
+    from limakit.run.stages import prompts_path
+
+    path = prompts_path(cfg, root)
+    if not path.exists():
+        return []
+    total = sum(1 for _ in read_examples(path, require_answer=None))
+    used = min(total, cfg.sample.limit) if cfg.sample.limit else total
+    of = f"the first {used} of its {total}" if used < total else f"all {total}"
+    if cfg.sample.prompts == "curated":
+        return [f"Test prompts: {used} from the curated split "
+                f"[data/test.jsonl](../data/test.jsonl) ({of}).", ""]  # fmt: skip
+    return [
+        f"Test prompts: {used} from `{_shown(path)}` (`sample.prompts`; {of}), not from the "
+        "curated split: the card's test count is that of data/test.jsonl, which this run does "
+        "not sample.",
+        "",
+    ]
 
 
 def _checks_table(checks: dict) -> list[str]:
@@ -87,6 +171,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
         lines += ["", f"Prompts filtered by `{f['regex']}`: {f['matched']} of {f['pool']} curated "
                       f"examples matched, {f['kept']} kept."]  # fmt: skip
     lines.append("")
+    lines += prompt_lines(cfg, root)
     if card.exists():
         rel = card.parent.relative_to(root).as_posix()
         lines += [f"Data card ([{rel}/card.md](../{rel}/card.md)):", ""]
@@ -95,15 +180,19 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
     lines += ["## Training", ""]
     loss_png(root / "train" / "metrics.jsonl", out / "train_loss.png")
     lines += ["![training loss](train_loss.png)", "",
-              "Figure: training loss per step, from [train/metrics.jsonl](../train/metrics.jsonl) "
+              "Figure: training loss per step and its mean per epoch, from "
+              "[train/metrics.jsonl](../train/metrics.jsonl) "
               "(config: [train/train_config.yaml](../train/train_config.yaml)).", ""]  # fmt: skip
+    lines += _epoch_table(root / "train" / "metrics.jsonl")
 
     choice = read_json(root / "select" / "choice.json")
     lines += ["## Checkpoint choice", "", f"**{choice['checkpoint']}**: {choice['how']}.", ""]
     sel_md = root / "select" / "selection.md"
-    if sel_md.exists():
+    if sel_md.exists():  # the table per epoch and the rule that decided, with its reason
         table = sel_md.read_text(encoding="utf-8").split("\n", 1)[1].strip()
         lines += [table, "", "From [select/selection.json](../select/selection.json).", ""]
+    elif choice.get("why"):
+        lines += [f"Why: {choice['why']}.", ""]
 
     judged = sorted(d for d in (root / "judge").iterdir() if (d / "summary.json").exists())
     if judged:

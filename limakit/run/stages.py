@@ -144,16 +144,20 @@ def train_stage(cfg: RunConfig) -> Stage:
         rows = [row for _, row in read_jsonl_records(out / "metrics.jsonl", resumable=True)]
         if not rows:
             raise LimaError(f"{out / 'metrics.jsonl'}: training logged no step")
-        tps = sum(r["real_tokens"] for r in rows) / max(sum(r["step_time_s"] for r in rows), 1e-9)
-        return (
-            f"{len(rows)} steps, loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}, "
-            f"{tps:.0f} real tokens/s -> train/"
-        )
+        return train_line(rows) + " -> train/"
 
     config = {"train": _dump(keyed), "launch": cfg.launch}
     return Stage("train", ["train"], run, config, inputs=_local([cfg.train.model]),
                  reads=["data/examples.jsonl"], resumable=True,
                  help="fine-tune: EOT template, prompt masking, packing, residual dropout")  # fmt: skip
+
+
+def train_line(rows: list[dict]) -> str:
+    """The train stage's summary: steps, the mean loss of each epoch, speed."""
+    from limakit.run.report import epoch_loss_text
+
+    tps = sum(r["real_tokens"] for r in rows) / max(sum(r["step_time_s"] for r in rows), 1e-9)
+    return f"{len(rows)} steps, {epoch_loss_text(rows)}, {tps:.0f} real tokens/s"
 
 
 # --- select ------------------------------------------------------------------------------------
@@ -204,11 +208,16 @@ def select_stage(cfg: RunConfig) -> Stage:
         )
         if result["chosen"] is None:
             raise LimaError(f"{root / 'select'}: no epoch could be judged")
-        how = f"best {sel.protocol} score on the dev set among epochs {epochs}"
+        from limakit.evaluation.selection import rule_words
+
+        rule = rule_words(result["decided_by"])
+        how = f"chosen by {rule} among epochs {epochs} ({sel.protocol} on the dev set)"
         write_json(root / "select" / "choice.json",
-                    {"checkpoint": f"epoch-{result['chosen']}", "how": how})  # fmt: skip
+                    {"checkpoint": f"epoch-{result['chosen']}", "how": how,
+                     "decided_by": result["decided_by"], "why": result["why"]})  # fmt: skip
         row = next(r for r in result["table"] if r["epoch"] == result["chosen"])
-        return f"epoch {result['chosen']} chosen (score {row['score']:.3f}; {how}) -> select/"
+        return (f"epoch {result['chosen']} chosen by {rule}; judge score {row['score']:.3f} "
+                "-> select/")  # fmt: skip
 
     reads = ["train/checkpoints"] + (
         ["data/dev.jsonl"] if sel.enabled and sel.dev == "curated" else []

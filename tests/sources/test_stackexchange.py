@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from limakit.errors import LimaError
-from limakit.sources.stackexchange import find_sites, posts_file, scan_site, site_name
+from limakit.sources.stackexchange import (
+    find_sites,
+    is_meta_site,
+    posts_file,
+    scan_site,
+    site_name,
+)
 
 FIX = Path(__file__).parent.parent / "fixtures" / "stackexchange"
 COOKING = FIX / "cooking.stackexchange.com" / "Posts.xml"
@@ -174,3 +180,52 @@ def test_bad_entity_in_a_chosen_row_names_its_line(tmp_path):
     p = _write(tmp_path, "".join(lines))
     with pytest.raises(LimaError, match=rf"Posts\.xml:{row + 1}: malformed XML row"):
         scan_site(p)
+
+
+def test_meta_sites_are_told_apart_and_named_distinctly():
+    names = {
+        "d/cstheory.stackexchange.com.7z": ("cstheory", False),
+        "d/cstheory.meta.stackexchange.com.7z": ("cstheory.meta", True),
+        "d/cstheory.meta.stackexchange.com/Posts.xml": ("cstheory.meta", True),
+        "d/meta.stackexchange.com.7z": ("meta", True),
+        "d/stackoverflow.com-Posts.7z": ("stackoverflow", False),
+        "d/meta.stackoverflow.com.7z": ("stackoverflow.meta", True),
+        "d/superuser.com.7z": ("superuser", False),
+        "d/meta.superuser.com.7z": ("superuser.meta", True),
+        "d/es.meta.stackoverflow.com.7z": ("es.meta", True),
+        "d/metafilter.com": ("metafilter", False),
+    }
+    for path, (name, meta) in names.items():
+        assert (site_name(path), is_meta_site(path)) == (name, meta), path
+
+
+def test_find_sites_in_a_full_dump_layout(tmp_path):
+    """Every site has its meta beside it; Stack Overflow comes as one archive per table."""
+    for name in (
+        "cstheory.stackexchange.com.7z",
+        "cstheory.meta.stackexchange.com.7z",
+        "meta.stackexchange.com.7z",
+        "stackoverflow.com-Posts.7z",
+        "stackoverflow.com-Comments.7z",
+        "stackoverflow.com-PostHistory.7z",
+        "stackoverflow.com-Users.7z",
+        "meta.stackoverflow.com.7z",
+        "Sites.xml",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    shutil.copytree(FIX / "math.stackexchange.com", tmp_path / "math.stackexchange.com")
+    found = find_sites(tmp_path)
+    assert [p.name for p in found] == [
+        "cstheory.meta.stackexchange.com.7z",
+        "cstheory.stackexchange.com.7z",
+        "math.stackexchange.com",
+        "meta.stackexchange.com.7z",
+        "meta.stackoverflow.com.7z",
+        "stackoverflow.com-Posts.7z",
+    ]
+    assert len({site_name(p) for p in found}) == len(found)
+    assert [site_name(p) for p in found if not is_meta_site(p)] == [
+        "cstheory",
+        "math",
+        "stackoverflow",
+    ]
