@@ -26,7 +26,14 @@ LAYERS = [
     {"limakit.curation"},
     {"limakit.training", "limakit.generation"},
     {"limakit.evaluation"},
-    {"limakit.annotate", "limakit.run", "limakit.pipeline", "limakit.ablate", "limakit.demo"},
+    {
+        "limakit.annotate",
+        "limakit.backtranslate",
+        "limakit.run",
+        "limakit.pipeline",
+        "limakit.ablate",
+        "limakit.demo",
+    },
     {"limakit.cli"},
 ]
 
