@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from limakit.errors import LimaError
+from limakit.files import give_usual_mode
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -110,6 +111,9 @@ def _build_cache(alias: str, dest: Path) -> None:
         plain.save_pretrained(out)
         tok.save_pretrained(out)
         (out / "LIMAKIT_SOURCE.txt").write_text(ALIASES[alias].note + "\n")
+        give_usual_mode(
+            out
+        )  # safetensors writes its files 0600; every other output follows the umask
         if (tmp / "model.gguf").exists():
             (tmp / "model.gguf").unlink()
         try:

@@ -17,6 +17,7 @@ checkpoint reproduces the training format in plain transformers, vLLM or ``lima 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -172,6 +173,24 @@ def _encode(
     return out_ids, out_offsets
 
 
+def char_cap(tokenizer, max_len: int) -> int:
+    """Characters of one message that can reach the first ``max_len`` tokens, with room to spare.
+
+    No token stands for more characters than the vocabulary's longest entry has (a byte-level
+    entry has one character per byte), so ``max_len`` tokens never cover more than ``max_len``
+    times that many characters; twice that is kept, so a cut lies well past the last token kept.
+    """
+    vocab_size = len(tokenizer)
+    known = _LONGEST.get(tokenizer)
+    if known is None or known[0] != vocab_size:
+        known = (vocab_size, max((len(t) for t in tokenizer.get_vocab()), default=1))
+        _LONGEST[tokenizer] = known
+    return 2 * max_len * max(known[1], 1)
+
+
+_LONGEST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def render(
     example: Example | list[Message],
     tokenizer,
@@ -189,6 +208,30 @@ def render(
     >>> tok.decode([i for i, l in zip(r.input_ids, r.labels) if l != -100])  # doctest: +SKIP
     'The answer.<|eot|>'
     """
+    messages = example.messages if isinstance(example, Example) else example
+    # A 100 MB answer is tokenised as its first few hundred thousand characters, not whole, only
+    # to be trimmed to ``max_len`` tokens. A message shorter than 2 * max_len characters is never
+    # cut (cheap to test first); a cut conversation that does not fill ``max_len`` tokens (a
+    # tokenizer that drops characters) is rendered whole instead, so the cut changes nothing.
+    if any(len(m.content) > 2 * max_len for m in messages):
+        cap = char_cap(tokenizer, max_len)
+        if any(len(m.content) > cap for m in messages):
+            cut = [Message(m.role, m.content[:cap]) for m in messages]
+            r = _render_whole(cut, tokenizer, template, max_len=max_len, train_on=train_on)
+            if len(r.input_ids) >= max_len:
+                return Rendered(r.input_ids, r.labels, trimmed=True)
+    return _render_whole(messages, tokenizer, template, max_len=max_len, train_on=train_on)
+
+
+def _render_whole(
+    example: Example | list[Message],
+    tokenizer,
+    template: Template | None = None,
+    *,
+    max_len: int = 2048,
+    train_on: TrainOn = "assistant",
+) -> Rendered:
+    """:func:`render` without the cut: every character of every message is tokenised."""
     template = template or Template.from_tokenizer(tokenizer)
     if not has_token(tokenizer, template.eot):
         add_eot(tokenizer, None, template)  # never split the EOT into text pieces

@@ -55,38 +55,6 @@ class DataStats:
     untrained: int = 0
 
 
-def char_cap(tokenizer, max_len: int) -> int:
-    """Characters of one message that can reach the first ``max_len`` tokens, with room to spare.
-
-    No token of the vocabulary stands for more characters than its longest entry has (a
-    byte-level entry has one character per byte), so ``max_len`` tokens never cover more than
-    ``max_len`` times that many characters of text; twice that is kept, so the cut lies well past
-    the last token kept. Computed once per run.
-    """
-    longest = max((len(t) for t in tokenizer.get_vocab()), default=1)
-    return 2 * max_len * max(longest, 1)
-
-
-def render_capped(ex, tokenizer, template, config: TrainConfig, cap: int):
-    """:func:`~limakit.template.render`, each message first cut to ``cap`` characters.
-
-    A 100 MB answer is tokenised as its first ``cap`` characters, not whole, only to be trimmed to
-    ``max_len`` tokens. A conversation that fits is never cut, so it renders exactly as before;
-    if a cut one does not fill ``max_len`` tokens (a tokenizer that drops characters), it is
-    rendered whole instead, so the cut can never change what is trained.
-    """
-    from limakit.example import Message
-    from limakit.template import Rendered, render
-
-    kw = {"max_len": config.max_len, "train_on": config.train_on}
-    if any(len(m.content) > cap for m in ex.messages):
-        cut = [Message(m.role, m.content[:cap]) for m in ex.messages]
-        r = render(cut, tokenizer, template, **kw)
-        if len(r.input_ids) >= config.max_len:
-            return Rendered(r.input_ids, r.labels, trimmed=True)
-    return render(ex, tokenizer, template, **kw)
-
-
 def check_data(path: str | Path) -> None:
     """Refuse missing, folder or empty training data at once (before a model is loaded for it)."""
     if not Path(path).exists():
@@ -101,17 +69,16 @@ def encode(config: TrainConfig, tokenizer, stats: DataStats | None = None) -> li
     ``stats`` (if given) gets the counts; examples trimmed to ``max_len`` are also reported.
     """
     from limakit.example import read_examples
-    from limakit.template import Template
+    from limakit.template import Template, render
 
     stats = stats if stats is not None else DataStats()
     template = Template.from_tokenizer(tokenizer)
     check_data(config.data)
-    cap = char_cap(tokenizer, config.max_len)
     out: list[Encoded] = []
     untrained: list[str] = []
     for n, ex in enumerate(read_examples(config.data, require_answer=True)):
         stats.examples += 1
-        r = render_capped(ex, tokenizer, template, config, cap)
+        r = render(ex, tokenizer, template, max_len=config.max_len, train_on=config.train_on)
         stats.trimmed += r.trimmed
         item = Encoded(len(out), r.input_ids, shift_labels(r.labels))
         if item.n_trained == 0:

@@ -235,6 +235,9 @@ class _Recording:
         self.longest = max(self.longest, len(text))
         return self.inner(text, *args, **kwargs)
 
+    def __len__(self) -> int:
+        return len(self.inner)
+
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
@@ -243,8 +246,8 @@ def test_a_huge_answer_is_cut_before_tokenising_and_the_trim_is_counted(
     tmp_path, tiny_model_dir, smollm2_tokenizer, capsys
 ):
     from limakit.example import Example, Message
-    from limakit.template import Template, render
-    from limakit.training.loop import DataStats, char_cap, encode
+    from limakit.template import Template, char_cap, render
+    from limakit.training.loop import DataStats, encode
 
     data = write_data(tmp_path / "d.jsonl", 4)
     huge = " ".join(f"word{i % 97}" for i in range(150_000))  # ~1 MB, far past max_len tokens
@@ -258,13 +261,13 @@ def test_a_huge_answer_is_cut_before_tokenising_and_the_trim_is_counted(
     assert (stats.examples, stats.trimmed) == (5, 1)
     assert tok.longest <= char_cap(smollm2_tokenizer, cfg.max_len) + 100 < len(huge)
     # The cut changes nothing: the same tokens and labels as tokenising the whole answer.
-    whole = render(
+    whole = render(  # no cap can bite at this max_len: every character is tokenised
         Example([Message("user", "Go on?"), Message("assistant", huge)]),
         smollm2_tokenizer,
         Template.from_tokenizer(smollm2_tokenizer),
-        max_len=cfg.max_len,
+        max_len=10**9,
     )
-    assert len(items[4].ids) == cfg.max_len and items[4].ids == whole.input_ids
+    assert len(items[4].ids) == cfg.max_len and items[4].ids == whole.input_ids[: cfg.max_len]
     short = encode(
         load_config(TrainConfig, None, _cfg(tiny_model_dir, write_data(tmp_path / "s.jsonl", 4))),
         smollm2_tokenizer,
