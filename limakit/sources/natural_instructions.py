@@ -10,7 +10,6 @@ tasks (summarisation, paraphrase, style transfer...), one instance each, prompt 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from limakit.errors import LimaError
 from limakit.example import Example, Message
+from limakit.files import open_input, parse_json
 
 # Categories whose outputs are free text rather than a label, span or yes/no.
 GENERATION_CATEGORIES = [
@@ -58,16 +58,9 @@ def task_files(root: str | os.PathLike) -> list[Path]:
 
 
 def load_task(path: Path) -> dict:
-    """One task file; damage is reported with line and column."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            task = json.load(f)
-    except UnicodeDecodeError as e:
-        raise LimaError(f"{path}: not valid UTF-8 (byte offset {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise LimaError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-    except RecursionError:
-        raise LimaError(f"{path}: JSON nested too deeply to read") from None
+    """One task file, read by the project's one JSON parse (damage named with line and column)."""
+    with open_input(path) as f:
+        task = parse_json(f.read(), str(path))
     if not isinstance(task, dict):
         raise LimaError(f"{path}: a task file must hold a JSON object")
     for key in ("Definition", "Instances"):

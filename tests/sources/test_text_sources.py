@@ -9,7 +9,7 @@ import pytest
 
 from limakit.errors import LimaError
 from limakit.sources.manual import read_manual
-from limakit.sources.natural_instructions import read_tasks
+from limakit.sources.natural_instructions import load_task, read_tasks
 from limakit.sources.reddit import scan_reddit, strip_tags
 from limakit.sources.wikihow import clean_article, read_wikihow
 
@@ -270,8 +270,16 @@ def test_sni_one_example_per_task_prompt_is_definition_plus_input():
 
 def test_sni_bad_json_names_line(tmp_path):
     (tmp_path / "task9_x.json").write_text('{\n "Definition": ["x"],\n "Instances": [\n')
-    with pytest.raises(LimaError, match=r"task9_x\.json:\d+:\d+: invalid JSON"):
+    with pytest.raises(
+        LimaError, match=r"task9_x\.json: invalid JSON \(.* at line \d+ column \d+\)"
+    ):
         list(read_tasks(tmp_path))
+    (tmp_path / "task9_x.json").write_text('{"Definition": ["x \\ud800"], "Instances": []}')
+    with pytest.raises(LimaError, match=r"task9_x\.json: a lone surrogate"):
+        load_task(tmp_path / "task9_x.json")
+    (tmp_path / "task9_x.json").write_text('{"Definition": ["x"], "Instances": [NaN]}')
+    with pytest.raises(LimaError, match=r"task9_x\.json: invalid JSON"):
+        load_task(tmp_path / "task9_x.json")
     (tmp_path / "task9_x.json").write_text('{"Definition": ["x"]}')
     with pytest.raises(LimaError, match="lacks 'Instances'"):
         list(read_tasks(tmp_path))
