@@ -22,7 +22,7 @@ from limakit.curation.rules import SITE_RULES, check
 from limakit.errors import LimaError
 from limakit.example import Example, Message
 from limakit.files import append_jsonl, is_blank
-from limakit.formats import ReadReport, Rejects
+from limakit.formats import ReadReport, Rejects, excerpt
 
 Pools = dict[str, dict[str, list[Example]]]  # bucket -> group -> examples
 
@@ -50,7 +50,9 @@ class Funnel:
             row = {"id": rid, "source": source, "rule": rule, "reason": reason}
             if ex is not None and ex.messages:
                 row["prompt"] = ex.prompt[:300]
-            row["meta"] = meta if meta is not None else (ex.meta if ex is not None else {})
+            if meta is None:  # an example's own meta, bounded like every rejected record
+                meta = excerpt(ex.meta) if ex is not None else {}
+            row["meta"] = meta
             append_jsonl(self.f, row, flush=False)
 
     def by_rule(self) -> dict[str, int]:

@@ -158,3 +158,22 @@ def test_html_to_markdown_keeps_code_lists_drops_links_images():
     assert "snake_case and *stars*" in md
     assert "\n\n\n" not in md
     assert html_to_markdown("") == ""
+
+
+def test_a_rejection_with_a_huge_meta_keeps_a_bounded_excerpt():
+    import io
+    import json
+
+    from limakit.curation.gather import Funnel
+    from limakit.example import Example, Message
+
+    f = io.StringIO()
+    funnel = Funnel(f)
+    small = Example([Message("user", "q?"), Message("assistant", "a")], meta={"site": "x"})
+    huge = Example([Message("user", "q?"), Message("assistant", "a")], meta={"blob": "z" * 10**6})
+    funnel.reject("pool", "1", "too_short", "short", small)
+    funnel.reject("pool", "2", "too_short", "short", huge)
+    rows = [json.loads(line) for line in f.getvalue().splitlines()]
+    assert rows[0]["meta"] == {"site": "x"}
+    assert rows[1]["meta"]["chars"] > 10**6 and len(rows[1]["meta"]["excerpt"]) == 2000
+    assert len(f.getvalue()) < 10_000
