@@ -7,16 +7,33 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import BaseModel
 
 from limakit.curation.config import CurateConfig
 from limakit.example import Example
 from limakit.files import atomic_write
 
-if TYPE_CHECKING:
-    from limakit.curation.pipeline import CurationSummary
+
+class CurationSummary(BaseModel):
+    """What a curation did, in counts (also in ``card.md``); fields are checked, not string keys."""
+
+    out: str
+    examples: int  # selected
+    by_source: dict[str, int]
+    by_bucket: dict[str, int]
+    read: dict[str, int]  # records read per bucket
+    eligible: dict[str, int]  # per bucket: passed rules, dedup and decontamination
+    rejected: int
+    rejected_by_rule: dict[str, int]
+    rejected_by_source_rule: dict[str, int]
+    dev: int
+    test: int
+    prompt_only: int  # records without an answer, set aside as test prompts
+    notes: list[str]
+    sharegpt: list[dict] = []  # per ShareGPT file: complete conversations, truncated or not
+    selection: dict | None = None  # --select over a pool: scores, diversity, plot
 
 
 def write_histogram(path: Path, examples: list[Example]) -> None:

@@ -17,8 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel
-
+from limakit.curation.card import CurationSummary, selection_stats, write_card
 from limakit.curation.config import CurateConfig
 from limakit.curation.dedup import Decontaminator, Deduper
 from limakit.curation.draw import CategoryDrawer, ListDrawer, TemperatureDrawer
@@ -81,26 +80,6 @@ def _progress_factory(enabled: bool):
 
 def _bucket_order(pools: dict) -> list[str]:
     return [b for b in PRIORITY if b in pools] + sorted(b for b in pools if b not in PRIORITY)
-
-
-class CurationSummary(BaseModel):
-    """What a curation did, in counts (also in ``card.md``); fields are checked, not string keys."""
-
-    out: str
-    examples: int  # selected
-    by_source: dict[str, int]
-    by_bucket: dict[str, int]
-    read: dict[str, int]  # records read per bucket
-    eligible: dict[str, int]  # per bucket: passed rules, dedup and decontamination
-    rejected: int
-    rejected_by_rule: dict[str, int]
-    rejected_by_source_rule: dict[str, int]
-    dev: int
-    test: int
-    prompt_only: int  # records without an answer, set aside as test prompts
-    notes: list[str]
-    sharegpt: list[dict] = []  # per ShareGPT file: complete conversations, truncated or not
-    selection: dict | None = None  # --select over a pool: scores, diversity, plot
 
 
 @dataclass
@@ -304,7 +283,6 @@ def curate(config: CurateConfig) -> CurationSummary:
 
     Returns the summary (also written into ``card.md``).
     """
-    from limakit.curation.card import selection_stats, write_card
 
     cfg = config
     _check_sources(cfg)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from limakit.curation import selectors
+import limakit.curation.selectors as selectors
 from limakit.curation.config import CurateConfig
 from limakit.curation.score_cache import ScoreCache, content_hash, default_cache_path
 from limakit.errors import LimaError
