@@ -191,6 +191,13 @@ def char_cap(tokenizer, max_len: int) -> int:
 _LONGEST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def encode_marked(tokenizer, text: str, markers: list[tuple[int, str]]) -> list[int]:
+    """Ids of ``text`` in which only ``markers`` (character position, special token) are control
+    tokens: every other spelling of a special token is read as characters. For another chat
+    format's rendered text, with its own special tokens as the markers."""
+    return _encode(tokenizer, text, markers)[0]
+
+
 def render(
     example: Example | list[Message],
     tokenizer,

@@ -31,6 +31,33 @@ def test_the_demo_config_is_the_one_in_configs():
     assert any("1e-4" in note for note in full.notes)  # the departures are stated
 
 
+def test_the_demo_baseline_is_sampled_in_its_own_chat_format(smollm2_dir, tmp_path, monkeypatch):
+    """SmolLM2-Instruct answers in its own ChatML format, ending at its own <|im_end|>, not in
+    limakit's format, where it has never seen the EOT and runs to the token cap."""
+    import limakit.generation as generation
+    from limakit.generation.chat_format import choose_template
+    from limakit.models import load_tokenizer
+    from limakit.run.stages import baseline_stages
+
+    cfg = demo_config(
+        overrides=["sample.decode.template=limakit"]
+    )  # the baseline's own choice wins
+    (base,) = cfg.baselines
+    assert base.template == "auto"
+    assert choose_template(load_tokenizer(base.model), base.template) == "own"
+    got = {}
+
+    def fake_generate(model, prompts, **kw):
+        got.update(kw, model=model)
+        return prompts
+
+    monkeypatch.setattr(generation, "generate_answers", fake_generate)
+    (stage,) = baseline_stages(cfg)
+    stage.run(tmp_path)
+    assert got["model"] == "smollm2-135m" and got["config"].template == "auto"
+    assert got["config"].max_new_tokens == cfg.sample.decode.max_new_tokens
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_resumes(tmp_path, smollm2_dir, capsys):
     out = tmp_path / "run"

@@ -52,8 +52,9 @@ def _config(args):
         ("top_p", "top_p"),
         ("repetition_penalty", "repetition_penalty"),
         ("max_new_tokens", "max_new_tokens"),
+        ("template", "template"),
     ]:
-        value = getattr(args, flag)
+        value = getattr(args, flag, None)  # --template is on generate only
         if value is not None:
             overrides.append(f"{key}={value}")
     return load_config(DecodeConfig, args.config, overrides)
@@ -65,11 +66,19 @@ def register(sub) -> None:
         help="sample answers to a prompt file (LIMA decoding, resumable)",
         description="Sample K answers per prompt with LIMA decoding (top_p 0.9, temperature 0.7, "
         "repetition penalty 1.2 on generated tokens, stop at EOT). Each output line is an Example "
-        "with the answer appended; meta holds sample, model, stop, new_tokens and decoding. A "
-        "rerun skips (id, sample) pairs already in --out.",
+        "with the answer appended; meta holds sample, model, stop, new_tokens, decoding and "
+        "template. A prompt whose user messages follow one another (or a FastChat question with "
+        "several turns) is answered turn by turn, each answer fed back before the next turn; "
+        "meta.turns then lists every generated answer. A rerun skips (id, sample) pairs already "
+        "in --out.",
     )
     p.add_argument("--model", required=True, help="checkpoint folder, alias or hub id")
-    p.add_argument("--prompts", required=True, help="Example JSONL; each ends with a user message")
+    p.add_argument(
+        "--prompts",
+        required=True,
+        help="Example JSONL, each ending with a user message (user messages in a row are turns "
+        "to answer in order), or FastChat questions (question_id, category, turns)",
+    )
     p.add_argument("--out", required=True, help="answers JSONL (appended to and resumed)")
     p.add_argument("--samples", type=int, default=1, help="answers per prompt (default 1)")
     p.add_argument("--seed", type=int, default=0, help="same seed -> same answers")
@@ -86,6 +95,15 @@ def register(sub) -> None:
         choices=["hf", "vllm"],
         default="hf",
         help="hf: built-in continuous batching (CPU/GPU); vllm: needs vLLM installed (GPU)",
+    )
+    p.add_argument(
+        "--template",
+        choices=["auto", "own", "limakit"],
+        default=None,
+        help="chat format: limakit's (limakit checkpoints, base models without a chat template), "
+        "the model's own chat template, stopping at its own end-of-turn tokens (own: an instruct "
+        "baseline), or auto (default: limakit's for a limakit checkpoint or a model without a "
+        "template, the model's own otherwise); recorded in meta.template",
     )
     _decoding_flags(p)
     p.set_defaults(func=run_generate)
@@ -171,11 +189,11 @@ the x-queue-time header (whole responses) and the per-request log line.
 def run_generate(args) -> int:
     from rich.console import Console
 
-    from limakit.example import read_examples
     from limakit.generation import generate_answers
+    from limakit.generation.turns import read_prompts
 
     config = _config(args)
-    prompts = list(read_examples(args.prompts, require_answer=False))
+    prompts = list(read_prompts(args.prompts))
     if args.batch_size < 1:
         from limakit.errors import LimaError
 

@@ -213,7 +213,7 @@ def answer_questions(
     if isinstance(model, (str, os.PathLike)):
         from limakit.generation.batch import load_model
 
-        m, tok, _ = load_model(model, dtype, model_id, device)
+        m, tok, _ = load_model(model, dtype, model_id, device, config.template)
         loaded = (m, tok)
     answers: dict[object, list[str]] = {q["question_id"]: [] for q in todo}
     for turn in range(max(len(q["turns"]) for q in todo)):

@@ -2,7 +2,12 @@
 
 Each output line is an :class:`~limakit.example.Example`: the prompt's id, source and messages with
 the answer appended as the last assistant message, and in ``meta`` the prompt's own meta plus
-``sample``, ``model``, ``stop`` ("eot" or "length"), ``new_tokens`` and ``decoding``.
+``sample``, ``model``, ``stop`` ("eot" or "length"), ``new_tokens``, ``decoding`` and ``template``
+(the chat format sampled in: "limakit" or "own", see :mod:`limakit.generation.chat_format`).
+
+A prompt with several user turns awaiting answers is answered turn by turn
+(:mod:`limakit.generation.turns`): every answer is in ``messages``, ``stop`` and ``new_tokens`` are
+the final answer's, and ``meta.turns`` lists each generated answer.
 
 >>> answers = generate_answers("smollm2-135m", prompts, samples=5, out="answers.jsonl")  # doctest: +SKIP
 """
@@ -14,26 +19,49 @@ import time
 from pathlib import Path
 
 from limakit.errors import LimaError
-from limakit.example import Example, Message
+from limakit.example import Example
 from limakit.faults import crash_point
 from limakit.files import append_jsonl, read_jsonl_records, write_jsonl
 from limakit.generation.config import DecodeConfig
 
 
 def load_model(
-    model, dtype: str = "auto", model_name: str | None = None, device: str | None = "auto"
+    model,
+    dtype: str = "auto",
+    model_name: str | None = None,
+    device: str | None = "auto",
+    template: str = "limakit",
 ):
     """``(model, tokenizer, name)`` from an alias/path (loaded onto ``device``) or an already
-    loaded ``(model, tokenizer)``, which stays where it is."""
+    loaded ``(model, tokenizer)``, which stays where it is.
+
+    ``template`` (auto, own, limakit): a model to be sampled in its own chat format is loaded as it
+    is; otherwise limakit's format (the EOT) is attached to it.
+    """
     if isinstance(model, (str, os.PathLike)):
-        from limakit.models import load
+        from limakit.generation.chat_format import choose_template
+        from limakit.models import load, load_tokenizer
 
         name = model_name or str(model)
+        if template != "limakit" and choose_template(load_tokenizer(str(model)), template) == "own":
+            return (*_load_plain(str(model), dtype, device), name)
         m, tok = load(str(model), dtype, device=device)
         return m, tok, name
     m, tok = model
     name = model_name or getattr(m.config, "_name_or_path", "") or type(m).__name__
     return m, tok, name
+
+
+def _load_plain(path: str, dtype, device):
+    """Model and tokenizer as they are, without limakit's format attached."""
+    from limakit.models import load_model as load_weights
+    from limakit.models import load_tokenizer, parse_dtype, resolve_device
+
+    dev = resolve_device(device)
+    if isinstance(dtype, str):
+        dtype = parse_dtype(dtype, dev)
+    placed = {"device_map": str(dev)} if dev.type != "cpu" else {}
+    return load_weights(path, dtype, **placed), load_tokenizer(path)
 
 
 def context_length(model) -> int:
@@ -49,10 +77,12 @@ def read_done(out: Path) -> dict[tuple[str, int], Example]:
     and the file rewritten without it; a bad line elsewhere is an error naming the line."""
     if not out.exists():
         return {}
+    from limakit.generation.turns import answered_from_dict
+
     done: dict[tuple[str, int], Example] = {}
     for lineno, row in read_jsonl_records(out, resumable=True):
         try:
-            ex = Example.from_dict(row, require_answer=True, empty_answer_ok=True)
+            ex = answered_from_dict(row)
         except ValueError as e:
             raise LimaError(f"{out}:{lineno}: not a generated answer ({e})") from None
         done[(ex.id, int(ex.meta.get("sample", 0)))] = ex
@@ -116,32 +146,55 @@ def generate_answers(
     wanted = {
         "model": model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
     }
-    wanted |= {**config.model_dump(), "seed": seed, "backend": backend}
+    wanted |= {**decoding_of(config), "seed": seed, "backend": backend}
     if not force:  # even with nothing left to do: those answers are not what was asked for
         check_resume(out_path, done.values(), wanted)
     if backend == "vllm":
-        from limakit.generation.vllm_backend import generate_vllm
-
-        new = (
-            generate_vllm(model, todo, seed=seed, config=config, model_name=model_name)
-            if todo
-            else []
-        )
-        if out_path:
-            with open(out_path, "a", encoding="utf-8") as f:
-                for ex in new:
-                    append_jsonl(f, ex.to_dict())
-        done.update({(ex.id, ex.meta["sample"]): ex for ex in new})
+        if todo:
+            _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, force)
         return [done[(p.id, k)] for p in prompts for k in range(samples)]
     if todo:
-        m, tok, name = load_model(model, dtype, model_name, device)
-        if not force:  # the dtype is known now, before anything is generated
-            check_resume(out_path, done.values(), {**wanted, "model": name, "dtype": _dtype(m)})
+        from limakit.generation.chat_format import ChatFormat
+
+        m, tok, name = load_model(model, dtype, model_name, device, config.template)
+        fmt = ChatFormat.choose(tok, config.template, model=m)
+        if not force:  # the dtype and format are known now, before anything is generated
+            known = {"model": name, "dtype": _dtype(m), "template": fmt.name}
+            check_resume(out_path, done.values(), {**wanted, **known})
         from limakit.generation.engine import Engine
 
-        engine = Engine(m, tok, max_batch=batch_size, cuda_graphs=cuda_graphs)
-        done.update(_run(engine, name, todo, seed, config, out_path, progress))
+        engine = Engine(
+            m,
+            tok,
+            max_batch=batch_size,
+            cuda_graphs=cuda_graphs,
+            eot_id=fmt.eot_id,
+            stop_ids=fmt.stop_ids,
+        )
+        done.update(_run(engine, fmt, name, todo, seed, config, out_path, progress))
     return [done[(p.id, k)] for p in prompts for k in range(samples)]
+
+
+def decoding_of(config: DecodeConfig) -> dict:
+    """The decoding settings an answer records (the chat format is recorded apart, resolved)."""
+    return config.model_dump(exclude={"template"})
+
+
+def _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, force) -> None:
+    from limakit.generation.chat_format import choose_template
+    from limakit.generation.vllm_backend import generate_vllm
+    from limakit.models import load_tokenizer
+
+    if isinstance(model, (str, os.PathLike)):  # a loaded pair is refused by generate_vllm
+        template = choose_template(load_tokenizer(str(model)), config.template)
+        if not force:
+            check_resume(out_path, done.values(), {**wanted, "template": template})
+    new = generate_vllm(model, todo, seed=seed, config=config, model_name=model_name)
+    if out_path:
+        with open(out_path, "a", encoding="utf-8") as f:
+            for ex in new:
+                append_jsonl(f, ex.to_dict())
+    done.update({(ex.id, ex.meta["sample"]): ex for ex in new})
 
 
 RESUME_FIELDS = ("model", "seed", "temperature", "top_p", "repetition_penalty", "max_new_tokens")
@@ -154,9 +207,9 @@ def _dtype(model) -> str:
 def check_resume(out: Path | None, done, wanted: dict) -> None:
     """Refuse to add answers made with other settings than those already in ``out``.
 
-    ``wanted`` holds this run's model name, seed and decoding (and backend and dtype when known);
-    a field missing on either side is not compared, except that an answer recording no decoding
-    at all cannot be shown to match.
+    ``wanted`` holds this run's model name, seed and decoding (and backend, dtype and chat format
+    when known); a field missing on either side is not compared, except that an answer recording
+    no decoding at all cannot be shown to match.
     """
     diffs: dict[str, set] = {}
     unknown = 0
@@ -165,9 +218,9 @@ def check_resume(out: Path | None, done, wanted: dict) -> None:
         if not isinstance(recorded, dict):
             unknown += 1
             continue
-        recorded = {**recorded, "model": ex.meta.get("model")}
+        recorded = {**recorded, "model": ex.meta.get("model"), "template": ex.meta.get("template")}
         recorded.setdefault("backend", "hf")
-        for key in (*RESUME_FIELDS, "backend", "dtype"):
+        for key in (*RESUME_FIELDS, "backend", "dtype", "template"):
             old, new = recorded.get(key), wanted.get(key)
             if old is not None and new is not None and old != new:
                 diffs.setdefault(key, set()).add(repr(old))
@@ -185,10 +238,14 @@ def check_resume(out: Path | None, done, wanted: dict) -> None:
 
 
 def _check_prompts(prompts: list[Example]) -> None:
+    from limakit.generation.turns import check_prompt
+
     seen: dict[str, int] = {}
     for i, p in enumerate(prompts, start=1):
-        if not p.messages or p.messages[-1].role != "user":
-            raise LimaError(f"prompt {i} (id {p.id!r}): the last message must be the user's")
+        try:
+            check_prompt(p.messages, empty_answers_ok=True)
+        except ValueError as e:
+            raise LimaError(f"prompt {i} (id {p.id!r}): {e}") from None
         if p.id in seen:
             raise LimaError(
                 f"prompt {i}: duplicate id {p.id!r} (also prompt {seen[p.id]}); ids must be unique"
@@ -196,25 +253,77 @@ def _check_prompts(prompts: list[Example]) -> None:
         seen[p.id] = i
 
 
-def _run(engine, name, todo, seed, config, out_path, progress):
+def _run(engine, fmt, name, todo, seed, config, out_path, progress):
+    """Answer every conversation turn by turn: all first turns in one batched pass, then all
+    second turns, and so on. A conversation is written (and kept by a resumed run) once its
+    last answer is in."""
     import torch
 
+    from limakit.generation.turns import Conversation
+
+    limit = context_length(engine.model)
+    meta = {
+        "model": name,
+        "decoding": {**decoding_of(config), "seed": seed, "dtype": _dtype(engine.model)},
+        "template": fmt.name,
+    }
+    results: dict[tuple[str, int], Example] = {}
+    convs = [Conversation(p, k) for p, k in todo]
+    f = open(out_path, "a", encoding="utf-8") if out_path else None
+
+    def answered(c: Conversation) -> None:
+        if not c.done:
+            return
+        ex = c.example(meta)
+        results[(ex.id, c.sample)] = ex
+        if f:
+            append_jsonl(f, ex.to_dict())  # flushed: a killed run keeps every finished answer
+            crash_point(f"generate:answers:{len(results)}")  # resume tests kill the run here
+
+    try:
+        with torch.inference_mode():
+            rounds = max(len(c.parts) for c in convs)
+            for turn in range(rounds):
+                waiting = [c for c in convs if not c.done]
+                reqs = _requests(engine, fmt, waiting, seed, config, limit, answered)
+                label = "answers" if rounds == 1 else f"answers, turn {turn + 1}/{rounds}"
+                _drive(engine, reqs, progress, label)
+    finally:
+        if f:
+            f.close()
+    return results
+
+
+def _requests(engine, fmt, convs, seed, config, limit, answered) -> list:
+    """One request per conversation for its next answer, longest prompts first."""
     from limakit.generation.engine import Request
     from limakit.generation.sampler import generator_for
-    from limakit.template import render_prompt
 
-    model, tok = engine.model, engine.tokenizer
-    limit = context_length(model)
-    decoding = {**config.model_dump(), "seed": seed, "dtype": _dtype(model)}
+    tok = engine.tokenizer
+    by_key = {(c.prompt.id, c.sample): c for c in convs}
+
+    def finish(req: Request) -> None:
+        p, k = req.tag
+        c = by_key[(p.id, k)]
+        text = tok.decode(req.output_ids, skip_special_tokens=True).strip()
+        c.answer(text, req.finish_reason, len(req.output_ids))
+        answered(c)
+
     reqs = []
-    for p, k in todo:
-        ids = render_prompt(p.messages, tok)
+    for c in convs:
+        ids = fmt.prompt_ids(c.context())
         room = limit - len(ids)
-        if room < 1:
+        if room < 1 and c.turn == 0:  # an error before anything runs
             raise LimaError(
-                f"prompt {p.id!r}: {len(ids)} tokens leave no room to answer "
+                f"prompt {c.prompt.id!r}: {len(ids)} tokens leave no room to answer "
                 f"(the model's context is {limit} tokens)"
             )
+        if room < 1:  # a later turn that outgrew the context: an empty answer, cut by length
+            c.answer("", "length", 0)
+            answered(c)
+            continue
+        # The first answer keeps the stream a one-turn prompt has always had.
+        keys = (c.prompt.id, c.sample) if c.turn == 0 else (c.prompt.id, c.sample, c.turn)
         reqs.append(
             Request(
                 prompt_ids=ids,
@@ -222,53 +331,24 @@ def _run(engine, name, todo, seed, config, out_path, progress):
                 temperature=config.temperature,
                 top_p=config.top_p,
                 repetition_penalty=config.repetition_penalty,
-                generator=generator_for(seed, p.id, k),
-                tag=(p, k),
+                generator=generator_for(seed, *keys),
+                tag=(c.prompt, c.sample),
+                on_finish=finish,
             )
         )
     # Longest prompts first: they cost most, and ordering makes the run reproducible.
     reqs.sort(key=lambda r: -len(r.prompt_ids))
-    results: dict[tuple[str, int], Example] = {}
-    f = open(out_path, "a", encoding="utf-8") if out_path else None
-
-    def finish(req: Request) -> None:
-        p, k = req.tag
-        text = tok.decode(req.output_ids, skip_special_tokens=True).strip()
-        meta = {
-            **p.meta,
-            "sample": k,
-            "model": name,
-            "stop": req.finish_reason,
-            "new_tokens": len(req.output_ids),
-            "decoding": decoding,
-        }
-        ex = Example(
-            messages=[*p.messages, Message("assistant", text)], source=p.source, id=p.id, meta=meta
-        )
-        results[(p.id, k)] = ex
-        if f:
-            append_jsonl(f, ex.to_dict())  # flushed: a killed run keeps every finished answer
-            crash_point(f"generate:answers:{len(results)}")  # resume tests kill the run here
-
-    for r in reqs:
-        r.on_finish = finish
-    try:
-        with torch.inference_mode():
-            _drive(engine, reqs, progress)
-    finally:
-        if f:
-            f.close()
-    return results
+    return reqs
 
 
-def _drive(engine, reqs, progress: bool) -> None:
+def _drive(engine, reqs, progress: bool, label: str = "answers") -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     for r in reqs:
         engine.add(r)
     start = time.perf_counter()
     columns = [
-        TextColumn("answers"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),

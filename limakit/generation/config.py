@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -38,6 +38,13 @@ class DecodeConfig(Config):
         "in this answer; prompt tokens are not penalised. 1.0 turns it off.",
     )
     max_new_tokens: int = Field(2048, ge=1, description="Answers stop here at the latest.")
+    template: Literal["auto", "own", "limakit"] = Field(
+        "auto",
+        description="Chat format of `lima generate`: limakit's (limakit checkpoints, base models "
+        "without a chat template), the model's own chat template (own: e.g. an instruct "
+        "baseline, stopping at its own end-of-turn tokens), or auto (limakit's for a limakit "
+        "checkpoint or a model without a template, the model's own otherwise).",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -34,7 +34,7 @@ import inspect
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -219,6 +219,7 @@ class Engine:
         eot_id: int | None = None,
         prefill_tokens: int | None = None,
         cuda_graphs: bool | None = None,
+        stop_ids: Iterable[int] = (),
     ):
         from limakit.template import Template
 
@@ -239,6 +240,9 @@ class Engine:
         if eot_id is None:
             eot_id = tokenizer.convert_tokens_to_ids(Template.from_tokenizer(tokenizer).eot)
         self.eot_id = int(eot_id)
+        # Every token that ends an answer: the EOT, and the end-of-turn and EOS ids of a model
+        # sampled in its own chat format. Checked on the host, after the step's one device read.
+        self.stop_ids = frozenset({self.eot_id, *(int(i) for i in stop_ids)})
         self.vocab = model.get_output_embeddings().weight.shape[0]
         self.dtype = next(model.parameters()).dtype
         self.waiting: deque[Request] = deque()
@@ -460,8 +464,8 @@ class Engine:
         for j, (row, req, tok) in enumerate(zip(rows, reqs, tokens)):
             if req.cancelled:
                 req.finish_reason = "cancelled"
-            elif tok == self.eot_id:
-                req.finish_reason = "eot"  # the EOT is not part of the answer
+            elif tok in self.stop_ids:
+                req.finish_reason = "eot"  # the EOT (or end of turn) is not part of the answer
                 if j in scores:  # but its log-probability is recorded
                     req.token_logprobs.append(scores[j])
             else:

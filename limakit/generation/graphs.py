@@ -22,14 +22,10 @@ warns once and goes on with eager fixed-shape steps.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import torch
 
 from limakit.models import host_to_device
-
-if TYPE_CHECKING:
-    from limakit.generation.engine import Engine
 
 
 def bucket(n: int, limit: int) -> int:
@@ -46,7 +42,7 @@ class StaticDecode:
 
     span_step = 256
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine):  # a limakit.generation.engine.Engine (which imports this module)
         self.engine = engine
         device = engine.device
         self.ids = torch.zeros(engine.max_batch, 1, dtype=torch.long, device=device)

@@ -1,7 +1,8 @@
 """Optional vLLM backend for ``lima generate/serve --backend vllm`` (machines with a GPU).
 
-vLLM is not a limakit dependency: install it yourself (``pip install vllm``). The checkpoint must
-carry the limakit chat format (``lima train`` saves it), so prompts render the same as in training.
+vLLM is not a limakit dependency: install it yourself (``pip install vllm``). Prompts are rendered
+here, in the chat format :mod:`limakit.generation.chat_format` picks (a limakit checkpoint carries
+limakit's, which ``lima train`` saves), and handed to vLLM as token ids.
 Differences from the built-in engine: vLLM's repetition penalty also counts prompt tokens, and its
 random streams differ, so the same seed gives different (equally valid) samples. The requests it
 builds are tested with a stand-in for vLLM; a real run is tested where vLLM is installed.
@@ -10,7 +11,7 @@ builds are tested with a stand-in for vLLM; a real run is tested where vLLM is i
 from __future__ import annotations
 
 from limakit.errors import LimaError
-from limakit.example import Example, Message
+from limakit.example import Example
 from limakit.generation.config import DecodeConfig
 
 
@@ -23,50 +24,61 @@ def _seed(*keys: object) -> int:
 def generate_vllm(
     model: str, todo: list[tuple[Example, int]], *, seed: int, config: DecodeConfig, model_name=None
 ) -> list[Example]:
-    """Answer ``(prompt, sample)`` pairs with vLLM; returns Examples shaped like the HF backend's."""
+    """Answer ``(prompt, sample)`` pairs with vLLM; returns Examples shaped like the HF backend's.
+
+    Prompts with several user turns are answered turn by turn, one ``generate`` call per turn.
+    """
     try:
-        from vllm import LLM, SamplingParams
+        from vllm import LLM
     except ImportError:
         raise LimaError(
             "--backend vllm needs vLLM installed (pip install vllm; a GPU machine)"
         ) from None
     if not isinstance(model, str):
         raise LimaError("the vLLM backend takes a model folder or alias, not a loaded model")
+    from limakit.generation.chat_format import ChatFormat
+    from limakit.generation.turns import Conversation
     from limakit.models import load_tokenizer, resolve
-    from limakit.template import Template, render_prompt
 
     path = resolve(model)
     tok = load_tokenizer(path)
-    eot = tok.convert_tokens_to_ids(Template.from_tokenizer(tok).eot)
+    fmt = ChatFormat.choose(tok, config.template, generation_config=_generation_config(path))
     llm = LLM(model=path, seed=seed)
-    prompts, params = [], []
-    for p, k in todo:
-        prompts.append({"prompt_token_ids": render_prompt(p.messages, tok)})
-        params.append(
-            SamplingParams(
-                temperature=config.temperature,
-                top_p=config.top_p,
-                repetition_penalty=config.repetition_penalty,
-                max_tokens=config.max_new_tokens,
-                stop_token_ids=[eot],
-                seed=_seed(seed, p.id, k),
-            )
-        )
-    decoding = {**config.model_dump(), "seed": seed, "backend": "vllm"}
-    out = []
-    for (p, k), res in zip(todo, llm.generate(prompts, params)):
-        c = res.outputs[0]
-        meta = {
-            **p.meta,
-            "sample": k,
-            "model": model_name or model,
-            "stop": "eot" if c.finish_reason == "stop" else "length",
-            "new_tokens": len(c.token_ids),
-            "decoding": decoding,
-        }
-        messages = [*p.messages, Message("assistant", c.text.strip())]
-        out.append(Example(messages=messages, source=p.source, id=p.id, meta=meta))
-    return out
+    convs = [Conversation(p, k) for p, k in todo]
+    while waiting := [c for c in convs if not c.done]:
+        prompts = [{"prompt_token_ids": fmt.prompt_ids(c.context())} for c in waiting]
+        params = [_params(config, fmt, seed, c) for c in waiting]
+        for c, res in zip(waiting, llm.generate(prompts, params)):
+            out = res.outputs[0]
+            stop = "eot" if out.finish_reason == "stop" else "length"
+            c.answer(out.text.strip(), stop, len(out.token_ids))
+    decoding = {**config.model_dump(exclude={"template"}), "seed": seed, "backend": "vllm"}
+    meta = {"model": model_name or model, "decoding": decoding, "template": fmt.name}
+    return [c.example(meta) for c in convs]
+
+
+def _generation_config(path: str):
+    try:
+        from transformers import GenerationConfig
+
+        return GenerationConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _params(config: DecodeConfig, fmt, seed: int, c):
+    from vllm import SamplingParams
+
+    # The first answer keeps the stream a one-turn prompt has always had.
+    keys = (seed, c.prompt.id, c.sample) if c.turn == 0 else (seed, c.prompt.id, c.sample, c.turn)
+    return SamplingParams(
+        temperature=config.temperature,
+        top_p=config.top_p,
+        repetition_penalty=config.repetition_penalty,
+        max_tokens=config.max_new_tokens,
+        stop_token_ids=sorted(fmt.stop_ids),
+        seed=_seed(*keys),
+    )
 
 
 def serve_command(

@@ -131,6 +131,12 @@ class Baseline(Config):
     model: str | None = Field(None, description="A model sampled like the fine-tuned one.")
     answers: str | None = Field(None, description="A ready answers file for the same prompts.")
     run: str | None = Field(None, description="Another run directory: its fine-tuned answers.")
+    template: Literal["auto", "own", "limakit"] | None = Field(
+        None,
+        description="Chat format the model is sampled in: its own chat template (own), limakit's, "
+        "or auto (its own when it has one and is not a limakit checkpoint). None: "
+        "sample.decode.template.",
+    )
 
     @field_validator("name")
     @classmethod

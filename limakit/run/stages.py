@@ -248,13 +248,16 @@ def _sample_key(cfg: RunConfig) -> tuple[dict, list[str]]:
     return {"sample": _dump(s) | {"prompts": None}, "prompts": prompts}, []
 
 
-def _generate(cfg: RunConfig, root: Path, model: str, out: Path, name: str) -> int:
+def _generate(
+    cfg: RunConfig, root: Path, model: str, out: Path, name: str, template: str | None = None
+) -> int:
     from limakit.generation import generate_answers
 
     s = cfg.sample
+    decode = s.decode if template is None else s.decode.model_copy(update={"template": template})
     out.parent.mkdir(parents=True, exist_ok=True)
     answers = generate_answers(
-        model, test_prompts(cfg, root), samples=s.samples, seed=s.seed, config=s.decode, out=out,
+        model, test_prompts(cfg, root), samples=s.samples, seed=s.seed, config=decode, out=out,
         batch_size=s.batch_size, model_name=name, dtype=s.dtype, backend=s.backend, device=s.device,
     )  # fmt: skip
     return len(answers)
@@ -280,7 +283,7 @@ def baseline_stages(cfg: RunConfig) -> list[Stage]:
 
         def run(root: Path, b=b, out=out) -> str:
             if b.model is not None:
-                n = _generate(cfg, root, b.model, root / out, b.name)
+                n = _generate(cfg, root, b.model, root / out, b.name, b.template)
                 return f"{n} answers from {b.model} -> {out}"
             src = Path(b.answers) if b.answers else Path(b.run) / "answers" / "model.jsonl"
             rows = list(read_examples(src, require_answer=True))

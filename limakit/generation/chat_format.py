@@ -1,0 +1,173 @@
+"""Which chat format a model is sampled in: limakit's, or the model's own chat template.
+
+limakit's format (:mod:`limakit.template`) is the one its checkpoints are trained in, and the one a
+base model without a chat template is prompted in. A model that carries a chat template of its own
+(an instruct model used as a baseline, say) is sampled through that template instead, and stops at
+its own end-of-turn tokens, as its makers sample it.
+
+``auto`` picks limakit's format for a limakit checkpoint (its template says so) and for a model
+without a chat template, and the model's own otherwise.
+
+Content stays text in both formats: the conversation is rendered once with the messages and once
+with placeholders in their place; the text between placeholders is the template's own, and only the
+special tokens found there are control tokens. A user prompt that spells ``<|im_end|>`` is
+characters, never the end of its turn.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from limakit.errors import LimaError
+from limakit.example import Message
+
+TEMPLATES = ("auto", "own", "limakit")
+# End-of-turn tokens of well-known chat formats, stopped at when the template uses them.
+TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+
+
+def is_limakit(tokenizer) -> bool:
+    """Whether ``tokenizer`` carries limakit's chat format (as a limakit checkpoint's does)."""
+    marker = getattr(tokenizer, "chat_template", None) or ""
+    return isinstance(marker, str) and "limakit" in marker and bool(tokenizer.eos_token)
+
+
+def has_own_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None)) and not is_limakit(tokenizer)
+
+
+def choose_template(tokenizer, choice: str = "auto") -> str:
+    """``"limakit"`` or ``"own"``: the format ``choice`` (auto, own, limakit) means for this model.
+
+    ``own`` on a limakit checkpoint is limakit's format (that is its own); ``own`` on a model
+    without a chat template is an error.
+    """
+    if choice not in TEMPLATES:
+        raise LimaError(f"unknown template {choice!r}; choose one of {', '.join(TEMPLATES)}")
+    if choice == "limakit":
+        return "limakit"
+    if has_own_template(tokenizer):
+        return "own"
+    if choice == "own" and not is_limakit(tokenizer):
+        raise LimaError(
+            "template own: this model has no chat template of its own; use limakit (or auto)"
+        )
+    return "limakit"
+
+
+def _ids(value) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set)):
+        return [int(v) for v in value if v is not None]
+    return [int(value)]
+
+
+def own_stop_ids(tokenizer, model=None, generation_config=None) -> set[int]:
+    """Where a model sampled in its own format stops: its tokenizer's EOS, its generation config's
+    EOS ids, and the end-of-turn token of a known format its template uses (ChatML's ``<|im_end|>``).
+    """
+    ids = set(_ids(tokenizer.eos_token_id))
+    configs = [generation_config]
+    if model is not None:
+        configs += [getattr(model, "generation_config", None), getattr(model, "config", None)]
+    for cfg in configs:
+        if cfg is not None:
+            ids.update(_ids(getattr(cfg, "eos_token_id", None)))
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if isinstance(template, dict):
+        template = " ".join(str(t) for t in template.values())
+    from limakit.template import has_token
+
+    for token in TURN_ENDS:
+        if token in template and has_token(tokenizer, token):
+            ids.add(int(tokenizer.convert_tokens_to_ids(token)))
+    return ids
+
+
+def _placeholder(i: int) -> str:
+    return f"\ue000{i}\ue001"  # private-use characters: no template or tokenizer treats them
+
+
+def own_prompt_ids(messages: list[Message], tokenizer) -> list[int]:
+    """Token ids of ``messages`` in the model's own chat template, ready for the assistant's turn.
+
+    Only the special tokens the template itself writes are control tokens; content is tokenised
+    as text. A template that rewrites contents beyond trimming them cannot be followed this way:
+    when some content spells a special token, that is an error (otherwise the text is tokenised
+    as rendered).
+    """
+    from limakit.template import encode_marked, special_ids
+
+    def apply(contents: list[str]) -> str:
+        chat = [{"role": m.role, "content": c} for m, c in zip(messages, contents)]
+        return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+    text = apply([m.content for m in messages])
+    holders = [_placeholder(i) for i in range(len(messages))]
+    skeleton = apply(holders)
+    pieces = re.split("\ue000\\d+\ue001", skeleton)
+    found = re.findall("\ue000\\d+\ue001", skeleton)
+    contents = None
+    if found == holders:
+        for variant in ([m.content for m in messages], [m.content.strip() for m in messages]):
+            if "".join(p + c for p, c in zip(pieces, [*variant, ""])) == text:
+                contents = variant
+                break
+    special = special_ids(tokenizer)
+    if contents is None:
+        spelled = {tokenizer.convert_ids_to_tokens(i) for i in special}
+        if any(t and t in m.content for m in messages for t in spelled):
+            raise LimaError(
+                "the model's chat template rewrites message contents, and a message spells one of "
+                "its special tokens: it cannot be sampled safely in its own format; use "
+                "--template limakit"
+            )
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    markers: list[tuple[int, str]] = []
+    pos = 0
+    for i, piece in enumerate(pieces):
+        enc = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
+        for tid, (begin, _end) in zip(enc["input_ids"], enc["offset_mapping"]):
+            if tid in special:
+                markers.append((pos + begin, tokenizer.convert_ids_to_tokens(tid)))
+        pos += len(piece) + (len(contents[i]) if i < len(contents) else 0)
+    return encode_marked(tokenizer, text, markers)
+
+
+@dataclass
+class ChatFormat:
+    """How prompts are rendered and where answers stop, for one model and one chosen format."""
+
+    name: str  # "limakit" | "own"
+    tokenizer: object
+    stop_ids: set[int] = field(default_factory=set)
+
+    @classmethod
+    def choose(cls, tokenizer, choice: str = "auto", model=None, generation_config=None):
+        name = choose_template(tokenizer, choice)
+        if name == "own":
+            stops = own_stop_ids(tokenizer, model, generation_config)
+            if not stops:
+                raise LimaError("template own: the model names no end-of-sequence token")
+            return cls(name, tokenizer, stops)
+        from limakit.template import Template, add_eot
+
+        eot = Template.from_tokenizer(tokenizer).eot
+        return cls(name, tokenizer, {add_eot(tokenizer, None, Template(eot=eot))})
+
+    @property
+    def eot_id(self) -> int:
+        """The main stop token (the EOT of limakit's format; the lowest stop id otherwise)."""
+        if self.name == "limakit":
+            return next(iter(self.stop_ids))
+        eos = self.tokenizer.eos_token_id
+        return eos if eos in self.stop_ids else min(self.stop_ids)
+
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
+        if self.name == "own":
+            return own_prompt_ids(messages, self.tokenizer)
+        from limakit.template import render_prompt
+
+        return render_prompt(messages, self.tokenizer)
