@@ -117,7 +117,11 @@ class RateConfig(Config):
 class BacktranslateConfig(Config):
     """Instruction back-translation with self-curation (Li et al. 2023, "Humpback")."""
 
-    seed: str = Field(..., description="Seed pairs (limakit JSONL): instruction and answer.")
+    seed: str | None = Field(
+        None,
+        description="Seed pairs (limakit JSONL): instruction and answer. Required, except in "
+        "`lima run`'s data.backtranslate, where the seed is the run's data (curated or ready).",
+    )
     texts: list[str] = Field(
         ...,
         min_length=1,

@@ -58,6 +58,8 @@ class Loop:
         self.cfg = cfg
         self.root = Path(cfg.out)
         self.log = StepLog(self.root, quiet=not cfg.progress)
+        if cfg.seed is None:
+            raise LimaError("seed: give the seed pairs (--seed SEED.jsonl)")
         seed_path = Path(cfg.seed)
         if not seed_path.is_file():
             raise LimaError(f"{seed_path}: seed pairs not found")

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from limakit.backtranslate.config import BacktranslateConfig
 from limakit.config import (
     Config,
     apply_overrides,
@@ -69,6 +70,12 @@ class DataSection(Config):
         None,
         description="Keep only curated examples whose prompt matches this regex (case-"
         "insensitive), then draw curate.n of them: a homogeneous arm from a mixed pool.",
+    )
+    backtranslate: BacktranslateConfig | None = Field(
+        None,
+        description="Grow the data by instruction back-translation (`lima backtranslate`): the "
+        "curated or ready examples are the seed, and training reads the seed plus the kept "
+        "pairs. Its `seed` and `out` are set by the run; its `train` defaults to the run's.",
     )
 
     @model_validator(mode="after")

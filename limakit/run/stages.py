@@ -118,16 +118,59 @@ def _curate_line(s: dict) -> str:
     )
 
 
+# --- backtranslate ------------------------------------------------------------------------------
+
+
+def training_data(cfg: RunConfig) -> str:
+    """The run file training reads: the data stage's examples, or back-translation's."""
+    return "backtranslate/examples.jsonl" if cfg.data.backtranslate else "data/examples.jsonl"
+
+
+def backtranslate_config(cfg: RunConfig, root: Path | None):
+    """``data.backtranslate`` with the run's seed and folder, and the run's training by default.
+
+    With ``root`` None the paths are run-relative: the form that goes into the stage's key.
+    """
+    bt = cfg.data.backtranslate
+    assert bt is not None
+    base = Path(".") if root is None else root
+    update = {"seed": str(base / "data" / "examples.jsonl"), "out": str(base / "backtranslate")}
+    if "train" not in bt.model_fields_set:
+        update["train"] = cfg.train
+    return bt.model_copy(update=update)
+
+
+def backtranslate_stage(cfg: RunConfig) -> Stage:
+    bt = cfg.data.backtranslate
+    assert bt is not None
+
+    def run(root: Path) -> str:
+        from limakit.backtranslate import backtranslate
+
+        s = backtranslate(backtranslate_config(cfg, root))
+        return (
+            f"{s['augmented']} back-translated pairs kept over {bt.rounds} round(s); "
+            f"{s['examples']} examples -> backtranslate/"
+        )
+
+    keyed = backtranslate_config(cfg, None)
+    inputs = _local([*bt.texts, keyed.train.model, *bt.hygiene.decontaminate.against])
+    return Stage("backtranslate", ["backtranslate"], run, {"backtranslate": _dump(keyed) | {"progress": None}},
+                 inputs=inputs, reads=["data/examples.jsonl"], resumable=True,
+                 help="instruction back-translation: write, rate and keep new pairs")  # fmt: skip
+
+
 # --- train -------------------------------------------------------------------------------------
 
 
 def train_stage(cfg: RunConfig) -> Stage:
-    keyed = cfg.train.model_copy(update={"data": "data/examples.jsonl"})
+    data = training_data(cfg)
+    keyed = cfg.train.model_copy(update={"data": data})
 
     def run(root: Path) -> str:
         out = root / "train"
         resume = (out / "checkpoints").exists()  # a killed run's checkpoints (same key)
-        real = cfg.train.model_copy(update={"data": str(root / "data" / "examples.jsonl")})
+        real = cfg.train.model_copy(update={"data": str(root / data)})
         if cfg.launch:
             path = root / "stages" / "train-config.yaml"
             real.save(path)
@@ -148,7 +191,7 @@ def train_stage(cfg: RunConfig) -> Stage:
 
     config = {"train": _dump(keyed), "launch": cfg.launch}
     return Stage("train", ["train"], run, config, inputs=_local([cfg.train.model]),
-                 reads=["data/examples.jsonl"], resumable=True,
+                 reads=[data], resumable=True,
                  help="fine-tune: EOT template, prompt masking, packing, residual dropout")  # fmt: skip
 
 
@@ -360,5 +403,6 @@ def report_stage(cfg: RunConfig) -> Stage:
 
 
 def stages(cfg: RunConfig) -> list[Stage]:
-    return [data_stage(cfg), train_stage(cfg), select_stage(cfg), sample_stage(cfg),
+    grow = [backtranslate_stage(cfg)] if cfg.data.backtranslate else []
+    return [data_stage(cfg), *grow, train_stage(cfg), select_stage(cfg), sample_stage(cfg),
             *baseline_stages(cfg), judge_stage(cfg), report_stage(cfg)]  # fmt: skip
