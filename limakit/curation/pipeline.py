@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 from limakit.curation.card import CurationSummary, selection_stats, write_card
@@ -23,32 +24,18 @@ from limakit.curation.dedup import Decontaminator, Deduper
 from limakit.curation.draw import CategoryDrawer, ListDrawer, TemperatureDrawer
 from limakit.curation.gather import (
     Funnel,
+    Gathered,
     Pools,
+    SourceContext,
     apply_rules,
     check_inputs,
-    gather_manual,
-    gather_pool,
-    gather_reddit,
-    gather_sni,
-    gather_stackexchange,
-    gather_wikihow,
-    se_example,
+    check_sources,
+    gather,
 )
 from limakit.curation.sampling import allocate
 from limakit.errors import LimaError
 from limakit.example import Example, write_examples
 from limakit.files import atomic_write
-
-# Dedup keeps the first of a pair, so the more trusted sources come first.
-PRIORITY = [
-    "manual",
-    "natural_instructions",
-    "wikihow",
-    "writingprompts",
-    "stackexchange_stem",
-    "stackexchange_other",
-    "pool",
-]
 
 
 def _progress_factory(enabled: bool):
@@ -78,24 +65,6 @@ def _progress_factory(enabled: bool):
     return progress
 
 
-def _bucket_order(pools: dict) -> list[str]:
-    return [b for b in PRIORITY if b in pools] + sorted(b for b in pools if b not in PRIORITY)
-
-
-@dataclass
-class Gathered:
-    """Every source read and passed through its rules, grouped by bucket and group."""
-
-    pools: Pools = field(default_factory=dict)
-    sizes: dict[str, float] = field(default_factory=dict)  # Stack Exchange site sizes
-    tests: list[Example] = field(default_factory=list)  # prompt-only records
-    stats: dict = field(default_factory=dict)
-
-    @property
-    def order(self) -> list[str]:
-        return _bucket_order(self.pools)
-
-
 @dataclass
 class Screen:
     """Dedup and decontamination, shared by the eager sources and the lazy Stack Exchange draws."""
@@ -111,37 +80,24 @@ class Screen:
             self.funnel.reject(ex.source, ex.id, hit[0], hit[1], ex)
         return not hit
 
-    def stack_exchange(self, pair) -> Example | None:
-        """A ranked Stack Exchange pair made into an example, if it passes rules and screen."""
-        ex = se_example(pair, self.cfg)
-        rules = self.cfg.rules_by_source.get("stackexchange", [])
-        if not apply_rules(ex, rules, self.cfg, self.funnel):
-            return None
-        return ex if self.passes(ex) else None
+    def maker(self, ctx: SourceContext):
+        """Raw records of a lazy source made into examples, if they pass rules and screen."""
+        make = ctx.source.maker()
 
+        def made(item) -> Example | None:
+            ex = make(item, ctx)
+            if not apply_rules(ex, ctx.rules, self.cfg, self.funnel):
+                return None
+            return ex if self.passes(ex) else None
 
-def gather(cfg: CurateConfig, funnel: Funnel, progress) -> Gathered:
-    """Read every configured source through its rules."""
-    g = Gathered()
-    if cfg.stackexchange:
-        gather_stackexchange(cfg, g.pools, funnel, g.sizes, progress)
-    if cfg.wikihow:
-        gather_wikihow(cfg, g.pools, funnel)
-    if cfg.reddit:
-        gather_reddit(cfg, g.pools, funnel, g.tests)
-    if cfg.natural_instructions:
-        gather_sni(cfg, g.pools, funnel)
-    if cfg.manual:
-        gather_manual(cfg, g.pools, funnel, g.tests)
-    if cfg.sharegpt or cfg.pool:
-        gather_pool(cfg, g.pools, funnel, g.stats, progress)
-    return g
+        return made
 
 
 def screen(cfg: CurateConfig, g: Gathered, funnel: Funnel) -> tuple[Screen, Pools]:
     """Dedup and decontaminate the eagerly read sources in priority order; the survivors.
 
-    Stack Exchange pairs go through the same screen lazily, when the sampler reaches them.
+    Raw records (Stack Exchange pairs) go through the same screen lazily, when the sampler
+    reaches them.
     """
     near = cfg.dedup.near and not (set(g.pools) == {"pool"} and cfg.select != "lima-rules")
     deduper = Deduper(
@@ -156,7 +112,7 @@ def screen(cfg: CurateConfig, g: Gathered, funnel: Funnel) -> tuple[Screen, Pool
     sc = Screen(cfg, funnel, deduper, decon)
     survivors: Pools = defaultdict(lambda: defaultdict(list))
     for b in g.order:
-        if b.startswith("stackexchange"):
+        if g.lazy(b):
             continue
         for group in sorted(g.pools[b]):
             for ex in g.pools[b][group]:
@@ -195,23 +151,29 @@ def select_from_pool(cfg: CurateConfig, survivors: Pools, funnel: Funnel):
 
 
 def make_drawers(cfg: CurateConfig, g: Gathered, sc: Screen, survivors: Pools) -> dict:
-    """One drawer per bucket, each in the paper's order for that source."""
+    """One drawer per bucket, each in its source's order; a lazy source's raw groups are drawn by
+    temperature (P ~ size^(1/tau)), each record made into an example when reached."""
     drawers = {}
     for b in g.order:
         sub = random.Random(f"{cfg.seed}:{b}")  # per bucket: adding a source changes no other
-        if not b.startswith("stackexchange"):
-            drawers[b] = _drawer(b, survivors[b], cfg, sub)
-        elif sum(len(v) for v in g.pools[b].values()) < cfg.se.examine_all_below:
+        ctx = g.by_bucket[b]
+        if not g.lazy(b):
+            drawers[b] = _drawer(ctx.source.drawer_for(cfg), survivors[b], sub)
+            continue
+        make = sc.maker(ctx)
+        if sum(len(v) for v in g.pools[b].values()) < getattr(ctx.options, "examine_all_below", 0):
             made = {}
-            for site in sorted(g.pools[b]):
-                made[site] = [ex for ex in map(sc.stack_exchange, g.pools[b][site]) if ex]
+            for group in sorted(g.pools[b]):
+                made[group] = [ex for ex in map(make, g.pools[b][group]) if ex]
             drawers[b] = TemperatureDrawer(made, g.sizes, cfg.tau, sub)
         else:
-            drawers[b] = TemperatureDrawer(g.pools[b], g.sizes, cfg.tau, sub, sc.stack_exchange)
+            drawers[b] = TemperatureDrawer(g.pools[b], g.sizes, cfg.tau, sub, make)
     return drawers
 
 
-def sample(cfg: CurateConfig, order: list[str], drawers: dict, funnel: Funnel) -> dict:
+def sample(
+    cfg: CurateConfig, order: list[str], drawers: dict, funnel: Funnel, lazy: Collection[str] = ()
+) -> dict:
     """Draw ``cfg.n`` examples by the bucket quotas; a bucket's shortfall goes to the others."""
     for b in order:
         if b not in cfg.quotas:
@@ -230,7 +192,7 @@ def sample(cfg: CurateConfig, order: list[str], drawers: dict, funnel: Funnel) -
             break
     for b in order:
         left = drawers[b].remaining
-        if b.startswith("stackexchange") and left:
+        if b in lazy and left:
             funnel.notes.append(
                 f"{b}: {left} ranked pairs were not examined (the sample was full before "
                 "the sampler reached them); rules ran on the examined ones only"
@@ -245,10 +207,7 @@ def summarise(
     chosen = [ex for b in order for ex in picked_by[b]]
     if len(chosen) < cfg.n:
         funnel.notes.append(f"asked for n={cfg.n} but only {len(chosen)} examples passed the rules")
-    eligible = {
-        b: len(picked_by[b]) + (0 if b.startswith("stackexchange") else drawers[b].remaining)
-        for b in order
-    }
+    eligible = {b: len(picked_by[b]) + (0 if g.lazy(b) else drawers[b].remaining) for b in order}
     if pool_size:
         eligible["pool"] = pool_size  # the selector's order holds at most n of them
     return CurationSummary(
@@ -269,15 +228,6 @@ def summarise(
     )
 
 
-def _check_sources(cfg: CurateConfig) -> None:
-    given = [cfg.stackexchange, cfg.wikihow, cfg.reddit, cfg.natural_instructions, cfg.manual]
-    if not any([*given, cfg.sharegpt, cfg.pool]):
-        raise LimaError(
-            "no source given: set at least one of stackexchange, wikihow, reddit, "
-            "natural_instructions, manual, sharegpt, pool"
-        )
-
-
 def curate(config: CurateConfig) -> CurationSummary:
     """gather -> rules -> dedup/decontaminate -> split -> select -> sample -> write.
 
@@ -285,7 +235,7 @@ def curate(config: CurateConfig) -> CurationSummary:
     """
 
     cfg = config
-    _check_sources(cfg)
+    check_sources(cfg)
     out = Path(cfg.out)
     check_inputs(cfg)  # an empty input file stops here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -296,7 +246,7 @@ def curate(config: CurateConfig) -> CurationSummary:
         dev = split_dev(cfg, survivors)
         selection, pool_items = select_from_pool(cfg, survivors, funnel)
         drawers = make_drawers(cfg, g, sc, survivors)
-        picked_by = sample(cfg, g.order, drawers, funnel)
+        picked_by = sample(cfg, g.order, drawers, funnel, {b for b in g.order if g.lazy(b)})
         chosen = [ex for b in g.order for ex in picked_by[b]]
         summary = summarise(cfg, g, funnel, drawers, picked_by, dev, len(pool_items))
         write_examples(out / "examples.jsonl", chosen)
@@ -329,14 +279,15 @@ def _decon_hit(decon, ex: Example, cfg: CurateConfig) -> tuple[str, str] | None:
     return ("decontamination", reason) if reason else None
 
 
-def _drawer(bucket: str, groups: dict[str, list[Example]], cfg: CurateConfig, rng: random.Random):
-    """Each non-Stack-Exchange bucket's paper order."""
-    if bucket == "wikihow":
+def _drawer(kind: str, groups: dict[str, list[Example]], rng: random.Random):
+    """An eager bucket's drawer: ``categories`` (a category uniformly, then an article: wikiHow),
+    ``ranked`` (the reader's order, or the selector's) or ``shuffled`` (seeded)."""
+    if kind == "categories":
         return CategoryDrawer(groups, rng)
     items = [ex for g in sorted(groups) for ex in groups[g]]
-    if bucket == "writingprompts":
-        return ListDrawer(items)  # already ranked by prompt score (top-voted first)
-    if bucket == "pool" and cfg.select != "lima-rules":
-        return ListDrawer(items)  # already in the selector's order (see curation.select)
+    if kind == "ranked":
+        return ListDrawer(items)
+    if kind != "shuffled":
+        raise LimaError(f"unknown drawer {kind!r} (known: shuffled, ranked, categories)")
     rng.shuffle(items)
     return ListDrawer(items)

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from limakit.config import Config
 from limakit.example import Example
+from limakit.sources.se_source import META_SITE
 
 FIRST_PERSON = ["I", "I'm", "I've", "I'd", "I'll", "me", "my", "mine", "myself"]
 META_PHRASES = [
@@ -205,25 +206,10 @@ RULES: dict[str, Rule] = {
     "meta_reference": meta_reference,
 }
 
-# Which rules each source gets by default: the paper filters Stack Exchange hardest; other
-# sources were chosen for their quality, so they get hygiene only.
-DEFAULT_RULES: dict[str, list[str]] = {
-    "stackexchange": list(RULES),
-    "wikihow": ["empty", "encoding"],
-    "writingprompts": ["empty", "encoding"],
-    "natural_instructions": ["empty", "encoding"],
-    "manual": ["empty", "encoding"],
-    "pool": ["empty", "encoding", "answer_length", "first_person", "meta_reference"],
-    "hygiene": ["empty", "encoding"],
-}
-
-
 # Rules decided for a whole Stack Exchange site before any of it is read; the funnel counts one
-# rejection per site (``rejected.jsonl`` names the site and its archive or folder).
-SITE_RULES: dict[str, str] = {
-    "meta_site": "a meta site, about the site itself (policy, scope, bugs), not a Q&A exchange; "
-    "se.include_meta=true reads it",
-}
+# rejection per site (``rejected.jsonl`` names the site and its archive or folder). Which rules
+# each source gets by default is part of its registration (limakit.sources.registry).
+SITE_RULES: dict[str, str] = {"meta_site": META_SITE}
 
 
 def check(ex: Example, names: list[str], cfg: RulesConfig) -> tuple[str, str] | None:

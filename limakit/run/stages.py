@@ -20,6 +20,7 @@ from limakit.example import Example, read_examples, write_examples
 from limakit.files import read_json, read_jsonl_records, write_json
 from limakit.pipeline import Stage
 from limakit.run.config import RunConfig
+from limakit.sources.registry import input_paths
 
 
 def _local(paths: list[str | None]) -> list[str]:
@@ -69,9 +70,8 @@ def data_stage(cfg: RunConfig) -> Stage:
 
     cur = d.curate
     assert cur is not None
-    sources = [*cur.stackexchange, *cur.wikihow, *cur.reddit, *cur.natural_instructions,
-               *cur.manual, *cur.sharegpt, *cur.pool, *cur.decontaminate.against,
-               cur.se.site_groups]  # fmt: skip
+    # every registered source's inputs (and the files its options name), then the eval prompts
+    sources = [*input_paths(cur), *cur.decontaminate.against]
 
     def curate_data(root: Path) -> str:
         from limakit.curation import curate

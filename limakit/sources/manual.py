@@ -16,6 +16,7 @@ import yaml
 
 from limakit.errors import LimaError
 from limakit.example import Example, read_examples
+from limakit.sources.registry import TestPrompt
 
 
 def read_manual(path: str | os.PathLike) -> Iterator[Example]:
@@ -47,3 +48,10 @@ def read_manual(path: str | os.PathLike) -> Iterator[Example]:
         if ex.source == "unknown":
             ex.source = "manual"
         yield ex
+
+
+def candidates(paths: list[str], ctx):
+    """The registered source's reader: examples, and prompts without answers as test prompts."""
+    for path in paths:
+        for ex in read_manual(path):
+            yield ex if ex.answer is not None else TestPrompt(ex, counted=True)

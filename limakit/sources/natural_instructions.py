@@ -15,9 +15,13 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import Field
+
+from limakit.config import Config
 from limakit.errors import LimaError
 from limakit.example import Example, Message
 from limakit.files import open_input, parse_json
+from limakit.sources.registry import Candidate, Rejection
 
 # Categories whose outputs are free text rather than a label, span or yes/no.
 GENERATION_CATEGORIES = [
@@ -110,3 +114,33 @@ def read_tasks(root: str | os.PathLike, *, seed: int = 0) -> Iterator[Example]:
                 "where": str(path),
             },
         )
+
+
+class NaturalInstructionsConfig(Config):
+    """Super-NaturalInstructions task selection."""
+
+    generation_only: bool = Field(True, description="Keep only generation-task categories.")
+    categories: list[str] | None = Field(
+        None, description="Categories counted as generation (default: the built-in list)."
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["English"], description="Task input languages kept (empty: all)."
+    )
+
+
+def candidates(paths: list[str], ctx):
+    """The registered source's reader: one example per task; tasks outside the wanted categories
+    or languages are rejected here."""
+    opts = ctx.options
+    wanted = set(opts.categories or GENERATION_CATEGORIES)
+    languages = set(opts.languages)
+    for root in paths:
+        for ex in read_tasks(root, seed=ctx.cfg.seed):
+            cats = ex.meta["categories"]
+            if opts.generation_only and not wanted & set(cats):
+                reason = f"categories {cats} are not generation tasks"
+                yield Rejection(ex.id, "not_generation", reason, ex)
+            elif languages and ex.meta["language"] and ex.meta["language"] not in languages:
+                yield Rejection(ex.id, "language", f"input language {ex.meta['language']}", ex)
+            else:
+                yield Candidate(ex, group="tasks")

@@ -21,9 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import Field
+
+from limakit.config import Config
 from limakit.errors import LimaError
 from limakit.example import Example, Message
 from limakit.files import parse_jsonl_lines
+from limakit.sources.registry import Candidate, Group, Note, Read, Rejection, TestPrompt
 
 _TAG = re.compile(r"^\s*(\[[^\]]{1,12}\]\s*|\([A-Za-z]{1,4}\)\s*)+")
 _URL = re.compile(r"https?://|www\.", re.I)
@@ -272,3 +276,38 @@ def _ask_problem(title: str) -> str | None:
     if not title.rstrip().endswith("?"):
         return "not a question"
     return None
+
+
+class RedditConfig(Config):
+    """Reddit (Pushshift) reading."""
+
+    tags: list[str] = Field(
+        default_factory=lambda: ["WP"], description="WritingPrompts title tags kept."
+    )
+    pool: int = Field(1000, description="Keep stories for at most this many best-scored prompts.")
+    min_story_score: int = Field(0, description="Best story comment must score >= this.")
+    test_prompts: int = Field(70, description="AskReddit titles kept as test prompts.")
+
+
+def candidates(paths: list[str], ctx):
+    """The registered source's reader: ranked WritingPrompts pairs, AskReddit test prompts."""
+    opts = ctx.options
+    scan = scan_reddit(
+        paths,
+        pool=opts.pool,
+        test_prompts=opts.test_prompts,
+        tags=tuple(opts.tags),
+        min_story_score=opts.min_story_score,
+    )
+    for rid, rule, reason, meta in scan.rejected:
+        yield Rejection(rid, rule, reason, meta=meta, source="writingprompts", counted=False)
+    for kind, n in sorted(scan.skipped.items()):
+        yield Note(f"Reddit: {n} {kind} not used")
+    if scan.beyond_pool:
+        yield Note(f"Reddit: {scan.beyond_pool} prompts below the top {opts.pool} not examined")
+    yield Read(scan.eligible + len(scan.rejected))
+    yield Group("writingprompts", "writingprompts", [])  # the bucket, even when all are rejected
+    for ex in scan.pairs:
+        yield Candidate(ex, group="writingprompts", counted=False)
+    for ex in scan.test_prompts:
+        yield TestPrompt(ex)

@@ -26,6 +26,8 @@ import ijson
 from limakit.converters import SHAREGPT_ROLES, from_sharegpt
 from limakit.errors import LimaError
 from limakit.example import Example, Message
+from limakit.formats import ReadReport, Rejects, read_any
+from limakit.sources.registry import Candidate, Group, Note, Rejection, Stat
 
 CHUNK = 1 << 16
 _BOM = codecs.BOM_UTF8
@@ -196,3 +198,63 @@ def _first_pair(obj: dict) -> list[Message] | str:
     if turns[1].role != "assistant":
         return "the first user turn has no assistant reply"
     return turns[:2]
+
+
+# --- the registered sources ``sharegpt`` and ``pool`` (both fill the bucket ``pool``) -----------
+
+
+def candidates(paths: list[str], ctx):
+    """ShareGPT lists: one candidate per conversation; a record of the wrong shape is rejected."""
+    yield Group("pool", "pool", [])
+    for path in paths:
+        stream = ShareGPTStream(path)
+        with contextlib.ExitStack() as stack:
+            advance = None
+            if str(path) != "packaged" and Path(path).is_file():
+                size = Path(path).stat().st_size
+                advance = stack.enter_context(ctx.progress(f"ShareGPT {Path(path).name}", size))
+            seen = 0
+            for item in stream.examples(turns=ctx.cfg.sharegpt_turns):
+                if advance is not None and stream.bytes_read != seen:
+                    advance(stream.bytes_read - seen)
+                    seen = stream.bytes_read
+                if isinstance(item, tuple):
+                    rid, reason = f"sharegpt-{item[0]}", item[1]
+                    yield Rejection(rid, "conversation_shape", reason, source="sharegpt")
+                else:
+                    yield Candidate(item, group="pool")
+        if stream.complete == 0 and not stream.truncated:
+            raise LimaError(f"{stream.name}: the JSON list holds no conversation")
+        yield Stat(
+            "sharegpt",
+            {"file": stream.name, "complete": stream.complete, "truncated": stream.truncated},
+        )
+        if stream.truncated:
+            yield Note(
+                f"ShareGPT {stream.name}: the JSON list is cut off; read its {stream.complete} "
+                "complete conversations and stopped at the break"
+            )
+
+
+class PoolRejects(Rejects):
+    """``skip_invalid``: a pool record that breaks the format rules is a funnel rejection
+    (rule ``invalid_record``, with where, why and the record in ``rejected.jsonl``), not a stop."""
+
+    def __init__(self, emit) -> None:
+        self.emit = emit
+
+    def add(self, where: str, reason: str, record) -> None:
+        meta = {"where": where, "record": record}
+        self.emit(Rejection(where, "invalid_record", reason, meta=meta, source="pool"))
+
+
+def pool_candidates(paths: list[str], ctx):
+    """Pools in any format ``lima convert`` reads: one candidate per example."""
+    yield Group("pool", "pool", [])
+    rejects = PoolRejects(ctx.emit) if ctx.cfg.skip_invalid else None
+    for path in paths:
+        report = ReadReport()
+        for ex in read_any(path, require_answer=True, report=report, rejects=rejects):
+            yield Candidate(ex, group="pool")
+        if report.unmapped_line():
+            yield Note(f"{path}: {report.unmapped_line()}")

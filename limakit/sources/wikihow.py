@@ -27,9 +27,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import Field
+
+from limakit.config import Config
 from limakit.errors import LimaError
 from limakit.example import Example, Message
 from limakit.files import read_jsonl_records
+from limakit.sources.registry import Candidate
 
 UNCATEGORISED = "uncategorised"
 ROLES = ("title", "text", "step", "heading", "category")
@@ -223,3 +227,26 @@ def _step(heading: str, paragraph: str) -> str:
 
 def _numbered(steps: list[str]) -> str:
     return "\n".join(f"{i}. {s}" for i, s in enumerate((s for s in steps if s), start=1))
+
+
+class WikiHowConfig(Config):
+    """wikiHow reading: which columns of the file hold what (see limakit.sources.wikihow)."""
+
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Role -> column name in your CSV (or key in your JSONL); roles: title (the "
+        "prompt), text (a whole article per row), step and heading (one step per row, rows "
+        "grouped by title), category. Empty: the layout is read from the header "
+        "(headline,title,text; title,heading,paragraph; title,result).",
+    )
+    add_how_to: bool = Field(
+        True, description="Put 'How to ' in front of titles that lack it (title,result has none)."
+    )
+
+
+def candidates(paths: list[str], ctx) -> Iterator[Candidate]:
+    """The registered source's reader: every article, grouped by its category."""
+    opts = ctx.options
+    for path in paths:
+        for ex in read_wikihow(path, columns=opts.columns, add_how_to=opts.add_how_to):
+            yield Candidate(ex, group=ex.meta["category"])
