@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -156,9 +157,16 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
 
     path = resolve(name)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise LimaError(f"cannot load tokenizer of {name!r}: {e}") from None
+    if os.path.isdir(path):  # a checkpoint saved with its template file carries it whole
+        from limakit.template import carry, read_template
+
+        template = read_template(path)
+        if template is not None:
+            carry(tokenizer, template)
+    return tokenizer
 
 
 def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, **kwargs):
@@ -211,6 +219,113 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     return device
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """Where a stage runs: the resolved device, and the dtype name ("auto" decided for it)."""
+
+    device: torch.device
+    dtype_name: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return parse_dtype(self.dtype_name, self.device)
+
+
+def resolve_runtime(
+    device: torch.device | str | None = "auto", dtype: torch.dtype | str = "auto"
+) -> Runtime:
+    """The device and dtype a stage runs with, decided once at its entry (see :func:`resolve_device`
+    and :func:`parse_dtype`); an unknown device or dtype fails here, before any work."""
+    resolved = resolve_device(device)
+    if isinstance(dtype, torch.dtype):
+        return Runtime(resolved, str(dtype).split(".")[-1])
+    name = auto_dtype_name(dtype, resolved)
+    parse_dtype(name, resolved)  # an unknown name is an error now
+    return Runtime(resolved, name)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to run, with every runtime fact about it decided once.
+
+    ``template`` is limakit's chat format as attached (None when the model is used in its own
+    chat format); ``eot_id`` its end-of-turn id (None without a template). ``model`` is None for
+    a loader that reads only the tokenizer and template (a backend that loads its own weights).
+    """
+
+    model: Any
+    tokenizer: Any
+    template: Any  # limakit.template.Template | None
+    eot_id: int | None
+    device: torch.device
+    dtype: torch.dtype
+    name: str = ""
+
+    @classmethod
+    def of(cls, model, tokenizer, template: Any = "limakit", name: str | None = None):
+        """An already loaded ``(model, tokenizer)``, where it is: its device and dtype are read
+        from its weights. ``template``: a Template, "limakit" (the one the tokenizer carries,
+        EOT added to the tokenizer if missing), "auto"/"own" (see ``choose_template``), or None
+        (no format decided: no template, no EOT id)."""
+        from limakit.template import add_eot
+
+        first = next(model.parameters())
+        name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        chosen = _chosen_template(tokenizer, template)
+        eot_id = None if chosen is None else add_eot(tokenizer, None, chosen)
+        return cls(model, tokenizer, chosen, eot_id, first.device, first.dtype, name)
+
+    @property
+    def pair(self) -> tuple[Any, Any]:
+        return self.model, self.tokenizer
+
+
+def _chosen_template(tokenizer, template):
+    """The Template a loader attaches, or None for a model used as it is."""
+    from limakit.template import Template, choose_template
+
+    if template is None or isinstance(template, Template):
+        return template
+    if template != "limakit" and choose_template(tokenizer, template) == "own":
+        return None
+    return Template.from_tokenizer(tokenizer)
+
+
+def load_model_for(
+    name: str = DEFAULT_MODEL,
+    device: torch.device | str | None = "auto",
+    dtype: torch.dtype | str = "auto",
+    template: Any = "limakit",
+    *,
+    weights: bool = True,
+    eot_init: str = "mean",
+    **model_kwargs,
+) -> LoadedModel:
+    """Load ``name`` once, with its runtime decided: the device and dtype resolved here (the
+    weights go straight there), the chat format attached and its EOT id looked up.
+
+    ``template``: "limakit" (default: the template the checkpoint carries, or the default one for
+    a base model), a :class:`~limakit.template.Template`, or "auto"/"own" (a model with a chat
+    template of its own is then loaded as it is, without limakit's format). ``weights=False``
+    reads the tokenizer and template only (``model`` is None).
+    """
+    from limakit.template import add_eot, attach
+
+    runtime = resolve_runtime(device, dtype)
+    tokenizer = load_tokenizer(name)
+    chosen = _chosen_template(tokenizer, template or "limakit")
+    model = None
+    if weights:
+        placed = {"device_map": str(runtime.device)} if runtime.device.type != "cpu" else {}
+        model = load_model(name, runtime.dtype, **placed, **model_kwargs)
+    eot_id = None
+    if chosen is not None and model is not None:
+        eot_id = attach(tokenizer, model, chosen, eot_init=eot_init)
+    elif chosen is not None:
+        eot_id = add_eot(tokenizer, None, chosen)
+    return LoadedModel(model, tokenizer, chosen, eot_id, runtime.device, runtime.dtype, str(name))
+
+
 def load(
     name: str = DEFAULT_MODEL,
     dtype: torch.dtype | str = torch.float32,
@@ -220,18 +335,10 @@ def load(
     """Model and tokenizer with the limakit chat format attached (EOT added if missing).
 
     The weights are loaded straight onto ``device`` ("auto": CUDA when present); a dtype of
-    "auto" is bf16 where that device multiplies bf16 at full speed, else float32.
+    "auto" is bf16 where that device multiplies bf16 at full speed, else float32. The pair form
+    of :func:`load_model_for`, which returns everything decided about the model.
     """
-    from limakit.template import Template, attach
-
-    device = resolve_device(device)
-    if isinstance(dtype, str):
-        dtype = parse_dtype(dtype, device)
-    tokenizer = load_tokenizer(name)
-    model = load_model(name, dtype, **({"device_map": str(device)} if device.type != "cpu" else {}))
-    template = template or Template.from_tokenizer(tokenizer)
-    attach(tokenizer, model, template)
-    return model, tokenizer
+    return load_model_for(name, device, dtype, template or "limakit").pair
 
 
 def bf16_is_fast(device: torch.device | str = "cpu") -> bool:

@@ -13,12 +13,19 @@ and on role headers, and equal the ids on assistant contents and their EOT. Labe
 :func:`attach` adds the EOT to a tokenizer and model and stores this same format as the tokenizer's
 ``chat_template`` (with the EOT as its ``eos_token`` and the model's generation EOS), so a saved
 checkpoint reproduces the training format in plain transformers, vLLM or ``lima chat``.
+
+The whole template (EOT and role headers) also travels beside the weights, in
+``limakit_template.json``: :func:`save_tokenizer` writes it with the tokenizer and
+:func:`read_template` reads it back. A checkpoint saved before that file existed is still
+recognised by the marker in its ``chat_template`` (only its EOT is known then).
 """
 
 from __future__ import annotations
 
+import json
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -28,6 +35,9 @@ from limakit.example import Example, Message
 
 IGNORE = -100
 TrainOn = Literal["assistant", "last", "all"]
+TEMPLATE_FILE = "limakit_template.json"  # the template, saved beside a checkpoint's weights
+TEMPLATE_VERSION = 1
+TEMPLATES = ("auto", "own", "limakit")
 
 
 @dataclass(frozen=True)
@@ -45,11 +55,123 @@ class Template:
 
     @classmethod
     def from_tokenizer(cls, tokenizer, default_eot: str = "<|eot|>") -> Template:
-        """The template a limakit checkpoint's tokenizer carries (its EOS is the EOT)."""
-        marker = getattr(tokenizer, "chat_template", None) or ""
-        if "limakit" in marker and tokenizer.eos_token:
+        """The template ``tokenizer`` carries: the one attached to it or read with it from a
+        checkpoint's template file (whole); else, for a checkpoint saved without that file, the
+        EOT its limakit chat template names (its EOS), with the default headers."""
+        known = carried(tokenizer)
+        if known is not None:
+            return known
+        if _has_marker(tokenizer):
             return cls(eot=tokenizer.eos_token)
         return cls(eot=default_eot)
+
+    def token_id(self, tokenizer) -> int:
+        """The EOT's id in ``tokenizer`` (which must already have it)."""
+        return int(tokenizer.convert_tokens_to_ids(self.eot))
+
+    def to_dict(self) -> dict:
+        return {"version": TEMPLATE_VERSION, "eot": self.eot, "headers": dict(self.headers)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Template:
+        version = data.get("version")
+        if version != TEMPLATE_VERSION:
+            raise LimaError(
+                f"template file version {version!r}; this limakit reads version {TEMPLATE_VERSION}"
+            )
+        headers = data.get("headers")
+        if not isinstance(data.get("eot"), str) or not isinstance(headers, dict):
+            raise LimaError("template file: needs an 'eot' string and a 'headers' table")
+        missing = {"system", "user", "assistant"} - set(headers)
+        if missing:
+            raise LimaError(f"template file: no header for {', '.join(sorted(missing))}")
+        return cls(eot=data["eot"], headers={k: str(v) for k, v in headers.items()})
+
+
+# The template each tokenizer was given by :func:`attach` or read with from a checkpoint.
+_CARRIED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def carried(tokenizer) -> Template | None:
+    """The whole template ``tokenizer`` is known to carry, or None."""
+    try:
+        return _CARRIED.get(tokenizer)
+    except TypeError:  # a tokenizer that cannot be weakly referenced carries none
+        return None
+
+
+def carry(tokenizer, template: Template) -> None:
+    """Record that ``tokenizer`` speaks ``template`` (saved with it by :func:`save_tokenizer`)."""
+    try:
+        _CARRIED[tokenizer] = template
+    except TypeError:
+        pass
+
+
+def _has_marker(tokenizer) -> bool:
+    marker = getattr(tokenizer, "chat_template", None) or ""
+    return isinstance(marker, str) and "limakit" in marker and bool(tokenizer.eos_token)
+
+
+def is_limakit(tokenizer) -> bool:
+    """Whether ``tokenizer`` carries limakit's chat format (as a limakit checkpoint's does)."""
+    return carried(tokenizer) is not None or _has_marker(tokenizer)
+
+
+def has_own_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None)) and not is_limakit(tokenizer)
+
+
+def choose_template(tokenizer, choice: str = "auto") -> str:
+    """``"limakit"`` or ``"own"``: the format ``choice`` (auto, own, limakit) means for this model.
+
+    ``own`` on a limakit checkpoint is limakit's format (that is its own); ``own`` on a model
+    without a chat template is an error.
+    """
+    if choice not in TEMPLATES:
+        raise LimaError(f"unknown template {choice!r}; choose one of {', '.join(TEMPLATES)}")
+    if choice == "limakit":
+        return "limakit"
+    if has_own_template(tokenizer):
+        return "own"
+    if choice == "own" and not is_limakit(tokenizer):
+        raise LimaError(
+            "template own: this model has no chat template of its own; use limakit (or auto)"
+        )
+    return "limakit"
+
+
+def save_template(folder: str | Path, template: Template) -> Path:
+    """Write ``template`` to ``folder/limakit_template.json``; returns the file."""
+    path = Path(folder) / TEMPLATE_FILE
+    path.write_text(json.dumps(template.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_template(folder: str | Path) -> Template | None:
+    """The template saved in ``folder``, or None when it has no template file (an older
+    checkpoint, or not a limakit one)."""
+    path = Path(folder) / TEMPLATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise LimaError(f"{path}: unreadable template file ({e})") from None
+    if not isinstance(data, dict):
+        raise LimaError(f"{path}: a template file holds one JSON object")
+    try:
+        return Template.from_dict(data)
+    except LimaError as e:
+        raise LimaError(f"{path}: {e}") from None
+
+
+def save_tokenizer(tokenizer, folder: str | Path) -> None:
+    """``tokenizer.save_pretrained(folder)``, plus the template file when it carries one."""
+    tokenizer.save_pretrained(folder)
+    template = carried(tokenizer)
+    if template is not None:
+        save_template(folder, template)
 
 
 @dataclass
@@ -343,10 +465,12 @@ def attach(tokenizer, model=None, template: Template | None = None, eot_init: st
     """Make ``tokenizer`` (and ``model``) speak the limakit format; returns the EOT id.
 
     Adds the EOT, stores the Jinja ``chat_template``, makes the EOT the tokenizer's EOS and the
-    model's generation EOS, and gives the tokenizer a pad token if it has none.
+    model's generation EOS, and gives the tokenizer a pad token if it has none. The tokenizer
+    then carries the whole template: :func:`save_tokenizer` writes it beside the checkpoint.
     """
     template = template or Template()
     eot_id = add_eot(tokenizer, model, template, init=eot_init)
+    carry(tokenizer, template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or template.eot
     tokenizer.chat_template = chat_template(tokenizer, template)

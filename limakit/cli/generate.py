@@ -226,12 +226,11 @@ def run_generate(args) -> int:
 
 def run_chat(args) -> int:
     from limakit.generation.chat import chat_loop
-    from limakit.models import load
+    from limakit.models import load_model_for
 
-    model, tok = load(args.model, args.dtype, device=args.device)
+    loaded = load_model_for(args.model, args.device, args.dtype)
     chat_loop(
-        model,
-        tok,
+        loaded,
         config=_config(args),
         system=args.system,
         seed=args.seed,
@@ -247,14 +246,13 @@ def run_serve(args) -> int:
 
     from limakit.errors import LimaError
     from limakit.generation.server import create_app
-    from limakit.models import load
+    from limakit.models import load_model_for
 
     if args.max_body_mb <= 0:
         raise LimaError(f"--max-body-mb must be positive (got {args.max_body_mb})")
-    model, tok = load(args.model, args.dtype, device=args.device)
+    loaded = load_model_for(args.model, args.device, args.dtype)
     app = create_app(
-        model,
-        tok,
+        loaded,
         model_name=args.model_name or args.model,
         api_key=args.api_key,
         config=_config(args),

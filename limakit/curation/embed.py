@@ -82,22 +82,24 @@ class Embedder:
         dtype: str = "auto",
         max_tokens: int = 128,
         batch_size: int = 128,
+        runtime=None,
     ) -> None:
+        """``runtime``: the device and dtype already resolved by the caller
+        (:func:`limakit.models.resolve_runtime`); otherwise ``device`` and ``dtype`` are."""
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        from limakit.models import auto_dtype_name, parse_dtype, resolve_device
+        from limakit.models import resolve_runtime
 
         hf_logging.disable_progress_bar()
         path = resolve_embedder(name)
-        self.device = resolve_device(device)
-        self.dtype_name = auto_dtype_name(dtype, self.device)
+        runtime = runtime or resolve_runtime(device, dtype)
+        self.device = runtime.device
+        self.dtype_name = runtime.dtype_name
         try:
             self.tok = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModel.from_pretrained(
-                path, dtype=parse_dtype(self.dtype_name, self.device)
-            )
+            self.model = AutoModel.from_pretrained(path, dtype=runtime.dtype)
         except OSError as e:
             raise LimaError(f"cannot load embedder {name!r}: {e}") from None
         self.model.to(self.device).eval()

@@ -134,8 +134,12 @@ def judge_scores(
     return scores, report
 
 
-def ifd_pair(ex: Example, tok, template, max_tokens: int) -> tuple[list[int], list[int], int]:
+def ifd_pair(
+    ex: Example, tok, template, max_tokens: int, eot_id: int | None = None
+) -> tuple[list[int], list[int], int]:
     """(ids with the prompt, ids without it, number of answer tokens scored at the end of both).
+
+    ``eot_id``: the template's EOT id, as the loader looked it up (looked up here if None).
 
     Both sequences end in the same answer tokens (the last assistant turn, without its EOT, cut to
     ``max_tokens // 2``); with the prompt they follow the whole conversation before it (trimmed from
@@ -146,7 +150,7 @@ def ifd_pair(ex: Example, tok, template, max_tokens: int) -> tuple[list[int], li
     r = render(ex, tok, template, max_len=10**9, train_on="last")
     first = next((t for t, lab in enumerate(r.labels) if lab != IGNORE), len(r.labels))
     targets = r.input_ids[first:]
-    eot = tok.convert_tokens_to_ids(template.eot)
+    eot = template.token_id(tok) if eot_id is None else eot_id
     if targets and targets[-1] == eot:
         targets = targets[:-1]
     targets = targets[: max_tokens // 2]
@@ -188,6 +192,14 @@ def answer_losses(model, seqs: list[list[int]], n_targets: list[int], pad_id: in
     return out
 
 
+def _loaded_parts(loaded) -> tuple[Any, Any, Any, int | None]:
+    """(model, tokenizer, template, EOT id) of a LoadedModel or a (model, tokenizer, template)."""
+    if isinstance(loaded, tuple):
+        model, tok, template = loaded
+        return model, tok, template, None
+    return loaded.model, loaded.tokenizer, loaded.template, loaded.eot_id
+
+
 def ifd_scores(
     pool: Sequence[Example],
     keys: Sequence[str],
@@ -199,8 +211,9 @@ def ifd_scores(
     advance: Callable[[int], None] | None = None,
     chunk: int = 512,
 ) -> tuple[np.ndarray, ScoreReport]:
-    """IFD = loss(answer | prompt) / loss(answer alone) per example; ``load()`` returns
-    (model, tokenizer, template) and is called only when some example is not cached."""
+    """IFD = loss(answer | prompt) / loss(answer alone) per example; ``load()`` returns a
+    :class:`~limakit.models.LoadedModel` (or a (model, tokenizer, template) triple) and is
+    called only when some example is not cached."""
     scores = cache.get_scores(scorer, keys)
     report = ScoreReport(cached=int(np.isfinite(scores).sum()))
     if advance is not None:
@@ -209,14 +222,16 @@ def ifd_scores(
     for i in np.flatnonzero(np.isnan(scores)):
         todo.setdefault(keys[i], int(i))
     if todo:
-        model, tok, template = load()
+        model, tok, template, eot = _loaded_parts(load())
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         firsts = list(todo.values())
         by_key: dict[str, float] = {}
         # Token ids are made a chunk at a time (memory flat in the pool size); inside a chunk,
         # similar lengths go together so that a batch pads little.
         for c in range(0, len(firsts), chunk):
-            pairs = {i: ifd_pair(pool[i], tok, template, max_tokens) for i in firsts[c : c + chunk]}
+            pairs = {
+                i: ifd_pair(pool[i], tok, template, max_tokens, eot) for i in firsts[c : c + chunk]
+            }
             order = sorted(pairs, key=lambda i: len(pairs[i][0]))
             for s in range(0, len(order), batch_size):
                 batch = order[s : s + batch_size]

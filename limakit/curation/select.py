@@ -66,17 +66,16 @@ def pool_embeddings(
 ) -> tuple[np.ndarray, int]:
     """Unit vectors for every pool example (cached by content and embedder)."""
     from limakit.curation.embed import Embedder, embed_examples, embedder_dim, embedder_key
-    from limakit.models import auto_dtype_name, resolve_device
+    from limakit.models import resolve_runtime
 
     sel = cfg.selection
-    device = resolve_device(sel.device)
-    scorer = embedder_key(sel.embedder, sel.embed_tokens, auto_dtype_name(sel.dtype, device))
+    runtime = resolve_runtime(sel.device, sel.dtype)  # decided once: the cache key and the load
+    scorer = embedder_key(sel.embedder, sel.embed_tokens, runtime.dtype_name)
 
     def load() -> Embedder:
         return Embedder(
             sel.embedder,
-            device=sel.device,
-            dtype=sel.dtype,
+            runtime=runtime,
             max_tokens=sel.embed_tokens,
             batch_size=sel.embed_batch_size,
         )
@@ -117,17 +116,16 @@ def _judge_scores(items, keys, kind: str, cfg: CurateConfig, cache: ScoreCache, 
 
 def _ifd_scores(items, keys, cfg: CurateConfig, cache: ScoreCache, result):
     from limakit.curation.scoring import ifd_scores
-    from limakit.models import auto_dtype_name, load, resolve_device
-    from limakit.template import Template
+    from limakit.models import load_model_for, resolve_runtime
 
     sel = cfg.selection
-    device = resolve_device(sel.device)
-    dtype = auto_dtype_name(sel.dtype, device)
-    scorer = f"ifd-v1:{sel.ifd_model}:{sel.ifd_tokens}:{dtype}"
+    runtime = resolve_runtime(sel.device, sel.dtype)  # decided once: the cache key and the load
+    scorer = f"ifd-v1:{sel.ifd_model}:{sel.ifd_tokens}:{runtime.dtype_name}"
 
     def load_model():
-        model, tok = load(sel.ifd_model, dtype, device=device)
-        return model.eval(), tok, Template.from_tokenizer(tok)
+        loaded = load_model_for(sel.ifd_model, runtime.device, runtime.dtype_name)
+        loaded.model.eval()
+        return loaded
 
     with progress_bar(cfg.progress, f"IFD ({sel.ifd_model})", len(items)) as advance:
         scores, report = ifd_scores(

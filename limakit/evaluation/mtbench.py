@@ -211,10 +211,9 @@ def answer_questions(
     work.mkdir(parents=True, exist_ok=True)
     loaded = model
     if isinstance(model, (str, os.PathLike)):
-        from limakit.generation.batch import load_model
+        from limakit.generation.batch import load_for_generation
 
-        m, tok, _ = load_model(model, dtype, model_id, device, config.template)
-        loaded = (m, tok)
+        loaded = load_for_generation(model, dtype, model_id, device, config.template)
     answers: dict[object, list[str]] = {q["question_id"]: [] for q in todo}
     for turn in range(max(len(q["turns"]) for q in todo)):
         groups: dict[float, list[Example]] = defaultdict(list)

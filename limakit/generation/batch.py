@@ -25,6 +25,37 @@ from limakit.files import append_jsonl, read_jsonl_records, write_jsonl
 from limakit.generation.config import DecodeConfig
 
 
+def load_for_generation(
+    model,
+    dtype: str = "auto",
+    model_name: str | None = None,
+    device: str | None = "auto",
+    template: str = "limakit",
+    runtime=None,
+):
+    """A :class:`~limakit.models.LoadedModel` from an alias/path (loaded onto ``device``, or the
+    ``runtime`` already resolved), an already loaded ``(model, tokenizer)`` (which stays where it
+    is) or a LoadedModel (returned as it is, renamed to ``model_name`` if given).
+
+    ``template`` (auto, own, limakit): a model to be sampled in its own chat format is loaded as it
+    is; otherwise limakit's format (the EOT) is attached to it.
+    """
+    import dataclasses
+
+    from limakit.models import LoadedModel, load_model_for
+
+    if isinstance(model, LoadedModel):
+        loaded = model
+    elif isinstance(model, (str, os.PathLike)):
+        if runtime is not None:
+            device, dtype = runtime.device, runtime.dtype_name
+        loaded = load_model_for(str(model), device, dtype, template)
+    else:
+        m, tok = model
+        loaded = LoadedModel.of(m, tok, template)
+    return dataclasses.replace(loaded, name=model_name) if model_name else loaded
+
+
 def load_model(
     model,
     dtype: str = "auto",
@@ -32,36 +63,9 @@ def load_model(
     device: str | None = "auto",
     template: str = "limakit",
 ):
-    """``(model, tokenizer, name)`` from an alias/path (loaded onto ``device``) or an already
-    loaded ``(model, tokenizer)``, which stays where it is.
-
-    ``template`` (auto, own, limakit): a model to be sampled in its own chat format is loaded as it
-    is; otherwise limakit's format (the EOT) is attached to it.
-    """
-    if isinstance(model, (str, os.PathLike)):
-        from limakit.generation.chat_format import choose_template
-        from limakit.models import load, load_tokenizer
-
-        name = model_name or str(model)
-        if template != "limakit" and choose_template(load_tokenizer(str(model)), template) == "own":
-            return (*_load_plain(str(model), dtype, device), name)
-        m, tok = load(str(model), dtype, device=device)
-        return m, tok, name
-    m, tok = model
-    name = model_name or getattr(m.config, "_name_or_path", "") or type(m).__name__
-    return m, tok, name
-
-
-def _load_plain(path: str, dtype, device):
-    """Model and tokenizer as they are, without limakit's format attached."""
-    from limakit.models import load_model as load_weights
-    from limakit.models import load_tokenizer, parse_dtype, resolve_device
-
-    dev = resolve_device(device)
-    if isinstance(dtype, str):
-        dtype = parse_dtype(dtype, dev)
-    placed = {"device_map": str(dev)} if dev.type != "cpu" else {}
-    return load_weights(path, dtype, **placed), load_tokenizer(path)
+    """``(model, tokenizer, name)``: the tuple form of :func:`load_for_generation`."""
+    loaded = load_for_generation(model, dtype, model_name, device, template)
+    return loaded.model, loaded.tokenizer, loaded.name
 
 
 def context_length(model) -> int:
@@ -119,7 +123,8 @@ def generate_answers(
     line keeps its own settings in ``meta.decoding``).
 
     ``model`` is an alias, a checkpoint folder (loaded onto ``device``: "auto" = CUDA when the
-    machine has it), or a loaded ``(model, tokenizer)`` pair, used where it is. Returns
+    machine has it), a :class:`~limakit.models.LoadedModel`, or a loaded ``(model, tokenizer)``
+    pair, used where it is. Returns
     the answers in prompt order then sample order (those found in ``out`` included). The same
     ``seed`` gives the same answers: each (prompt id, sample) has its own random stream.
     ``cuda_graphs`` (default: on for CUDA) replays decode steps as CUDA graphs.
@@ -129,10 +134,13 @@ def generate_answers(
     ('assistant', 'eot')
     """
     config = config or DecodeConfig()
+    runtime = None
     if backend == "hf" and isinstance(model, (str, os.PathLike)):
-        from limakit.models import resolve_device
+        from limakit.models import resolve_runtime
 
-        resolve_device(device)  # a device this machine lacks fails now, not after the reading
+        # The device and dtype are decided once, here: one this machine lacks fails now, not
+        # after the reading.
+        runtime = resolve_runtime(device, dtype)
     if samples < 1:
         raise LimaError(f"samples must be at least 1 (got {samples})")
     _check_prompts(prompts)
@@ -156,16 +164,18 @@ def generate_answers(
     if todo:
         from limakit.generation.chat_format import ChatFormat
 
-        m, tok, name = load_model(model, dtype, model_name, device, config.template)
-        fmt = ChatFormat.choose(tok, config.template, model=m)
+        loaded = load_for_generation(
+            model, dtype, model_name, device, config.template, runtime=runtime
+        )
+        fmt = ChatFormat.for_loaded(loaded)
+        name = loaded.name
         if not force:  # the dtype and format are known now, before anything is generated
-            known = {"model": name, "dtype": _dtype(m), "template": fmt.name}
+            known = {"model": name, "dtype": _dtype(loaded), "template": fmt.name}
             check_resume(out_path, done.values(), {**wanted, **known})
         from limakit.generation.engine import Engine
 
         engine = Engine(
-            m,
-            tok,
+            loaded,
             max_batch=batch_size,
             cuda_graphs=cuda_graphs,
             eot_id=fmt.eot_id,
@@ -181,15 +191,17 @@ def decoding_of(config: DecodeConfig) -> dict:
 
 
 def _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, force) -> None:
-    from limakit.generation.chat_format import choose_template
     from limakit.generation.vllm_backend import generate_vllm
-    from limakit.models import load_tokenizer
+    from limakit.models import load_model_for
 
+    loaded = None
     if isinstance(model, (str, os.PathLike)):  # a loaded pair is refused by generate_vllm
-        template = choose_template(load_tokenizer(str(model)), config.template)
+        # vLLM loads the weights; the tokenizer, template and EOT come from limakit's loader.
+        loaded = load_model_for(str(model), template=config.template, weights=False)
         if not force:
+            template = "own" if loaded.template is None else "limakit"
             check_resume(out_path, done.values(), {**wanted, "template": template})
-    new = generate_vllm(model, todo, seed=seed, config=config, model_name=model_name)
+    new = generate_vllm(model, todo, seed=seed, config=config, model_name=model_name, loaded=loaded)
     if out_path:
         with open(out_path, "a", encoding="utf-8") as f:
             for ex in new:
@@ -201,6 +213,7 @@ RESUME_FIELDS = ("model", "seed", "temperature", "top_p", "repetition_penalty", 
 
 
 def _dtype(model) -> str:
+    """The dtype's name (``model``: a LoadedModel or a transformers model)."""
     return str(model.dtype).split(".")[-1]
 
 

@@ -17,7 +17,7 @@ from limakit.generation.streaming import TextStream
 
 def chat_loop(
     model,
-    tokenizer,
+    tokenizer=None,
     *,
     config: DecodeConfig | None = None,
     system: str | None = None,
@@ -31,11 +31,15 @@ def chat_loop(
     >>> chat_loop(model, tok, stdin=io.StringIO("Hi\\n/exit\\n"))  # doctest: +SKIP
     """
     from limakit.generation.batch import context_length
+    from limakit.models import LoadedModel
     from limakit.template import render_prompt
 
     config = config or DecodeConfig()
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    engine = Engine(model, tokenizer, max_batch=1, cuda_graphs=cuda_graphs)
+    # ``model``: a LoadedModel (``tokenizer`` None), or a loaded pair, used where it is.
+    loaded = model if isinstance(model, LoadedModel) else LoadedModel.of(model, tokenizer)
+    model, tokenizer = loaded.pair
+    engine = Engine(loaded, max_batch=1, cuda_graphs=cuda_graphs)
     limit = context_length(model)
     history: list[Message] = [Message("system", system)] if system else []
     interactive = stdin.isatty()
@@ -62,10 +66,10 @@ def chat_loop(
             say("(conversation cleared)\n")
             continue
         history.append(Message("user", text))
-        prompt = render_prompt(history, tokenizer)
+        prompt = render_prompt(history, tokenizer, loaded.template)
         while len(prompt) >= limit - 1 and len(history) > 2:  # drop the oldest exchange to fit
             history = history[:1] + history[3:] if system else history[2:]
-            prompt = render_prompt(history, tokenizer)
+            prompt = render_prompt(history, tokenizer, loaded.template)
         stream = TextStream(tokenizer)
         req = Request(
             prompt_ids=prompt,

@@ -21,39 +21,15 @@ from dataclasses import dataclass, field
 
 from limakit.errors import LimaError
 from limakit.example import Message
+from limakit.template import (  # noqa: F401  (recognising a limakit checkpoint lives there)
+    TEMPLATES,
+    choose_template,
+    has_own_template,
+    is_limakit,
+)
 
-TEMPLATES = ("auto", "own", "limakit")
 # End-of-turn tokens of well-known chat formats, stopped at when the template uses them.
 TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
-
-
-def is_limakit(tokenizer) -> bool:
-    """Whether ``tokenizer`` carries limakit's chat format (as a limakit checkpoint's does)."""
-    marker = getattr(tokenizer, "chat_template", None) or ""
-    return isinstance(marker, str) and "limakit" in marker and bool(tokenizer.eos_token)
-
-
-def has_own_template(tokenizer) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None)) and not is_limakit(tokenizer)
-
-
-def choose_template(tokenizer, choice: str = "auto") -> str:
-    """``"limakit"`` or ``"own"``: the format ``choice`` (auto, own, limakit) means for this model.
-
-    ``own`` on a limakit checkpoint is limakit's format (that is its own); ``own`` on a model
-    without a chat template is an error.
-    """
-    if choice not in TEMPLATES:
-        raise LimaError(f"unknown template {choice!r}; choose one of {', '.join(TEMPLATES)}")
-    if choice == "limakit":
-        return "limakit"
-    if has_own_template(tokenizer):
-        return "own"
-    if choice == "own" and not is_limakit(tokenizer):
-        raise LimaError(
-            "template own: this model has no chat template of its own; use limakit (or auto)"
-        )
-    return "limakit"
 
 
 def _ids(value) -> list[int]:
@@ -143,19 +119,32 @@ class ChatFormat:
     name: str  # "limakit" | "own"
     tokenizer: object
     stop_ids: set[int] = field(default_factory=set)
+    template: object = None  # limakit's format: the Template prompts are rendered in
 
     @classmethod
     def choose(cls, tokenizer, choice: str = "auto", model=None, generation_config=None):
         name = choose_template(tokenizer, choice)
         if name == "own":
-            stops = own_stop_ids(tokenizer, model, generation_config)
-            if not stops:
-                raise LimaError("template own: the model names no end-of-sequence token")
-            return cls(name, tokenizer, stops)
+            return cls._own(tokenizer, model, generation_config)
         from limakit.template import Template, add_eot
 
-        eot = Template.from_tokenizer(tokenizer).eot
-        return cls(name, tokenizer, {add_eot(tokenizer, None, Template(eot=eot))})
+        template = Template.from_tokenizer(tokenizer)
+        return cls(name, tokenizer, {add_eot(tokenizer, None, template)}, template)
+
+    @classmethod
+    def for_loaded(cls, loaded, generation_config=None) -> ChatFormat:
+        """The format a :class:`~limakit.models.LoadedModel` was loaded for: limakit's (its
+        template and EOT id) or, without a template, the model's own."""
+        if loaded.template is None:
+            return cls._own(loaded.tokenizer, loaded.model, generation_config)
+        return cls("limakit", loaded.tokenizer, {loaded.eot_id}, loaded.template)
+
+    @classmethod
+    def _own(cls, tokenizer, model=None, generation_config=None) -> ChatFormat:
+        stops = own_stop_ids(tokenizer, model, generation_config)
+        if not stops:
+            raise LimaError("template own: the model names no end-of-sequence token")
+        return cls("own", tokenizer, stops)
 
     @property
     def eot_id(self) -> int:
@@ -170,4 +159,4 @@ class ChatFormat:
             return own_prompt_ids(messages, self.tokenizer)
         from limakit.template import render_prompt
 
-        return render_prompt(messages, self.tokenizer)
+        return render_prompt(messages, self.tokenizer, self.template)

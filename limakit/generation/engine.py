@@ -23,7 +23,7 @@ lengths share one forward pass. Positions (for RoPE) are per-row. (Sliding-windo
 Gemma 3, see the full history in decode steps: exact only up to their window.) Writing in place avoids the
 per-step ``torch.cat`` of a growing cache, which at batch 16 would copy the whole cache every token.
 
->>> engine = Engine(model, tokenizer)  # doctest: +SKIP
+>>> engine = Engine(load_model_for("smollm2-135m"))  # doctest: +SKIP
 >>> req = Request(prompt_ids=[...], max_new_tokens=64)  # doctest: +SKIP
 >>> engine.run([req]); tokenizer.decode(req.output_ids)  # doctest: +SKIP
 """
@@ -43,7 +43,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from limakit.generation.graphs import StaticDecode
 from limakit.generation.sampler import sample_next
-from limakit.models import host_to_device
+from limakit.models import LoadedModel, host_to_device
 
 
 def forward_last(model, seqs: list[list[int]], pad_id: int, *, every_position=False, **kwargs):
@@ -212,8 +212,8 @@ class Engine:
 
     def __init__(
         self,
-        model,
-        tokenizer,
+        loaded: LoadedModel,
+        tokenizer=None,
         *,
         max_batch: int = 16,
         eot_id: int | None = None,
@@ -221,12 +221,19 @@ class Engine:
         cuda_graphs: bool | None = None,
         stop_ids: Iterable[int] = (),
     ):
-        from limakit.template import Template
-
+        """``loaded``: the model with its device, dtype and EOT decided (``load_model_for``).
+        ``Engine(model, tokenizer)`` still works: the pair is wrapped where it is.
+        ``eot_id`` and ``stop_ids`` replace and extend where answers stop (a model sampled in its
+        own chat format stops at its own end-of-turn tokens)."""
+        if not isinstance(loaded, LoadedModel):
+            template = "limakit" if eot_id is None else None  # an explicit EOT needs no lookup
+            loaded = LoadedModel.of(loaded, tokenizer, template)
+        model = loaded.model
+        self.loaded = loaded
         self.model = model.eval()
-        self.tokenizer = tokenizer
+        self.tokenizer = tokenizer = loaded.tokenizer
         self.max_batch = max_batch
-        self.device = next(model.parameters()).device
+        self.device = loaded.device
         # Padded tokens per batched prefill (at least one prompt). On a CPU each prompt is
         # prefilled alone: a padded batch needs a dense mask, which takes CPU attention off its
         # fast causal kernel, and long prompts keep the matmuls busy anyway.
@@ -237,14 +244,15 @@ class Engine:
         # transformers 5.x names the cache argument `cache` (`past_key_values` goes in 5.40).
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        eot_id = loaded.eot_id if eot_id is None else eot_id
         if eot_id is None:
-            eot_id = tokenizer.convert_tokens_to_ids(Template.from_tokenizer(tokenizer).eot)
+            raise ValueError("the engine needs an end-of-turn id: load a template or pass eot_id")
         self.eot_id = int(eot_id)
         # Every token that ends an answer: the EOT, and the end-of-turn and EOS ids of a model
         # sampled in its own chat format. Checked on the host, after the step's one device read.
         self.stop_ids = frozenset({self.eot_id, *(int(i) for i in stop_ids)})
         self.vocab = model.get_output_embeddings().weight.shape[0]
-        self.dtype = next(model.parameters()).dtype
+        self.dtype = loaded.dtype
         self.waiting: deque[Request] = deque()
         self.active: list[Request] = []
         self.lens = [0] * max_batch  # tokens cached per row, on the host: no device read per step

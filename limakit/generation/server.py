@@ -40,7 +40,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from limakit.asgi import BodyLimit
-from limakit.example import Message, validate_messages
+from limakit.example import validate_messages
 from limakit.generation.api_models import (
     ChatRequest,
     Completion,
@@ -160,7 +160,7 @@ def _install_errors(app: FastAPI) -> None:
 
 def create_app(
     model,
-    tokenizer,
+    tokenizer=None,
     *,
     model_name: str = "lima",
     api_key: str | None = None,
@@ -173,13 +173,15 @@ def create_app(
 
     With ``api_key`` every route (the API docs too) needs ``Authorization: Bearer KEY``.
     """
-    from limakit.template import render_prompt
+    from limakit.models import LoadedModel
 
     config = config or DecodeConfig()
-    # Adds the EOT token to the tokenizer here, once, if it lacks it: later renders (in worker
-    # threads) then only read the tokenizer.
-    render_prompt([Message("user", "x")], tokenizer)
-    engine = Engine(model, tokenizer, max_batch=max_batch, cuda_graphs=cuda_graphs)
+    # ``model``: a LoadedModel (``tokenizer`` None), or a loaded pair, used where it is. Wrapping
+    # a pair adds the EOT token to the tokenizer here, once, if it lacks it: later renders (in
+    # worker threads) then only read the tokenizer.
+    loaded = model if isinstance(model, LoadedModel) else LoadedModel.of(model, tokenizer)
+    model, tokenizer = loaded.pair
+    engine = Engine(loaded, max_batch=max_batch, cuda_graphs=cuda_graphs)
     worker = EngineWorker(engine)
     limit = context_length(model)
 

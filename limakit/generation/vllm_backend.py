@@ -22,11 +22,19 @@ def _seed(*keys: object) -> int:
 
 
 def generate_vllm(
-    model: str, todo: list[tuple[Example, int]], *, seed: int, config: DecodeConfig, model_name=None
+    model: str,
+    todo: list[tuple[Example, int]],
+    *,
+    seed: int,
+    config: DecodeConfig,
+    model_name=None,
+    loaded=None,
 ) -> list[Example]:
     """Answer ``(prompt, sample)`` pairs with vLLM; returns Examples shaped like the HF backend's.
 
     Prompts with several user turns are answered turn by turn, one ``generate`` call per turn.
+    vLLM loads the weights itself; the tokenizer, template and EOT come from limakit's loader
+    (``loaded``: a :class:`~limakit.models.LoadedModel` read without weights, made here if None).
     """
     try:
         from vllm import LLM
@@ -38,11 +46,12 @@ def generate_vllm(
         raise LimaError("the vLLM backend takes a model folder or alias, not a loaded model")
     from limakit.generation.chat_format import ChatFormat
     from limakit.generation.turns import Conversation
-    from limakit.models import load_tokenizer, resolve
+    from limakit.models import load_model_for, resolve
 
     path = resolve(model)
-    tok = load_tokenizer(path)
-    fmt = ChatFormat.choose(tok, config.template, generation_config=_generation_config(path))
+    if loaded is None:
+        loaded = load_model_for(path, template=config.template, weights=False)
+    fmt = ChatFormat.for_loaded(loaded, generation_config=_generation_config(path))
     llm = LLM(model=path, seed=seed)
     convs = [Conversation(p, k) for p, k in todo]
     while waiting := [c for c in convs if not c.done]:

@@ -1,7 +1,8 @@
 """Checkpoints: ``RUN_DIR/checkpoints/epoch-N/`` (kept) and ``checkpoints/latest/`` (mid-epoch).
 
 Each holds safetensors weights and the tokenizer (EOT + chat template) from ``save_pretrained``,
-so ``limakit.models.load(path)`` and plain transformers load it; ``train_config.yaml`` (the
+with ``limakit_template.json`` (the whole template: EOT and role headers) beside them, so
+``limakit.models.load_model_for(path)`` and plain transformers load it; ``train_config.yaml`` (the
 resolved config); ``trainer_state.pt`` (optimizer, scheduler, step, data position, model
 fingerprint, adapter weights under LoRA) and ``rng-rank{R}.pt`` per process; ``checkpoint.json``
 (step, epoch), written last, marks it complete and is all :func:`latest_checkpoint` reads. A
@@ -22,6 +23,7 @@ import torch
 from limakit.errors import LimaError
 from limakit.faults import crash_point
 from limakit.files import give_usual_mode, write_json
+from limakit.template import save_tokenizer
 
 STATE = "trainer_state.pt"
 META = "checkpoint.json"  # written last: a folder without it is incomplete
@@ -79,7 +81,7 @@ def save_checkpoint(
     if optimizer_shard is not None:
         torch.save(optimizer_shard, tmp / f"optimizer-rank{rank}-of-{world}.pt")
     if accelerator.is_main_process:
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)  # with limakit_template.json: the template travels along
         config.save(tmp / "train_config.yaml")
         torch.save(state, tmp / STATE)
         meta = {k: state[k] for k in ("global_step", "epoch", "step_in_epoch") if k in state}

@@ -131,22 +131,21 @@ def attn_implementation(config: TrainConfig) -> str:
 
 
 def prepare_model(config: TrainConfig):
-    """(model, tokenizer): loaded with the EOT format, dropout hooked, LoRA and checkpointing set."""
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
+    """(model, tokenizer): loaded with the EOT format, dropout hooked, LoRA and checkpointing set.
 
-    from limakit.models import load_tokenizer, parse_dtype, resolve
+    The weights are read on the host (the accelerator places them); the tokenizer carries the
+    template (the checkpoint's own, whole, when it has one), saved beside every checkpoint.
+    """
+    from limakit.models import load_model_for
 
-    hf_logging.disable_progress_bar()  # our own bar reports; load/save bars would interleave
-    from limakit.template import Template, attach
-
-    tokenizer = load_tokenizer(config.model)
-    model = AutoModelForCausalLM.from_pretrained(
-        resolve(config.model),
-        dtype=parse_dtype(config.dtype),
+    loaded = load_model_for(
+        config.model,
+        "cpu",
+        config.dtype,
+        eot_init=config.eot_init,
         attn_implementation=attn_implementation(config),
     )
-    attach(tokenizer, model, Template.from_tokenizer(tokenizer), eot_init=config.eot_init)
+    model, tokenizer = loaded.pair
     if config.dropout_top > 0:
         add_residual_dropout(model, config.dropout_top, config.dropout_bottom)
     if config.compile is True:  # "auto" is decided by the loop, on the run's device

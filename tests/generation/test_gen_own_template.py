@@ -100,9 +100,10 @@ def test_own_template_sampling_stops_at_im_end(chatml_dir, raw_tokenizer, monkey
     engines = []
     real_init = engine_mod.Engine.__init__
 
-    def init(self, model, tokenizer, **kw):
-        _boost(model, IM_END, 7.0)  # <|im_end|> likely (at T 0.7): answers end within a few tokens
-        real_init(self, model, tokenizer, **kw)
+    def init(self, loaded, tokenizer=None, **kw):
+        # <|im_end|> likely (at T 0.7): answers end within a few tokens
+        _boost(loaded.model, IM_END, 7.0)
+        real_init(self, loaded, tokenizer, **kw)
         engines.append(self)
 
     monkeypatch.setattr(engine_mod.Engine, "__init__", init)

@@ -18,12 +18,20 @@ class LocalJudge:
     """>>> judge = LocalJudge(JudgeConfig(backend="local", model="smollm2-135m"))  # doctest: +SKIP"""
 
     def __init__(self, cfg: JudgeConfig, model=None, tokenizer=None) -> None:
-        if model is None or tokenizer is None:
-            from limakit.models import load
+        """``model``: a :class:`~limakit.models.LoadedModel` (or, with ``tokenizer``, a loaded
+        pair, used where it is); by default ``cfg.model`` is loaded on ``cfg.device``."""
+        from limakit.models import LoadedModel, load_model_for
 
-            model, tokenizer = load(cfg.model, cfg.dtype, device=cfg.device)
-        self.model = model.eval()
-        self.tok = tokenizer
+        if isinstance(model, LoadedModel):
+            loaded = model
+        elif model is not None and tokenizer is not None:
+            loaded = LoadedModel.of(model, tokenizer)
+        else:
+            loaded = load_model_for(cfg.model, cfg.device, cfg.dtype)
+        self.loaded = loaded
+        self.model = loaded.model.eval()
+        self.tok = loaded.tokenizer
+        self.template = loaded.template
         self.max_prompt_tokens = cfg.max_prompt_tokens
         self._label_ids: dict[tuple[str, ...], list[int]] = {}
 
@@ -59,7 +67,7 @@ class LocalJudge:
         seqs = []
         for messages in requests:
             msgs = [Message(m["role"], m["content"]) for m in messages]
-            ids = render_prompt(msgs, self.tok) + opening
+            ids = render_prompt(msgs, self.tok, self.template) + opening
             # Keep the end: it holds the question to answer and the verdict opening.
             seqs.append(ids[-self.max_prompt_tokens :])
         label_ids = self.label_ids(labels)
