@@ -282,3 +282,9 @@ def load_run_config(
     """Load a run config file (``packaged:NAME`` allowed), then ``key=value`` overrides."""
     data, where = run_config_data(path, overrides)
     return validate_run_config(data, where)
+
+
+def prompts_path(cfg: RunConfig, root: Path) -> Path:
+    """The test prompts a run samples: the curated test split, or the file ``sample.prompts``."""
+    curated = cfg.sample.prompts == "curated"
+    return root / "data" / "test.jsonl" if curated else Path(cfg.sample.prompts)

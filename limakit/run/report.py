@@ -105,7 +105,7 @@ def _shown(path: Path) -> str:
 def prompt_lines(cfg: RunConfig, root: Path) -> list[str]:
     """Which prompts the model and the baselines answered: the curated test split or a file."""
     from limakit.example import read_examples
-    from limakit.run.stages import prompts_path
+    from limakit.run.config import prompts_path
 
     path = prompts_path(cfg, root)
     if not path.exists():

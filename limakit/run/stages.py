@@ -19,7 +19,7 @@ from limakit.errors import LimaError
 from limakit.example import Example, read_examples, write_examples
 from limakit.files import read_json, read_jsonl_records, write_json
 from limakit.pipeline import Stage
-from limakit.run.config import RunConfig
+from limakit.run.config import RunConfig, prompts_path
 from limakit.sources.registry import input_paths
 
 
@@ -34,11 +34,6 @@ def _dump(model) -> dict:
 
 def epochs_in(ckpts: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in ckpts.glob("epoch-*") if p.is_dir())
-
-
-def prompts_path(cfg: RunConfig, root: Path) -> Path:
-    curated = cfg.sample.prompts == "curated"
-    return root / "data" / "test.jsonl" if curated else Path(cfg.sample.prompts)
 
 
 def test_prompts(cfg: RunConfig, root: Path) -> list[Example]:
