@@ -9,7 +9,8 @@ sampling and judging settings and seeds are identical across arms; with several 
 arm runs once per seed. Arms share a stage cache: an arm equal to another (quality's filtered arm
 is often a quantity arm) costs nothing. Each arm's answers are scored 1-6 by the judge (Likert);
 the report plots the mean per arm with a 95% bootstrap interval over prompts and says plainly
-whether intervals overlap.
+whether intervals overlap. Where the arms were also judged pairwise against a baseline, it shows
+each arm's score (win + tie/2) and length-controlled win rate against it.
 
 >>> report = ablate(load_ablate_config("configs/ablate-cpu.yaml"), Path("ablate"))  # doctest: +SKIP
 """
@@ -155,6 +156,16 @@ def arm_scores(run_dir: Path) -> dict[str, list[float]]:
     return groups
 
 
+def arm_pairwise(run_dir: Path) -> dict[str, list[dict]]:
+    """The fine-tuned model's pairwise verdicts, by baseline (``judge/pairwise-NAME/``)."""
+    out = {}
+    for d in sorted((run_dir / "judge").glob("pairwise-*")):
+        if (d / "verdicts.jsonl").exists():
+            rows = [row for _, row in read_jsonl_records(d / "verdicts.jsonl")]
+            out[d.name.removeprefix("pairwise-")] = rows
+    return out
+
+
 def ablate(cfg: AblateConfig, out: Path, console: Console | None = None) -> Path:
     """Run every arm (resumable, cached), then write ``out/report.md`` with the plots."""
     from limakit.evaluation import metrics
@@ -185,16 +196,20 @@ def ablate(cfg: AblateConfig, out: Path, console: Console | None = None) -> Path
         key = (arm.ablation, arm.arm)
         if key not in by_key:
             by_key[key] = {"ablation": arm.ablation, "arm": arm.arm, "examples": arm.n, "groups": {},
-                           "runs": []}  # fmt: skip
+                           "runs": [], "pairwise": {}}  # fmt: skip
             results[arm.ablation].append(by_key[key])
         entry = by_key[key]
         entry["runs"].append(f"arms/{arm.dir_name}")
         for pid, scores in arm_scores(out / "arms" / arm.dir_name).items():
             entry["groups"].setdefault(pid, []).extend(scores)  # seeds pooled per prompt
+        for baseline, rows in arm_pairwise(out / "arms" / arm.dir_name).items():
+            entry["pairwise"].setdefault(baseline, []).extend(rows)  # seeds pooled too
+    from limakit.run.ablation_report import pairwise_figures, write_ablation_report
+
     for rows in results.values():
         for r in rows:
             r.update(metrics.mean_with_ci(r.pop("groups"), resamples=resamples, seed=seed))
+        pairwise_figures(rows, resamples=resamples, seed=seed)
     write_json(out / "ablations.json", results)
-    from limakit.run.ablation_report import write_ablation_report
 
     return write_ablation_report(results, cfg, out)

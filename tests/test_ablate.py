@@ -89,6 +89,9 @@ def test_ablate_runs_every_arm_and_plots(tmp_path, tiny_model_dir):
         said = "overlap**" if overlap(a["mean_ci"], b["mean_ci"]) else "do not overlap"
         assert said in report.split(f"{ablation}.png")[1].split("## ")[0]
     assert "likert-model/verdicts.jsonl" in report  # the figures name their sources
+    # No arm was judged pairwise here (see the test below for arms that were): nothing to show.
+    assert all(r["pairwise"] == {} for rows in results.values() for r in rows)
+    assert "Pairwise against" not in report
 
 
 def test_overlap_verdicts_are_plain():
@@ -139,3 +142,50 @@ def test_every_arm_runs_once_per_seed_with_the_seed_everywhere(tmp_path):
     last = arms[-1].overrides
     assert last[0] == "train.epochs=1" and "data.curate.n=8" in last
     assert {"data.curate.seed=7", "train.seed=7", "sample.seed=7"} <= set(last)
+
+
+def verdict_rows(n: int, shift: int) -> list[dict]:
+    """``n`` pairwise verdicts on prompts p0..: the longer answer tends to win."""
+    rows = []
+    for i in range(n):
+        la, lb = 100 + (i * 37 + shift) % 400, 200 + (i * 53) % 200
+        result = "tie" if i % 7 == 0 else ("win" if (la > lb) != (i % 6 == 0) else "lose")
+        rows.append({"id": f"p{i}", "sample": 0, "result": result, "len_a": la, "len_b": lb})
+    return rows
+
+
+def test_pairwise_arms_get_score_and_lc_with_difficulty_from_three_arms(tmp_path):
+    from limakit.evaluation.lc import MEANING, PREFERENCE, Judged, lc_table
+    from limakit.run.ablation_report import pairwise_figures, write_ablation_report
+
+    likert = {"mean": 4.0, "mean_ci": [3.5, 4.5], "prompts": 3, "runs": ["arms/x"]}
+    verdicts = {"n=2": verdict_rows(40, 0), "n=4": verdict_rows(40, 91), "n=8": verdict_rows(40, 7)}
+    quantity = [{"arm": a, "examples": int(a[2:]), **likert, "pairwise": {"base": list(v)}}
+                for a, v in verdicts.items()]  # fmt: skip
+    quality = [{"arm": "filtered", "examples": 4, **likert, "pairwise": {"base": verdict_rows(40, 3)}},
+               {"arm": "unfiltered", "examples": 4, **likert, "pairwise": {"base": verdict_rows(4, 5)}}]  # fmt: skip
+    for rows in (quantity, quality):
+        pairwise_figures(rows, resamples=20)
+    # Three arms against one baseline: lc_table's difficulty term, the same numbers as lc.py's.
+    judged = [Judged(v["id"], a, "base", PREFERENCE[v["result"]], v["len_a"], v["len_b"])
+              for a, rows in verdicts.items() for v in rows]  # fmt: skip
+    ref = lc_table(judged, resamples=20)
+    for r in quantity:
+        fig = r["pairwise"]["base"]
+        assert fig["lc"]["formula"].startswith("length_controlled_v1")
+        assert fig["lc_win_rate"] == pytest.approx(ref[r["arm"]]["lc_win_rate"] / 100)
+        assert fig["score"] == pytest.approx(fig["win"] + fig["tie"] / 2)
+    # Two arms: the minimal formula; an arm with four verdicts: n/a with its reason.
+    filtered, unfiltered = (r["pairwise"]["base"] for r in quality)
+    assert filtered["lc"]["formula"] == "length_controlled_minimal"
+    assert unfiltered["lc_win_rate"] is None and "too few pairs" in unfiltered["lc"]["reason"]
+
+    cfg = type("Cfg", (), {"run": "run.yaml", "seeds": [0]})()
+    text = write_ablation_report(
+        {"quantity": quantity, "quality": quality}, cfg, tmp_path
+    ).read_text()
+    assert "### Pairwise against base" in text and MEANING in text
+    assert "| LC win rate [95% CI] |" in text and "n/a (too few pairs (4 valid verdicts" in text
+    row = next(x for x in text.splitlines() if x.startswith("| n=4 | 4 | 40 |"))
+    assert f"{100 * quantity[1]['pairwise']['base']['lc_win_rate']:.1f}% [" in row
+    assert (tmp_path / "quantity-pairwise-base.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -31,7 +31,6 @@ LAYERS = [
         "limakit.annotate",
         "limakit.backtranslate",
         "limakit.run",
-        "limakit.pipeline",
         "limakit.ablate",
         "limakit.demo",
     },

@@ -14,8 +14,8 @@ import pytest
 from limakit.cli import main
 from limakit.errors import LimaError
 from limakit.example import read_examples
-from limakit.pipeline import sha256_file
 from limakit.run import RunConfig, execute, load_run_config
+from limakit.run.stage import sha256_file
 from tests.evaluation.fake_server import FakeServer
 from tests.runkit import judge_behaviour, read_json, report_body, statuses, tiny_config
 
@@ -55,11 +55,18 @@ def test_every_stage_writes_its_outputs_and_a_report(run_a):
         assert sorted(a.id for a in answers) == ["t0", "t1", "t2"]
     pair = read_json(run_a / "judge" / "pairwise-base" / "summary.json")
     assert pair["n"] + pair["invalid"] == 3 and pair["consistency"] is not None
+    # Three pairs are too few for the length-controlled fit: said, not guessed.
+    assert pair["score"] == pytest.approx(pair["win"] + pair["tie"] / 2, abs=1e-6)
+    assert pair["lc_win_rate"] is None and pair["lc"]["reason"].startswith("too few pairs")
     assert read_json(run_a / "judge" / "likert-model" / "summary.json")["mean"] is not None
     report = (run_a / "report" / "report.md").read_text()
     for part in ("## Data", "train_loss.png", "## Checkpoint choice", "winrates.png",
                  "Automatic checks", "a tiny random-weight model", "## Provenance"):  # fmt: skip
         assert part in report, part
+    for part in ("score (win + tie/2) [95% CI]", "LC win rate [95% CI]", "n/a (too few pairs",
+                 "the win rate the judge would give if both answers had the same length"):  # fmt: skip
+        assert part in report, part
+    assert "| LC win rate [95% CI] |" in (run_a / "select" / "selection.md").read_text()
     # Figures name their sources; nothing points outside the run directory.
     assert "(../train/metrics.jsonl)" in report and str(run_a) not in report
     assert (run_a / "report" / "train_loss.png").stat().st_size > 0

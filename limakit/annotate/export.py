@@ -20,6 +20,7 @@ from pathlib import Path
 from limakit.annotate import db
 from limakit.evaluation import metrics
 from limakit.evaluation.agreement import RESULT_TO_LABEL, between_annotators, majority
+from limakit.evaluation.protocols import length_controlled
 from limakit.files import write_json, write_jsonl
 
 PROMPT_VERSION = "limakit-annotate-v1"
@@ -59,12 +60,15 @@ def summarise(rows: list[dict], s: db.SetInfo, *, resamples: int = 1000, seed: i
         key = (row["id"], row["sample"])
         by_item[key][row["annotator"]] = RESULT_TO_LABEL[row["result"]]
         first.setdefault(key, row)
-    results, lengths = [], []
+    results, lengths, judged = [], [], []
     by_cat: dict[str, list[str]] = defaultdict(list)
     for key, labels in by_item.items():
         res = LABEL_TO_RESULT[majority(list(labels.values()))]
         results.append(res)
         lengths.append((res, first[key]["len_a"], first[key]["len_b"]))
+        judged.append(
+            {"id": key[0], "result": res, **{k: first[key][k] for k in ("len_a", "len_b")}}
+        )
         by_cat[first[key]["category"]].append(res)
     per_person: dict[str, int] = defaultdict(int)
     for row in rows:
@@ -81,6 +85,8 @@ def summarise(rows: list[dict], s: db.SetInfo, *, resamples: int = 1000, seed: i
         "set": s.name,
         "pairs": s.pairs,
         **metrics.pairwise_stats(results, resamples=resamples, seed=seed),
+        # the people's majority verdicts, length-controlled as the judge's are
+        **length_controlled(judged, s.a_model, s.b_model, resamples=resamples, seed=seed),
         "consistency": None,
         "invalid": 0,
         "invalid_ids": [],

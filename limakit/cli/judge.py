@@ -139,11 +139,16 @@ def _failures(s: dict, what: str, out: str) -> int:
 
 def run_pairwise(args: argparse.Namespace) -> int:
     from limakit.evaluation import judge_pairwise
+    from limakit.evaluation.lc import MEANING
+    from limakit.evaluation.report import lc_text
 
     s = judge_pairwise(args.a, args.b, _config(args), args.out)
     print(f"{s['a']['model']} vs {s['b']['model']}: {s['n']} pairs judged ({s['pairs']} matched)")
     for key in ("win", "tie", "lose"):
         print(f"  {key:5s}{_ci(s, key)}")
+    print(f"  score {_ci(s, 'score')}  (win + tie/2)")
+    print(f"  LC win rate {lc_text(s)}  (length-controlled)")
+    print(f"  {MEANING}")
     lb = s["length_bias"]["longer_won"]
     print(
         f"  consistency {s['consistency']}, invalid {s['invalid']}, "

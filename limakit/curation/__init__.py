@@ -5,6 +5,6 @@
 """
 
 from limakit.curation.config import CurateConfig
-from limakit.curation.pipeline import curate
+from limakit.curation.curate import curate
 
 __all__ = ["CurateConfig", "curate"]

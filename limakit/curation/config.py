@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field, create_model, model_validator
 
 from limakit.config import Config
+from limakit.curation.pool_select_config import SelectionConfig
 from limakit.curation.rules import RulesConfig
-from limakit.curation.selection_config import SelectionConfig
 from limakit.sources.natural_instructions import NaturalInstructionsConfig
 from limakit.sources.reddit import RedditConfig
 from limakit.sources.registry import sources

@@ -51,6 +51,12 @@ import numpy as np
 
 from limakit.errors import LimaError
 
+MIN_PAIRS = 20  # valid verdicts a fit needs (fewer: the LC rate is "n/a", never a guess)
+MEANING = (
+    "The length-controlled (LC) win rate is the win rate the judge would give if both answers "
+    "had the same length (AlpacaEval 2's logistic fit of the verdicts on the length difference, "
+    "read at a difference of zero), so a model cannot raise it just by writing more."
+)
 CS = np.logspace(-4, 4, 10)  # the penalty grid LogisticRegressionCV searches by default
 N_SPLITS = 5
 RANDOM_STATE = 123  # AlpacaEval's; liblinear shuffles its coordinates with it
@@ -79,6 +85,17 @@ def _l1_kwargs() -> dict:
     return {"l1_ratio": 1.0} if default == "deprecated" else {"penalty": "l1"}
 
 
+def _both_classes(w: np.ndarray) -> np.ndarray:
+    """Sample weights (label-1 copies first, then label-0) where each label keeps some weight: when
+    every verdict went one way (a whole table, a fold or a resample of wins only), liblinear would
+    warn on stdout about the weightless label; a negligible weight keeps the fit quiet and the
+    same."""
+    half = len(w) // 2
+    if w[:half].any() and w[half:].any():
+        return w
+    return np.maximum(w, 1e-9)
+
+
 def _fit(x: np.ndarray, p: np.ndarray, c: float):
     """Soft-label logistic regression (no intercept, L1, liblinear): each row twice, as label 1
     weighted ``p`` and label 0 weighted ``1 - p``."""
@@ -86,7 +103,7 @@ def _fit(x: np.ndarray, p: np.ndarray, c: float):
     return _model(c).fit(
         np.vstack([x, x]),
         np.r_[np.ones(n), np.zeros(n)],
-        sample_weight=np.r_[p, 1 - p],
+        sample_weight=_both_classes(np.r_[p, 1 - p]),
     )
 
 
@@ -119,7 +136,10 @@ def _choose_c(x: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
     scores = np.zeros(len(CS))
     for train, test in GroupKFold(n_splits=splits).split(xd, yd, gd):
         for j, c in enumerate(CS):
-            model = _model(c).fit(xd[train], yd[train], sample_weight=wd[train])
+            w = wd[train]
+            if not (w[yd[train] == 1].any() and w[yd[train] == 0].any()):
+                w = np.maximum(w, 1e-9)
+            model = _model(c).fit(xd[train], yd[train], sample_weight=w)
             q = model.predict_proba(xd[test])[:, 1]
             scores[j] -= _soft_log_loss(pd_[test], q)
     return float(CS[int(np.argmax(scores))])
@@ -221,6 +241,60 @@ def _percentile(values: list[float]) -> list[float] | None:
     return [round(float(lo), 6), round(float(hi), 6)]
 
 
+def unfit_reason(rows: Sequence[Judged], min_pairs: int = MIN_PAIRS) -> str | None:
+    """Why no LC win rate can be fitted to ``rows`` (one model, one baseline), or None.
+
+    >>> unfit_reason([Judged("p", "m", "b", 1.0, 5, 3)])
+    'too few pairs (1 valid verdict, 20 needed)'
+    """
+    valid = _valid(rows)
+    if len(valid) < max(2, min_pairs):
+        word = "verdict" if len(valid) == 1 else "verdicts"
+        return f"too few pairs ({len(valid)} valid {word}, {max(2, min_pairs)} needed)"
+    if len({r.len_model - r.len_baseline for r in valid}) < 2:
+        return "no length variation (every pair has the same length difference)"
+    return None
+
+
+def unfitted(rows: Sequence[Judged], reason: str) -> dict:
+    """What :func:`lc_win_rate` gives, with the LC figures None and the ``reason`` they are."""
+    valid = _valid(rows)
+    p = np.array([r.preference for r in valid], dtype=float)
+    first = rows[0] if rows else Judged("", "", "", None, 0, 0)
+    return {
+        "model": first.model,
+        "baseline": first.baseline,
+        "n": len(valid),
+        "invalid": len(rows) - len(valid),
+        "prompts": len({r.id for r in valid}),
+        "wins": int((p > 0.5).sum()),
+        "ties": int((p == 0.5).sum()),
+        "losses": int((p < 0.5).sum()),
+        "win_rate": round(float(p.mean() * 100), 6) if len(p) else None,
+        "win_rate_ci": None,
+        "lc_win_rate": None,
+        "lc_win_rate_ci": None,
+        "reason": reason,
+    }
+
+
+def lc_or_reason(
+    rows: Sequence[Judged],
+    *,
+    difficulty: dict[str, float] | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    min_pairs: int = MIN_PAIRS,
+) -> dict:
+    """:func:`lc_win_rate`, or :func:`unfitted` with the reason when the fit is impossible
+    (too few valid verdicts, no variation in the length difference); ``reason`` None otherwise."""
+    reason = unfit_reason(rows, min_pairs)
+    if reason is not None:
+        return unfitted(rows, reason)
+    return {**lc_win_rate(rows, difficulty=difficulty, resamples=resamples, seed=seed),
+            "reason": None}  # fmt: skip
+
+
 def instruction_difficulty(rows: Sequence[Judged]) -> dict[str, float]:
     """One difficulty per prompt from all models together (higher: the baseline wins more).
 
@@ -252,12 +326,20 @@ def instruction_difficulty(rows: Sequence[Judged]) -> dict[str, float]:
 
 
 def lc_table(
-    rows: Iterable[Judged], *, resamples: int = 1000, seed: int = 0, difficulty: bool = True
+    rows: Iterable[Judged],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    difficulty: bool = True,
+    min_pairs: int | None = None,
 ) -> dict[str, dict]:
     """LC win rates of every model in ``rows`` against its baseline.
 
     When ``difficulty`` and at least two models were judged against the same baseline, the
     instruction-difficulty term is estimated on the prompts they share and used for each of them.
+    With ``min_pairs`` set, a model whose fit is impossible (see :func:`unfit_reason`) gets an
+    entry with ``lc_win_rate`` None and its ``reason`` instead of an error, and stays out of the
+    difficulty estimate; every entry then has a ``reason`` (None when fitted).
     """
     rows = list(rows)
     by_model: dict[tuple[str, str], list[Judged]] = defaultdict(list)
@@ -268,6 +350,12 @@ def lc_table(
     for m, b in by_model:
         by_baseline[b].append(m)
     for baseline, models in by_baseline.items():
+        if min_pairs is not None:
+            for m in list(models):
+                reason = unfit_reason(by_model[(m, baseline)], min_pairs)
+                if reason is not None:
+                    out[m] = unfitted(by_model[(m, baseline)], reason)
+                    models.remove(m)
         gamma = None
         if difficulty and len(models) >= 2:
             shared = set.intersection(*({r.id for r in by_model[(m, baseline)]} for m in models))
@@ -279,7 +367,12 @@ def lc_table(
             sel = by_model[(m, baseline)]
             if gamma is not None:
                 sel = [r for r in sel if r.id in gamma]
-            out[m] = lc_win_rate(sel, difficulty=gamma, resamples=resamples, seed=seed)
+            if min_pairs is None:
+                out[m] = lc_win_rate(sel, difficulty=gamma, resamples=resamples, seed=seed)
+            else:
+                out[m] = lc_or_reason(
+                    sel, difficulty=gamma, resamples=resamples, seed=seed, min_pairs=min_pairs
+                )
     return out
 
 

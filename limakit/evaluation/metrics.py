@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 RESULTS = ("win", "tie", "lose")
+SCORE = {"win": 1.0, "tie": 0.5, "lose": 0.0}  # a tie is worth half a win
 
 
 def prefer(label: str, swapped: bool) -> str:
@@ -71,11 +72,20 @@ def bootstrap_ci(
 def pairwise_stats(
     results: Sequence[str], *, resamples: int = 1000, seed: int = 0
 ) -> dict[str, float | list[float]]:
-    """Win/tie/lose fractions for A with bootstrap intervals (each from the same resamples)."""
+    """Win/tie/lose fractions for A with bootstrap intervals (each from the same resamples), and
+    ``score`` = win + tie / 2 (AlpacaEval's win rate, a tie worth half a win) with its interval.
+
+    >>> s = pairwise_stats(["win", "tie", "lose", "win"])
+    >>> s["score"], s["win"] + s["tie"] / 2
+    (0.625, 0.625)
+    """
     out: dict[str, float | list[float]] = {"n": len(results)}
     for r, frac in fractions(results).items():
         out[r] = round(frac, 6)
         out[f"{r}_ci"] = bootstrap_ci([x == r for x in results], resamples=resamples, seed=seed)
+    values = [SCORE[x] for x in results]
+    out["score"] = round(float(np.mean(values)), 6) if values else 0.0
+    out["score_ci"] = bootstrap_ci(values, resamples=resamples, seed=seed)
     return out
 
 

@@ -6,7 +6,7 @@ kept) and ``OUT/summary.json``, both atomically; the judge cache (``OUT/cache.sq
 config names another) makes a rerun free and a killed run resume.
 
 >>> summary = judge_pairwise("lima.jsonl", "gpt4.jsonl", cfg, "out/lima-vs-gpt4")  # doctest: +SKIP
->>> summary["win"], summary["win_ci"], summary["consistency"]  # doctest: +SKIP
+>>> summary["win"], summary["score"], summary["lc_win_rate"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -73,6 +73,31 @@ def _verdict(o: Outcome) -> dict:
         "raw": o.raw,
         "error": o.error,
         **({"probs": o.probs} if o.probs else {}),
+    }
+
+
+def length_controlled(
+    rows: list[dict], model: str, baseline: str, *, resamples: int = 1000, seed: int = 0
+) -> dict:
+    """The summary's LC fields for A against B from the verdict rows: ``lc_win_rate`` and its
+    95% interval as fractions (like ``win``), None when the fit is impossible, and ``lc`` with
+    the fit's details or the ``reason`` it could not be made."""
+    from limakit.evaluation.lc import MIN_PAIRS, PREFERENCE, Judged, lc_or_reason
+
+    judged = [
+        Judged(str(r["id"]), model, baseline, PREFERENCE.get(r["result"]), r["len_a"], r["len_b"])
+        for r in rows
+    ]
+    lc = lc_or_reason(judged, resamples=resamples, seed=seed)
+    ci = lc["lc_win_rate_ci"]
+    return {
+        "lc_win_rate": None if lc["lc_win_rate"] is None else round(lc["lc_win_rate"] / 100, 6),
+        "lc_win_rate_ci": None if ci is None else [round(x / 100, 6) for x in ci],
+        "lc": {
+            "reason": lc["reason"],
+            "min_pairs": MIN_PAIRS,
+            **{k: lc[k] for k in ("formula", "coefficients", "C", "interval") if k in lc},
+        },
     }
 
 
@@ -144,6 +169,9 @@ def judge_pairwise(
         "judge": _judge_info(judge, "pairwise"),
         "pairs": len(ps.pairs),
         **stats,
+        **length_controlled(
+            rows, ps.a_model, ps.b_model, resamples=judge.bootstrap, seed=judge.seed
+        ),
         "consistency": round(consistent / len(results), 6) if results else None,
         "invalid": len(invalid_ids),
         "invalid_ids": invalid_ids[:50],

@@ -40,6 +40,52 @@ def _ci(ci: list | None, pct: bool = True) -> str:
     return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if pct else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+def lc_text(s: dict) -> str:
+    """A pairwise summary's length-controlled win rate with its 95% interval, or why it has none.
+
+    >>> lc_text({"lc_win_rate": 0.4, "lc_win_rate_ci": [0.3, 0.5]})
+    '40.0% [30.0%, 50.0%]'
+    >>> lc_text({"lc_win_rate": None, "lc": {"reason": "too few pairs (3 valid verdicts, 20 needed)"}})
+    'n/a (too few pairs (3 valid verdicts, 20 needed))'
+    """
+    if s.get("lc_win_rate") is None:
+        return f"n/a ({(s.get('lc') or {}).get('reason') or 'not computed'})"
+    return f"{_pct(s['lc_win_rate'])} {_ci(s.get('lc_win_rate_ci'))}"
+
+
+def score_text(s: dict) -> str:
+    """``score`` = win + tie/2 with its 95% interval."""
+    return f"{_pct(s.get('score'))} {_ci(s.get('score_ci'))}"
+
+
+def complete_pairwise(d: Path, s: dict) -> dict:
+    """Add ``score`` and the LC fields to a pairwise summary written before they existed (or by
+    a tool that leaves them out), computing them from the folder's verdicts."""
+    if s.get("protocol") != "pairwise" or ("score_ci" in s and "lc_win_rate" in s):
+        return s
+    from limakit.evaluation.lc import MIN_PAIRS, lc_or_reason, read_verdicts
+    from limakit.evaluation.metrics import bootstrap_ci
+
+    s.setdefault("score", round(s["win"] + s["tie"] / 2, 6))
+    try:
+        rows = read_verdicts(d)
+    except LimaError:
+        s.setdefault("score_ci", None)
+        s.setdefault("lc_win_rate", None)
+        s.setdefault("lc_win_rate_ci", None)
+        s.setdefault("lc", {"reason": "no answer lengths in the verdicts", "min_pairs": MIN_PAIRS})
+        return s
+    prefs = [r.preference for r in rows if r.preference is not None]
+    s.setdefault("score_ci", bootstrap_ci(prefs) if prefs else None)
+    if "lc_win_rate" not in s:
+        lc = lc_or_reason(rows)
+        ci = lc["lc_win_rate_ci"]
+        s["lc_win_rate"] = None if lc["lc_win_rate"] is None else lc["lc_win_rate"] / 100
+        s["lc_win_rate_ci"] = None if ci is None else [x / 100 for x in ci]
+        s["lc"] = {"reason": lc["reason"], "min_pairs": MIN_PAIRS}
+    return s
+
+
 def bars_png(pairs: list[dict], out: Path) -> Path:
     """Stacked horizontal Win / Tie / Lose bars, one per comparison (the paper's Figure 1)."""
     import matplotlib
@@ -47,7 +93,7 @@ def bars_png(pairs: list[dict], out: Path) -> Path:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(pairs) + 1.4))
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(pairs) + 1.8))
     labels = [s["label"] for s in pairs]
     for row, s in enumerate(pairs):
         left = 0.0
@@ -59,11 +105,21 @@ def bars_png(pairs: list[dict], out: Path) -> Path:
                 ax.text(left + width / 2, row, f"{width:.0f}%", ha="center", va="center",
                         color="white" if key == "win" else "black", fontsize=9)  # fmt: skip
             left += width
+        ax.plot(100 * s["score"], row - 0.25, "D", color="black", ms=5,
+                label="score = win + tie/2" if row == 0 else None)  # fmt: skip
+        if s.get("lc_win_rate") is not None:
+            lo, hi = s.get("lc_win_rate_ci") or (s["lc_win_rate"],) * 2
+            lc = 100 * s["lc_win_rate"]
+            ax.errorbar(lc, row + 0.25, xerr=[[lc - 100 * lo], [100 * hi - lc]], fmt="o",
+                        color="#dd6b20", capsize=3, ms=5,
+                        label="LC win rate, 95% CI" if row == 0 else None)  # fmt: skip
+        else:
+            ax.text(99, row + 0.3, "LC n/a", ha="right", va="center", fontsize=8)
     ax.set_yticks(range(len(pairs)), labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of prompts (judged in both orders; disagreement counts as a tie)")
-    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
     with atomic_write(out, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
@@ -100,15 +156,17 @@ def _sections(
         for _d, s in pairs:
             lb = s.get("length_bias", {}).get("longer_won")
             rows.append([
-                s["label"], s["n"],
+                s["label"], s["n"], score_text(s), lc_text(s),
                 f"{_pct(s['win'])} {_ci(s.get('win_ci'))}", f"{_pct(s['tie'])} {_ci(s.get('tie_ci'))}",
                 f"{_pct(s['lose'])} {_ci(s.get('lose_ci'))}", _pct(s.get("consistency")),
                 s.get("invalid", 0), _pct(lb), f"{s['judge']['model']} ({s['judge']['prompt']})",
                 "; ".join(short for short, _long in cautions(s)) or "-",
             ])  # fmt: skip
         blocks.append(("t", _table(
-            ["comparison", "n", "win [95% CI]", "tie", "lose", "consistency", "invalid",
-             "longer won", "judge", "reading"], rows)))  # fmt: skip
+            ["comparison", "n", "score (win + tie/2) [95% CI]", "LC win rate [95% CI]",
+             "win [95% CI]", "tie", "lose", "consistency", "invalid", "longer won", "judge",
+             "reading"], rows)))  # fmt: skip
+        blocks.append(("p", lc_paragraph()))
         for _d, s in pairs:
             for _short, long in cautions(s):
                 blocks.append(("p", f"Caution, {s['label']}: {long}"))
@@ -117,9 +175,9 @@ def _sections(
             if len(cats) > 1:
                 blocks.append(("h3", f"{s['label']} by category"))
                 blocks.append(("t", _table(
-                    ["category", "n", "win", "tie", "lose"],
-                    [[c, v["n"], _pct(v["win"]), _pct(v["tie"]), _pct(v["lose"])]
-                     for c, v in cats.items()])))  # fmt: skip
+                    ["category", "n", "score (win + tie/2)", "win", "tie", "lose"],
+                    [[c, v["n"], _pct(v["win"] + v["tie"] / 2), _pct(v["win"]), _pct(v["tie"]),
+                      _pct(v["lose"])] for c, v in cats.items()])))  # fmt: skip
     for kind, title in (("rate", "Absolute rating (Fail / Pass / Excellent)"),
                         ("likert", "Helpfulness, 1-6 Likert")):  # fmt: skip
         group = [s for _d, s in singles if s["protocol"] == kind]
@@ -145,6 +203,17 @@ def _sections(
     blocks += agreement_blocks(agreements)
     blocks.append(("p", "Sources: " + ", ".join(f"`{d}`" for d in dirs)))
     return blocks
+
+
+def lc_paragraph() -> str:
+    """The sentence every pairwise table carries under it, and the rule for "n/a"."""
+    from limakit.evaluation.lc import MEANING, MIN_PAIRS
+
+    return (
+        f"{MEANING} Score is win + tie/2 (AlpacaEval's win rate). LC needs at least {MIN_PAIRS} "
+        "valid verdicts and some variation in the length difference; without them it reads "
+        "n/a, with the reason."
+    )
 
 
 def cautions(s: dict) -> list[tuple[str, str]]:
@@ -255,7 +324,8 @@ def console_lines(summaries: list[dict], agreements: list[dict]) -> list[str]:
         if s["protocol"] != "pairwise":
             continue
         lines.append(
-            f"{s['label']} ({s['judge']['model']}): win {_pct(s['win'])} {_ci(s.get('win_ci'))}, "
+            f"{s['label']} ({s['judge']['model']}): score {score_text(s)}, "
+            f"LC win rate {lc_text(s)}, win {_pct(s['win'])} {_ci(s.get('win_ci'))}, "
             f"tie {_pct(s['tie'])}, lose {_pct(s['lose'])}, n {s['n']}, "
             f"consistency {_pct(s.get('consistency'))}"
         )
@@ -267,6 +337,10 @@ def console_lines(summaries: list[dict], agreements: list[dict]) -> list[str]:
             f"agreement, {a['label']}, {who}: {_pct(a['accuracy'])} {_ci(a['accuracy_ci'])} "
             f"tie-discounted, kappa {kappa}, {a['comparisons']} comparisons"
         )
+    if any(s["protocol"] == "pairwise" for s in summaries):
+        from limakit.evaluation.lc import MEANING
+
+        lines.append(f"score = win + tie/2. {MEANING}")
     return lines
 
 
@@ -322,7 +396,7 @@ def report_with_lines(dirs: list[Path], out: Path) -> tuple[Path, list[str]]:
     if not dirs:
         raise LimaError("report: give at least one folder written by `lima judge`")
     out = Path(out)
-    summaries = [load_summary(d) for d in dirs]
+    summaries = [complete_pairwise(d, load_summary(d)) for d in dirs]
     names = [f"{s['a']['model']} vs {s['b']['model']}" for s in summaries if "a" in s]
     for d, s in zip(dirs, summaries):
         if s["protocol"] == "pairwise":

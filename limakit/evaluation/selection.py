@@ -110,19 +110,22 @@ def _checks_cells(r: dict) -> str:
 def _table_md(rows: list[dict], protocol: str, chosen: int | None) -> str:
     checks = "stopped at EOT | repetition |"
     if protocol == "pairwise":
+        from limakit.evaluation.report import lc_paragraph, lc_text
+
         head = (
-            "| epoch | score (win + tie/2) | 95% CI | win | tie | lose | consistency | invalid | "
-            + checks
+            "| epoch | score (win + tie/2) | 95% CI | LC win rate [95% CI] | win | tie | lose | "
+            "consistency | invalid | " + checks
         )
-        lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+        lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             mark = " **(chosen)**" if r["epoch"] == chosen else ""
             ci = r.get("score_ci") or [0, 0]
             lines.append(
                 f"| {r['epoch']}{mark} | {r['score']:.3f} | [{ci[0]:.2f}, {ci[1]:.2f}] | "
-                f"{r['win']:.3f} | {r['tie']:.3f} | {r['lose']:.3f} | {r['consistency']} | "
-                f"{r['invalid']} | {_checks_cells(r)}"
+                f"{lc_text(r)} | {r['win']:.3f} | {r['tie']:.3f} | {r['lose']:.3f} | "
+                f"{r['consistency']} | {r['invalid']} | {_checks_cells(r)}"
             )
+        lines += ["", lc_paragraph() + " The choice rests on the score, not on LC."]
     else:
         lines = ["| epoch | mean 1-6 | 95% CI | invalid | " + checks, "|---|---|---|---|---|---|"]
         for r in rows:
@@ -299,7 +302,8 @@ def select_checkpoint(
             rows.append({"epoch": epoch, "score": round(score, 6),
                          "score_ci": _score_ci(s, judge), "win": s["win"],
                          "tie": s["tie"], "lose": s["lose"], "win_ci": s["win_ci"],
-                         "consistency": s["consistency"], "invalid": s["invalid"], "n": s["n"]})  # fmt: skip
+                         "consistency": s["consistency"], "invalid": s["invalid"], "n": s["n"],
+                         **{k: s.get(k) for k in ("lc_win_rate", "lc_win_rate_ci", "lc")}})  # fmt: skip
         else:
             s = judge_likert(answers, judge, out, samples=samples)
             rows.append({"epoch": epoch, "score": s["mean"] if s["mean"] is not None else 0.0,

@@ -4,7 +4,7 @@
 
 The run directory records what produced it: ``config.yaml`` (the resolved config, defaults
 included), ``run.json`` (package versions, the limakit git commit) and ``stages/NAME.json`` (each
-stage's key and output hashes; see :mod:`limakit.pipeline`).
+stage's key and output hashes; see :mod:`limakit.run.stage`).
 
 >>> cfg = load_run_config("configs/run-demo-cpu.yaml")  # doctest: +SKIP
 >>> results = execute(cfg, Path("runs/demo"))  # doctest: +SKIP
@@ -20,8 +20,8 @@ from importlib import metadata
 from pathlib import Path
 
 from limakit.files import atomic_write
-from limakit.pipeline import Pipeline, StageResult
 from limakit.run.config import RunConfig, load_run_config
+from limakit.run.stage import Pipeline, StageResult
 
 __all__ = ["RunConfig", "execute", "load_run_config", "provenance"]
 

@@ -1,5 +1,6 @@
 """The ablation report: mean Likert score per arm with 95% intervals (the paper's Figures 5 and 6),
-and a plain statement of which intervals overlap."""
+a plain statement of which intervals overlap, and, where the arms were judged pairwise against a
+baseline, each arm's score (win + tie/2) and length-controlled win rate."""
 
 from __future__ import annotations
 
@@ -45,6 +46,94 @@ def plot(ablation: str, rows: list[dict], out: Path) -> None:
     with atomic_write(out, "wb") as f:
         fig.savefig(f, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def pairwise_figures(rows: list[dict], *, resamples: int = 1000, seed: int = 0) -> None:
+    """Replace each arm's ``pairwise`` (baseline -> verdict rows, seeds pooled) by its figures:
+    win / tie / lose, score = win + tie/2 with a 95% interval, and the LC win rate with its 95%
+    interval (fractions), or the reason it is n/a. When three or more arms were judged against
+    the same baseline, the LC fit adds the instruction-difficulty term, estimated on the prompts
+    they share (AlpacaEval's length_controlled_v1); with fewer, the minimal formula."""
+    from limakit.evaluation import metrics
+    from limakit.evaluation.lc import MIN_PAIRS, PREFERENCE, Judged, lc_table
+
+    for baseline in sorted({b for r in rows for b in r.get("pairwise") or {}}):
+        arms = [r for r in rows if (r.get("pairwise") or {}).get(baseline)]
+        judged = [Judged(str(v["id"]), r["arm"], baseline, PREFERENCE.get(v["result"]),
+                         int(v["len_a"]), int(v["len_b"]))
+                  for r in arms for v in r["pairwise"][baseline]]  # fmt: skip
+        lc = lc_table(judged, resamples=resamples, seed=seed, difficulty=len(arms) >= 3,
+                      min_pairs=MIN_PAIRS)  # fmt: skip
+        for r in arms:
+            results = [v["result"] for v in r["pairwise"][baseline] if v["result"] != "invalid"]
+            e = lc[r["arm"]]
+            ci = e["lc_win_rate_ci"]
+            r["pairwise"][baseline] = {
+                **metrics.pairwise_stats(results, resamples=resamples, seed=seed),
+                "lc_win_rate": None if e["lc_win_rate"] is None else e["lc_win_rate"] / 100,
+                "lc_win_rate_ci": None if ci is None else [x / 100 for x in ci],
+                "lc": {"reason": e["reason"], "formula": e.get("formula"), "n": e["n"],
+                       "min_pairs": MIN_PAIRS},
+            }  # fmt: skip
+    for r in rows:  # an arm judged against no baseline (or not pairwise) has nothing to show
+        for b, v in list((r.get("pairwise") or {}).items()):
+            if isinstance(v, list):
+                del r["pairwise"][b]
+
+
+def pairwise_plot(ablation: str, baseline: str, rows: list[dict], out: Path) -> None:
+    """Score and LC win rate per arm against one baseline, with their 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    xs = range(len(rows))
+    for key, dx, color, name in (("score", -0.1, "#2b6cb0", "score = win + tie/2"),
+                                 ("lc_win_rate", 0.1, "#dd6b20", "LC win rate")):  # fmt: skip
+        pts = [(x + dx, r[key], r[f"{key}_ci"]) for x, r in zip(xs, rows) if r[key] is not None]
+        if not pts:
+            continue
+        ax.errorbar([p[0] for p in pts], [100 * p[1] for p in pts],
+                    yerr=[[100 * (p[1] - (p[2] or [p[1]])[0]) for p in pts],
+                          [100 * ((p[2] or [0, p[1]])[1] - p[1]) for p in pts]],
+                    fmt="o", capsize=4, color=color, label=name)  # fmt: skip
+    ax.axhline(50, color="#a0aec0", lw=1, ls="--")
+    ax.set_xticks(list(xs), [r["arm"] for r in rows])
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(f"% against {baseline}, 95% CI")
+    ax.set_title(f"{TITLES[ablation]}: pairwise", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def pairwise_lines(ablation: str, rows: list[dict], out: Path) -> list[str]:
+    """Per baseline: the figure and table of score and LC win rate per arm."""
+    from limakit.evaluation.lc import MEANING
+    from limakit.evaluation.report import _ci, _pct, lc_text, score_text
+
+    lines = []
+    for baseline in sorted({b for r in rows for b in r.get("pairwise") or {}}):
+        table = [{"arm": r["arm"], "examples": r["examples"], **r["pairwise"][baseline]}
+                 for r in rows if baseline in (r.get("pairwise") or {})]  # fmt: skip
+        png = f"{ablation}-pairwise-{baseline}.png"
+        pairwise_plot(ablation, baseline, table, out / png)
+        formulas = sorted({t["lc"]["formula"] for t in table if t["lc"]["formula"]})
+        lines += [f"### Pairwise against {baseline}", "", f"![{ablation} pairwise]({png})", "",
+                  "| arm | examples | pairs | score (win + tie/2) [95% CI] | LC win rate [95% CI] "
+                  "| win [95% CI] | tie | lose |", "|---|---:|---:|---|---|---|---:|---:|"]  # fmt: skip
+        for t in table:
+            lines.append(f"| {t['arm']} | {t['examples']} | {t['n']} | {score_text(t)} | "
+                         f"{lc_text(t)} | {_pct(t['win'])} {_ci(t['win_ci'])} | "
+                         f"{_pct(t['tie'])} | {_pct(t['lose'])} |")  # fmt: skip
+        lines += ["", f"{MEANING} LC formula: {', '.join(formulas) or 'none fitted'} "
+                      "(with three or more arms against this baseline, an instruction-difficulty "
+                      "term estimated on the prompts they share joins the fit).", ""]  # fmt: skip
+    return lines
 
 
 def verdict_lines(rows: list[dict]) -> list[str]:
@@ -111,6 +200,7 @@ def write_ablation_report(results: dict[str, list[dict]], cfg, out: Path) -> Pat
                 f"| {r['arm']} | {r['examples']} | {r['prompts']} | {mean} | {ci} | {runs} |"
             )
         lines += ["", *verdict_lines(rows), ""]
+        lines += pairwise_lines(ablation, rows, out)
     text = "\n".join(lines).rstrip() + "\n"
     with atomic_write(out / "report.md") as f:
         f.write(text)

@@ -18,8 +18,8 @@ from pathlib import Path
 from limakit.errors import LimaError
 from limakit.example import Example, read_examples, write_examples
 from limakit.files import read_json, read_jsonl_records, write_json
-from limakit.pipeline import Stage
 from limakit.run.config import RunConfig, prompts_path
+from limakit.run.stage import Stage
 from limakit.sources.registry import input_paths
 
 

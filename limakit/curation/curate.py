@@ -135,7 +135,7 @@ def split_dev(cfg: CurateConfig, survivors: Pools) -> list[Example]:
 def select_from_pool(cfg: CurateConfig, survivors: Pools, funnel: Funnel):
     """Order a general pool by ``cfg.select``; returns (selection, pool items) or (None, [])."""
     if "pool" in survivors and cfg.select != "lima-rules":
-        from limakit.curation.select import select_pool
+        from limakit.curation.pool_select import select_pool
 
         items = [ex for g in sorted(survivors["pool"]) for ex in survivors["pool"][g]]
         selection = select_pool(items, cfg)
