@@ -267,7 +267,7 @@ def _mini_run(root: Path, prompts: Path, limit: int | None, curated_tests: int =
 
 def test_the_report_names_the_test_prompts_sampled_and_the_epoch_means(tmp_path):
     from limakit.files import write_jsonl
-    from limakit.run.report import write_run_report
+    from limakit.run.run_report import write_run_report
 
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl(prompts, [{"id": f"t{i}", "source": "x", "messages": [
@@ -281,7 +281,7 @@ def test_the_report_names_the_test_prompts_sampled_and_the_epoch_means(tmp_path)
 
 def test_the_report_names_a_packaged_prompts_file_by_its_packaged_name(tmp_path):
     from limakit.run.config import packaged_path
-    from limakit.run.report import write_run_report
+    from limakit.run.run_report import write_run_report
 
     prompts = packaged_path("demo/dev_prompts.jsonl")
     report = write_run_report(_mini_run(tmp_path, prompts, limit=None), tmp_path).read_text()

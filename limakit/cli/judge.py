@@ -194,7 +194,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    from limakit.evaluation.selection import parse_epochs, select_checkpoint
+    from limakit.evaluation.checkpoint_choice import parse_epochs, select_checkpoint
 
     result = select_checkpoint(
         args.run_dir,

@@ -54,7 +54,11 @@ def score_ifbench(answers_path) -> dict:
     return score_answers(answers_path)
 
 
-def select_checkpoint(*args, **kwargs) -> dict:
-    from limakit.evaluation.selection import select_checkpoint as _select
+def __getattr__(name: str):
+    """``select_checkpoint`` is imported on first use (it pulls in the model stack), as the real
+    function with its own signature and docstring."""
+    if name == "select_checkpoint":
+        from limakit.evaluation.checkpoint_choice import select_checkpoint
 
-    return _select(*args, **kwargs)
+        return select_checkpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from itertools import combinations
 from pathlib import Path
 
 from limakit.files import atomic_write
-from limakit.run.report import to_html
+from limakit.run.run_report import to_html
 
 TITLES = {
     "quantity": "Quantity: 2^k examples from the same pool",

@@ -192,7 +192,7 @@ def train_stage(cfg: RunConfig) -> Stage:
 
 def train_line(rows: list[dict]) -> str:
     """The train stage's summary: steps, the mean loss of each epoch, speed."""
-    from limakit.run.report import epoch_loss_text
+    from limakit.run.run_report import epoch_loss_text
 
     tps = sum(r["real_tokens"] for r in rows) / max(sum(r["step_time_s"] for r in rows), 1e-9)
     return f"{len(rows)} steps, {epoch_loss_text(rows)}, {tps:.0f} real tokens/s"
@@ -246,7 +246,7 @@ def select_stage(cfg: RunConfig) -> Stage:
         )
         if result["chosen"] is None:
             raise LimaError(f"{root / 'select'}: no epoch could be judged")
-        from limakit.evaluation.selection import rule_words
+        from limakit.evaluation.checkpoint_choice import rule_words
 
         rule = rule_words(result["decided_by"])
         how = f"chosen by {rule} among epochs {epochs} ({sel.protocol} on the dev set)"
@@ -386,7 +386,7 @@ def judge_stage(cfg: RunConfig) -> Stage:
 
 def report_stage(cfg: RunConfig) -> Stage:
     def run(root: Path) -> str:
-        from limakit.run.report import write_run_report
+        from limakit.run.run_report import write_run_report
 
         path = write_run_report(cfg, root)
         return f"report -> {path.relative_to(root)}"

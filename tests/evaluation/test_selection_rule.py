@@ -7,7 +7,7 @@ import importlib
 import json
 
 from limakit.evaluation import JudgeConfig, select_checkpoint
-from limakit.evaluation.selection import choose
+from limakit.evaluation.checkpoint_choice import choose
 from limakit.example import Example, Message
 from limakit.files import write_jsonl
 from tests.evaluation.fake_server import Act, FakeServer
