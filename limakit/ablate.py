@@ -77,6 +77,22 @@ class DiversityAblation(Config):
         return self
 
 
+class BacktranslationAblation(Config):
+    """Seed only vs seed + back-translated pairs after each round (Humpback's comparison): the
+    curated data is the seed of ``data.backtranslate`` (set in the base run or in ``set``)."""
+
+    enabled: bool = Field(False, description="Run this ablation (it needs texts to translate).")
+    n: int | None = Field(
+        None, ge=1, description="Seed examples per arm (None: quantity's largest)."
+    )
+    rounds: int = Field(2, ge=1, description="Arms: the seed alone, then seed + rounds 1..R.")
+    set: list[str] = Field(
+        default_factory=list,
+        description="Overrides configuring data.backtranslate for the grown arms, e.g. "
+        "data.backtranslate.texts=[docs/].",
+    )
+
+
 class AblateConfig(Config):
     """One base run config and the arms made from it."""
 
@@ -86,10 +102,12 @@ class AblateConfig(Config):
     quantity: QuantityAblation = Field(default_factory=QuantityAblation)
     quality: QualityAblation = Field(default_factory=QualityAblation)
     diversity: DiversityAblation = Field(default_factory=DiversityAblation)
+    backtranslation: BacktranslationAblation = Field(default_factory=BacktranslationAblation)
 
     @model_validator(mode="after")
     def _some(self) -> AblateConfig:
-        if not (self.quantity.enabled or self.quality.enabled or self.diversity.enabled):
+        on = (self.quantity, self.quality, self.diversity, self.backtranslation)
+        if not any(a.enabled for a in on):
             raise ValueError("every ablation is disabled")
         if not self.seeds:
             raise ValueError("seeds: give at least one")
@@ -111,7 +129,7 @@ def load_ablate_config(path: str, overrides: list[str] | tuple[str, ...] = ()) -
 
 @dataclass(frozen=True)
 class Arm:
-    ablation: str  # quantity | quality | diversity
+    ablation: str  # quantity | quality | diversity | backtranslation
     arm: str  # "n=8", "filtered", "homogeneous", ...
     seed: int
     n: int
@@ -136,6 +154,13 @@ def plan_arms(cfg: AblateConfig) -> list[Arm]:
         n = cfg.diversity.n or largest
         arms += [("diversity", "mixed", n, cfg.diversity.mixed),
                  ("diversity", "homogeneous", n, cfg.diversity.homogeneous)]  # fmt: skip
+    if cfg.backtranslation.enabled:
+        bt = cfg.backtranslation
+        n = bt.n or largest
+        arms.append(("backtranslation", "seed", n, ["data.backtranslate=null"]))
+        for k in range(1, bt.rounds + 1):
+            grown = [*bt.set, f"data.backtranslate.rounds={k}"]
+            arms.append(("backtranslation", f"round-{k}", n, grown))
     out = []
     for seed in cfg.seeds:
         for ablation, arm, n, own in arms:

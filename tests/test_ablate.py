@@ -189,3 +189,38 @@ def test_pairwise_arms_get_score_and_lc_with_difficulty_from_three_arms(tmp_path
     row = next(x for x in text.splitlines() if x.startswith("| n=4 | 4 | 40 |"))
     assert f"{100 * quantity[1]['pairwise']['base']['lc_win_rate']:.1f}% [" in row
     assert (tmp_path / "quantity-pairwise-base.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_backtranslation_ablation_compares_the_seed_with_each_round(tmp_path, tiny_model_dir):
+    from limakit.run.config import run_config_data, validate_run_config
+
+    run_config = tiny_config(tmp_path / "setting", tiny_model_dir, "http://127.0.0.1:9/v1")
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"id": "t1", "text": "Ripe tomatoes keep best on the counter."}\n')
+    cfg = {
+        "run": str(run_config),
+        "quantity": {"enabled": False},
+        "quality": {"enabled": False},
+        "diversity": {"enabled": False},
+        "backtranslation": {
+            "enabled": True,
+            "n": 4,
+            "rounds": 2,
+            "set": [f"data.backtranslate.texts=[{texts}]"],
+        },
+    }
+    path = tmp_path / "ablate.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    arms = plan_arms(load_ablate_config(str(path)))
+    assert [a.dir_name for a in arms] == [
+        "backtranslation-seed-seed0",
+        "backtranslation-round-1-seed0",
+        "backtranslation-round-2-seed0",
+    ]
+    grown = []
+    for arm in arms:
+        data, where = run_config_data(str(run_config), arm.overrides)
+        run = validate_run_config(data, where)
+        assert run.data.curate.n == 4  # the same seed set in every arm
+        grown.append(run.data.backtranslate and run.data.backtranslate.rounds)
+    assert grown == [None, 1, 2]

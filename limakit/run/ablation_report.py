@@ -14,6 +14,7 @@ TITLES = {
     "quantity": "Quantity: 2^k examples from the same pool",
     "quality": "Quality: filtered vs unfiltered, same size and source",
     "diversity": "Diversity: mixed vs homogeneous, same size",
+    "backtranslation": "Back-translation: the seed alone vs seed + the pairs kept after each round",
 }
 
 
@@ -175,7 +176,7 @@ def write_ablation_report(results: dict[str, list[dict]], cfg, out: Path) -> Pat
             "compares the arms. Use a stronger judge.",
             "",
         ]
-    for ablation in ("quantity", "quality", "diversity"):
+    for ablation in ("quantity", "quality", "diversity", "backtranslation"):
         rows = results.get(ablation)
         if not rows:
             continue
