@@ -277,6 +277,22 @@ def test_the_report_names_the_test_prompts_sampled_and_the_epoch_means(tmp_path)
     assert f"Test prompts: 8 from `{prompts}` (`sample.prompts`; the first 8 of its 10)" in report
     assert "not from the curated split" in report
     assert "| 1 | 3 | 4.040 |" in report and "| 2 | 3 | 3.190 |" in report
+    assert "Sampled:" not in report  # no answers yet: nothing to say
+
+
+def test_the_report_says_which_chat_format_each_model_was_sampled_in(tmp_path):
+    from limakit.files import write_jsonl
+    from limakit.run.run_report import format_lines
+
+    def answer(template: str) -> dict:
+        return {"id": "t0", "source": "x", "meta": {"template": template}, "messages": [
+            {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}  # fmt: skip
+
+    write_jsonl(tmp_path / "answers" / "model.jsonl", [answer("limakit")])
+    write_jsonl(tmp_path / "answers" / "base.jsonl", [answer("own")])
+    line = format_lines(tmp_path)[0]
+    assert line.startswith("Sampled: `base` in its own chat format")
+    assert "`model` in limakit's format" in line
 
 
 def test_the_report_names_a_packaged_prompts_file_by_its_packaged_name(tmp_path):

@@ -102,6 +102,23 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def format_lines(root: Path) -> list[str]:
+    """In which chat format each model was sampled (``meta.template`` of its answers): a model
+    with its own chat template answers in it, as the paper compared each system in its own."""
+    from limakit.files import read_jsonl_records
+
+    said = []
+    for path in sorted((root / "answers").glob("*.jsonl")):
+        first = next((row for _, row in read_jsonl_records(path, resumable=True)), None)
+        template = ((first or {}).get("meta") or {}).get("template")
+        if template == "own":
+            said.append(f"`{path.stem}` in its own chat format (its chat template, stopping at "
+                        "its own end-of-turn token)")  # fmt: skip
+        elif template == "limakit":
+            said.append(f"`{path.stem}` in limakit's format (ending at `<|eot|>`)")
+    return ["Sampled: " + "; ".join(said) + ".", ""] if said else []
+
+
 def prompt_lines(cfg: RunConfig, root: Path) -> list[str]:
     """Which prompts the model and the baselines answered: the curated test split or a file."""
     from limakit.example import read_examples
@@ -172,6 +189,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
                       f"examples matched, {f['kept']} kept."]  # fmt: skip
     lines.append("")
     lines += prompt_lines(cfg, root)
+    lines += format_lines(root)
     if card.exists():
         rel = card.parent.relative_to(root).as_posix()
         lines += [f"Data card ([{rel}/card.md](../{rel}/card.md)):", ""]
