@@ -305,3 +305,21 @@ def test_the_report_names_a_packaged_prompts_file_by_its_packaged_name(tmp_path)
         "Test prompts: 8 from `packaged:demo/dev_prompts.jsonl` (`sample.prompts`; all 8)" in report
     )
     assert str(prompts.parent) not in report
+
+
+def test_one_runtime_section_reaches_every_model_loading_stage(config_path):
+    from limakit.cli import build_parser
+    from limakit.cli.run import runtime_overrides
+
+    plain = load_run_config(config_path, [])
+    assert plain.judge.dtype == "float32" and plain.judge.device == "auto"  # defaults kept
+    cfg = load_run_config(config_path, ["runtime.device=cuda:3", "runtime.dtype=bfloat16"])
+    assert (cfg.judge.device, cfg.judge.dtype) == ("cuda:3", "bfloat16")
+    assert (cfg.select.judge.device, cfg.select.judge.dtype) == ("cuda:3", "bfloat16")
+    sel = cfg.data.curate.selection
+    assert (sel.device, sel.dtype) == ("cuda:3", "bfloat16")
+    # a stage's own setting still wins: the tiny config samples on the CPU in float32
+    assert (cfg.sample.device, cfg.sample.dtype) == ("cpu", "float32")
+    for command in (["run", "x.yaml", "--out", "o"], ["demo"]):
+        args = build_parser().parse_args([*command, "--device", "cpu", "--dtype", "float32"])
+        assert runtime_overrides(args) == ["runtime.device=cpu", "runtime.dtype=float32"]

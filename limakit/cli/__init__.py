@@ -42,6 +42,23 @@ def add_overrides(p, what: str = "a config field", example: str = "key=value") -
     )
 
 
+def add_runtime(p, what: str = "the model") -> None:
+    """The one ``--device`` / ``--dtype`` pair, spelled and explained the same on every command
+    that loads a model (default None: the config's value, itself ``auto`` unless set)."""
+    p.add_argument(
+        "--device",
+        default=None,
+        help=f"where {what} runs: auto (cuda when available, else cpu), cpu, cuda, cuda:N; a "
+        "device this machine lacks is an error",
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help=f"weights dtype of {what}: auto (bfloat16 where bf16 matmuls are fast, else "
+        "float32), bfloat16 or float32",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lima",

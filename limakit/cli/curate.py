@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from limakit.cli import add_overrides
+from limakit.cli import add_overrides, add_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,9 +97,7 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ifd-model", metavar="MODEL", help="model whose losses give IFD (default smollm2-135m)"
     )
-    p.add_argument(
-        "--device", help="device of the embedder and the IFD model: auto (default), cpu, cuda:N"
-    )
+    add_runtime(p, "the embedder and the IFD model")
     p.add_argument(
         "--diversity",
         choices=["auto", "always", "never"],
@@ -131,6 +129,7 @@ def _config(args: argparse.Namespace):
             ("clusters", "clusters"),
             ("ifd_model", "ifd_model"),
             ("device", "device"),
+            ("dtype", "dtype"),
             ("diversity", "diversity"),
             ("score_cache", "cache"),
         ]

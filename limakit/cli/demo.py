@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from limakit.cli import add_overrides
+from limakit.cli import add_overrides, add_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_overrides(p, "a field of the demo's run config", "train.model=smollm2-135m")
     p.add_argument("--fresh", action="store_true", help="delete the run directory first")
+    add_runtime(p, "every stage's model (the config's runtime section)")
     p.set_defaults(func=run_demo)
 
 
@@ -38,6 +39,8 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
-    demo(out, quick=args.quick, overrides=args.overrides)
+    from limakit.cli.run import runtime_overrides
+
+    demo(out, quick=args.quick, overrides=[*args.overrides, *runtime_overrides(args)])
     print(f"demo finished: see {out}/report/report.md")
     return 0

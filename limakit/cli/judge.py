@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from limakit.cli import add_overrides
+from limakit.cli import add_overrides, add_runtime
 
 
 def _judge_args(p: argparse.ArgumentParser) -> None:
@@ -17,12 +17,7 @@ def _judge_args(p: argparse.ArgumentParser) -> None:
 
 
 def _device_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device",
-        default=None,
-        help="where a local judge (and select's generation) runs: auto, cpu, cuda, cuda:N "
-        "(default: the judge config's device, auto)",
-    )
+    add_runtime(p, "a local judge")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -113,8 +108,9 @@ def _config(args: argparse.Namespace):
     from limakit.evaluation.config import JudgeConfig
 
     overrides = list(args.overrides)
-    if getattr(args, "device", None):
-        overrides.append(f"device={args.device}")
+    for name in ("device", "dtype"):
+        if getattr(args, name, None):
+            overrides.append(f"{name}={getattr(args, name)}")
     return load_config(JudgeConfig, args.judge, overrides)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from limakit.cli import add_overrides
+from limakit.cli import add_overrides, add_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run only this stage (repeatable); its inputs must be there already",
     )
     p.add_argument("--cache", help="shared stage cache folder (equal stages are linked, not rerun)")
+    add_runtime(p, "every stage's model (the config's runtime section)")
     p.set_defaults(func=run_cmd)
 
     a = sub.add_parser(
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_cmd(args: argparse.Namespace) -> int:
     from limakit.run import execute, load_run_config
 
-    cfg = load_run_config(args.config, args.overrides)
+    cfg = load_run_config(args.config, [*args.overrides, *runtime_overrides(args)])
     out = Path(args.out)
     execute(cfg, out, only=args.only or None, cache=Path(args.cache) if args.cache else None)
     report = out / "report" / "report.md"
@@ -69,3 +70,8 @@ def ablate_cmd(args: argparse.Namespace) -> int:
     report = ablate(cfg, Path(args.out))
     print(f"ablations finished: {report}")
     return 0
+
+
+def runtime_overrides(args: argparse.Namespace) -> list[str]:
+    """``--device`` / ``--dtype`` as overrides of the run config's ``runtime`` section."""
+    return [f"runtime.{k}={getattr(args, k)}" for k in ("device", "dtype") if getattr(args, k)]

@@ -168,10 +168,25 @@ class EvaluateSection(Config):
     checks: bool = Field(True, description="Judge-free checks: EOT stops, length, repetition.")
 
 
+class RuntimeSection(Config):
+    """Where every stage's model runs, decided in one place; a stage's own ``device`` /
+    ``dtype`` field (``sample.device``, ``judge.dtype``...) still wins where it is set."""
+
+    device: str = Field("auto", description="auto (cuda when present), cpu, cuda, cuda:N.")
+    dtype: str = Field("auto", description="auto (bfloat16 where fast, else float32), bfloat16, "
+                       "float32.")  # fmt: skip
+
+
 class RunConfig(Config):
     """Everything ``lima run`` does, stage by stage."""
 
     name: str = Field("lima", description="Label of the fine-tuned model in answers and reports.")
+    runtime: RuntimeSection = Field(
+        default_factory=RuntimeSection,
+        description="Device and dtype of every stage that loads a model (sampling, checkpoint "
+        "choice, a local judge, pool selection, back-translation), unless the stage sets its "
+        "own. Training's devices come from its launcher (accelerate).",
+    )
     data: DataSection
     train: TrainConfig
     launch: list[str] | None = Field(
@@ -204,7 +219,20 @@ class RunConfig(Config):
         if self.select.enabled and self.select.dev == "curated":
             if self.data.curate is None or not self.data.curate.splits:
                 raise ValueError("select.dev=curated needs data.curate with splits: true")
+        self._apply_runtime()
         return self
+
+    def _apply_runtime(self) -> None:
+        """Give each model-loading section the runtime's device / dtype where the runtime sets
+        one and the section does not: one decision, carried to every stage (and its key)."""
+        given = self.runtime.model_fields_set & {"device", "dtype"}
+        cur, bt = self.data.curate, self.data.backtranslate
+        sections = [self.sample, self.judge, self.select.judge, cur and cur.selection,
+                    bt and bt.augment, bt and bt.rate]  # fmt: skip
+        for section in sections:
+            for name in given:
+                if section is not None and name not in section.model_fields_set:
+                    setattr(section, name, getattr(self.runtime, name))
 
 
 def _deep_merge(base: Any, over: Any) -> Any:
