@@ -32,6 +32,7 @@ def inspect_examples(
     as_json: bool = False,
     limit: int | None = None,
     out=None,
+    template: Template | None = None,
 ) -> InspectTotals:
     """Render each example; print JSON lines (``as_json``) or a highlighted view, return totals."""
     from rich.console import Console
@@ -40,7 +41,7 @@ def inspect_examples(
 
     out = out or sys.stdout
     console = Console(file=out, highlight=False, soft_wrap=True)
-    template = Template.from_tokenizer(tokenizer)
+    template = template or Template.from_tokenizer(tokenizer)  # the loader's, when given
     totals = InspectTotals()
     rows = []
     for i, ex in enumerate(examples):

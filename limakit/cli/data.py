@@ -113,13 +113,12 @@ def run_inspect(args: argparse.Namespace) -> int:
     from limakit.errors import LimaError
     from limakit.formats import ReadReport, read_any, rejects_file
     from limakit.inspect import inspect_examples
-    from limakit.models import load_tokenizer
-    from limakit.template import Template, attach
+    from limakit.models import load_model_for
 
     if args.rejected_dir and not args.skip_invalid:
         raise LimaError("--rejected-dir only applies with --skip-invalid")
-    tokenizer = load_tokenizer(args.model)
-    attach(tokenizer, None, Template.from_tokenizer(tokenizer))
+    loaded = load_model_for(args.model, "cpu", "float32", weights=False)  # tokenizer + template
+    tokenizer = loaded.tokenizer
     report = ReadReport()
     rejected = None
     if args.skip_invalid:
@@ -132,6 +131,7 @@ def run_inspect(args: argparse.Namespace) -> int:
             train_on=args.train_on,
             as_json=args.json,
             limit=args.limit,
+            template=loaded.template,
         )
     print(
         f"{totals.examples} examples, {totals.tokens} tokens, {totals.trained} trained, "

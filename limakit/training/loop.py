@@ -63,7 +63,9 @@ def check_data(path: str | Path) -> None:
         raise LimaError(f"{path}: empty file (no examples to train on)")
 
 
-def encode(config: TrainConfig, tokenizer, stats: DataStats | None = None) -> list[Encoded]:
+def encode(
+    config: TrainConfig, tokenizer, stats: DataStats | None = None, template=None
+) -> list[Encoded]:
     """Render every example with the template; fail (or skip, if allowed) on untrained ones.
 
     ``stats`` (if given) gets the counts; examples trimmed to ``max_len`` are also reported.
@@ -72,7 +74,7 @@ def encode(config: TrainConfig, tokenizer, stats: DataStats | None = None) -> li
     from limakit.template import Template, render
 
     stats = stats if stats is not None else DataStats()
-    template = Template.from_tokenizer(tokenizer)
+    template = template or Template.from_tokenizer(tokenizer)  # the loader's, when given
     check_data(config.data)
     out: list[Encoded] = []
     untrained: list[str] = []
@@ -138,9 +140,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
 
     check_data(config.data)
     torch.manual_seed(config.seed)
-    model, tokenizer = prepare_model(config)
+    loaded = prepare_model(config)
+    model, tokenizer = loaded.model, loaded.tokenizer
     data_stats = DataStats()
-    data = encode(config, tokenizer, data_stats)
+    data = encode(config, tokenizer, data_stats, loaded.template)
     fingerprint = model_fingerprint(inner_model(model))
     steps_per_epoch = math.ceil(len(data) / config.global_batch)
     # The schedule spans the full run; max_steps only stops early, so a capped run resumes exactly.

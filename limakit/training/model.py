@@ -7,6 +7,7 @@ the (summed) loss, and no full-vocabulary logits are ever built.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import torch
@@ -131,7 +132,8 @@ def attn_implementation(config: TrainConfig) -> str:
 
 
 def prepare_model(config: TrainConfig):
-    """(model, tokenizer): loaded with the EOT format, dropout hooked, LoRA and checkpointing set.
+    """The :class:`~limakit.models.LoadedModel` to train: loaded with the EOT format, dropout
+    hooked, LoRA and checkpointing set (``.model`` is the model to train, LoRA-wrapped or not).
 
     The weights are read on the host (the accelerator places them); the tokenizer carries the
     template (the checkpoint's own, whole, when it has one), saved beside every checkpoint.
@@ -145,7 +147,7 @@ def prepare_model(config: TrainConfig):
         eot_init=config.eot_init,
         attn_implementation=attn_implementation(config),
     )
-    model, tokenizer = loaded.pair
+    model = loaded.model
     if config.dropout_top > 0:
         add_residual_dropout(model, config.dropout_top, config.dropout_bottom)
     if config.compile is True:  # "auto" is decided by the loop, on the run's device
@@ -176,7 +178,7 @@ def prepare_model(config: TrainConfig):
                 task_type="CAUSAL_LM",
             ),
         )
-    return model, tokenizer
+    return dataclasses.replace(loaded, model=model)
 
 
 def lr_factor(step: int, total: int, lr: float, final_lr: float, warmup: int = 0) -> float:

@@ -76,7 +76,7 @@ def test_bf16_weights_with_float32_masters(tmp_path, tiny_model_dir):
     weights = load_file(final / "model.safetensors")
     assert weights["model.norm.weight"].dtype == torch.bfloat16
     masters = torch.load(final / "trainer_state.pt", weights_only=False)["master"]
-    model, _ = prepare_model(load_config(TrainConfig, None, [f"model={tiny_model_dir}"]))
+    model = prepare_model(load_config(TrainConfig, None, [f"model={tiny_model_dir}"])).model
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert len(masters) == len(names) and all(m.dtype == torch.float32 for m in masters)
 
@@ -113,7 +113,8 @@ def test_eot_init_from_the_config_reaches_the_model(tmp_path, smollm2_tokenizer)
     eos = base.eos_token_id
     for init in ("eos", "mean"):
         cfg = load_config(TrainConfig, None, [f"model={tmp_path / 'base'}", f"eot_init={init}"])
-        model, tok = prepare_model(cfg)
+        loaded = prepare_model(cfg)
+        model, tok = loaded.model, loaded.tokenizer
         emb = model.get_input_embeddings().weight
         eot = tok.eos_token_id  # attach() made the new EOT the tokenizer's EOS
         assert eot == len(base) and eos < eot
