@@ -31,7 +31,7 @@ SEED_SHAREGPT = 30
 def seed_file(path: Path) -> int:
     from importlib import resources
 
-    from limakit.example import write_examples
+    from limakit.records.example import write_examples
     from limakit.sources.manual import read_manual
     from limakit.sources.sharegpt import ShareGPTStream
 
@@ -62,7 +62,7 @@ def main() -> int:
     from backtranslate_data import posts_xml
 
     from limakit.backtranslate import BacktranslateConfig, backtranslate
-    from limakit.config import read_yaml_mapping
+    from limakit.core.config import read_yaml_mapping
 
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bt-bench-"))
     work.mkdir(parents=True, exist_ok=True)

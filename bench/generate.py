@@ -29,10 +29,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from limakit.example import Example, Message  # noqa: E402
 from limakit.generation import DecodeConfig, generate_answers  # noqa: E402
 from limakit.models import load  # noqa: E402
-from limakit.template import render_prompt  # noqa: E402
+from limakit.records.example import Example, Message  # noqa: E402
+from limakit.records.template import render_prompt  # noqa: E402
 
 NEW = 128
 

@@ -142,7 +142,7 @@ def build_model(tokenizer_dir: str, dest: Path, dry: bool) -> int:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from limakit.models import load_tokenizer
-    from limakit.template import Template, attach
+    from limakit.records.template import Template, attach
 
     config = AutoConfig.from_pretrained(tokenizer_dir)
     for k, v in SHAPES["cpu" if dry else "gpu"].items():
@@ -159,7 +159,7 @@ def build_model(tokenizer_dir: str, dest: Path, dry: bool) -> int:
 
 def write_tokens(data: Path, model: str, s: dict, dest: Path) -> None:
     """Our rendered tokens and loss masks, in our first epoch's order, for TRL to train on."""
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.models import load_tokenizer
     from limakit.training import TrainConfig
     from limakit.training.batching import epoch_order
@@ -180,7 +180,7 @@ def profile(mode: str, data: str, model: str, out: str, dry: bool, steps: int = 
     import torch
 
     import limakit.training.loop as loop
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.training import TrainConfig, train
 
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -219,7 +219,7 @@ def profile(mode: str, data: str, model: str, out: str, dry: bool, steps: int = 
 
 
 def ours_worker(mode: str, data: str, model: str, out: str, dry: bool) -> dict:
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.training import TrainConfig, train
 
     extra = cpu_overrides(mode, os.environ.get("LIMAKIT_BENCH_FAST_BF16") == "1") if dry else []
@@ -313,7 +313,7 @@ GEN = {"n": 64, "new": 256, "clients": 32}
 
 
 def gen_prompts(data: str, n: int):
-    from limakit.example import Example, Message
+    from limakit.records.example import Example, Message
 
     rows = [json.loads(x) for x in Path(data).read_text().splitlines()[:n]]
     return [
@@ -328,7 +328,7 @@ def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
 
     from limakit.generation import DecodeConfig, generate_answers
     from limakit.models import load
-    from limakit.template import render_prompt
+    from limakit.records.template import render_prompt
 
     n, new = (8, 16) if dry else (GEN["n"], GEN["new"])
     dev = device_name(dry)

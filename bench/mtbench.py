@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="keep the output folder here (default: a temporary one)")
     args = ap.parse_args(argv)
     pin(args.cores)
+    from limakit.core.files import write_jsonl
     from limakit.evaluation.mtbench import default_paths, read_questions
-    from limakit.files import write_jsonl
     from limakit.models import resolve
 
     t0 = time.perf_counter()

@@ -147,7 +147,7 @@ def run_steps(run: Path) -> tuple[list[dict], list[dict]]:
 
 def worker(mode: str, data: str, out: str) -> None:
     """One setting of our trainer; prints a JSON line with the measurements."""
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.models import load_model
     from limakit.training import TrainConfig, train
 
@@ -183,7 +183,7 @@ def write_tokens(data: Path, dest: Path) -> int:
     TRL then trains on the same token ids (EOT included) with the same loss mask, so the losses
     of both trainers can be compared step by step. Returns the number of examples.
     """
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.models import load_tokenizer
     from limakit.training import TrainConfig
     from limakit.training.batching import epoch_order
@@ -208,7 +208,7 @@ def trl_worker(mode: str, tokens: str, out: str) -> None:
     from trl import SFTConfig, SFTTrainer
 
     from limakit.models import load_tokenizer, resolve
-    from limakit.template import Template, attach
+    from limakit.records.template import Template, attach
 
     tokenizer = load_tokenizer("smollm2-135m")
     model = AutoModelForCausalLM.from_pretrained(resolve("smollm2-135m"), dtype=torch.float32)

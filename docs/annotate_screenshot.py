@@ -34,7 +34,7 @@ ANSWER_B = "Put it in the fridge in a sealed box with a damp paper towel."
 
 def main(out: Path) -> None:
     from limakit.annotate.server import load_set
-    from limakit.files import write_jsonl
+    from limakit.core.files import write_jsonl
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from limakit.errors import LimaError
-from limakit.files import give_usual_mode
+from limakit.core.errors import LimaError
+from limakit.core.files import give_usual_mode
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -161,7 +161,7 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
     except OSError as e:
         raise LimaError(f"cannot load tokenizer of {name!r}: {e}") from None
     if os.path.isdir(path):  # a checkpoint saved with its template file carries it whole
-        from limakit.template import carry, read_template
+        from limakit.records.template import carry, read_template
 
         template = read_template(path)
         if template is not None:
@@ -255,7 +255,7 @@ class LoadedModel:
 
     model: Any
     tokenizer: Any
-    template: Any  # limakit.template.Template | None
+    template: Any  # limakit.records.template.Template | None
     eot_id: int | None
     device: torch.device
     dtype: torch.dtype
@@ -267,7 +267,7 @@ class LoadedModel:
         from its weights. ``template``: a Template, "limakit" (the one the tokenizer carries,
         EOT added to the tokenizer if missing), "auto"/"own" (see ``choose_template``), or None
         (no format decided: no template, no EOT id)."""
-        from limakit.template import add_eot
+        from limakit.records.template import add_eot
 
         first = next(model.parameters())
         name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
@@ -282,7 +282,7 @@ class LoadedModel:
 
 def _chosen_template(tokenizer, template):
     """The Template a loader attaches, or None for a model used as it is."""
-    from limakit.template import Template, choose_template
+    from limakit.records.template import Template, choose_template
 
     if template is None or isinstance(template, Template):
         return template
@@ -305,11 +305,11 @@ def load_model_for(
     weights go straight there), the chat format attached and its EOT id looked up.
 
     ``template``: "limakit" (default: the template the checkpoint carries, or the default one for
-    a base model), a :class:`~limakit.template.Template`, or "auto"/"own" (a model with a chat
+    a base model), a :class:`~limakit.records.template.Template`, or "auto"/"own" (a model with a chat
     template of its own is then loaded as it is, without limakit's format). ``weights=False``
     reads the tokenizer and template only (``model`` is None).
     """
-    from limakit.template import add_eot, attach
+    from limakit.records.template import add_eot, attach
 
     runtime = resolve_runtime(device, dtype)
     tokenizer = load_tokenizer(name)

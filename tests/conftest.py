@@ -28,7 +28,7 @@ def smollm2_tokenizer(smollm2_dir):
     """A fresh SmolLM2 tokenizer with the limakit format (EOT) attached."""
     from transformers import AutoTokenizer
 
-    from limakit.template import attach
+    from limakit.records.template import attach
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     attach(tok)
@@ -59,7 +59,7 @@ def make_tiny_model(tokenizer, *, layers: int = 2, hidden: int = 64, seed: int =
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> str:
     """A saved tiny random Llama with the SmolLM2 tokenizer and limakit format: loads like any model."""
-    from limakit.template import attach
+    from limakit.records.template import attach
 
     path = tmp_path_factory.mktemp("tiny-llama")
     model = make_tiny_model(smollm2_tokenizer)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from limakit.files import write_jsonl
+from limakit.core.files import write_jsonl
 from tests.evaluation.fake_server import Act, answers_in
 
 TOPICS = (

@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from limakit.ablate import load_ablate_config, plan_arms
 from limakit.cli import main
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
+from limakit.run.ablate import load_ablate_config, plan_arms
 from limakit.run.ablation_report import overlap, verdict_lines
 from tests.evaluation.fake_server import FakeServer
 from tests.runkit import judge_behaviour, read_json, tiny_config

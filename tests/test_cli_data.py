@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from limakit.cli import main
-from limakit.template import IGNORE
+from limakit.records.template import IGNORE
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import Field
 
-from limakit.config import Config, load_config
-from limakit.errors import LimaError
+from limakit.core.config import Config, load_config
+from limakit.core.errors import LimaError
 
 
 class Inner(Config):

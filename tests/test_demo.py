@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from limakit.cli import main
-from limakit.config import load_config
-from limakit.demo import demo_config
-from limakit.example import load_examples
+from limakit.core.config import load_config
+from limakit.records.example import load_examples
 from limakit.run import load_run_config
+from limakit.run.demo import demo_config
 from limakit.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from limakit.converters import FORMATS
-from limakit.errors import LimaError
-from limakit.example import Example, Message, load_examples, read_examples, write_examples
-from limakit.formats import convert
+from limakit.core.errors import LimaError
+from limakit.records.converters import FORMATS
+from limakit.records.example import Example, Message, load_examples, read_examples, write_examples
+from limakit.records.formats import convert
 
 
 def write_lines(path, rows):
@@ -218,7 +218,7 @@ def test_convert_reads_json_list(tmp_path):
 
 
 def test_read_any_detects_each_format(tmp_path):
-    from limakit.formats import read_any
+    from limakit.records.formats import read_any
 
     rows = [
         {"conversations": ["Q1", "A1"], "source": "wikihow"},

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from limakit.cli import main
+from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig, judge_pairwise
 from limakit.evaluation.lc import lc_win_rate, read_verdicts
-from limakit.files import write_jsonl
 from tests.evaluation.fake_server import FakeServer, prefer_marked
 from tests.evaluation.helpers import answer, write_pair
 

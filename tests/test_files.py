@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from limakit.errors import LimaError
-from limakit.files import atomic_write, read_jsonl_records, write_jsonl
+from limakit.core.errors import LimaError
+from limakit.core.files import atomic_write, read_jsonl_records, write_jsonl
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_deeply_nested_jsonl_line_is_a_clear_error(tmp_path):
     path.write_text(json.dumps({"ok": 1}) + "\n" + deep + "\n", encoding="utf-8")
     with pytest.raises(LimaError, match=r"deep\.jsonl:2: JSON nested too deeply"):
         list(read_jsonl_records(path))
-    from limakit.files import parse_json
+    from limakit.core.files import parse_json
 
     with pytest.raises(LimaError, match=r"x\.json: record 1: JSON nested too deeply"):
         parse_json("[" * 100_000, "x.json: record 1")
@@ -80,7 +80,7 @@ def test_training_metrics_cut_by_a_kill_resume_cleanly(tmp_path):
 
 
 def test_json_documents_are_written_whole_and_read_with_their_name(tmp_path):
-    from limakit.files import read_json, write_json
+    from limakit.core.files import read_json, write_json
 
     write_json(tmp_path / "summary.json", {"n": 1, "text": "caf\u00e9"})
     assert read_json(tmp_path / "summary.json") == {"n": 1, "text": "caf\u00e9"}
@@ -92,7 +92,7 @@ def test_json_documents_are_written_whole_and_read_with_their_name(tmp_path):
 
 
 def test_a_lone_surrogate_is_invalid_text_named_by_file_line_and_field(tmp_path):
-    from limakit.files import read_json
+    from limakit.core.files import read_json
 
     path = tmp_path / "in.jsonl"
     good = {"messages": [{"role": "user", "content": "smile \ud83d\ude00"}]}  # a whole pair: fine
@@ -117,7 +117,7 @@ def test_a_lone_surrogate_is_invalid_text_named_by_file_line_and_field(tmp_path)
 
 
 def test_a_json_list_is_read_record_by_record_with_the_same_rules(tmp_path):
-    from limakit.files import read_json_records
+    from limakit.core.files import read_json_records
 
     path = tmp_path / "in.json"
     path.write_text('[{"a": 1}, 7, {"b": "\\ud800"}, {"c": 2}]', encoding="utf-8")
@@ -136,7 +136,7 @@ def test_a_json_list_is_read_record_by_record_with_the_same_rules(tmp_path):
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_nan_and_infinity_are_refused_on_read(tmp_path, number):
-    from limakit.files import read_json
+    from limakit.core.files import read_json
 
     path = tmp_path / "in.jsonl"
     path.write_text('{"a": 1}\n{"meta": {"score": ' + number + "}}\n", encoding="utf-8")
@@ -150,7 +150,7 @@ def test_nan_and_infinity_are_refused_on_read(tmp_path, number):
 
 
 def test_only_standard_json_is_written(tmp_path):
-    from limakit.files import write_json
+    from limakit.core.files import write_json
 
     nan, inf = float("nan"), float("inf")
     write_jsonl(tmp_path / "m.jsonl", [{"step": 1, "loss": nan, "meta": {"x": [inf, 1.5]}}])
@@ -176,7 +176,7 @@ def test_only_standard_json_is_written(tmp_path):
     ],
 )
 def test_json_errors_say_where_once(tmp_path, text, says):
-    from limakit.files import parse_json
+    from limakit.core.files import parse_json
 
     path = tmp_path / "in.jsonl"
     path.write_text(text, encoding="utf-8")  # no newline: it would end the string early
@@ -189,7 +189,7 @@ def test_json_errors_say_where_once(tmp_path, text, says):
 
 
 def test_a_folder_where_a_file_is_expected_is_one_clear_error(tmp_path):
-    from limakit.files import is_blank, read_json, read_json_records
+    from limakit.core.files import is_blank, read_json, read_json_records
 
     folder = tmp_path / "data.jsonl"
     folder.mkdir()

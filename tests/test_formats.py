@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from limakit.converters import FORMATS
-from limakit.errors import LimaError
-from limakit.example import Example, Message, load_examples
-from limakit.formats import ReadReport, convert, read_any
+from limakit.core.errors import LimaError
+from limakit.records.converters import FORMATS
+from limakit.records.example import Example, Message, load_examples
+from limakit.records.formats import ReadReport, convert, read_any
 
 FIX = Path(__file__).parent / "fixtures" / "formats"
 
@@ -448,7 +448,7 @@ def test_a_lone_surrogate_is_an_invalid_record(tmp_path, name):
     ],
 )
 def test_limakit_records_are_read_by_the_one_validating_reader(tmp_path, record, rule):
-    from limakit.example import read_examples
+    from limakit.records.example import read_examples
 
     src = write_lines(tmp_path / "in.jsonl", [PAIR, record])
     with pytest.raises(LimaError) as e:
@@ -464,7 +464,7 @@ def test_limakit_records_are_read_by_the_one_validating_reader(tmp_path, record,
 
 
 def test_a_huge_rejected_record_is_kept_as_an_excerpt_and_its_length(tmp_path):
-    from limakit.formats import EXCERPT_CHARS
+    from limakit.records.formats import EXCERPT_CHARS
 
     huge = "x" * 1_000_000
     src = tmp_path / "in.jsonl"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from limakit.errors import LimaError
-from limakit.example import Message
+from limakit.core.errors import LimaError
 from limakit.models import LoadedModel, load_model_for, resolve_runtime
-from limakit.template import (
+from limakit.records.example import Message
+from limakit.records.template import (
     TEMPLATE_FILE,
     Template,
     attach,

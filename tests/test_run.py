@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from limakit.cli import main
-from limakit.errors import LimaError
-from limakit.example import read_examples
+from limakit.core.errors import LimaError
+from limakit.records.example import read_examples
 from limakit.run import RunConfig, execute, load_run_config
 from limakit.run.stage import sha256_file
 from tests.evaluation.fake_server import FakeServer
@@ -247,7 +247,7 @@ def test_the_train_line_gives_epoch_means_not_the_first_and_last_step():
 
 def _mini_run(root: Path, prompts: Path, limit: int | None, curated_tests: int = 0) -> RunConfig:
     """A run directory with just what the report reads, and its config."""
-    from limakit.files import write_json, write_jsonl
+    from limakit.core.files import write_json, write_jsonl
 
     (root / "data").mkdir(parents=True)
     pair = {"id": "m1", "source": "manual", "messages": [
@@ -266,7 +266,7 @@ def _mini_run(root: Path, prompts: Path, limit: int | None, curated_tests: int =
 
 
 def test_the_report_names_the_test_prompts_sampled_and_the_epoch_means(tmp_path):
-    from limakit.files import write_jsonl
+    from limakit.core.files import write_jsonl
     from limakit.run.run_report import write_run_report
 
     prompts = tmp_path / "prompts.jsonl"
@@ -281,7 +281,7 @@ def test_the_report_names_the_test_prompts_sampled_and_the_epoch_means(tmp_path)
 
 
 def test_the_report_says_which_chat_format_each_model_was_sampled_in(tmp_path):
-    from limakit.files import write_jsonl
+    from limakit.core.files import write_jsonl
     from limakit.run.run_report import format_lines
 
     def answer(template: str) -> dict:

@@ -7,8 +7,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from limakit.example import Example, Message
-from limakit.template import IGNORE, Template, attach, render, render_prompt, special_ids
+from limakit.records.example import Example, Message
+from limakit.records.template import IGNORE, Template, attach, render, render_prompt, special_ids
 
 CORPUS = [
     "How do I reverse a list in Python? Use slicing: items[::-1] returns a reversed copy.",
@@ -196,7 +196,7 @@ def test_add_eot_grows_embeddings_with_mean_row(smollm2_tokenizer):
 def test_add_eot_can_start_from_the_eos_row(smollm2_tokenizer):
     from transformers import AutoTokenizer
 
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
     from tests.conftest import make_tiny_model
 
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer.name_or_path)

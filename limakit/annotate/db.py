@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
+from limakit.core.files import open_sqlite
 from limakit.evaluation.pairs import PairSet
-from limakit.files import open_sqlite
 
 SESSION_DAYS = 14
 MAX_ID = 2**63 - 1  # the largest SQLite integer: a larger id names no row (and cannot be bound)

@@ -18,10 +18,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from limakit.annotate import db
+from limakit.core.files import write_json, write_jsonl
 from limakit.evaluation import metrics
 from limakit.evaluation.agreement import RESULT_TO_LABEL, between_annotators, majority
 from limakit.evaluation.protocols import length_controlled
-from limakit.files import write_json, write_jsonl
 
 PROMPT_VERSION = "limakit-annotate-v1"
 BUTTONS = {

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from limakit.annotate import db
 from limakit.annotate.export import BUTTONS, summarise, verdict_row
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
+from limakit.core.files import atomic_write, read_json, read_jsonl_records, write_json, write_jsonl
 from limakit.evaluation.pairs import pair_answers
-from limakit.files import atomic_write, read_json, read_jsonl_records, write_json, write_jsonl
 
 QUESTION = "preference"
 COMMENT = "comment"

@@ -8,7 +8,7 @@ app reads them.
 
 from __future__ import annotations
 
-from limakit.asgi import BodyLimit
+from limakit.core.asgi import BodyLimit
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'none'; "

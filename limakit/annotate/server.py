@@ -11,7 +11,7 @@ import socket
 import sys
 
 from limakit.annotate import db
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.evaluation.pairs import pair_answers
 
 

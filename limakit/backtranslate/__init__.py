@@ -5,7 +5,7 @@ unlabelled text; a forward model (or any judge) rates each (instruction, text) p
 scale and the best pairs are kept; round k retrains the forward model on the seed and the pairs
 round k - 1 kept, and rates again. Every step is resumable (see :mod:`limakit.backtranslate.loop`).
 
->>> from limakit.config import load_config
+>>> from limakit.core.config import load_config
 >>> from limakit.backtranslate import BacktranslateConfig, backtranslate
 >>> cfg = load_config(BacktranslateConfig, None, ["seed=seed.jsonl", "texts=[answers/]"])  # doctest: +SKIP
 >>> backtranslate(cfg)["augmented"]  # doctest: +SKIP

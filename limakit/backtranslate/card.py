@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from limakit.files import atomic_write, read_jsonl_records
+from limakit.core.files import atomic_write, read_jsonl_records
 
 
 def _rows(path: Path) -> list[dict]:

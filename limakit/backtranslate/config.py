@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from limakit.config import Config
+from limakit.core.config import Config
 from limakit.curation.config import DecontaminationConfig, DedupConfig
 from limakit.curation.rules import RulesConfig
 from limakit.evaluation.config import JudgeConfig

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from limakit.backtranslate.config import BacktranslateConfig
 from limakit.backtranslate.steps import StepLog, digest, file_hash
-from limakit.errors import LimaError
-from limakit.example import Example, Message, load_examples, write_examples
-from limakit.files import read_jsonl_records, write_json, write_jsonl
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records, write_json, write_jsonl
+from limakit.records.example import Example, Message, load_examples, write_examples
 
 
 def _stats(paths: list[str]) -> list:

@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 from limakit.backtranslate.config import AUGMENTED_TAG, SEED_TAG
-from limakit.errors import LimaError
-from limakit.example import Example, Message
+from limakit.core.errors import LimaError
+from limakit.records.example import Example, Message
 
 
 def first_pair(ex: Example) -> tuple[str, str]:

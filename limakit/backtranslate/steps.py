@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from limakit.faults import crash_point
-from limakit.files import write_json
+from limakit.core.faults import crash_point
+from limakit.core.files import write_json
 
 
 def digest(value: Any) -> str:

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from limakit.backtranslate.config import HygieneConfig
-from limakit.errors import LimaError
-from limakit.example import Example, Message
+from limakit.core.errors import LimaError
+from limakit.records.example import Example, Message
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 
@@ -60,7 +60,7 @@ def read_text_file(path: Path) -> Iterator[dict]:
 
 
 def read_jsonl_texts(path: Path, field: str, drops: list[dict]) -> Iterator[dict]:
-    from limakit.files import read_jsonl_records
+    from limakit.core.files import read_jsonl_records
 
     for lineno, obj in read_jsonl_records(path):
         value = obj.get(field)

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from limakit import __version__
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 
 # Stage order as shown by `lima --help`.
 MODULES = [

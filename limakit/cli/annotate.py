@@ -111,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from limakit.annotate.server import load_set, serve
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
 
     if bool(args.a) != bool(args.b):
         raise LimaError("give both --a and --b (or neither, to serve the sets already loaded)")

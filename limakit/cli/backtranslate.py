@@ -56,7 +56,7 @@ def _section(value, where):
     """A section given as a YAML file name is that file's mapping."""
     from pathlib import Path
 
-    from limakit.config import read_yaml_mapping
+    from limakit.core.config import read_yaml_mapping
 
     if isinstance(value, str):
         path = Path(value)
@@ -72,8 +72,8 @@ def load(args: argparse.Namespace):
     from pydantic import ValidationError
 
     from limakit.backtranslate import BacktranslateConfig
-    from limakit.config import apply_overrides, format_validation_error, read_yaml_mapping
-    from limakit.errors import LimaError
+    from limakit.core.config import apply_overrides, format_validation_error, read_yaml_mapping
+    from limakit.core.errors import LimaError
 
     data = read_yaml_mapping(Path(args.config)) if args.config else {}
     if "train" in data:

@@ -112,9 +112,9 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from limakit.config import load_config
+    from limakit.core.config import load_config
+    from limakit.core.errors import LimaError
     from limakit.curation import CurateConfig
-    from limakit.errors import LimaError
 
     cfg = load_config(CurateConfig, args.config, args.overrides)
     updates = _source_updates(args, cfg)

@@ -12,7 +12,7 @@ SKIP_HELP = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from limakit.formats import FORMATS
+    from limakit.records.formats import FORMATS
 
     p = sub.add_parser(
         "convert",
@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from limakit.formats import convert
+    from limakit.records.formats import convert
 
     report = convert(
         args.input, args.output, args.from_format, args.to_format, skip_invalid=args.skip_invalid
@@ -110,10 +110,10 @@ def _print_report(report) -> None:
 def run_inspect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from limakit.errors import LimaError
-    from limakit.formats import ReadReport, read_any, rejects_file
-    from limakit.inspect import inspect_examples
+    from limakit.core.errors import LimaError
     from limakit.models import load_model_for
+    from limakit.records.formats import ReadReport, read_any, rejects_file
+    from limakit.records.inspect import inspect_examples
 
     if args.rejected_dir and not args.skip_invalid:
         raise LimaError("--rejected-dir only applies with --skip-invalid")

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     import shutil
 
-    from limakit.demo import run_demo as demo
+    from limakit.run.demo import run_demo as demo
 
     out = Path(args.out)
     if args.fresh and out.exists():

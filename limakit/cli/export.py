@@ -56,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_alpaca_eval(args: argparse.Namespace) -> int:
+    from limakit.core.files import write_json
     from limakit.evaluation.export import alpaca_eval_outputs
-    from limakit.files import write_json
 
     rows = alpaca_eval_outputs(args.answers, sample=args.sample)
     write_json(args.out, rows)
@@ -66,8 +66,8 @@ def run_alpaca_eval(args: argparse.Namespace) -> int:
 
 
 def run_annotations(args: argparse.Namespace) -> int:
+    from limakit.core.files import write_json
     from limakit.evaluation.export import alpaca_eval_annotations
-    from limakit.files import write_json
 
     rows = alpaca_eval_annotations(args.verdicts, a=args.a, b=args.b, baseline=args.baseline)
     write_json(args.out, rows)
@@ -78,8 +78,8 @@ def run_annotations(args: argparse.Namespace) -> int:
 
 
 def run_arena_hard(args: argparse.Namespace) -> int:
+    from limakit.core.files import write_jsonl
     from limakit.evaluation.export import arena_hard_answers
-    from limakit.files import write_jsonl
 
     tok = None
     if args.tokenizer:

@@ -43,7 +43,7 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.generation.config import DecodeConfig
 
     overrides = list(args.overrides)
@@ -195,7 +195,7 @@ def run_generate(args) -> int:
     config = _config(args)
     prompts = list(read_prompts(args.prompts))
     if args.batch_size < 1:
-        from limakit.errors import LimaError
+        from limakit.core.errors import LimaError
 
         raise LimaError(f"--batch-size must be at least 1 (got {args.batch_size})")
     answers = generate_answers(
@@ -244,7 +244,7 @@ def run_serve(args) -> int:
         return _serve_vllm(args)
     import uvicorn
 
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
     from limakit.generation.server import create_app
     from limakit.models import load_model_for
 
@@ -282,7 +282,7 @@ def _serve_vllm(args) -> int:
     import importlib.util
     import os
 
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
     from limakit.generation.vllm_backend import serve_command
 
     if importlib.util.find_spec("vllm") is None:

@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.evaluation.config import JudgeConfig
 
     overrides = list(args.overrides)
@@ -212,7 +212,7 @@ def run_select(args: argparse.Namespace) -> int:
 
 def _dump(obj: dict, out: str | None) -> None:
     if out:
-        from limakit.files import write_json
+        from limakit.core.files import write_json
 
         write_json(out, obj)
         print(f"wrote {out}", file=sys.stderr)

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_mtbench(args: argparse.Namespace) -> int:
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
     from limakit.evaluation.mtbench import run_mtbench as run
     from limakit.evaluation.mtbench import table_lines
     from limakit.generation import DecodeConfig
@@ -68,7 +68,7 @@ def run_mtbench(args: argparse.Namespace) -> int:
         raise LimaError(f"--batch-size must be at least 1 (got {args.batch_size})")
     judge = None
     if args.judge:
-        from limakit.config import load_config
+        from limakit.core.config import load_config
         from limakit.evaluation.config import JudgeConfig
 
         judge = load_config(JudgeConfig, args.judge, list(args.overrides))

@@ -60,7 +60,7 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def ablate_cmd(args: argparse.Namespace) -> int:
-    from limakit.ablate import ablate, load_ablate_config, plan_arms
+    from limakit.run.ablate import ablate, load_ablate_config, plan_arms
 
     cfg = load_ablate_config(args.config, args.overrides)
     if args.arms:

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.training import TrainConfig, train
 
     config = load_config(TrainConfig, args.config, args.overrides)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from limakit.core.files import atomic_write
 from limakit.curation.config import CurateConfig
-from limakit.example import Example
-from limakit.files import atomic_write
+from limakit.records.example import Example
 
 
 class CurationSummary(BaseModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, create_model, model_validator
 
-from limakit.config import Config
+from limakit.core.config import Config
 from limakit.curation.pool_select_config import SelectionConfig
 from limakit.curation.rules import RulesConfig
 from limakit.sources.natural_instructions import NaturalInstructionsConfig

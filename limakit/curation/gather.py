@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from limakit.core.errors import LimaError
+from limakit.core.files import append_jsonl, is_blank
 from limakit.curation.config import CurateConfig
 from limakit.curation.rules import check
-from limakit.errors import LimaError
-from limakit.example import Example
-from limakit.files import append_jsonl, is_blank
-from limakit.formats import excerpt
+from limakit.records.example import Example
+from limakit.records.formats import excerpt
 from limakit.sources import registry as reg
 from limakit.sources.se_source import Exchanges, exchanges
 

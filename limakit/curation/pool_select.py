@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 import limakit.curation.selectors as selectors
+from limakit.core.errors import LimaError
 from limakit.curation.config import CurateConfig
 from limakit.curation.score_cache import ScoreCache, content_hash, default_cache_path
-from limakit.errors import LimaError
-from limakit.example import Example
+from limakit.records.example import Example
 
 
 @dataclass
@@ -85,7 +85,7 @@ def pool_embeddings(
 
 
 def _judge_config(cfg: CurateConfig):
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.evaluation.config import JudgeConfig
 
     if not cfg.selection.judge:

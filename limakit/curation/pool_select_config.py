@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from limakit.config import Config
+from limakit.core.config import Config
 
 
 class SelectionConfig(Config):

@@ -4,7 +4,7 @@ A rule returns ``None`` when the example passes and a short human reason when it
 every rejection can be written down with the rule's name and why. Thresholds and phrase lists come
 from :class:`RulesConfig`, whose defaults are the paper's.
 
->>> from limakit.example import Example, Message
+>>> from limakit.records.example import Example, Message
 >>> ex = Example([Message("user", "Why?"), Message("assistant", "I think so.")])
 >>> first_person(ex, RulesConfig())
 "first-person word 'I'"
@@ -18,8 +18,8 @@ from functools import lru_cache
 
 from pydantic import Field
 
-from limakit.config import Config
-from limakit.example import Example
+from limakit.core.config import Config
+from limakit.records.example import Example
 from limakit.sources.se_source import META_SITE
 
 FIRST_PERSON = ["I", "I'm", "I've", "I'd", "I'll", "me", "my", "mine", "myself"]

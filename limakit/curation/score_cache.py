@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from limakit.example import Example
-from limakit.files import open_sqlite
+from limakit.core.files import open_sqlite
+from limakit.records.example import Example
 
 _CHUNK = 900  # SQLite's default limit on query parameters is 999
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from limakit.errors import LimaError
-from limakit.example import Example
+from limakit.core.errors import LimaError
+from limakit.records.example import Example
 
 SCALE = {"rating": 5, "complexity": 6, "quality": 6}
 PROMPT_FILES = {
@@ -145,7 +145,7 @@ def ifd_pair(
     ``max_tokens // 2``); with the prompt they follow the whole conversation before it (trimmed from
     the left), without it only the BOS and the assistant header.
     """
-    from limakit.template import IGNORE, bos_text, render
+    from limakit.records.template import IGNORE, bos_text, render
 
     r = render(ex, tok, template, max_len=10**9, train_on="last")
     first = next((t for t, lab in enumerate(r.labels) if lab != IGNORE), len(r.labels))

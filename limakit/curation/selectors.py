@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from limakit.example import Example, Message  # noqa: F401  (Message: the doctest)
+from limakit.records.example import Example, Message  # noqa: F401  (Message: the doctest)
 
 
 def _tie_keys(n: int, seed: int) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from limakit.errors import LimaError
-from limakit.example import Example, read_examples
+from limakit.core.errors import LimaError
+from limakit.records.example import Example, read_examples
 
 
 def sample_of(ex: Example) -> int:

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 
-from limakit.files import open_sqlite
+from limakit.core.files import open_sqlite
 
 
 def cache_key(parts: dict) -> str:

@@ -17,10 +17,10 @@ import os
 import sys
 from pathlib import Path
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
+from limakit.core.files import atomic_write, write_json
 from limakit.evaluation.config import JudgeConfig
-from limakit.example import Example, read_examples, write_examples
-from limakit.files import atomic_write, write_json
+from limakit.records.example import Example, read_examples, write_examples
 
 
 def parse_epochs(text: str) -> list[int]:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from limakit.config import Config
+from limakit.core.config import Config
 
 
 class JudgeConfig(Config):

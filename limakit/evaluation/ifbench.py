@@ -19,9 +19,9 @@ import types
 from collections import Counter
 from pathlib import Path
 
-from limakit.errors import LimaError
-from limakit.example import Example, Message, read_examples, write_examples
-from limakit.files import read_jsonl_records
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records
+from limakit.records.example import Example, Message, read_examples, write_examples
 
 ID_PREFIX = "ifbench-"
 DATA = "data/IFBench_test.jsonl"

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 
 MIN_PAIRS = 20  # valid verdicts a fit needs (fewer: the LC rate is "n/a", never a guess)
 MEANING = (
@@ -382,7 +382,7 @@ def read_verdicts(path: str | os.PathLike, *, baseline: str = "b") -> list[Judge
     ``baseline`` says which side of the comparison is the baseline: ``b`` (the default, as in
     ``lima judge pairwise --a MODEL --b BASELINE``) or ``a``.
     """
-    from limakit.files import read_json, read_jsonl_records
+    from limakit.core.files import read_json, read_jsonl_records
 
     path = Path(path)
     folder = path if path.is_dir() else path.parent

@@ -36,8 +36,8 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from limakit.errors import LimaError
-from limakit.files import append_jsonl, read_jsonl_records, write_json
+from limakit.core.errors import LimaError
+from limakit.core.files import append_jsonl, read_jsonl_records, write_json
 
 DATA_DIR = "fastchat/fastchat/llm_judge/data"
 TEMPERATURES = {
@@ -189,8 +189,8 @@ def answer_questions(
     holding the question's earlier turns and the model's own answers to them. ``model`` is what
     :func:`limakit.generation.generate_answers` takes (a name, a folder or a loaded pair).
     """
-    from limakit.example import Example, Message
     from limakit.generation import DecodeConfig, generate_answers
+    from limakit.records.example import Example, Message
 
     config = config or DecodeConfig()
     out_dir = Path(out_dir)
@@ -201,7 +201,7 @@ def answer_questions(
         with open(answer_file, "rb") as f:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":  # a killed run cut its last line: rewrite without it
-                from limakit.files import write_jsonl
+                from limakit.core.files import write_jsonl
 
                 write_jsonl(answer_file, done.values())
     todo = [q for q in questions if q["question_id"] not in done]
@@ -469,7 +469,7 @@ def _drop_cut_line(path: Path) -> None:
         f.seek(-1, os.SEEK_END)
         if f.read(1) == b"\n":
             return
-    from limakit.files import write_jsonl
+    from limakit.core.files import write_jsonl
 
     write_jsonl(path, (row for _, row in read_jsonl_records(path, resumable=True)))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.evaluation.answers import category_of, model_name, read_answers
 from limakit.evaluation.prompts import question_text
 

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 MTBENCH_PROMPTS = "fastchat/fastchat/llm_judge/data/judge_prompts.jsonl"

@@ -14,8 +14,8 @@ import html
 from pathlib import Path
 from typing import Any
 
-from limakit.errors import LimaError
-from limakit.files import atomic_write, read_json
+from limakit.core.errors import LimaError
+from limakit.core.files import atomic_write, read_json
 
 COLORS = {"win": "#2b6cb0", "tie": "#a0aec0", "lose": "#e2e8f0"}
 
@@ -247,8 +247,8 @@ def cautions(s: dict) -> list[tuple[str, str]]:
 
 def _labels_of(d: Path, s: dict) -> dict:
     """From a folder's verdicts.jsonl: {(id, sample): {rater: label}} with labels a / b / tie."""
+    from limakit.core.files import read_jsonl_records
     from limakit.evaluation.agreement import RESULT_TO_LABEL
-    from limakit.files import read_jsonl_records
 
     path = Path(d) / "verdicts.jsonl"
     out: dict = {}

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from limakit.example import Message
+from limakit.records.example import Message
 
 MAX_TOP_LOGPROBS = 20
 

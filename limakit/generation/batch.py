@@ -1,6 +1,6 @@
 """Answer a prompt file: K samples per prompt, streamed to a resumable JSONL of Examples.
 
-Each output line is an :class:`~limakit.example.Example`: the prompt's id, source and messages with
+Each output line is an :class:`~limakit.records.example.Example`: the prompt's id, source and messages with
 the answer appended as the last assistant message, and in ``meta`` the prompt's own meta plus
 ``sample``, ``model``, ``stop`` ("eot" or "length"), ``new_tokens``, ``decoding`` and ``template``
 (the chat format sampled in: "limakit" or "own", see :mod:`limakit.generation.chat_format`).
@@ -18,11 +18,11 @@ import os
 import time
 from pathlib import Path
 
-from limakit.errors import LimaError
-from limakit.example import Example
-from limakit.faults import crash_point
-from limakit.files import append_jsonl, read_jsonl_records, write_jsonl
+from limakit.core.errors import LimaError
+from limakit.core.faults import crash_point
+from limakit.core.files import append_jsonl, read_jsonl_records, write_jsonl
 from limakit.generation.config import DecodeConfig
+from limakit.records.example import Example
 
 
 def load_for_generation(

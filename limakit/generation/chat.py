@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from limakit.example import Message
 from limakit.generation.config import DecodeConfig
 from limakit.generation.engine import Engine, Request
 from limakit.generation.sampler import generator_for
 from limakit.generation.streaming import TextStream
+from limakit.records.example import Message
 
 
 def chat_loop(
@@ -32,7 +32,7 @@ def chat_loop(
     """
     from limakit.generation.batch import context_length
     from limakit.models import LoadedModel
-    from limakit.template import render_prompt
+    from limakit.records.template import render_prompt
 
     config = config or DecodeConfig()
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout

@@ -1,6 +1,6 @@
 """Which chat format a model is sampled in: limakit's, or the model's own chat template.
 
-limakit's format (:mod:`limakit.template`) is the one its checkpoints are trained in, and the one a
+limakit's format (:mod:`limakit.records.template`) is the one its checkpoints are trained in, and the one a
 base model without a chat template is prompted in. A model that carries a chat template of its own
 (an instruct model used as a baseline, say) is sampled through that template instead, and stops at
 its own end-of-turn tokens, as its makers sample it.
@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from limakit.errors import LimaError
-from limakit.example import Message
-from limakit.template import (  # noqa: F401  (recognising a limakit checkpoint lives there)
+from limakit.core.errors import LimaError
+from limakit.records.example import Message
+from limakit.records.template import (  # noqa: F401  (recognising a limakit checkpoint lives there)
     TEMPLATES,
     choose_template,
     has_own_template,
@@ -54,7 +54,7 @@ def own_stop_ids(tokenizer, model=None, generation_config=None) -> set[int]:
     template = getattr(tokenizer, "chat_template", None) or ""
     if isinstance(template, dict):
         template = " ".join(str(t) for t in template.values())
-    from limakit.template import has_token
+    from limakit.records.template import has_token
 
     for token in TURN_ENDS:
         if token in template and has_token(tokenizer, token):
@@ -74,7 +74,7 @@ def own_prompt_ids(messages: list[Message], tokenizer) -> list[int]:
     when some content spells a special token, that is an error (otherwise the text is tokenised
     as rendered).
     """
-    from limakit.template import encode_marked, special_ids
+    from limakit.records.template import encode_marked, special_ids
 
     def apply(contents: list[str]) -> str:
         chat = [{"role": m.role, "content": c} for m, c in zip(messages, contents)]
@@ -126,7 +126,7 @@ class ChatFormat:
         name = choose_template(tokenizer, choice)
         if name == "own":
             return cls._own(tokenizer, model, generation_config)
-        from limakit.template import Template, add_eot
+        from limakit.records.template import Template, add_eot
 
         template = Template.from_tokenizer(tokenizer)
         return cls(name, tokenizer, {add_eot(tokenizer, None, template)}, template)
@@ -157,6 +157,6 @@ class ChatFormat:
     def prompt_ids(self, messages: list[Message]) -> list[int]:
         if self.name == "own":
             return own_prompt_ids(messages, self.tokenizer)
-        from limakit.template import render_prompt
+        from limakit.records.template import render_prompt
 
         return render_prompt(messages, self.tokenizer, self.template)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from limakit.config import Config
+from limakit.core.config import Config
 
 
 class DecodeConfig(Config):

@@ -39,8 +39,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from limakit.asgi import BodyLimit
-from limakit.example import validate_messages
+from limakit.core.asgi import BodyLimit
 from limakit.generation.api_models import (
     ChatRequest,
     Completion,
@@ -54,6 +53,7 @@ from limakit.generation.config import DecodeConfig
 from limakit.generation.engine import Engine, Request, TokenLogprob
 from limakit.generation.sampler import generator_for
 from limakit.generation.streaming import TextStream, TokenPieces
+from limakit.records.example import validate_messages
 
 MAX_BODY_BYTES = 8 * 2**20  # far above any context's worth of text, far below a memory problem
 log = logging.getLogger("limakit.serve")
@@ -349,7 +349,7 @@ class _PromptEncoder:
     prompt can never contain a control token)."""
 
     def __init__(self, tokenizer):
-        from limakit.template import bos_text
+        from limakit.records.template import bos_text
 
         self.tokenizer = tokenizer
         self.bos = [tokenizer.bos_token_id] if bos_text(tokenizer) else []
@@ -373,7 +373,7 @@ async def _admit(
     body: ChatRequest, tokenizer, defaults: DecodeConfig, limit: int
 ) -> tuple[list[int], DecodeConfig, int]:
     """A request's prompt ids, decoding and token budget; a 400 when it cannot be answered."""
-    from limakit.template import render_prompt
+    from limakit.records.template import render_prompt
 
     messages = [m.to_message() for m in body.messages]
     try:

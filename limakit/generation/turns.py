@@ -21,9 +21,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from limakit.errors import LimaError
-from limakit.example import ROLES, Example, Message
-from limakit.files import read_jsonl_records
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records
+from limakit.records.example import ROLES, Example, Message
 
 FASTCHAT_FIELDS = {"question_id", "category", "turns", "reference"}
 EXAMPLE_FIELDS = {"id", "source", "messages", "meta"}

@@ -10,9 +10,9 @@ builds are tested with a stand-in for vLLM; a real run is tested where vLLM is i
 
 from __future__ import annotations
 
-from limakit.errors import LimaError
-from limakit.example import Example
+from limakit.core.errors import LimaError
 from limakit.generation.config import DecodeConfig
+from limakit.records.example import Example
 
 
 def _seed(*keys: object) -> int:

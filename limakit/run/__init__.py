@@ -19,7 +19,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from limakit.files import atomic_write
+from limakit.core.files import atomic_write
 from limakit.run.config import RunConfig, load_run_config
 from limakit.run.stage import Pipeline, StageResult
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from itertools import combinations
 from pathlib import Path
 
-from limakit.files import atomic_write
+from limakit.core.files import atomic_write
 from limakit.run.run_report import to_html
 
 TITLES = {

@@ -26,14 +26,14 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from limakit.backtranslate.config import BacktranslateConfig
-from limakit.config import (
+from limakit.core.config import (
     Config,
     apply_overrides,
     format_validation_error,
     read_yaml_mapping,
 )
+from limakit.core.errors import LimaError
 from limakit.curation.config import CurateConfig
-from limakit.errors import LimaError
 from limakit.evaluation.config import JudgeConfig
 from limakit.generation.config import DecodeConfig
 from limakit.training.config import TrainConfig

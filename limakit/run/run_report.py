@@ -10,7 +10,7 @@ import math
 import re
 from pathlib import Path
 
-from limakit.files import atomic_write, read_json, read_jsonl_records
+from limakit.core.files import atomic_write, read_json, read_jsonl_records
 from limakit.run.config import RunConfig
 
 
@@ -105,7 +105,7 @@ def _shown(path: Path) -> str:
 def format_lines(root: Path) -> list[str]:
     """In which chat format each model was sampled (``meta.template`` of its answers): a model
     with its own chat template answers in it, as the paper compared each system in its own."""
-    from limakit.files import read_jsonl_records
+    from limakit.core.files import read_jsonl_records
 
     said = []
     for path in sorted((root / "answers").glob("*.jsonl")):
@@ -121,7 +121,7 @@ def format_lines(root: Path) -> list[str]:
 
 def prompt_lines(cfg: RunConfig, root: Path) -> list[str]:
     """Which prompts the model and the baselines answered: the curated test split or a file."""
-    from limakit.example import read_examples
+    from limakit.records.example import read_examples
     from limakit.run.config import prompts_path
 
     path = prompts_path(cfg, root)

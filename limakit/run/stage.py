@@ -35,8 +35,8 @@ from typing import Any
 
 from rich.console import Console
 
-from limakit.errors import LimaError
-from limakit.files import write_json
+from limakit.core.errors import LimaError
+from limakit.core.files import write_json
 
 MARKERS = "stages"  # folder of the run directory holding one marker per stage
 
@@ -215,7 +215,7 @@ class Pipeline:
         )
 
     def run(self, only: list[str] | None = None) -> list[StageResult]:
-        from limakit.faults import crash_point
+        from limakit.core.faults import crash_point
 
         root = self.run_dir
         root.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from limakit.errors import LimaError
-from limakit.example import Example, read_examples, write_examples
-from limakit.files import read_json, read_jsonl_records, write_json
+from limakit.core.errors import LimaError
+from limakit.core.files import read_json, read_jsonl_records, write_json
+from limakit.records.example import Example, read_examples, write_examples
 from limakit.run.config import RunConfig, prompts_path
 from limakit.run.stage import Stage
 from limakit.sources.registry import input_paths

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from limakit.errors import LimaError
-from limakit.example import Example, read_examples
+from limakit.core.errors import LimaError
+from limakit.records.example import Example, read_examples
 from limakit.sources.registry import TestPrompt
 
 

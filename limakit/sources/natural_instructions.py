@@ -17,10 +17,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from limakit.config import Config
-from limakit.errors import LimaError
-from limakit.example import Example, Message
-from limakit.files import open_input, parse_json
+from limakit.core.config import Config
+from limakit.core.errors import LimaError
+from limakit.core.files import open_input, parse_json
+from limakit.records.example import Example, Message
 from limakit.sources.registry import Candidate, Rejection
 
 # Categories whose outputs are free text rather than a label, span or yes/no.

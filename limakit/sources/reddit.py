@@ -23,10 +23,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from limakit.config import Config
-from limakit.errors import LimaError
-from limakit.example import Example, Message
-from limakit.files import parse_jsonl_lines
+from limakit.core.config import Config
+from limakit.core.errors import LimaError
+from limakit.core.files import parse_jsonl_lines
+from limakit.records.example import Example, Message
 from limakit.sources.registry import Candidate, Group, Note, Read, Rejection, TestPrompt
 
 _TAG = re.compile(r"^\s*(\[[^\]]{1,12}\]\s*|\([A-Za-z]{1,4}\)\s*)+")

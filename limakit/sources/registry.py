@@ -7,7 +7,7 @@ sets it adds to ``rules_by_source`` and the one it uses, its buckets with their 
 it stands in the dedup order (``priority``: the more trusted first), how each bucket is drawn, and
 ``read(paths, ctx)``, which yields what it found:
 
-- an :class:`~limakit.example.Example` (or a :class:`Candidate`, to name its group, its bucket or
+- an :class:`~limakit.records.example.Example` (or a :class:`Candidate`, to name its group, its bucket or
   whether it counts as read): one record read; it goes through the source's rules, then into its
   bucket;
 - a :class:`Rejection`: a record dropped by the reader itself (with its rule and reason);
@@ -35,8 +35,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from limakit.errors import LimaError
-from limakit.example import Example
+from limakit.core.errors import LimaError
+from limakit.records.example import Example
 
 HYGIENE = ["empty", "encoding"]
 ALL_RULES = [

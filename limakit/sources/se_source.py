@@ -13,9 +13,9 @@ from typing import Literal
 import yaml
 from pydantic import Field
 
-from limakit.config import Config
-from limakit.errors import LimaError
-from limakit.example import Example, Message
+from limakit.core.config import Config
+from limakit.core.errors import LimaError
+from limakit.records.example import Example, Message
 from limakit.sources.registry import Group, Note, Read, Rejection
 from limakit.sources.stackexchange import (
     find_sites,

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import ijson
 
-from limakit.converters import SHAREGPT_ROLES, from_sharegpt
-from limakit.errors import LimaError
-from limakit.example import Example, Message
-from limakit.formats import ReadReport, Rejects, read_any
+from limakit.core.errors import LimaError
+from limakit.records.converters import SHAREGPT_ROLES, from_sharegpt
+from limakit.records.example import Example, Message
+from limakit.records.formats import ReadReport, Rejects, read_any
 from limakit.sources.registry import Candidate, Group, Note, Rejection, Stat
 
 CHUNK = 1 << 16

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 
 SITE_SUFFIXES = (".stackexchange.com", ".stackoverflow.com", ".com", ".net", ".org")
 # The largest sites ship one archive per table (``stackoverflow.com-Posts.7z``,

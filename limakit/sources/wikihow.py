@@ -29,10 +29,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from limakit.config import Config
-from limakit.errors import LimaError
-from limakit.example import Example, Message
-from limakit.files import read_jsonl_records
+from limakit.core.config import Config
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records
+from limakit.records.example import Example, Message
 from limakit.sources.registry import Candidate
 
 UNCATEGORISED = "uncategorised"

@@ -1,6 +1,6 @@
 """LIMA fine-tuning: packing, residual dropout, chunked loss, the loop, checkpoints.
 
->>> from limakit.config import load_config
+>>> from limakit.core.config import load_config
 >>> from limakit.training import TrainConfig, train
 >>> run = train(load_config(TrainConfig, "configs/demo-train.yaml"), "runs/demo")  # doctest: +SKIP
 """

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.models import host_to_device
 
 NAME = "limakit_packed"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from limakit.template import IGNORE
+from limakit.records.template import IGNORE
 from limakit.training.attention import PackedRows, segment_lengths
 
 

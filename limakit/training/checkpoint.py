@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from limakit.errors import LimaError
-from limakit.faults import crash_point
-from limakit.files import give_usual_mode, write_json
-from limakit.template import save_tokenizer
+from limakit.core.errors import LimaError
+from limakit.core.faults import crash_point
+from limakit.core.files import give_usual_mode, write_json
+from limakit.records.template import save_tokenizer
 
 STATE = "trainer_state.pt"
 META = "checkpoint.json"  # written last: a folder without it is incomplete

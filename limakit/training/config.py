@@ -1,6 +1,6 @@
 """The training config: the LIMA protocol's values are the defaults, one documented field each.
 
->>> from limakit.config import load_config
+>>> from limakit.core.config import load_config
 >>> cfg = load_config(TrainConfig, None, ["epochs=3", "data=examples.jsonl"])
 >>> cfg.epochs, cfg.lr, cfg.final_lr
 (3, 1e-05, 1e-06)
@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from limakit.config import Config
+from limakit.core.config import Config
 
 
 class LoraConfig(Config):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 
 # (path to the decoder layer list, attention sublayer names, MLP sublayer names)
 _LAYER_LISTS = ("model.layers", "model.model.layers", "transformer.h", "gpt_neox.layers", "layers")

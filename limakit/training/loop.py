@@ -1,6 +1,6 @@
 """The LIMA training loop: one function, top to bottom.
 
->>> from limakit.config import load_config
+>>> from limakit.core.config import load_config
 >>> cfg = load_config(TrainConfig, "configs/demo-train.yaml")  # doctest: +SKIP
 >>> train(cfg, "runs/demo")  # doctest: +SKIP
 PosixPath('runs/demo')
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from limakit.errors import LimaError
-from limakit.faults import crash_point
-from limakit.files import is_blank, write_json
+from limakit.core.errors import LimaError
+from limakit.core.faults import crash_point
+from limakit.core.files import is_blank, write_json
 from limakit.training.allocator import keep_freed_memory
 from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
@@ -70,8 +70,8 @@ def encode(
 
     ``stats`` (if given) gets the counts; examples trimmed to ``max_len`` are also reported.
     """
-    from limakit.example import read_examples
-    from limakit.template import Template, render
+    from limakit.records.example import read_examples
+    from limakit.records.template import Template, render
 
     stats = stats if stats is not None else DataStats()
     template = template or Template.from_tokenizer(tokenizer)  # the loader's, when given

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from limakit.template import IGNORE
+from limakit.records.template import IGNORE
 
 
 class Workspace:

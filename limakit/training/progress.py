@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from limakit.files import append_jsonl, read_jsonl_records, write_jsonl
+from limakit.core.files import append_jsonl, read_jsonl_records, write_jsonl
 
 
 class Reporter:

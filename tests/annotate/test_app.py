@@ -160,7 +160,7 @@ def test_cookies_can_be_marked_secure_for_https(tmp_path):
 
 def test_a_file_that_is_no_annotation_database_is_one_clear_error(tmp_path):
     from limakit.annotate.app import create_app
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
 
     (tmp_path / "junk.sqlite").write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(LimaError, match="junk.sqlite: not an annotation database"):

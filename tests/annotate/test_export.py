@@ -10,10 +10,10 @@ from limakit.annotate import db
 from limakit.annotate.export import export
 from limakit.annotate.server import load_set
 from limakit.cli import main
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
+from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig, judge_pairwise
 from limakit.evaluation.pairs import pair_answers
-from limakit.files import write_jsonl
 from tests.evaluation.fake_server import FakeServer, prefer_marked
 from tests.evaluation.helpers import answer
 

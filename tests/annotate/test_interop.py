@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from limakit.cli import main
-from limakit.errors import LimaError
-from limakit.files import read_jsonl_records
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records
 from tests.annotate.helpers import XSS, write_answers
 
 A = ["GOOD first", "GOOD second", XSS]

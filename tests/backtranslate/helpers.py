@@ -6,7 +6,7 @@ import html
 import re
 from pathlib import Path
 
-from limakit.files import write_jsonl
+from limakit.core.files import write_jsonl
 
 SEED = [
     (

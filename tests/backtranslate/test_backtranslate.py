@@ -14,8 +14,8 @@ import yaml
 
 from limakit.backtranslate import BacktranslateConfig, backtranslate, parse_score
 from limakit.backtranslate.config import AUGMENTED_TAG, SEED_TAG, HygieneConfig
-from limakit.example import Example, Message, load_examples
-from limakit.files import read_jsonl_records, write_jsonl
+from limakit.core.files import read_jsonl_records, write_jsonl
+from limakit.records.example import Example, Message, load_examples
 from tests.backtranslate.helpers import (
     SEED,
     TEXTS,
@@ -81,7 +81,7 @@ def test_parser_refuses_anything_else(text):
 
 def test_reversed_examples_train_exactly_the_instruction(smollm2_tokenizer):
     from limakit.backtranslate.models import reversed_example
-    from limakit.template import IGNORE, Template, render
+    from limakit.records.template import IGNORE, Template, render
 
     template = Template.from_tokenizer(smollm2_tokenizer)
     eot = smollm2_tokenizer.convert_tokens_to_ids(template.eot)
@@ -108,7 +108,7 @@ def test_reversed_examples_train_exactly_the_instruction(smollm2_tokenizer):
 
 def test_backward_training_file_is_the_reversed_seed(tmp_path, tiny_model_dir, smollm2_tokenizer):
     """The file the trainer read: rendered by the trainer's own encode, only instructions count."""
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.training import TrainConfig
     from limakit.training.loop import encode
 
@@ -440,7 +440,7 @@ def test_cli_flags_override_the_config(tmp_path):
     assert cfg.texts == ["a.txt", "b/"] and cfg.rounds == 3 and cfg.train.epochs == 2
     assert cfg.rate.rater == "judge" and cfg.rate.judge.model == "m" and cfg.rate.threshold == 4
     assert cfg.augment.decode.greedy and cfg.system_tags
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
 
     bad = build_parser().parse_args(["backtranslate", "--seed", "s.jsonl", "--set", "rounds=0"])
     with pytest.raises(LimaError, match="texts"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from limakit.example import load_examples
+from limakit.records.example import load_examples
 from limakit.run import execute, load_run_config
 from limakit.run.stages import stages
 from tests.backtranslate.helpers import scripted_judge, tiny_config, write_texts

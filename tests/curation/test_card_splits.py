@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from limakit.core.files import write_jsonl
 from limakit.curation import CurateConfig, curate
-from limakit.files import write_jsonl
 
 
 def _manual(path, answered: int, prompt_only: int) -> None:

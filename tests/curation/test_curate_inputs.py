@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from limakit.cli import main
-from limakit.example import load_examples
+from limakit.records.example import load_examples
 
 FIX = Path(__file__).parent.parent / "fixtures"
 
@@ -135,7 +135,7 @@ def test_pool_fields_kept_in_meta_are_counted_in_a_note(tmp_path, capsys):
 
 def test_wikihow_columns_can_be_spelled_as_a_wikihow_section(tmp_path):
     """`wikihow.columns` (on the command line or as a YAML section) is `wikihow_options.columns`."""
-    from limakit.config import load_config
+    from limakit.core.config import load_config
     from limakit.curation import CurateConfig
 
     cfg = load_config(CurateConfig, None, ["wikihow.columns.title=Question"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from limakit.cli import main
 from limakit.curation import CurateConfig, curate
-from limakit.example import load_examples
+from limakit.records.example import load_examples
 
 
 def _site(root: Path, host: str, questions: int) -> None:

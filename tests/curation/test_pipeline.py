@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from limakit.cli import main
+from limakit.core.errors import LimaError
 from limakit.curation import CurateConfig, curate
-from limakit.errors import LimaError
-from limakit.example import load_examples
+from limakit.records.example import load_examples
 
 FIX = Path(__file__).parent.parent / "fixtures"
 ROOT = Path(__file__).parent.parent.parent
@@ -270,7 +270,7 @@ def test_cli_quick_form_and_config(tmp_path, capsys):
 
 
 def test_shipped_configs_load():
-    from limakit.config import load_config
+    from limakit.core.config import load_config
 
     configs = sorted((ROOT / "configs").glob("curate-*.yaml"))
     assert configs

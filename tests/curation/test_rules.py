@@ -16,7 +16,7 @@ from limakit.curation.rules import (
     meta_reference,
     question_score,
 )
-from limakit.example import Example, Message
+from limakit.records.example import Example, Message
 
 CFG = RulesConfig()
 
@@ -165,7 +165,7 @@ def test_a_rejection_with_a_huge_meta_keeps_a_bounded_excerpt():
     import json
 
     from limakit.curation.gather import Funnel
-    from limakit.example import Example, Message
+    from limakit.records.example import Example, Message
 
     f = io.StringIO()
     funnel = Funnel(f)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from limakit.core.errors import LimaError
 from limakit.curation.dedup import Decontaminator, deduplicate
 from limakit.curation.sampling import (
     allocate,
@@ -14,8 +15,7 @@ from limakit.curation.sampling import (
     temperature_sample,
     temperature_weights,
 )
-from limakit.errors import LimaError
-from limakit.example import Example, Message
+from limakit.records.example import Example, Message
 
 FIX = Path(__file__).parent.parent / "fixtures"
 

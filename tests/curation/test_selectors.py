@@ -18,7 +18,7 @@ from limakit.curation.score_cache import ScoreCache, content_hash
 from limakit.curation.scoring import answer_losses, ifd_pair, ifd_scores, judge_scores
 from limakit.evaluation.cache import JudgeCache
 from limakit.evaluation.config import JudgeConfig
-from limakit.example import Example, Message, load_examples
+from limakit.records.example import Example, Message, load_examples
 from tests.evaluation.fake_server import Act, FakeServer
 
 
@@ -302,7 +302,7 @@ class CopyModel(torch.nn.Module):
 def test_ifd_ranks_a_prompt_predictable_answer_above_an_unpredictable_one(
     smollm2_tokenizer, tmp_path
 ):
-    from limakit.template import Template
+    from limakit.records.template import Template
 
     tok, template = smollm2_tokenizer, Template.from_tokenizer(smollm2_tokenizer)
     text = "Copper kettles whistle softly while eleven violet herons circle the quarry"
@@ -330,7 +330,7 @@ def test_answer_losses_batched_equal_one_at_a_time_on_a_tiny_model(smollm2_token
     from conftest import make_tiny_model
     from devicecheck import PACKAGE, DevicelessFactories
 
-    from limakit.template import Template
+    from limakit.records.template import Template
 
     tok, template = smollm2_tokenizer, Template.from_tokenizer(smollm2_tokenizer)
     model = make_tiny_model(tok).eval()
@@ -465,7 +465,7 @@ def test_longest_with_diversity_always_embeds_for_the_card(tmp_path):
 
 
 def test_a_judge_that_scores_nothing_is_one_clear_error(tmp_path):
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
 
     pool = [ex(f"q{i}", f"a{i}", i) for i in range(3)]
     with FakeServer(lambda body, n: Act("I would rather not say.")) as server:

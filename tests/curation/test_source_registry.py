@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from limakit.core.errors import LimaError
 from limakit.curation.config import DEFAULT_RULES, PAPER_QUOTAS, CurateConfig
 from limakit.curation.rules import RULES
-from limakit.errors import LimaError
 from limakit.sources import registry
 
 FIX = Path(__file__).parent.parent / "fixtures"
@@ -27,8 +27,8 @@ TOY = textwrap.dedent(
 
     from pydantic import Field
 
-    from limakit.config import Config
-    from limakit.example import Example, Message
+    from limakit.core.config import Config
+    from limakit.records.example import Example, Message
     from limakit.sources.registry import Rejection, Source, register
 
 

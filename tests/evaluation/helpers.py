@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from limakit.files import write_jsonl
+from limakit.core.files import write_jsonl
 
 
 def answer(i: int, text: str, model: str, sample: int | None = 0, **meta) -> dict:

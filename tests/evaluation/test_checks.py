@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from limakit.cli import main
+from limakit.core.files import write_jsonl
 from limakit.evaluation import auto_checks, export_ifbench_prompts, score_ifbench
 from limakit.evaluation.checks import repetition
 from limakit.evaluation.ifbench import data_path, load_ifbench
-from limakit.files import write_jsonl
 from tests.evaluation.helpers import answer
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
+from limakit.core.files import write_json, write_jsonl
 from limakit.evaluation.lc import Judged, lc_table, lc_win_rate, read_verdicts
-from limakit.files import write_json, write_jsonl
 
 
 def longer_wins_table(model: str = "model", baseline: str = "base", shift: int = 0) -> list[Judged]:

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from limakit.cli import main
+from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig, judge_likert, judge_pairwise
-from limakit.example import Example, Message
-from limakit.files import write_jsonl
+from limakit.records.example import Example, Message
 from tests.evaluation.fake_server import Act, FakeServer, prefer_marked
 from tests.evaluation.helpers import answer, write_pair
 
@@ -146,7 +146,7 @@ def test_select_likert_needs_no_reference(tmp_path, monkeypatch):
         cfg = JudgeConfig(backend="openai", model="judge", base_url=server.url)
         res = select_checkpoint(run, dev, cfg, epochs=[5, 6], protocol="likert", samples=2)
     assert res["chosen"] == 5 and res["table"][0]["score"] == 6.0 and res["table"][0]["n"] == 6
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
 
     with pytest.raises(LimaError, match="reference"):
         select_checkpoint(run, dev, cfg, epochs=[5], protocol="pairwise")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
+from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig
 from limakit.evaluation import mtbench as mt
-from limakit.files import write_jsonl
 from tests.evaluation.fake_server import Act, FakeServer
 
 QUESTIONS = [
@@ -87,10 +87,10 @@ def _run(tmp_path, files, server=None, model=None, **kw):
 
 
 def test_two_turns_with_own_answer_in_context(tmp_path, files, tiny_model_dir, monkeypatch):
-    from limakit.example import Message
     from limakit.generation import engine as engine_mod
     from limakit.models import load_tokenizer
-    from limakit.template import render_prompt
+    from limakit.records.example import Message
+    from limakit.records.template import render_prompt
 
     seen: list[list[int]] = []
     real_add = engine_mod.Engine.add

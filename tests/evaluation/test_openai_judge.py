@@ -13,8 +13,8 @@ import time
 import pytest
 
 from limakit.cli import main
+from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig, judge_likert, judge_pairwise, judge_rate
-from limakit.files import write_jsonl
 from tests.evaluation.fake_server import Act, FakeServer, always_first, broken_json, prefer_marked
 from tests.evaluation.helpers import answer, write_pair
 

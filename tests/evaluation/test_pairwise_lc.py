@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from limakit.cli import main
+from limakit.core.files import read_json, write_json
 from limakit.evaluation import JudgeConfig, judge_pairwise, write_report
 from limakit.evaluation.lc import (
     MEANING,
@@ -16,7 +17,6 @@ from limakit.evaluation.lc import (
 )
 from limakit.evaluation.metrics import pairwise_stats
 from limakit.evaluation.report import report_with_lines
-from limakit.files import read_json, write_json
 from tests.evaluation.fake_server import FakeServer, prefer_marked
 from tests.evaluation.helpers import write_pair
 

@@ -37,7 +37,7 @@ def test_report_of_a_missing_folder_is_a_clear_error(tmp_path, capsys):
 def test_report_rejects_garbage_summary(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "summary.json").write_text("{not json")
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
 
     with pytest.raises(LimaError, match="invalid JSON"):
         write_report([tmp_path / "x"], tmp_path / "r")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib
 import json
 
+from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig, select_checkpoint
 from limakit.evaluation.checkpoint_choice import choose
-from limakit.example import Example, Message
-from limakit.files import write_jsonl
+from limakit.records.example import Example, Message
 from tests.evaluation.fake_server import Act, FakeServer
 from tests.evaluation.helpers import answer
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from limakit.example import Example, Message
+from limakit.records.example import Example, Message
 
 
 def boost_eot(model, tokenizer, amount: float = 8.0):
     """Add ``amount`` to the EOT logit so a random model ends answers early, at random lengths."""
-    from limakit.template import Template
+    from limakit.records.template import Template
 
     eot = tokenizer.convert_tokens_to_ids(Template.from_tokenizer(tokenizer).eot)
 

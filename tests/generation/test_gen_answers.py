@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from limakit.errors import LimaError
-from limakit.example import Example, read_examples, write_examples
+from limakit.core.errors import LimaError
 from limakit.generation import DecodeConfig, generate_answers
 from limakit.generation import engine as engine_mod
+from limakit.records.example import Example, read_examples, write_examples
 
 from .conftest import boost_eot, prompts, sharpen
 

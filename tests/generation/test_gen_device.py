@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from limakit.errors import LimaError
-from limakit.example import Example, Message, write_examples
+from limakit.core.errors import LimaError
 from limakit.models import bf16_is_fast, parse_dtype, resolve_device
+from limakit.records.example import Example, Message, write_examples
 
 
 def test_auto_device_and_clear_errors_for_missing_ones():

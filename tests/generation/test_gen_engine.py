@@ -7,7 +7,7 @@ import torch
 
 from limakit.generation.engine import Engine, Request
 from limakit.generation.sampler import generator_for
-from limakit.template import render_prompt
+from limakit.records.template import render_prompt
 
 from .conftest import boost_eot, prompts, sharpen
 

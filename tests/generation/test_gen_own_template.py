@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from limakit.cli import main
-from limakit.errors import LimaError
-from limakit.example import Example, Message
+from limakit.core.errors import LimaError
 from limakit.generation import DecodeConfig, generate_answers
 from limakit.generation import batch as batch_mod
 from limakit.generation import engine as engine_mod
 from limakit.generation.chat_format import ChatFormat, choose_template, own_prompt_ids
 from limakit.models import load_tokenizer
+from limakit.records.example import Example, Message
 
 from ..conftest import make_tiny_model
 

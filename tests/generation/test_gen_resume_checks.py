@@ -7,9 +7,9 @@ import json
 import pytest
 
 from limakit.cli import main
-from limakit.errors import LimaError
-from limakit.example import write_examples
+from limakit.core.errors import LimaError
 from limakit.generation import DecodeConfig, generate_answers
+from limakit.records.example import write_examples
 
 from .conftest import prompts
 

@@ -17,7 +17,7 @@ import torch
 
 from limakit.generation.config import DecodeConfig
 from limakit.generation.engine import Engine, Request
-from limakit.template import render_prompt
+from limakit.records.template import render_prompt
 
 from .conftest import prompts
 from .serving import serving
@@ -108,7 +108,7 @@ def test_engine_scores_a_prompt_without_generating(tiny):
 
 def _greedy_reference(model, tok, messages, steps: int):
     """(token ids, log-softmax rows) of greedy decoding by plain forward passes."""
-    from limakit.example import Message
+    from limakit.records.example import Message
 
     ids = render_prompt([Message(m["role"], m["content"]) for m in messages], tok)
     out, rows = [], []

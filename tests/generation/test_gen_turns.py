@@ -7,13 +7,13 @@ import json
 import pytest
 
 from limakit.cli import main
-from limakit.errors import LimaError
-from limakit.example import Example, Message, read_examples
+from limakit.core.errors import LimaError
 from limakit.generation import DecodeConfig, generate_answers
 from limakit.generation import batch as batch_mod
 from limakit.generation import engine as engine_mod
 from limakit.generation.turns import answered_from_dict, read_prompts
-from limakit.template import render_prompt
+from limakit.records.example import Example, Message, read_examples
+from limakit.records.template import render_prompt
 
 from .conftest import boost_eot, prompts, sharpen
 

@@ -10,7 +10,7 @@ import pytest
 
 from limakit.generation import DecodeConfig, generate_answers
 from limakit.models import load_tokenizer
-from limakit.template import Template, render_prompt
+from limakit.records.template import Template, render_prompt
 
 from .conftest import prompts
 

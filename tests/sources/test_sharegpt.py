@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.sources import sharegpt
 from limakit.sources.sharegpt import ShareGPTStream
 

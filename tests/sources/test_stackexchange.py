@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.sources.stackexchange import (
     find_sites,
     is_meta_site,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.sources.manual import read_manual
 from limakit.sources.natural_instructions import load_task, read_tasks
 from limakit.sources.reddit import scan_reddit, strip_tags

@@ -15,7 +15,7 @@ import torch
 from devicecheck import PACKAGE, DevicelessFactories, HostSyncs
 from training.helpers import write_data
 
-from limakit.config import load_config
+from limakit.core.config import load_config
 from limakit.training import TrainConfig, train
 
 # Made on the host by design: batches (moved by to_device), segment boundaries (moved once per

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 from training.helpers import write_data
 
-from limakit.config import load_config
+from limakit.core.config import load_config
 from limakit.training import TrainConfig, train
 from limakit.training.model import prepare_model
 
@@ -153,7 +153,7 @@ def test_a_packed_kernel_the_machine_cannot_run_is_a_clear_error(
     tmp_path, tiny_model_dir, kernel, message
 ):
     """The config field reaches the attention: asking for a GPU-only kernel on a CPU says so."""
-    from limakit.errors import LimaError
+    from limakit.core.errors import LimaError
 
     cfg = _small(tmp_path, tiny_model_dir, f"packed_attention={kernel}", "micro_batch=4")
     with pytest.raises(LimaError, match=message):

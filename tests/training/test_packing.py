@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.training.batching import Encoded, collate, shift_labels, to_device
 from limakit.training.model import LossModel
 
 
 def _examples(tokenizer, texts):
-    from limakit.example import Example, Message
-    from limakit.template import render
+    from limakit.records.example import Example, Message
+    from limakit.records.template import render
 
     out = []
     for i, (q, a) in enumerate(texts):

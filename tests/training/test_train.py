@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 from training.helpers import write_data
 
-from limakit.config import load_config
-from limakit.errors import LimaError
+from limakit.core.config import load_config
+from limakit.core.errors import LimaError
 from limakit.training import TrainConfig, train
 from limakit.training.checkpoint import latest_checkpoint
 
@@ -158,7 +158,7 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
 def test_clear_errors(tmp_path, tiny_model_dir, smollm2_tokenizer):
     from conftest import make_tiny_model
 
-    from limakit.template import attach
+    from limakit.records.template import attach
 
     data = write_data(tmp_path / "d.jsonl", 4)
     with pytest.raises(LimaError, match="unknown field 'epoch'"):
@@ -245,8 +245,8 @@ class _Recording:
 def test_a_huge_answer_is_cut_before_tokenising_and_the_trim_is_counted(
     tmp_path, tiny_model_dir, smollm2_tokenizer, capsys
 ):
-    from limakit.example import Example, Message
-    from limakit.template import Template, char_cap, render
+    from limakit.records.example import Example, Message
+    from limakit.records.template import Template, char_cap, render
     from limakit.training.loop import DataStats, encode
 
     data = write_data(tmp_path / "d.jsonl", 4)

@@ -7,7 +7,7 @@ prefer one position), which the two-order pairwise protocol turns into ties rath
 
 from __future__ import annotations
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.evaluation.config import JudgeConfig
 from limakit.evaluation.judges.base import Reply
 
@@ -59,9 +59,9 @@ class LocalJudge:
         """Judge several message lists in one forward pass (right-padded) on the model's device."""
         import torch
 
-        from limakit.example import Message
         from limakit.generation.engine import forward_last
-        from limakit.template import render_prompt
+        from limakit.records.example import Message
+        from limakit.records.template import render_prompt
 
         opening = self.tok(VERDICT_OPENING, add_special_tokens=False)["input_ids"]
         seqs = []

@@ -17,7 +17,7 @@ import time
 
 import openai
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 from limakit.evaluation.config import JudgeConfig
 from limakit.evaluation.judges.base import Reply
 

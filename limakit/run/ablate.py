@@ -24,9 +24,9 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from rich.console import Console
 
-from limakit.config import Config, apply_overrides, format_validation_error, read_yaml_mapping
-from limakit.errors import LimaError
-from limakit.files import read_jsonl_records, write_json
+from limakit.core.config import Config, apply_overrides, format_validation_error, read_yaml_mapping
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records, write_json
 from limakit.run.config import resolve_ref
 
 

@@ -1,4 +1,4 @@
-"""Converters between limakit's :class:`~limakit.example.Example` and the formats users already have.
+"""Converters between limakit's :class:`~limakit.records.example.Example` and the formats users already have.
 
 Formats: ``limakit`` (our own JSONL), ``lima`` (GAIR/lima ``conversations`` of strings), ``sharegpt``
 (``from``/``value`` turns, LLaMA-Factory's ``system`` field), ``alpaca`` (``instruction``/``input``/
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from limakit.errors import LimaError
-from limakit.example import Example, Message, validate_messages
+from limakit.core.errors import LimaError
+from limakit.records.example import Example, Message, validate_messages
 
 # Top-level fields each reader maps, and the fields of one message (None: messages are strings).
 FIELDS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {

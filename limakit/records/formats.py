@@ -1,4 +1,4 @@
-"""Reading and converting files of examples in any format :mod:`limakit.converters` knows.
+"""Reading and converting files of examples in any format :mod:`limakit.records.converters` knows.
 
 Strict by default: the first bad record raises a LimaError naming file, record and rule. With a
 :class:`Rejects` (``--skip-invalid``), each bad record is written with its reason to
@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from limakit.converters import FORMATS, detect_format, expand, unmapped_fields
-from limakit.errors import LimaError
-from limakit.example import Example, validate_messages
-from limakit.files import (
+from limakit.core.errors import LimaError
+from limakit.core.files import (
     append_jsonl,
     atomic_write,
     read_json_records,
     read_jsonl_records,
     row_writer,
 )
+from limakit.records.converters import FORMATS, detect_format, expand, unmapped_fields
+from limakit.records.example import Example, validate_messages
 
 __all__ = [
     "FORMATS",
@@ -117,7 +117,7 @@ def read_records(
 ) -> Iterator[tuple[str, dict]]:
     """``(where, record)`` of a JSONL file, or of a JSON file holding a list (ShareGPT, Alpaca).
 
-    Both are read by :mod:`limakit.files` with the same rules (standard JSON, valid Unicode text,
+    Both are read by :mod:`limakit.core.files` with the same rules (standard JSON, valid Unicode text,
     one object per record). A bad record goes to ``rejects`` when given, else raises; an empty
     file raises.
     """
@@ -279,7 +279,7 @@ def read_any(
     report: ReadReport | None = None,
     rejects: Rejects | None = None,
 ) -> Iterator[Example]:
-    """Like :func:`~limakit.example.read_examples`, but each record may be in any format.
+    """Like :func:`~limakit.records.example.read_examples`, but each record may be in any format.
 
     With ``rejects``, a bad record is written there and skipped instead of raising.
     """

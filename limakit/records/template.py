@@ -30,8 +30,8 @@ from typing import Literal
 
 import torch
 
-from limakit.errors import LimaError
-from limakit.example import Example, Message
+from limakit.core.errors import LimaError
+from limakit.records.example import Example, Message
 
 IGNORE = -100
 TrainOn = Literal["assistant", "last", "all"]

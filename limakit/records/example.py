@@ -8,7 +8,7 @@ On disk it is JSONL, one example per line::
 
 Every reader of a raw dump ends in an ``Example``; every stage reads and writes this format.
 Converters to and from the formats users already have (GAIR/lima, ShareGPT, Alpaca, OpenAI
-``messages``) live in :mod:`limakit.converters` and nowhere else.
+``messages``) live in :mod:`limakit.records.converters` and nowhere else.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from limakit.errors import LimaError
-from limakit.files import read_jsonl_records, write_jsonl
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records, write_jsonl
 
 ROLES = ("system", "user", "assistant")
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from limakit.errors import LimaError
+from limakit.core.errors import LimaError
 
 
 @contextlib.contextmanager

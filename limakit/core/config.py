@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from limakit.errors import LimaError
-from limakit.files import atomic_write
+from limakit.core.errors import LimaError
+from limakit.core.files import atomic_write
 
 
 class Config(BaseModel):

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from limakit.example import Example
-from limakit.files import append_jsonl
-from limakit.template import IGNORE, Template, TrainOn, render
+from limakit.core.files import append_jsonl
+from limakit.records.example import Example
+from limakit.records.template import IGNORE, Template, TrainOn, render
 
 
 @dataclass

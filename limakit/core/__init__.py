@@ -1,0 +1,3 @@
+"""Infrastructure every other package stands on: errors meant for people (``errors``), all JSON
+and JSONL I/O with atomic writes (``files``), typed YAML configs (``config``), named crash points
+for resume tests (``faults``) and the request-body cap of the web apps (``asgi``)."""
