@@ -16,19 +16,12 @@ from limakit.curation.config import DecontaminationConfig, DedupConfig
 from limakit.curation.rules import RulesConfig
 from limakit.evaluation.config import JudgeConfig
 from limakit.generation.config import DecodeConfig
+from limakit.sources.registry import ALL_RULES
 from limakit.training.config import TrainConfig
 
 # LIMA's rules that make sense for an answer without its question. The score rules act only where
 # scores are known (Stack Exchange, while the dump is read); the others on every text.
-TEXT_RULES = [
-    "empty",
-    "encoding",
-    "question_score",
-    "answer_score",
-    "answer_length",
-    "first_person",
-    "meta_reference",
-]
+TEXT_RULES = list(ALL_RULES)  # every rule a source can name: see the registry
 
 SEED_TAG = "Answer in the style of an AI Assistant."
 AUGMENTED_TAG = "Answer with knowledge from web search."

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from limakit.core.errors import LimaError
 from limakit.core.files import read_jsonl_records
-from limakit.records.example import ROLES, Example, Message
+from limakit.records.example import Example, Message, check_message
 
 FASTCHAT_FIELDS = {"question_id", "category", "turns", "reference"}
 EXAMPLE_FIELDS = {"id", "source", "messages", "meta"}
@@ -40,14 +40,7 @@ def check_prompt(messages: list[Message], *, empty_answers_ok: bool = False) -> 
     if not messages:
         raise ValueError("'messages' is empty")
     for i, m in enumerate(messages, start=1):
-        if m.role not in ROLES:
-            raise ValueError(f"message {i}: unknown role {m.role!r} (allowed: {', '.join(ROLES)})")
-        if not isinstance(m.content, str):
-            raise ValueError(
-                f"message {i}: content must be a string, got {type(m.content).__name__}"
-            )
-        if not m.content.strip() and not (empty_answers_ok and m.role == "assistant"):
-            raise ValueError(f"message {i}: content is empty")
+        check_message(i, m, may_be_empty=empty_answers_ok and m.role == "assistant")
         if m.role == "system" and i > 1:
             raise ValueError(f"message {i}: a system message may only come first")
     offset = 1 if messages[0].role == "system" else 0

@@ -115,6 +115,17 @@ def content_id(messages: list[Message]) -> str:
     return h.hexdigest()[:16]
 
 
+def check_message(i: int, m: Message, *, may_be_empty: bool = False) -> None:
+    """One message's own rules (a known role, text content, not empty unless ``may_be_empty``);
+    ``ValueError`` naming message ``i`` (1-based)."""
+    if m.role not in ROLES:
+        raise ValueError(f"message {i}: unknown role {m.role!r} (allowed: {', '.join(ROLES)})")
+    if not isinstance(m.content, str):
+        raise ValueError(f"message {i}: content must be a string, got {type(m.content).__name__}")
+    if not m.content.strip() and not may_be_empty:
+        raise ValueError(f"message {i}: content is empty")
+
+
 def validate_messages(
     messages: list[Message], *, require_answer: bool | None = True, empty_answer_ok: bool = False
 ) -> None:
@@ -127,15 +138,8 @@ def validate_messages(
     if not messages:
         raise ValueError("'messages' is empty")
     for i, m in enumerate(messages, start=1):
-        if m.role not in ROLES:
-            raise ValueError(f"message {i}: unknown role {m.role!r} (allowed: {', '.join(ROLES)})")
-        if not isinstance(m.content, str):
-            raise ValueError(
-                f"message {i}: content must be a string, got {type(m.content).__name__}"
-            )
         last_answer = i == len(messages) and m.role == "assistant"
-        if not m.content.strip() and not (empty_answer_ok and last_answer):
-            raise ValueError(f"message {i}: content is empty")
+        check_message(i, m, may_be_empty=empty_answer_ok and last_answer)
     offset = 1 if messages[0].role == "system" else 0
     turns = messages[offset:]
     if not turns:
