@@ -12,10 +12,15 @@ memory) with a time limit; one that fails or runs out of time is reported and th
     python bench/gpu.py                    # on a CUDA machine; exit 1 when a target is missed
     python bench/gpu.py --cpu-dry-run      # the same code paths on a 2-layer toy on the CPU
     python bench/gpu.py --profile bf16-packed   # where 3 steps of one mode spend their time
+    python bench/gpu.py --profile-decode graphs # where one decode step at batch 64 spends it
+    python bench/gpu.py --parts gen,train --budget 420 --json out/rows.jsonl   # one bounded call
 
 The table gives real (non-padding) tokens/s of the timed epoch, padding, MFU = 6 x params x
 tokens/s over the bf16 matmul peak measured at the start, peak GPU memory and the losses of the
-first steps. TRL is run when it is importable (say so and go on when it is not).
+first steps. TRL is run when it is importable (say so and go on when it is not). The sampling
+table says how the engine's decode steps ran (CUDA graphs, or eager and why) and how long a step
+took; when the engine is under 5x transformers' ``generate``, a profile of one decode step follows
+(its Chrome trace is written beside ``--json``).
 """
 
 from __future__ import annotations
@@ -322,6 +327,61 @@ def gen_prompts(data: str, n: int):
     ]
 
 
+class EngineWatch:
+    """Records the engines made inside it, how long their decode steps take and the warnings of
+    a failed graph capture: the bench says which decode path ran, never assumes it."""
+
+    def __enter__(self):
+        import warnings
+
+        from limakit.generation.engine import Engine
+
+        self.engines, self.step_s = [], []
+        self._orig = Engine.__init__, Engine._decode
+        init, decode = self._orig
+        watch = self
+
+        def watched_init(engine, *a, **k):
+            init(engine, *a, **k)
+            watch.engines.append(engine)
+
+        def watched_decode(engine):
+            t = time.perf_counter()
+            decode(engine)  # ends in the step's one device read: its wall time is the step's
+            watch.step_s.append(time.perf_counter() - t)
+
+        Engine.__init__, Engine._decode = watched_init, watched_decode
+        self._warnings = warnings.catch_warnings(record=True)
+        self.warned = self._warnings.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        from limakit.generation.engine import Engine
+
+        Engine.__init__, Engine._decode = self._orig
+        self._warnings.__exit__(*exc)
+        return False
+
+    def mode(self) -> str:
+        """Which decode path the last engine ran: CUDA graphs, fixed-shape eager or dynamic."""
+        if not self.engines:
+            return "no engine"
+        return decode_mode(self.engines[-1], [str(w.message) for w in self.warned])
+
+
+def decode_mode(engine, warned: list[str] = ()) -> str:
+    static = engine.static
+    if static is None:
+        return "dynamic steps (eager)"
+    if static.use_graphs:
+        return f"CUDA graphs ({static.captures} shapes captured)"
+    failed = [w for w in warned if "without CUDA graphs" in w]
+    if failed or engine.device.type == "cuda":  # graphs were tried and given up
+        return "fixed-shape steps, EAGER: " + (failed[0] if failed else "graphs off")
+    return "fixed-shape steps (eager: no CUDA here)"
+
+
 def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
     """Sampling throughput: limakit's engine, transformers' generate or ``lima serve``, in bf16."""
     import torch
@@ -364,16 +424,82 @@ def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
             progress=False,
             cuda_graphs=graphs,
         )  # fmt: skip  (warm-up)
-        t = time.perf_counter()
-        answers = generate_answers(
-            (lm, tok), prompts, config=cfg, batch_size=n, progress=False, cuda_graphs=graphs
-        )
-        sync()
+        with EngineWatch() as watch:
+            t = time.perf_counter()
+            answers = generate_answers(
+                (lm, tok), prompts, config=cfg, batch_size=n, progress=False, cuda_graphs=graphs
+            )
+            sync()
+            wall = time.perf_counter() - t
         made = sum(a.meta["new_tokens"] for a in answers)
+        steps = watch.step_s
+        return {"tokens_per_s": made / wall, "tokens": made, "gpu_gb": peak_memory_gb(),
+                "decode": watch.mode(), "decode_steps": len(steps),
+                "ms_per_step": 1e3 * sorted(steps)[len(steps) // 2] if steps else None}  # fmt: skip
     else:  # lima serve, one client per prompt at once
-        made, t = serve_clients(lm, tok, prompts, new)
+        with EngineWatch() as watch:
+            made, t = serve_clients(lm, tok, prompts, new)
+            wall = time.perf_counter() - t
+        return {"tokens_per_s": made / wall, "tokens": made, "gpu_gb": peak_memory_gb(),
+                "decode": watch.mode()}  # fmt: skip
     return {"tokens_per_s": made / (time.perf_counter() - t), "tokens": made,
-            "gpu_gb": peak_memory_gb()}  # fmt: skip
+            "gpu_gb": peak_memory_gb(), "decode": "transformers generate"}  # fmt: skip
+
+
+def decode_profile(mode: str, data: str, model: str, out: str, dry: bool, steps: int = 5) -> dict:
+    """Where one decode step of the engine at batch 64 spends its time (``mode``: graphs|eager).
+
+    All prompts are prefilled, a few steps warm up (and capture the graphs), ten steps are timed
+    without the profiler, then ``steps`` steps run under ``torch.profiler``: host time per step,
+    device time per step and the costliest operations, as a table; the trace goes to ``out``.
+    """
+    import torch
+
+    from limakit.generation.engine import Engine, Request
+    from limakit.models import load_model_for
+    from limakit.records.template import render_prompt
+
+    n = 8 if dry else GEN["n"]
+    dev = device_name(dry)
+    loaded = load_model_for(model, dev, "auto" if dry else "bfloat16")
+    prompts = gen_prompts(data, n)
+    warm, timed = 4, 10
+    with EngineWatch() as watch:
+        engine = Engine(loaded, max_batch=n, cuda_graphs=mode == "graphs")
+        for p in prompts:
+            ids = render_prompt(p.messages, loaded.tokenizer)
+            engine.add(Request(ids, max_new_tokens=2 + warm + timed + steps))
+        for _ in range(1 + warm):  # prefill (with its first step), then warm steps
+            engine.step()
+        watch.step_s.clear()
+        for _ in range(timed):
+            engine.step()
+        step_ms = 1e3 * sorted(watch.step_s)[len(watch.step_s) // 2]
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if dev == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        batch = len(engine.active)
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(steps):
+                engine.step()
+        decode = watch.mode()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    trace = Path(out) / f"decode-{mode}-trace.json"
+    prof.export_chrome_trace(str(trace))
+    table = prof.key_averages()
+    busy_ms = 1e3 * sum(e.self_device_time_total for e in table) / 1e6 / steps
+    host_ms = 1e3 * sum(e.self_cpu_time_total for e in table) / 1e6 / steps
+    key = "self_device_time_total" if dev == "cuda" else "self_cpu_time_total"
+    text = (
+        f"decode ({decode}) at batch {batch}: {step_ms:.2f} ms a step unprofiled (median of "
+        f"{timed}); profiled: host ops {host_ms:.2f} ms, device kernels {busy_ms:.2f} ms a step\n"
+        + table.table(sort_by=key, row_limit=20, max_name_column_width=60)
+        + "\n"
+        + table.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60)
+    )
+    return {"decode": decode, "batch": batch, "ms_per_step": step_ms,
+            "host_ms_per_step": host_ms, "device_ms_per_step": busy_ms,
+            "trace": str(trace), "table": text}  # fmt: skip
 
 
 def serve_clients(lm, tok, prompts, new: int) -> tuple[int, float]:
@@ -424,6 +550,8 @@ def child(kind: str, mode: str, paths: dict, dry: bool, timeout: int) -> dict:
     """Run one setting in its own process; an error or a timeout becomes a row, not a crash."""
     cmd = [sys.executable, __file__, "--worker", kind, mode, json.dumps(paths)]
     cmd += ["--cpu-dry-run"] if dry else []
+    if timeout < 15:
+        return {"error": "skipped: the run's --budget is spent"}
     t = time.perf_counter()
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -445,7 +573,16 @@ def main() -> int:
     p.add_argument("--trl-modes", default=",".join(TRL_MODES), help="TRL settings ('' = none)")
     p.add_argument("--timeout", type=int, default=100, help="seconds per setting")
     p.add_argument(
-        "--parts", default="train,gen", help="what to measure: train (vs TRL), gen (sampling)"
+        "--budget",
+        type=int,
+        default=0,
+        help="seconds for the whole run (0: no limit); a setting gets at most what is left, and\n"
+        "those left without time are reported as skipped",
+    )
+    p.add_argument(
+        "--parts",
+        default="train,gen",
+        help="what to measure, in this order: train (vs TRL), gen (sampling)",
     )
     p.add_argument("--json", help="also write the rows to this JSONL file")
     p.add_argument(
@@ -453,12 +590,20 @@ def main() -> int:
         metavar="MODE",
         help="instead of the comparison: profile 3 steps of one of our modes and print the table",
     )
+    p.add_argument(
+        "--profile-decode",
+        choices=("graphs", "eager"),
+        help="instead of the comparison: profile the engine's decode step at batch 64 and print\n"
+        "the table (it also runs after the comparison when sampling misses 5x generate)",
+    )
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args()
     dry = a.cpu_dry_run
+    started = time.perf_counter()
     if a.worker:
         kind, mode, paths = a.worker[0], a.worker[1], json.loads(a.worker[2])
-        fn = {"ours": ours_worker, "trl": trl_worker, "gen": gen_worker}[kind]
+        fn = {"ours": ours_worker, "trl": trl_worker, "gen": gen_worker, "decode": decode_profile}
+        fn = fn[kind]
         print("RESULT " + json.dumps(fn(mode, paths["data"], paths["model"], paths["out"], dry)))
         return 0
 
@@ -499,6 +644,17 @@ def main() -> int:
     if a.profile:
         profile(a.profile, str(data), str(model), str(tmp / "profile"), dry, 2 if dry else 3)
         return 0
+    if a.profile_decode:
+        r = decode_profile(a.profile_decode, str(data), str(model), str(tmp / "decode"), dry)
+        print(r["table"] + f"\ntrace: {r['trace']}")
+        return 0
+
+    def left() -> int:
+        """Seconds the next setting may take: --timeout, within what the --budget leaves."""
+        if not a.budget:
+            return a.timeout
+        return int(min(a.timeout, a.budget - (time.perf_counter() - started)))
+
     rows: dict[str, dict] = {}
     trl_modes = [m for m in a.trl_modes.split(",") if m]
     if trl_modes and importlib.util.find_spec("trl") is None:
@@ -510,13 +666,15 @@ def main() -> int:
     modes = [m for m in a.modes.split(",") if m]
     if dry and a.modes == p.get_default("modes"):  # compiling on a CPU takes minutes
         modes = [m for m in modes if "compiled" not in m]
-    parts = a.parts.split(",")
     plan = []
-    if "train" in parts:  # our first mode, then TRL, then the rest: the headline comes first
-        plan += [("ours", m) for m in modes[:1]] + [("trl", m) for m in trl_modes]
-        plan += [("ours", m) for m in modes[1:]]
-    if "gen" in parts:
-        plan += [("gen", m) for m in ("limakit", "limakit-eager", "hf", "serve")]
+    for part in a.parts.split(","):
+        if part == "train":  # our first mode, then TRL, then the rest: the headline comes first
+            plan += [("ours", m) for m in modes[:1]] + [("trl", m) for m in trl_modes]
+            plan += [("ours", m) for m in modes[1:]]
+        elif part == "gen":  # the engine and transformers first: they make the headline ratio
+            plan += [("gen", m) for m in ("limakit", "hf", "serve", "limakit-eager")]
+        elif part:
+            p.error(f"--parts: unknown part {part!r} (train, gen)")
     for kind, mode in plan:
         paths = {
             "data": str(tokens if kind == "trl" else data),
@@ -524,7 +682,7 @@ def main() -> int:
             "out": str(tmp / f"{kind}-{len(rows)}"),
         }
         label = {"trl": "TRL ", "ours": "limakit "}.get(kind, "sampling ") + mode
-        r = child(kind, mode, paths, dry, a.timeout)
+        r = child(kind, mode, paths, dry, left())
         rows[label] = r
         done = r.get("error") or f"{r['tokens_per_s']:.0f} tokens/s"
         print(f"{label}: {done}", flush=True)
@@ -548,13 +706,20 @@ def main() -> int:
             f"| {r['gpu_gb']:.1f} | {losses} |"
         )
     if gen_rows:
-        print("\n| sampling (bf16, LIMA decoding) | new tokens/s | new tokens | peak GPU GB |")
-        print("|---|---:|---:|---:|")
+        print(
+            "\n| sampling (bf16, LIMA decoding) | new tokens/s | new tokens | ms a decode step "
+            "| peak GPU GB | decode steps ran as |"
+        )
+        print("|---|---:|---:|---:|---:|---|")
     for label, r in gen_rows.items():
         if "error" in r:
-            print(f"| {label} | failed: {r['error'][:160]} | | |")
+            print(f"| {label} | failed: {r['error'][:160]} | | | | |")
         else:
-            print(f"| {label} | {r['tokens_per_s']:.0f} | {r['tokens']} | {r['gpu_gb']:.1f} |")
+            ms = f"{r['ms_per_step']:.1f}" if r.get("ms_per_step") else ""
+            print(
+                f"| {label} | {r['tokens_per_s']:.0f} | {r['tokens']} | {ms} "
+                f"| {r['gpu_gb']:.1f} | {r['decode']} |"
+            )
     failed = [label for label, r in rows.items() if "error" in r]
     ours = {
         k: v for k, v in rows.items() if k.startswith("limakit bf16-packed") and "error" not in v
@@ -597,6 +762,17 @@ def main() -> int:
             print(f"{label} vs transformers generate: {ratio:.2f}x (target >= {need}x)"
                   + ("  OK" if ok else "  MISSED"))  # fmt: skip
             failed += [] if ok or dry else [label]
+    engine = gen_rows.get("sampling limakit", {}).get("tokens_per_s")
+    # Under 5x generate, where the decode step's time goes (the dry run always checks the path).
+    if gen_rows and (dry or (engine and hf and engine < 5 * hf)):
+        traces = Path(a.json).parent if a.json else tmp / "decode"  # the trace beside the rows
+        paths = {"data": str(data), "model": str(model), "out": str(traces)}
+        r = child("decode", "graphs", paths, dry, left())
+        print("\n" + (r.get("table") or f"decode profile failed: {r['error']}"), flush=True)
+        if a.json:
+            keep = {k: v for k, v in r.items() if k != "table"}
+            with open(a.json, "a") as f:
+                f.write(json.dumps({"setting": "decode profile", **keep}) + "\n")
     return 1 if failed else 0
 
 

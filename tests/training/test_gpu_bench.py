@@ -22,6 +22,8 @@ def test_gpu_bench_dry_run_runs_every_setting_with_the_same_losses(tmp_path):
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     rows = {r["setting"]: r for r in map(json.loads, rows_file.read_text().splitlines())}
+    rows_all = dict(rows)
+    rows.pop("decode profile", None)
     expected = {"bf16-packed", "bf16-packed-sdpa-mask", "bf16-grouped", "autocast-packed"}
     assert {k.removeprefix("limakit ") for k in rows if k.startswith("limakit")} == expected
     sampling = {k: v for k, v in rows.items() if k.startswith("sampling")}
@@ -44,3 +46,54 @@ def test_gpu_bench_dry_run_runs_every_setting_with_the_same_losses(tmp_path):
         if name.startswith("limakit"):
             assert all(abs(a - b) < 2e-3 for a, b in zip(r["losses"], first)), (name, r["losses"])
     assert "| limakit bf16-packed |" in res.stdout  # the table people read
+    # Each sampling row says which decode path ran and how long its steps took.
+    assert sampling["sampling limakit"]["decode"] == "fixed-shape steps (eager: no CUDA here)"
+    assert sampling["sampling limakit-eager"]["decode"] == "dynamic steps (eager)"
+    assert sampling["sampling hf"]["decode"] == "transformers generate"
+    fixed, dynamic = sampling["sampling limakit"], sampling["sampling limakit-eager"]
+    assert fixed["ms_per_step"] > 0 and dynamic["ms_per_step"] > 0
+    assert fixed["decode_steps"] == dynamic["decode_steps"] >= 1  # the same answers, step by step
+    assert "| decode steps ran as |" in res.stdout
+    # The decode-step profile (run on a GPU when the engine misses 5x) works on the toy.
+    prof = rows_all["decode profile"]
+    assert "error" not in prof, prof.get("error")
+    assert prof["batch"] == 8 and prof["ms_per_step"] > 0 and prof["host_ms_per_step"] > 0
+    trace = json.loads(Path(prof["trace"]).read_text())
+    assert any(e.get("name") == "aten::mm" for e in trace["traceEvents"])
+    assert f"at batch 8: {prof['ms_per_step']:.2f} ms a step" in res.stdout
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bench_says_when_decode_steps_fell_back_from_cuda_graphs(tiny_model_dir):
+    """A capture that fails must show in the table, never pass for a graph run: here capturing
+    is forced on a machine without CUDA, fails, and the engine goes on eagerly."""
+    import torch
+
+    from limakit.generation.engine import Engine, Request
+    from limakit.models import load
+
+    bench = _bench_module()
+    model, tok = load(tiny_model_dir, torch.float32)
+
+    def run(**kw):
+        with bench.EngineWatch() as watch:
+            engine = Engine(model, tok, max_batch=2, **kw)
+            if kw.get("cuda_graphs"):
+                engine.static.use_graphs = True  # as on a GPU: the capture is tried
+            engine.run([Request(tok("hi")["input_ids"], max_new_tokens=3) for _ in range(2)])
+        return watch
+
+    forced = run(cuda_graphs=True)
+    assert forced.mode().startswith("fixed-shape steps, EAGER: decode steps run without CUDA")
+    assert len(forced.step_s) >= 2 and all(t > 0 for t in forced.step_s)  # steps were timed
+    assert run(cuda_graphs=False).mode() == "dynamic steps (eager)"
+    # the watch leaves the engine as it found it
+    assert (Engine.__init__, Engine._decode) == forced._orig
