@@ -75,10 +75,12 @@ class TurnTimer:
         return out
 
 
-def start_server(model_dir: str, port: int, judge_tokens: int, batch: int) -> subprocess.Popen:
+def start_server(
+    model_dir: str, port: int, judge_tokens: int, batch: int, dtype: str
+) -> subprocess.Popen:
     cmd = [sys.executable, "-c", SERVE, "serve", "--model", model_dir,
            "--host", "127.0.0.1", "--port", str(port), "--model-name", MODEL,
-           "--device", "cpu", "--dtype", "float32", "--batch-size", str(batch),
+           "--device", "cpu", "--dtype", dtype, "--batch-size", str(batch),
            "--temperature", "0", "--repetition-penalty", "1",
            "--max-new-tokens", str(judge_tokens)]  # fmt: skip
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -116,7 +118,7 @@ def answer(model_dir: str, qpath: Path, out: Path, args) -> dict[int, dict]:
                 max_new_tokens=args.max_new_tokens, top_p=1.0, repetition_penalty=1.0
             ),
             batch_size=args.batch_size,
-            dtype="float32",
+            dtype=args.dtype,
             device="cpu",
             progress=False,
         )
@@ -135,7 +137,7 @@ def judge(model_dir: str, qpath: Path, out: Path, args) -> tuple[dict, float, fl
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     t = time.perf_counter()
-    proc = start_server(model_dir, port, args.judge_tokens, args.batch_size)
+    proc = start_server(model_dir, port, args.judge_tokens, args.batch_size, args.dtype)
     try:
         wait_ready(url, proc)
         t_start = time.perf_counter() - t
@@ -198,14 +200,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge-tokens", type=int, default=128, help="judge reply cap (default 128)")
     ap.add_argument("--batch-size", type=int, default=16, help="sequences decoded together")
     ap.add_argument("--cores", type=int, default=2, help="CPU cores (default 2)")
+    ap.add_argument(
+        "--dtype",
+        default="auto",
+        help="weights dtype of the answering and the judging model; default auto, as in "
+        "`lima mt-bench` and `lima serve` (bfloat16 where this CPU multiplies it fast)",
+    )
     ap.add_argument("--target-minutes", type=float, default=15.0, help="default 15")
     ap.add_argument("--out", help="keep the output folder here (default: a temporary one)")
     args = ap.parse_args(argv)
     pin(args.cores)
     from limakit.core.files import write_jsonl
     from limakit.evaluation.mtbench import default_paths, read_questions
-    from limakit.models import resolve
+    from limakit.models import resolve, resolve_runtime
 
+    dtype = resolve_runtime("cpu", args.dtype).dtype_name
     t0 = time.perf_counter()
     model_dir = resolve(MODEL)
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         result, t_start, t_judge, judge_tokens = judge(model_dir, qpath, out, args)
         total = time.perf_counter() - t0
         n = sum(1 for line in qpath.read_text().splitlines() if line.strip())
-        print(f"MT-Bench, {n} questions, {MODEL} answering and judging, {args.cores} CPU cores, "
-              f"{args.max_new_tokens} new tokens per turn, judge replies <= {args.judge_tokens}")  # fmt: skip
+        print(f"MT-Bench, {n} questions, {MODEL} answering and judging in {dtype}, {args.cores} "
+              f"CPU cores, {args.max_new_tokens} new tokens per turn, judge replies <= "
+              f"{args.judge_tokens}")  # fmt: skip
         report(turns, t_start, t_judge, judge_tokens, result)
     target = args.target_minutes * 60
     ok = total < target

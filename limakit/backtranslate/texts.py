@@ -87,7 +87,8 @@ def read_jsonl_texts(path: Path, field: str, drops: list[dict]) -> Iterator[dict
 def read_site(site_path: Path, cfg: HygieneConfig, drops: list[dict]) -> Iterator[dict]:
     """Top answers of one Stack Exchange site; questions go to meta, low scores are drops."""
     from limakit.curation.markdown import html_to_markdown
-    from limakit.sources.stackexchange import is_meta_site, posts_file, scan_site, site_name
+    from limakit.sources.se_sites import is_meta_site, posts_file, site_name
+    from limakit.sources.stackexchange import scan_site
 
     site = site_name(site_path)
     if is_meta_site(site_path):

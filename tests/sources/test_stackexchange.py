@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from limakit.core.errors import LimaError
-from limakit.sources.stackexchange import (
-    find_sites,
-    is_meta_site,
-    posts_file,
-    scan_site,
-    site_name,
-)
+from limakit.sources.se_sites import find_sites, is_meta_site, posts_file, site_name
+from limakit.sources.stackexchange import scan_site
 
 FIX = Path(__file__).parent.parent / "fixtures" / "stackexchange"
 COOKING = FIX / "cooking.stackexchange.com" / "Posts.xml"

@@ -61,7 +61,8 @@ def _absorb(out: Outcome, reply: Reply, prompt: Prompt) -> bool:
     return out.label is not None
 
 
-def _progress(total: int, what: str):
+def progress_bar(total: int, what: str):
+    """A rich progress bar on stderr for ``total`` judge calls (or grades), and its task id."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -84,7 +85,7 @@ async def _run_openai(
     client = make_client(cfg)
     gate = asyncio.Semaphore(cfg.concurrency)
     outcomes = [Outcome() for _ in requests]
-    bar, task = _progress(len(requests), what)
+    bar, task = progress_bar(len(requests), what)
 
     async def one(i: int) -> None:
         out = outcomes[i]
@@ -134,7 +135,7 @@ def _run_local(
             outcomes[i].cached += 1
             replies[i] = Reply(**hit)
             replies[i].prompt_tokens = 0
-    bar, task = _progress(len(requests), what)
+    bar, task = progress_bar(len(requests), what)
     with bar:
         bar.advance(task, len(replies))
         # Several judgements per forward pass; similar lengths together to pad little.
