@@ -14,6 +14,7 @@ memory) with a time limit; one that fails or runs out of time is reported and th
     python bench/gpu.py --profile bf16-packed   # where 3 steps of one mode spend their time
     python bench/gpu.py --profile-decode graphs # where one decode step at batch 64 spends it
     python bench/gpu.py --parts gen,train --budget 420 --json out/rows.jsonl   # one bounded call
+    python bench/gpu.py --prepare gpu-inputs   # examples + tokenizer for a machine without them
 
 The table gives real (non-padding) tokens/s of the timed epoch, padding, MFU = 6 x params x
 tokens/s over the bf16 matmul peak measured at the start, peak GPU memory and the losses of the
@@ -160,6 +161,29 @@ def build_model(tokenizer_dir: str, dest: Path, dry: bool) -> int:
     model.save_pretrained(dest)
     tok.save_pretrained(dest)
     return sum(p.numel() for p in model.parameters())
+
+
+def prepare(dest: Path, tokenizer: str) -> None:
+    """Everything the bench reads that a bare GPU machine lacks, in ``dest`` (a few MB, no
+    weights): the 256 examples and the tokenizer and config of the model whose shape is built."""
+    import shutil
+
+    from limakit.models import resolve
+
+    dest.mkdir(parents=True, exist_ok=True)
+    rows = draw_examples(settings(False)["n"])
+    (dest / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    src, tok = Path(resolve(tokenizer)), dest / "tokenizer"
+    tok.mkdir(exist_ok=True)
+    for name in ("config.json", "generation_config.json", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):  # fmt: skip
+        if (src / name).exists():
+            shutil.copy(src / name, tok / name)
+    print(
+        f"wrote {len(rows)} examples and the tokenizer of {tokenizer} to {dest}; on the GPU "
+        f"machine, from the project root:\n  python bench/gpu.py --data {dest}/examples.jsonl "
+        f"--tokenizer {dest}/tokenizer --parts gen,train --budget 480 --json out/rows.jsonl"
+    )
 
 
 def write_tokens(data: Path, model: str, s: dict, dest: Path) -> None:
@@ -596,8 +620,17 @@ def main() -> int:
         help="instead of the comparison: profile the engine's decode step at batch 64 and print\n"
         "the table (it also runs after the comparison when sampling misses 5x generate)",
     )
+    p.add_argument(
+        "--prepare",
+        metavar="DIR",
+        help="write the examples and the tokenizer (no weights) the bench needs into DIR, for a\n"
+        "GPU machine without the packaged data or models, and print the command to run there",
+    )
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.prepare:
+        prepare(Path(a.prepare), a.tokenizer)
+        return 0
     dry = a.cpu_dry_run
     started = time.perf_counter()
     if a.worker:

@@ -97,3 +97,30 @@ def test_the_bench_says_when_decode_steps_fell_back_from_cuda_graphs(tiny_model_
     assert run(cuda_graphs=False).mode() == "dynamic steps (eager)"
     # the watch leaves the engine as it found it
     assert (Engine.__init__, Engine._decode) == forced._orig
+
+
+def test_prepare_writes_what_a_bare_gpu_machine_needs_and_the_toy_builds_from_it(tmp_path):
+    """--prepare: the examples and the tokenizer folder (no weights), from which the bench builds
+    its model and reads its data without the packaged pool or models."""
+    import torch
+
+    bench = _bench_module()
+    dest = tmp_path / "inputs"
+    bench.prepare(dest, "smollm2-135m")
+    rows = [json.loads(x) for x in (dest / "examples.jsonl").read_text().splitlines()]
+    assert len(rows) == 256 and len({r["id"] for r in rows}) == 256
+    assert [m["role"] for m in rows[0]["messages"]] == ["user", "assistant"]
+    tok = dest / "tokenizer"
+    assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in tok.iterdir()
+    }
+    assert (
+        not list(tok.glob("*.safetensors")) and sum(p.stat().st_size for p in tok.iterdir()) < 8e6
+    )
+    params = bench.build_model(str(tok), tmp_path / "model", dry=True)
+    assert params > 0 and (tmp_path / "model" / "config.json").exists()
+    from limakit.models import load
+
+    model, t = load(str(tmp_path / "model"), torch.float32)
+    eot = t.convert_tokens_to_ids(t.eos_token)  # the limakit EOT, added to the vocabulary
+    assert eot >= 49152 and eot < model.get_input_embeddings().weight.shape[0]
