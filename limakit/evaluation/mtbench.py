@@ -272,24 +272,45 @@ def parse_rating(text: str) -> float:
     return value if 1 <= value <= 10 else -1
 
 
-def _reference(q: dict, refs: dict) -> list[str] | None:
+def reference_turns(q: dict, refs: dict) -> list[str] | None:
+    """The reference answer's turns for a question (the reference file first, then the question's
+    own ``reference`` field), or None."""
     if q["question_id"] in refs:
         return refs[q["question_id"]]["choices"][0]["turns"]
     return q.get("reference")
+
+
+def check_references(questions: list[dict], refs: dict) -> None:
+    """Every question of a reference-graded category has a reference answer, or an error."""
+    missing = [
+        q["question_id"]
+        for q in questions
+        if q["category"] in NEED_REFERENCE and not reference_turns(q, refs)
+    ]
+    if missing:
+        raise LimaError(
+            f"no reference answer for questions {missing[:10]} (categories "
+            f"{', '.join(NEED_REFERENCE)} are graded against one); give a --reference file"
+        )
+
+
+def require_openai_judge(cfg) -> None:
+    if cfg.backend != "openai":
+        raise LimaError(
+            "MT-Bench grading needs an OpenAI-compatible judge (backend: openai); a local model "
+            "can serve as one through `lima serve`"
+        )
 
 
 def single_tasks(
     questions: list[dict], answers: dict[str, dict], prompts: dict[str, dict], refs: dict
 ) -> list[dict]:
     """One task per (model, question, turn): FastChat's prompt with its fields filled in."""
+    check_references(questions, refs)
     tasks = []
-    missing = []
     for q in questions:
         ref_based = q["category"] in NEED_REFERENCE
-        ref = _reference(q, refs) if ref_based else None
-        if ref_based and not ref:
-            missing.append(q["question_id"])
-            continue
+        ref = reference_turns(q, refs) if ref_based else None
         for model, by_q in answers.items():
             rec = by_q.get(q["question_id"])
             if rec is None:
@@ -313,16 +334,12 @@ def single_tasks(
                     fields["ref_answer_1"] = ref[0]
                     if turn == 2:
                         fields["ref_answer_2"] = ref[1] if len(ref) > 1 else ""
-                tasks.append(_task(prompts[name], fields, q, model=model, turn=turn))
-    if missing:
-        raise LimaError(
-            f"no reference answer for questions {missing[:10]} (categories "
-            f"{', '.join(NEED_REFERENCE)} are graded against one); give a --reference file"
-        )
+                tasks.append(judge_task(prompts[name], fields, q, model=model, turn=turn))
     return tasks
 
 
-def _task(prompt: dict, fields: dict, q: dict, **key) -> dict:
+def judge_task(prompt: dict, fields: dict, q: dict, **key) -> dict:
+    """One judge call: FastChat's ``prompt`` filled with ``fields``, identified by ``key``."""
     # str.format fills the template once: braces inside answers are never expanded.
     user = prompt["prompt_template"].format(**fields)
     return {
@@ -338,7 +355,7 @@ def _task(prompt: dict, fields: dict, q: dict, **key) -> dict:
     }
 
 
-async def _drive(tasks: list[dict], cfg, cache, on_reply, what: str) -> list[str]:
+async def ask_judge(tasks: list[dict], cfg, cache, on_reply, what: str) -> list[str]:
     """Ask the judge for every task (``concurrency`` at a time, through the reply cache); call
     ``on_reply(task, text)`` as each arrives. Returns the errors of calls that failed for good."""
     from limakit.evaluation.cache import cache_key
@@ -400,18 +417,14 @@ def judge_single(
     """Grade every (model, question, turn) not yet in the judgment file; returns counts."""
     from limakit.evaluation.cache import JudgeCache
 
-    if cfg.backend != "openai":
-        raise LimaError(
-            "MT-Bench grading needs an OpenAI-compatible judge (backend: openai); a local model "
-            "can serve as one through `lima serve`"
-        )
+    require_openai_judge(cfg)
     path = judgment_file(Path(out_dir), cfg.model)
     path.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if path.exists():
         for _, row in read_jsonl_records(path, resumable=True):
             done.add((row["question_id"], row["model"], row["turn"]))
-        _drop_cut_line(path)
+        drop_cut_line(path)
     tasks = [
         t
         for t in single_tasks(questions, answers, prompts, refs)
@@ -442,7 +455,9 @@ def judge_single(
         )
 
     try:
-        errors = asyncio.run(_drive(tasks, cfg, cache, on_reply, f"MT-Bench ({len(tasks)} grades)"))
+        errors = asyncio.run(
+            ask_judge(tasks, cfg, cache, on_reply, f"MT-Bench ({len(tasks)} grades)")
+        )
     finally:
         f.close()
         cache.close()
@@ -451,7 +466,7 @@ def judge_single(
     return counts
 
 
-def _drop_cut_line(path: Path) -> None:
+def drop_cut_line(path: Path) -> None:
     """Rewrite an appended file whose last line a kill cut short, without that line."""
     if not path.stat().st_size:
         return
@@ -564,15 +579,12 @@ def radar_plot(model: str, s: dict, out: Path) -> Path:
     return out
 
 
-def run_mtbench(
+def collect_answers(
     out_dir: str | os.PathLike,
     *,
     model=None,
     model_id: str | None = None,
-    judge=None,
     questions_path: str | os.PathLike | None = None,
-    judge_prompts_path: str | os.PathLike | None = None,
-    reference_path: str | os.PathLike | None = None,
     other_answers: list[str | os.PathLike] = (),
     config=None,
     seed: int = 0,
@@ -580,18 +592,12 @@ def run_mtbench(
     dtype: str = "auto",
     device: str | None = "auto",
     progress: bool = True,
-) -> dict:
-    """Answer (when ``model`` is given), grade (when ``judge`` is given) and summarise."""
+) -> tuple[dict, list[dict], dict[str, Path]]:
+    """Answer with ``model`` (when given) and gather ``other_answers``: (result so far, the
+    questions, model name -> answer file)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    defaults = None
-
-    def default(key: str) -> Path:
-        nonlocal defaults
-        defaults = defaults or default_paths()
-        return defaults[key]
-
-    qpath = Path(questions_path) if questions_path else default("questions")
+    qpath = Path(questions_path) if questions_path else default_paths()["questions"]
     questions = read_questions(qpath)
     answer_files: dict[str, Path] = {}
     if model is not None:
@@ -615,21 +621,70 @@ def run_mtbench(
         "questions": str(qpath),
         "answers": {k: str(v) for k, v in answer_files.items()},
     }
-    if judge is None:
-        return result
+    return result, questions, answer_files
+
+
+def grading_inputs(
+    questions: list[dict],
+    answer_files: dict[str, Path],
+    judge_prompts_path: str | os.PathLike | None = None,
+    reference_path: str | os.PathLike | None = None,
+) -> tuple[dict[str, dict], dict[str, dict], dict]:
+    """(answers by model, judge prompts by name, reference answers) for grading."""
     if not answer_files:
         raise LimaError("nothing to judge: give --model or --answers")
+    known = {q["question_id"] for q in questions}
     answers = {}
     for name, p in answer_files.items():
         answers[name] = read_answer_file(p)
-        unknown = set(answers[name]) - {q["question_id"] for q in questions}
+        unknown = set(answers[name]) - known
         if unknown:
             print(
-                f"warning: {p}: {len(unknown)} answers to questions not in {qpath}",
+                f"warning: {p}: {len(unknown)} answers to questions not in the question file",
                 file=sys.stderr,
             )
-    prompts = read_judge_prompts(judge_prompts_path or default("judge_prompts"))
-    refs = read_answer_file(reference_path or default("reference"))
+    prompts = read_judge_prompts(judge_prompts_path or default_paths()["judge_prompts"])
+    refs = read_answer_file(reference_path or default_paths()["reference"])
+    return answers, prompts, refs
+
+
+def run_mtbench(
+    out_dir: str | os.PathLike,
+    *,
+    model=None,
+    model_id: str | None = None,
+    judge=None,
+    questions_path: str | os.PathLike | None = None,
+    judge_prompts_path: str | os.PathLike | None = None,
+    reference_path: str | os.PathLike | None = None,
+    other_answers: list[str | os.PathLike] = (),
+    config=None,
+    seed: int = 0,
+    batch_size: int = 16,
+    dtype: str = "auto",
+    device: str | None = "auto",
+    progress: bool = True,
+) -> dict:
+    """Answer (when ``model`` is given), grade (when ``judge`` is given) and summarise."""
+    out_dir = Path(out_dir)
+    result, questions, answer_files = collect_answers(
+        out_dir,
+        model=model,
+        model_id=model_id,
+        questions_path=questions_path,
+        other_answers=other_answers,
+        config=config,
+        seed=seed,
+        batch_size=batch_size,
+        dtype=dtype,
+        device=device,
+        progress=progress,
+    )
+    if judge is None:
+        return result
+    answers, prompts, refs = grading_inputs(
+        questions, answer_files, judge_prompts_path, reference_path
+    )
     counts = judge_single(out_dir, questions, answers, judge, prompts, refs)
     jpath = judgment_file(out_dir, judge.model)
     summary = summarise(jpath, questions, resamples=judge.bootstrap, seed=judge.seed)

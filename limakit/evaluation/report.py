@@ -86,8 +86,9 @@ def complete_pairwise(d: Path, s: dict) -> dict:
     return s
 
 
-def bars_png(pairs: list[dict], out: Path) -> Path:
-    """Stacked horizontal Win / Tie / Lose bars, one per comparison (the paper's Figure 1)."""
+def bars_png(pairs: list[dict], out: Path, *, lc: bool = True) -> Path:
+    """Stacked horizontal Win / Tie / Lose bars, one per comparison (the paper's Figure 1);
+    ``lc``: also each pair's length-controlled win rate (or "LC n/a")."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -113,7 +114,7 @@ def bars_png(pairs: list[dict], out: Path) -> Path:
             ax.errorbar(lc, row + 0.25, xerr=[[lc - 100 * lo], [100 * hi - lc]], fmt="o",
                         color="#dd6b20", capsize=3, ms=5,
                         label="LC win rate, 95% CI" if row == 0 else None)  # fmt: skip
-        else:
+        elif lc:
             ax.text(99, row + 0.3, "LC n/a", ha="right", va="center", fontsize=8)
     ax.set_yticks(range(len(pairs)), labels)
     ax.invert_yaxis()

@@ -1,0 +1,326 @@
+"""MT-Bench's pairwise modes, FastChat's way: ``pairwise-baseline`` and ``pairwise-all``.
+
+Each (question, turn) of two models is judged twice with FastChat's pair prompts (``pair-v2``;
+``pair-math-v1`` against the reference answer for math, reasoning and coding; their multi-turn
+forms for turn 2): game 1 shows model 1 as assistant A, game 2 shows model 2 as A. The judge ends
+with ``[[A]]``, ``[[B]]`` or ``[[C]]`` (a tie); a reply with none of them is an ``error``.
+
+Counting follows FastChat's ``show_result.py``: a row with an error in either game is left out
+(and counted); a win needs both games to name the same model; a tie in game 1 or games that
+disagree count as a tie for both models. ``win_rate_adjusted`` counts a tie as half a win.
+
+Rows go to ``OUT/model_judgment/<judge>_pair.jsonl`` with FastChat's fields (``question_id,
+model_1, model_2, g1_winner, g2_winner, judge, g1_user_prompt, g1_judgment, g2_user_prompt,
+g2_judgment, turn, tstamp``), one per (question, pair, turn), written once both games are in, so
+FastChat's loaders and scripts read them and a rerun asks only for what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from limakit.core.errors import LimaError
+from limakit.core.files import append_jsonl, read_jsonl_records, write_json
+from limakit.evaluation.mtbench import (
+    NEED_REFERENCE,
+    ask_judge,
+    check_references,
+    collect_answers,
+    drop_cut_line,
+    grading_inputs,
+    judge_task,
+    judgment_file,
+    reference_turns,
+    require_openai_judge,
+    safe_name,
+)
+
+MODES = ("pairwise-baseline", "pairwise-all")
+DEFAULT_BASELINE = "gpt-3.5-turbo"  # FastChat's --baseline-model
+PAIR_PROMPTS = {  # (needs a reference, turn) -> FastChat's prompt
+    (False, 1): "pair-v2",
+    (False, 2): "pair-v2-multi-turn",
+    (True, 1): "pair-math-v1",
+    (True, 2): "pair-math-v1-multi-turn",
+}
+GAME_WINNER = {1: {"A": "model_1", "B": "model_2"}, 2: {"A": "model_2", "B": "model_1"}}
+
+
+def parse_verdict(text: str) -> str:
+    """FastChat's pair verdict: ``A``, ``B``, ``tie`` or ``error``, looked for in that order.
+
+    >>> parse_verdict("B is clearer. [[B]]"), parse_verdict("[[C]]"), parse_verdict("A wins")
+    ('B', 'tie', 'error')
+    """
+    text = text or ""
+    for mark, verdict in (("[[A]]", "A"), ("[[B]]", "B"), ("[[C]]", "tie")):
+        if mark in text:
+            return verdict
+    return "error"
+
+
+def pairs_of(models: list[str], mode: str, baseline: str = DEFAULT_BASELINE) -> list[tuple]:
+    """The (model_1, model_2) pairs a mode judges, in FastChat's order."""
+    if mode not in MODES:
+        raise LimaError(f"unknown pairwise mode {mode!r} (choose {', '.join(MODES)})")
+    if mode == "pairwise-baseline":
+        if baseline not in models:
+            raise LimaError(
+                f"the baseline {baseline!r} has no answers: give its answer file with --answers "
+                f"(FastChat names a model by its file, {baseline}.jsonl) or choose another "
+                f"--baseline-model among {', '.join(models)}"
+            )
+        pairs = [(m, baseline) for m in models if m != baseline]
+    else:
+        pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1 :]]
+    if not pairs:
+        raise LimaError(f"{mode} needs answers of two models at least (got {', '.join(models)})")
+    return pairs
+
+
+def pair_tasks(
+    questions: list[dict],
+    answers: dict[str, dict],
+    prompts: dict[str, dict],
+    refs: dict,
+    pairs: list[tuple[str, str]],
+) -> list[dict]:
+    """Two tasks (games 1 and 2) per (question, pair, turn) both models answered."""
+    check_references(questions, refs)
+    tasks = []
+    for q in questions:
+        ref_based = q["category"] in NEED_REFERENCE
+        ref = reference_turns(q, refs) if ref_based else None
+        for m1, m2 in pairs:
+            r1, r2 = answers[m1].get(q["question_id"]), answers[m2].get(q["question_id"])
+            if r1 is None or r2 is None:
+                continue
+            t1, t2 = r1["choices"][0]["turns"], r2["choices"][0]["turns"]
+            for turn in (1, 2):
+                if turn > min(len(q["turns"]), len(t1), len(t2)):
+                    continue
+                name = PAIR_PROMPTS[(ref_based, turn)]
+                if name not in prompts:
+                    raise LimaError(f"judge prompts have no {name!r}")
+                for game, (a, b) in ((1, (t1, t2)), (2, (t2, t1))):
+                    if turn == 1:
+                        fields = {"question": q["turns"][0], "answer_a": a[0], "answer_b": b[0]}
+                    else:
+                        fields = {"question_1": q["turns"][0], "question_2": q["turns"][1],
+                                  "answer_a_1": a[0], "answer_a_2": a[1],
+                                  "answer_b_1": b[0], "answer_b_2": b[1]}  # fmt: skip
+                    if ref:
+                        fields["ref_answer_1"] = ref[0]
+                        if turn == 2:
+                            fields["ref_answer_2"] = ref[1] if len(ref) > 1 else ""
+                    key = {"model_1": m1, "model_2": m2, "turn": turn, "game": game}
+                    tasks.append(judge_task(prompts[name], fields, q, **key))
+    return tasks
+
+
+def _row_key(qid, m1: str, m2: str, turn: int) -> tuple:
+    return (qid, m1, m2, turn)
+
+
+def judge_pairwise(
+    out_dir: str | os.PathLike,
+    questions: list[dict],
+    answers: dict[str, dict],
+    cfg,
+    prompts: dict[str, dict],
+    refs: dict,
+    pairs: list[tuple[str, str]],
+) -> dict:
+    """Judge every (question, pair, turn) not yet in the pair file, both games; returns counts."""
+    from limakit.evaluation.cache import JudgeCache
+
+    require_openai_judge(cfg)
+    path = judgment_file(Path(out_dir), cfg.model, "pair")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if path.exists():
+        for _, row in read_jsonl_records(path, resumable=True):
+            done.add(_row_key(row["question_id"], row["model_1"], row["model_2"], row["turn"]))
+        drop_cut_line(path)
+    tasks = [
+        t
+        for t in pair_tasks(questions, answers, prompts, refs, pairs)
+        if _row_key(t["question_id"], t["key"]["model_1"], t["key"]["model_2"], t["key"]["turn"])
+        not in done
+    ]
+    counts = {"judged": 0, "unparsable": 0, "skipped": len(done), "errors": 0}
+    if not tasks:
+        return counts
+    cache = JudgeCache(cfg.cache or Path(out_dir) / "cache.sqlite")
+    games: dict[tuple, dict[int, tuple[dict, str]]] = defaultdict(dict)
+    f = open(path, "a", encoding="utf-8")
+
+    def on_reply(t: dict, text: str) -> None:
+        k = t["key"]
+        row_key = _row_key(t["question_id"], k["model_1"], k["model_2"], k["turn"])
+        games[row_key][k["game"]] = (t, text)
+        if len(games[row_key]) < 2:
+            return  # the row is written once both games are in
+        both = games.pop(row_key)
+        row = {"question_id": t["question_id"], "model_1": k["model_1"], "model_2": k["model_2"]}
+        for game in (1, 2):
+            verdict = parse_verdict(both[game][1])
+            counts["unparsable"] += verdict == "error"
+            row[f"g{game}_winner"] = GAME_WINNER[game].get(verdict, verdict)
+        row["judge"] = [cfg.model, t["prompt"]["name"]]
+        for game in (1, 2):
+            row[f"g{game}_user_prompt"] = both[game][0]["user_prompt"]
+            row[f"g{game}_judgment"] = both[game][1]
+        row.update({"turn": k["turn"], "tstamp": time.time()})
+        counts["judged"] += 1
+        append_jsonl(f, row)
+
+    try:
+        errors = asyncio.run(
+            ask_judge(tasks, cfg, cache, on_reply, f"MT-Bench pairwise ({len(tasks)} games)")
+        )
+    finally:
+        f.close()
+        cache.close()
+    counts["errors"] = len(errors)
+    counts["first_error"] = errors[0] if errors else None
+    counts["incomplete"] = len(games)  # rows with one game in: asked again by a rerun
+    return counts
+
+
+# ---------------------------------------------------------------- results
+
+
+def result_for(row: dict, model: str) -> str:
+    """``win``, ``tie`` or ``lose`` for ``model`` in a row without errors (FastChat's rule)."""
+    g1, g2 = row["g1_winner"], row["g2_winner"]
+    if g1 == "tie" or g1 != g2:
+        return "tie"
+    winner = row["model_1"] if g1 == "model_1" else row["model_2"]
+    return "win" if winner == model else "lose"
+
+
+def summarise_pairwise(
+    path: Path,
+    questions: list[dict],
+    mode: str,
+    baseline: str = DEFAULT_BASELINE,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Per model (the baseline left out in ``pairwise-baseline``): wins, losses, ties, FastChat's
+    win_rate, loss_rate and win_rate_adjusted, a 95% bootstrap interval of the last, and the rows
+    left out for an unparsable game."""
+    from limakit.evaluation.metrics import pairwise_stats
+
+    known = {q["question_id"] for q in questions}
+    results: dict[str, list[str]] = defaultdict(list)
+    left_out: dict[str, int] = defaultdict(int)
+    for _, row in read_jsonl_records(path, resumable=True):
+        models = (row["model_1"], row["model_2"])
+        if row["question_id"] not in known or (
+            mode == "pairwise-baseline" and baseline not in models
+        ):
+            continue
+        for m in models:
+            if "error" in (row["g1_winner"], row["g2_winner"]):
+                left_out[m] += 1
+            else:
+                results[m].append(result_for(row, m))
+    out = {}
+    for m in sorted(set(results) | set(left_out)):
+        if mode == "pairwise-baseline" and m == baseline:
+            continue
+        r = results.get(m, [])
+        s = pairwise_stats(r, resamples=resamples, seed=seed)
+        win, lose, tie = (sum(x == k for x in r) for k in ("win", "lose", "tie"))
+        out[m] = {
+            "win": win,
+            "loss": lose,
+            "tie": tie,
+            "win_rate": s["win"],
+            "loss_rate": s["lose"],
+            "win_rate_adjusted": s["score"],
+            "win_rate_adjusted_ci": s["score_ci"] if r else None,
+            "left_out": left_out.get(m, 0),
+        }
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["win_rate_adjusted"]))
+
+
+def pairwise_lines(summary: dict, mode: str, baseline: str) -> list[str]:
+    """FastChat's pairwise table, with the adjusted win rate's interval."""
+    against = f"against {baseline}" if mode == "pairwise-baseline" else "against each other"
+    lines = [f"MT-Bench pairwise, {against} (a tie counts half in win_rate_adjusted)"]
+    lines.append(
+        f"  {'model':24s} {'win':>5s} {'loss':>5s} {'tie':>5s} {'win_rate':>9s} "
+        f"{'loss_rate':>9s}  win_rate_adjusted [95% CI]  left out"
+    )
+    for m, s in summary.items():
+        ci = s["win_rate_adjusted_ci"]
+        adj = f"{s['win_rate_adjusted']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        lines.append(
+            f"  {m:24s} {s['win']:5d} {s['loss']:5d} {s['tie']:5d} {s['win_rate']:9.3f} "
+            f"{s['loss_rate']:9.3f}  {adj:26s} {s['left_out']:8d}"
+        )
+    return lines
+
+
+def run_mtbench_pairwise(
+    out_dir: str | os.PathLike,
+    *,
+    judge,
+    mode: str = "pairwise-baseline",
+    baseline: str = DEFAULT_BASELINE,
+    judge_prompts_path: str | os.PathLike | None = None,
+    reference_path: str | os.PathLike | None = None,
+    **answering,
+) -> dict:
+    """Answer (as :func:`~limakit.evaluation.mtbench.run_mtbench` does), judge the pairs of
+    ``mode`` and summarise into ``summary_pair.json`` and ``pairwise.png``. ``answering``: the
+    answering arguments of ``collect_answers`` (model, model_id, other_answers, ...)."""
+    from limakit.evaluation.report import bars_png
+
+    if judge is None:
+        raise LimaError(f"{mode} needs a --judge")
+    out_dir = Path(out_dir)
+    result, questions, answer_files = collect_answers(out_dir, **answering)
+    pairs = pairs_of(list(answer_files), mode, baseline)
+    answers, prompts, refs = grading_inputs(
+        questions, answer_files, judge_prompts_path, reference_path
+    )
+    counts = judge_pairwise(out_dir, questions, answers, judge, prompts, refs, pairs)
+    path = judgment_file(out_dir, judge.model, "pair")
+    summary = summarise_pairwise(
+        path, questions, mode, baseline, resamples=judge.bootstrap, seed=judge.seed
+    )
+    bars = [
+        {
+            "label": m if mode == "pairwise-all" else f"{m} vs {baseline}",
+            "win": s["win_rate"],
+            "tie": 1 - s["win_rate"] - s["loss_rate"],
+            "lose": s["loss_rate"],
+            "score": s["win_rate_adjusted"],
+        }  # fmt: skip
+        for m, s in summary.items()
+        if s["win"] + s["loss"] + s["tie"]
+    ]
+    plot = out_dir / f"pairwise-{safe_name(judge.model)}.png"
+    if bars:
+        bars_png(bars, plot, lc=False)
+    result.update(
+        {
+            "mode": mode,
+            "baseline": baseline if mode == "pairwise-baseline" else None,
+            "judge": {"model": judge.model, "file": str(path)},
+            "counts": counts,
+            "pairwise": summary,
+            "plot": str(plot) if bars else None,
+        }
+    )
+    write_json(out_dir / "summary_pair.json", result)
+    return result
