@@ -204,6 +204,19 @@ def write_tokens(data: Path, model: str, s: dict, dest: Path) -> None:
     dest.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def device_busy_us(table) -> float:
+    """Microseconds of device kernels in a profile's ``key_averages()``: the device's own events
+    only, as torch's table totals them (a kernel also appears in the operator that launched it,
+    so summing every row would count it twice)."""
+    from torch.autograd import DeviceType
+
+    return sum(
+        e.self_device_time_total
+        for e in table
+        if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)
+    )
+
+
 def profile(mode: str, data: str, model: str, out: str, dry: bool, steps: int = 3) -> None:
     """Train ``mode`` for 2 + ``steps`` steps; print where the profiled steps spent their time."""
     import torch
@@ -240,7 +253,7 @@ def profile(mode: str, data: str, model: str, out: str, dry: bool, steps: int = 
     train(load_config(TrainConfig, None, [*overrides, f"max_steps={2 + steps}"]), out)
     wall = marks["stop"] - marks["start"]
     table = prof.key_averages()
-    busy = sum(e.self_device_time_total for e in table) / 1e6
+    busy = device_busy_us(table) / 1e6
     print(f"{mode}: {steps} steps in {wall:.3f} s; device kernels busy {busy:.3f} s")
     key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
     print(table.table(sort_by=key, row_limit=30, max_name_column_width=70))
@@ -480,6 +493,7 @@ def decode_profile(mode: str, data: str, model: str, out: str, dry: bool, steps:
     import torch
 
     from limakit.generation.engine import Engine, Request
+    from limakit.generation.graphs import StaticDecode
     from limakit.models import load_model_for
     from limakit.records.template import render_prompt
 
@@ -488,12 +502,20 @@ def decode_profile(mode: str, data: str, model: str, out: str, dry: bool, steps:
     loaded = load_model_for(model, dev, "auto" if dry else "bfloat16")
     prompts = gen_prompts(data, n)
     warm, timed = 4, 10
+    span_step = StaticDecode.span_step
+
+    def span_bucket(ahead: int) -> int:  # the graphs' span bucket of a step `ahead` steps on
+        return -(-(max(engine.lens[: len(engine.active)]) + ahead) // span_step)
+
     with EngineWatch() as watch:
         engine = Engine(loaded, max_batch=n, cuda_graphs=mode == "graphs")
         for p in prompts:
             ids = render_prompt(p.messages, loaded.tokenizer)
-            engine.add(Request(ids, max_new_tokens=2 + warm + timed + steps))
+            engine.add(Request(ids, max_new_tokens=2 + warm + timed + steps + span_step))
         for _ in range(1 + warm):  # prefill (with its first step), then warm steps
+            engine.step()
+        # A longer span needs new graphs: cross that boundary now, not while timing.
+        while engine.active and span_bucket(timed + steps) != span_bucket(1):
             engine.step()
         watch.step_s.clear()
         for _ in range(timed):
@@ -511,7 +533,7 @@ def decode_profile(mode: str, data: str, model: str, out: str, dry: bool, steps:
     trace = Path(out) / f"decode-{mode}-trace.json"
     prof.export_chrome_trace(str(trace))
     table = prof.key_averages()
-    busy_ms = 1e3 * sum(e.self_device_time_total for e in table) / 1e6 / steps
+    busy_ms = device_busy_us(table) / 1e3 / steps
     host_ms = 1e3 * sum(e.self_cpu_time_total for e in table) / 1e6 / steps
     key = "self_device_time_total" if dev == "cuda" else "self_cpu_time_total"
     text = (

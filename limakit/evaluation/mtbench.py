@@ -319,6 +319,8 @@ def single_tasks(
             for turn in (1, 2):
                 if turn > len(q["turns"]) or turn > len(turns_a):
                     continue
+                if turn == 2 and len(q["turns"]) != 2:  # as FastChat: turn 2 of 2-turn questions
+                    continue
                 name = PROMPT_NAMES[(ref_based, turn)]
                 if name not in prompts:
                     raise LimaError(f"judge prompts have no {name!r}")

@@ -103,6 +103,8 @@ def pair_tasks(
             for turn in (1, 2):
                 if turn > min(len(q["turns"]), len(t1), len(t2)):
                     continue
+                if turn == 2 and len(q["turns"]) != 2:  # as FastChat: turn 2 of 2-turn questions
+                    continue
                 name = PAIR_PROMPTS[(ref_based, turn)]
                 if name not in prompts:
                     raise LimaError(f"judge prompts have no {name!r}")
@@ -122,8 +124,10 @@ def pair_tasks(
     return tasks
 
 
-def _row_key(qid, m1: str, m2: str, turn: int) -> tuple:
-    return (qid, m1, m2, turn)
+def game_key(qid, m1: str, m2: str, turn: int) -> tuple:
+    """A row's identity whichever model is model_1 (FastChat's loader normalises the same way):
+    a row judged as (a, b) is not judged again as (b, a), nor counted twice."""
+    return (qid, *sorted((m1, m2)), turn)
 
 
 def judge_pairwise(
@@ -144,15 +148,16 @@ def judge_pairwise(
     done = set()
     if path.exists():
         for _, row in read_jsonl_records(path, resumable=True):
-            done.add(_row_key(row["question_id"], row["model_1"], row["model_2"], row["turn"]))
+            done.add(game_key(row["question_id"], row["model_1"], row["model_2"], row["turn"]))
         drop_cut_line(path)
-    tasks = [
-        t
-        for t in pair_tasks(questions, answers, prompts, refs, pairs)
-        if _row_key(t["question_id"], t["key"]["model_1"], t["key"]["model_2"], t["key"]["turn"])
-        not in done
-    ]
-    counts = {"judged": 0, "unparsable": 0, "skipped": len(done), "errors": 0}
+    tasks, skipped = [], set()
+    for t in pair_tasks(questions, answers, prompts, refs, pairs):
+        key = game_key(t["question_id"], t["key"]["model_1"], t["key"]["model_2"], t["key"]["turn"])
+        if key in done:
+            skipped.add(key)
+        else:
+            tasks.append(t)
+    counts = {"judged": 0, "unparsable": 0, "skipped": len(skipped), "errors": 0}
     if not tasks:
         return counts
     cache = JudgeCache(cfg.cache or Path(out_dir) / "cache.sqlite")
@@ -161,7 +166,7 @@ def judge_pairwise(
 
     def on_reply(t: dict, text: str) -> None:
         k = t["key"]
-        row_key = _row_key(t["question_id"], k["model_1"], k["model_2"], k["turn"])
+        row_key = game_key(t["question_id"], k["model_1"], k["model_2"], k["turn"])
         games[row_key][k["game"]] = (t, text)
         if len(games[row_key]) < 2:
             return  # the row is written once both games are in
@@ -219,9 +224,12 @@ def summarise_pairwise(
     from limakit.evaluation.metrics import pairwise_stats
 
     known = {q["question_id"] for q in questions}
+    games = {}  # one row per game whichever model came first; the last written wins
+    for _, row in read_jsonl_records(path, resumable=True):
+        games[game_key(row["question_id"], row["model_1"], row["model_2"], row["turn"])] = row
     results: dict[str, list[str]] = defaultdict(list)
     left_out: dict[str, int] = defaultdict(int)
-    for _, row in read_jsonl_records(path, resumable=True):
+    for row in games.values():
         models = (row["model_1"], row["model_2"])
         if row["question_id"] not in known or (
             mode == "pairwise-baseline" and baseline not in models
@@ -287,6 +295,9 @@ def run_mtbench_pairwise(
 
     if judge is None:
         raise LimaError(f"{mode} needs a --judge")
+    model, others = answering.get("model"), answering.get("other_answers", ())
+    names = [answering.get("model_id") or Path(str(model)).name] if model is not None else []
+    pairs_of(names + [Path(p).stem for p in others], mode, baseline)  # before any answering
     out_dir = Path(out_dir)
     result, questions, answer_files = collect_answers(out_dir, **answering)
     pairs = pairs_of(list(answer_files), mode, baseline)

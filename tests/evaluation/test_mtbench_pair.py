@@ -229,3 +229,47 @@ def test_a_missing_baseline_or_a_single_model_is_named(setup):
         mp.pairs_of(["a"], "pairwise-all")
     assert mp.pairs_of(["a", "b", "c"], "pairwise-all") == [("a", "b"), ("a", "c"), ("b", "c")]
     assert mp.pairs_of(["a", "base"], "pairwise-baseline", "base") == [("a", "base")]
+
+
+def test_a_game_is_the_same_whichever_model_comes_first(setup, monkeypatch):
+    """(a, baseline) judged in one run is not judged again, nor counted twice, as (baseline, a)
+    in a later run that lists the files the other way round."""
+    tmp_path, q, ref, files = setup
+    good, base = files[0], files[1]
+    with FakeServer(prefer_good) as server:
+        first = _run(setup, server, files=[good, base])
+        assert len(server.calls) == 10
+    with FakeServer(prefer_good) as server:
+        again = _run(setup, server, mode="pairwise-all", files=[base, good])
+        assert server.calls == [] and again["counts"]["skipped"] == 5
+    assert again["pairwise"]["good-model"] == first["pairwise"]["good-model"]
+    # Rows written both ways round (as two tools may) count once, the last one written.
+    jfile = tmp_path / "out" / "model_judgment" / "judge-x_pair.jsonl"
+    rows = [json.loads(x) for x in jfile.read_text().splitlines()]
+    flipped = dict(rows[0], model_1=rows[0]["model_2"], model_2=rows[0]["model_1"])
+    flipped["g1_winner"] = flipped["g2_winner"] = "model_1"  # now the baseline wins it
+    write_jsonl(jfile, rows + [flipped])
+    s = mp.summarise_pairwise(jfile, QUESTIONS, "pairwise-baseline", resamples=50)["good-model"]
+    assert s["win"] + s["loss"] + s["tie"] == 5 and s["loss"] == 1
+
+
+def test_the_baseline_is_checked_before_any_answering(setup, monkeypatch):
+    def no_answering(*a, **k):
+        raise AssertionError("answered before the pairs were checked")
+
+    monkeypatch.setattr(mp, "collect_answers", no_answering)
+    judge = JudgeConfig(backend="openai", model="j", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(LimaError, match="baseline 'gpt-3.5-turbo' has no answers"):
+        mp.run_mtbench_pairwise(
+            setup[0] / "o", judge=judge, model="some/checkpoint", other_answers=[setup[3][0]]
+        )
+
+
+def test_turn_two_is_judged_only_for_two_turn_questions_as_fastchat():
+    from limakit.evaluation.mtbench import default_paths, read_judge_prompts
+
+    q = [{"question_id": 1, "category": "writing", "turns": ["a", "b", "c"]}]
+    ans = {m: {1: {"choices": [{"turns": ["x", "y", "z"]}]}} for m in ("m", "n")}
+    prompts = read_judge_prompts(default_paths()["judge_prompts"])
+    tasks = mp.pair_tasks(q, ans, prompts, {}, [("m", "n")])
+    assert [(t["key"]["turn"], t["key"]["game"]) for t in tasks] == [(1, 1), (1, 2)]
