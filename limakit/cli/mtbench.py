@@ -94,13 +94,9 @@ def run_mtbench(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         repetition_penalty=args.repetition_penalty,
     )
-    if args.mode != "single":
-        return _pairwise(args, judge, config)
-    result = run(
-        args.out,
+    inputs = dict(
         model=args.model,
         model_id=args.model_id,
-        judge=judge,
         questions_path=args.questions,
         judge_prompts_path=args.judge_prompts,
         reference_path=args.reference,
@@ -111,6 +107,9 @@ def run_mtbench(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         device=args.device,
     )
+    if args.mode != "single":
+        return _pairwise(args, judge, inputs)
+    result = run(args.out, judge=judge, **inputs)
     for name, path in result["answers"].items():
         print(f"answers of {name}: {path}", file=sys.stderr)
     if judge is None:
@@ -133,25 +132,11 @@ def run_mtbench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pairwise(args: argparse.Namespace, judge, config) -> int:
+def _pairwise(args: argparse.Namespace, judge, inputs: dict) -> int:
     from limakit.evaluation.mtbench_pair import pairwise_lines, run_mtbench_pairwise
 
     result = run_mtbench_pairwise(
-        args.out,
-        judge=judge,
-        mode=args.mode,
-        baseline=args.baseline_model,
-        judge_prompts_path=args.judge_prompts,
-        reference_path=args.reference,
-        model=args.model,
-        model_id=args.model_id,
-        questions_path=args.questions,
-        other_answers=args.answers,
-        config=config,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        device=args.device,
+        args.out, judge=judge, mode=args.mode, baseline=args.baseline_model, **inputs
     )
     for line in pairwise_lines(result["pairwise"], args.mode, args.baseline_model):
         print(line)

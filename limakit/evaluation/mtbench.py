@@ -417,8 +417,6 @@ def judge_single(
     refs: dict,
 ) -> dict:
     """Grade every (model, question, turn) not yet in the judgment file; returns counts."""
-    from limakit.evaluation.cache import JudgeCache
-
     require_openai_judge(cfg)
     path = judgment_file(Path(out_dir), cfg.model)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -435,10 +433,8 @@ def judge_single(
     counts = {"judged": 0, "unparsable": 0, "skipped": len(done), "errors": 0}
     if not tasks:
         return counts
-    cache = JudgeCache(cfg.cache or Path(out_dir) / "cache.sqlite")
-    f = open(path, "a", encoding="utf-8")
 
-    def on_reply(t: dict, text: str) -> None:
+    def on_reply(f, t: dict, text: str) -> None:
         score = parse_rating(text)
         counts["judged"] += 1
         counts["unparsable"] += score == -1
@@ -456,16 +452,26 @@ def judge_single(
             },
         )
 
+    ask_into(path, tasks, cfg, out_dir, on_reply, f"MT-Bench ({len(tasks)} grades)", counts)
+    return counts
+
+
+def ask_into(path: Path, tasks: list[dict], cfg, out_dir, on_reply, what: str, counts: dict):
+    """Ask the judge for ``tasks`` through the reply cache of ``out_dir``, with ``path`` open for
+    appending: ``on_reply(file, task, text)`` writes what each reply gives. Calls that failed for
+    good are counted in ``counts`` (``errors``, ``first_error``)."""
+    from limakit.evaluation.cache import JudgeCache
+
+    cache = JudgeCache(cfg.cache or Path(out_dir) / "cache.sqlite")
     try:
-        errors = asyncio.run(
-            ask_judge(tasks, cfg, cache, on_reply, f"MT-Bench ({len(tasks)} grades)")
-        )
+        with open(path, "a", encoding="utf-8") as f:
+            errors = asyncio.run(
+                ask_judge(tasks, cfg, cache, lambda t, text: on_reply(f, t, text), what)
+            )
     finally:
-        f.close()
         cache.close()
     counts["errors"] = len(errors)
     counts["first_error"] = errors[0] if errors else None
-    return counts
 
 
 def drop_cut_line(path: Path) -> None:

@@ -17,7 +17,6 @@ FastChat's loaders and scripts read them and a rerun asks only for what is missi
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections import defaultdict
@@ -27,7 +26,7 @@ from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl, read_jsonl_records, write_json
 from limakit.evaluation.mtbench import (
     NEED_REFERENCE,
-    ask_judge,
+    ask_into,
     check_references,
     collect_answers,
     drop_cut_line,
@@ -140,8 +139,6 @@ def judge_pairwise(
     pairs: list[tuple[str, str]],
 ) -> dict:
     """Judge every (question, pair, turn) not yet in the pair file, both games; returns counts."""
-    from limakit.evaluation.cache import JudgeCache
-
     require_openai_judge(cfg)
     path = judgment_file(Path(out_dir), cfg.model, "pair")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,11 +157,9 @@ def judge_pairwise(
     counts = {"judged": 0, "unparsable": 0, "skipped": len(skipped), "errors": 0}
     if not tasks:
         return counts
-    cache = JudgeCache(cfg.cache or Path(out_dir) / "cache.sqlite")
     games: dict[tuple, dict[int, tuple[dict, str]]] = defaultdict(dict)
-    f = open(path, "a", encoding="utf-8")
 
-    def on_reply(t: dict, text: str) -> None:
+    def on_reply(f, t: dict, text: str) -> None:
         k = t["key"]
         row_key = game_key(t["question_id"], k["model_1"], k["model_2"], k["turn"])
         games[row_key][k["game"]] = (t, text)
@@ -184,15 +179,8 @@ def judge_pairwise(
         counts["judged"] += 1
         append_jsonl(f, row)
 
-    try:
-        errors = asyncio.run(
-            ask_judge(tasks, cfg, cache, on_reply, f"MT-Bench pairwise ({len(tasks)} games)")
-        )
-    finally:
-        f.close()
-        cache.close()
-    counts["errors"] = len(errors)
-    counts["first_error"] = errors[0] if errors else None
+    what = f"MT-Bench pairwise ({len(tasks)} games)"
+    ask_into(path, tasks, cfg, out_dir, on_reply, what, counts)
     counts["incomplete"] = len(games)  # rows with one game in: asked again by a rerun
     return counts
 
