@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 from limakit.backtranslate.config import BacktranslateConfig
-from limakit.backtranslate.steps import StepLog, digest, file_hash
+from limakit.backtranslate.steps import StepLog
 from limakit.core.errors import LimaError
-from limakit.core.files import read_jsonl_records, write_json, write_jsonl
+from limakit.core.files import digest, read_jsonl_records, sha256_file, write_json, write_jsonl
 from limakit.records.example import Example, Message, load_examples, write_examples
 
 
@@ -66,7 +66,7 @@ class Loop:
         self.seed = load_examples(seed_path, require_answer=True)
         if not self.seed:
             raise LimaError(f"{seed_path}: no seed pairs")
-        self.seed_hash = file_hash(seed_path)
+        self.seed_hash = sha256_file(seed_path)
         self.keys: dict[str, str] = {}
         self.info: dict[str, dict] = {}
 

@@ -11,31 +11,15 @@ step whose key changed starts from empty outputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from limakit.core.faults import crash_point
-from limakit.core.files import write_json
-
-
-def digest(value: Any) -> str:
-    """SHA-256 of a JSON-able value in canonical form."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+from limakit.core.files import sha256_file, write_json
 
 
 @dataclass
@@ -66,7 +50,7 @@ class StepLog:
             return False
         for rel in outputs:
             p = self.root / rel
-            if not p.is_file() or file_hash(p) != hashes[rel]:
+            if not p.is_file() or sha256_file(p) != hashes[rel]:
                 return False
         return True
 
@@ -99,7 +83,7 @@ class StepLog:
         write_json(self.marker(name), {"status": "running", "key": key})
         self._say(f"{name}: {'resuming' if resuming else 'running'}")
         info = work(resuming) or {}
-        hashes = {rel: file_hash(self.root / rel) for rel in outputs}
+        hashes = {rel: sha256_file(self.root / rel) for rel in outputs}
         write_json(
             self.marker(name), {"status": "done", "key": key, "outputs": hashes, "info": info}
         )

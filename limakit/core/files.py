@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -342,12 +343,15 @@ def _value_error(e: ValueError) -> str:
     return str(e).split("; use sys.")[0]
 
 
-def parse_json(text: str | bytes, where: str, *, check_text: bool = True) -> Any:
+def parse_json(
+    text: str | bytes, where: str, *, check_text: bool = True, one_line: bool = False
+) -> Any:
     """The one JSON parse: its failures are one LimaError naming ``where`` (file and record).
 
     Refused like a syntax error: ``NaN``/``Infinity`` (not JSON), nesting deeper than the
     reader can follow and, unless ``check_text`` is off (the caller checks record by record),
-    text that is not Unicode.
+    text that is not Unicode. ``one_line``: ``where`` names the line, so a syntax error gives
+    only its column.
     """
     if isinstance(text, bytes):
         try:
@@ -357,7 +361,7 @@ def parse_json(text: str | bytes, where: str, *, check_text: bool = True) -> Any
     try:
         obj = _DECODER.decode(text)
     except json.JSONDecodeError as e:
-        raise LimaError(f"{where}: invalid JSON ({_json_error(e)})") from None
+        raise LimaError(f"{where}: invalid JSON ({_json_error(e, not one_line)})") from None
     except ValueError as e:  # NaN, Infinity, an integer of more digits than Python reads
         raise LimaError(f"{where}: invalid JSON ({_value_error(e)})") from None
     except RecursionError:
@@ -407,14 +411,8 @@ def _parse_line(path: str | os.PathLike, lineno: int, raw: bytes) -> dict | None
         text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if not text.strip():
         return None
-    try:
-        obj = _DECODER.decode(text)
-    except json.JSONDecodeError as e:
-        raise LimaError(f"{path}:{lineno}: invalid JSON ({_json_error(e, line=False)})") from None
-    except ValueError as e:  # NaN, Infinity, an integer of more digits than Python reads
-        raise LimaError(f"{path}:{lineno}: invalid JSON ({_value_error(e)})") from None
-    except RecursionError:
-        raise LimaError(f"{path}:{lineno}: {TOO_DEEP}") from None
+    # Text is checked after the shape, so a line that is no object is named as such first.
+    obj = parse_json(text, f"{path}:{lineno}", check_text=False, one_line=True)
     if not isinstance(obj, dict):
         raise LimaError(
             f"{path}:{lineno}: each line must be a JSON object, got {type(obj).__name__}"
@@ -422,3 +420,18 @@ def _parse_line(path: str | os.PathLike, lineno: int, raw: bytes) -> dict | None
     if _ESCAPED_SURROGATE.search(text) and (problem := text_problem(obj)):
         raise LimaError(f"{path}:{lineno}: {problem}")
     return obj
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest(value: Any) -> str:
+    """SHA-256 of a JSON-able value in canonical form (sorted keys; other values as strings)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -26,7 +26,6 @@ from limakit.core.files import read_jsonl_records
 from limakit.records.example import Example, Message, check_message
 
 FASTCHAT_FIELDS = {"question_id", "category", "turns", "reference"}
-EXAMPLE_FIELDS = {"id", "source", "messages", "meta"}
 
 
 def check_prompt(messages: list[Message], *, empty_answers_ok: bool = False) -> None:
@@ -94,30 +93,11 @@ def prompt_from_dict(obj) -> Example:
         raise ValueError(f"a prompt must be an object, got {type(obj).__name__}")
     if "turns" in obj and "messages" not in obj:
         return from_fastchat(obj)
-    unknown = set(obj) - EXAMPLE_FIELDS
-    if unknown:
-        raise ValueError(
-            f"unknown field(s) {sorted(unknown)}; allowed: id, source, messages, meta (or a "
-            "FastChat question: question_id, category, turns, reference)"
-        )
-    if "messages" not in obj:
-        raise ValueError("missing field 'messages'")
-    raw = obj["messages"]
-    if not isinstance(raw, list):
-        raise ValueError("'messages' must be a list")
-    messages = []
-    for i, m in enumerate(raw, start=1):
-        if not isinstance(m, dict) or set(m) != {"role", "content"}:
-            raise ValueError(f"message {i} must be an object with exactly 'role' and 'content'")
-        messages.append(Message(m["role"], m["content"]))
-    for key in ("id", "source"):
-        if key in obj and not isinstance(obj[key], str):
-            raise ValueError(f"'{key}' must be a string")
-    meta = obj.get("meta", {})
-    if not isinstance(meta, dict):
-        raise ValueError("'meta' must be an object")
-    check_prompt(messages)
-    return Example(messages, source=obj.get("source", "unknown"), id=obj.get("id", ""), meta=meta)
+    return Example.from_dict(
+        obj,
+        check=check_prompt,
+        also_allowed=" (or a FastChat question: question_id, category, turns, reference)",
+    )
 
 
 def read_prompts(path: str | os.PathLike) -> Iterator[Example]:

@@ -140,6 +140,16 @@ SHAREGPT_ROLES = {
 _TOOL_SPEAKERS = {"function_call", "observation", "tool", "function", "tool_call", "tool_response"}
 
 
+def _system_field(obj: dict) -> list[Message]:
+    """LLaMA-Factory's top-level ``system`` field as the leading message (none when absent)."""
+    system = obj.get("system")
+    if system in (None, ""):
+        return []
+    if not isinstance(system, str):
+        raise ValueError("field 'system' must be a string")
+    return [Message("system", system)]
+
+
 def from_sharegpt(obj: dict) -> Example:
     """ShareGPT row: ``{"id", "conversations": [{"from": "human"|"gpt"|"system", "value"}]}``.
 
@@ -147,12 +157,7 @@ def from_sharegpt(obj: dict) -> Example:
     (``function_call``, ``observation``) are refused: limakit conversations hold text turns only.
     """
     conv = _require(obj, "conversations", list)
-    msgs = []
-    system = obj.get("system")
-    if system not in (None, ""):
-        if not isinstance(system, str):
-            raise ValueError("field 'system' must be a string")
-        msgs.append(Message("system", system))
+    msgs = _system_field(obj)
     for i, turn in enumerate(conv, start=1):
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             raise ValueError(f"conversation turn {i} needs 'from' and 'value'")
@@ -168,7 +173,7 @@ def from_sharegpt(obj: dict) -> Example:
                 f"conversation turn {i}: unknown speaker {turn['from']!r} "
                 f"(known: {', '.join(SHAREGPT_ROLES)})"
             )
-        if role == "system" and system not in (None, "") and i == 1:
+        if role == "system" and msgs and msgs[0].role == "system" and i == 1:
             raise ValueError("both a 'system' field and a system turn; keep one")
         msgs.append(Message(role, turn["value"]))
     return _example(msgs, obj, "sharegpt")
@@ -199,12 +204,7 @@ def from_alpaca(obj: dict) -> Example:
     extra_input = obj.get("input") or ""
     if not isinstance(extra_input, str):
         raise ValueError("field 'input' must be a string")
-    msgs = []
-    system = obj.get("system")
-    if system not in (None, ""):
-        if not isinstance(system, str):
-            raise ValueError("field 'system' must be a string")
-        msgs.append(Message("system", system))
+    msgs = _system_field(obj)
     history = obj.get("history") or []
     if not isinstance(history, list):
         raise ValueError("field 'history' must be a list of [user, assistant] pairs")

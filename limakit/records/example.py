@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,11 +57,19 @@ class Example:
 
     @classmethod
     def from_dict(
-        cls, obj: dict, *, require_answer: bool = True, empty_answer_ok: bool = False
+        cls,
+        obj: dict,
+        *,
+        require_answer: bool = True,
+        empty_answer_ok: bool = False,
+        check: Callable[[list[Message]], None] | None = None,
+        also_allowed: str = "",
     ) -> Example:
         """Build and validate an example from its JSON form; raises ``ValueError`` with the rule.
 
         ``empty_answer_ok``: a generated answer may be empty (the model stopped at once).
+        ``check`` replaces :func:`validate_messages` (a prompt's own rules); ``also_allowed`` ends
+        the unknown-field message with what else the caller reads.
         """
         if not isinstance(obj, dict):
             raise ValueError(f"an example must be an object, got {type(obj).__name__}")
@@ -69,6 +77,7 @@ class Example:
         if unknown:
             raise ValueError(
                 f"unknown field(s) {sorted(unknown)}; allowed: id, source, messages, meta"
+                + also_allowed
             )
         if "messages" not in obj:
             raise ValueError("missing field 'messages'")
@@ -91,7 +100,12 @@ class Example:
         meta = obj.get("meta", {})
         if not isinstance(meta, dict):
             raise ValueError("'meta' must be an object")
-        validate_messages(messages, require_answer=require_answer, empty_answer_ok=empty_answer_ok)
+        if check is not None:
+            check(messages)
+        else:
+            validate_messages(
+                messages, require_answer=require_answer, empty_answer_ok=empty_answer_ok
+            )
         return cls(
             messages=messages, source=obj.get("source", "unknown"), id=obj.get("id", ""), meta=meta
         )

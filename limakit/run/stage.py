@@ -23,7 +23,6 @@ stage with the same key in another run (an ablation arm) takes them instead of r
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from typing import Any
 from rich.console import Console
 
 from limakit.core.errors import LimaError
-from limakit.core.files import write_json
+from limakit.core.files import digest, sha256_file, write_json
 
 MARKERS = "stages"  # folder of the run directory holding one marker per stage
 
@@ -65,14 +64,6 @@ class StageResult:
 # --- hashing -----------------------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tree_files(root: Path, rel: str) -> list[str]:
     """Every file under ``root/rel`` (or ``rel`` itself), as sorted run-relative paths."""
     p = root / rel
@@ -97,12 +88,6 @@ def hash_entry(path: Path) -> str:
 
 def hash_outputs(root: Path, outputs: list[str]) -> dict[str, str]:
     return {rel: hash_entry(root / rel) for out in outputs for rel in tree_files(root, out)}
-
-
-def digest(value: Any) -> str:
-    """SHA-256 of a JSON-able value in canonical form."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class InputHasher:
