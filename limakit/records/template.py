@@ -353,18 +353,17 @@ def render(
 
 
 def _render_whole(
-    example: Example | list[Message],
+    messages: list[Message],
     tokenizer,
-    template: Template | None = None,
+    template: Template | None,
     *,
-    max_len: int = 2048,
-    train_on: TrainOn = "assistant",
+    max_len: int,
+    train_on: TrainOn,
 ) -> Rendered:
     """:func:`render` without the cut: every character of every message is tokenised."""
     template = template or Template.from_tokenizer(tokenizer)
     if not has_token(tokenizer, template.eot):
         add_eot(tokenizer, None, template)  # never split the EOT into text pieces
-    messages = example.messages if isinstance(example, Example) else example
     text, spans, markers = _layout(messages, tokenizer, template, train_on)
     ids, offsets = _encode(tokenizer, text, markers)
     labels = [IGNORE] * len(ids)
