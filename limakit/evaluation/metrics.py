@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import numpy as np
 
@@ -67,6 +68,33 @@ def bootstrap_ci(
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return [round(float(lo), 6), round(float(hi), 6)]
+
+
+class Measure(TypedDict):
+    """A share or a mean over prompts with its 95% bootstrap interval: the shape of every
+    judge-free measure (``ends_turn``, ``stays_in_role``, ``refusal``, ``unshifted``...)."""
+
+    value: float | None
+    ci: list[float] | None
+    n: int
+
+
+def measure(values: Sequence[float | bool], *, resamples: int = 1000, seed: int = 0) -> Measure:
+    """The mean of ``values`` (booleans give a share) with its percentile bootstrap interval.
+
+    >>> measure([True, True, False, True])["value"]
+    0.75
+    >>> measure([])
+    {'value': None, 'ci': None, 'n': 0}
+    """
+    if not len(values):
+        return {"value": None, "ci": None, "n": 0}
+    x = [float(v) for v in values]
+    return {
+        "value": round(float(np.mean(x)), 6),
+        "ci": bootstrap_ci(x, resamples=resamples, seed=seed),
+        "n": len(x),
+    }
 
 
 def pairwise_stats(
