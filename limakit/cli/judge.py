@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     for name, what, k in (
         ("rate", "absolute rating Fail / Pass / Excellent", None),
-        ("likert", "1-6 helpfulness, mean with a 95% interval", 5),
+        ("likert", "1-6 helpfulness, mean with a 95%% interval", 5),  # help: %% is a literal %
     ):
         q = jsub.add_parser(name, help=what)
         q.add_argument("--answers", required=True, help="answers to judge (.jsonl)")
