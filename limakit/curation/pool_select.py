@@ -65,7 +65,7 @@ def pool_embeddings(
     items: Sequence[Example], keys: Sequence[str], cfg: CurateConfig, cache: ScoreCache
 ) -> tuple[np.ndarray, int]:
     """Unit vectors for every pool example (cached by content and embedder)."""
-    from limakit.curation.embed import Embedder, embed_examples, embedder_dim, embedder_key
+    from limakit.evaluation.embed import Embedder, embed_examples, embedder_dim, embedder_key
     from limakit.models import resolve_runtime
 
     sel = cfg.selection

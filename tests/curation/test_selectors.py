@@ -247,7 +247,7 @@ def _tiny_embedder(tmp_path: Path) -> str:
     """A saved random-weight BERT with the packaged MiniLM's tokenizer (fast to load and run)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from limakit.curation.embed import resolve_embedder
+    from limakit.evaluation.embed import resolve_embedder
 
     path = tmp_path / "tiny-bert"
     if not path.exists():
@@ -397,7 +397,7 @@ def test_curate_ifd_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
 
 
 def test_packaged_minilm_embeds_unit_vectors_with_meaning():
-    from limakit.curation.embed import Embedder
+    from limakit.evaluation.embed import Embedder
 
     emb = Embedder("all-minilm-l6-v2", device="cpu", dtype="float32")
     v = emb.embed(
