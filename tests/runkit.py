@@ -133,6 +133,7 @@ def tiny_config(root: Path, model_dir: str, judge_url: str, **evaluate) -> Path:
         },
         "evaluate": {"pairwise": True, "likert": True, "checks": True, **evaluate},
         "notes": ["a tiny random-weight model: mechanics only"],
+        "allow_short_cap": True,  # answers of a few tokens: mechanics only
     }
     cfg["select"]["judge"] = dict(cfg["judge"])  # its own judge: see test_run's judge tests
     path = root / "run.yaml"

@@ -98,6 +98,21 @@ class _Output(Config):
     decontaminate: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
     splits: bool = Field(False, description="Write dev.jsonl and test.jsonl.")
     dev: int = Field(50, description="Hand-written examples held out as the dev set.")
+    dev_from: Literal["manual", "any"] = Field(
+        "manual",
+        description="Where the dev set is held out from: the hand-written examples (the paper), "
+        "or any source (a run without enough hand-written examples).",
+    )
+    max_len: int | None = Field(
+        None,
+        ge=8,
+        description="Training length in tokens: an example whose conversation, rendered in the "
+        "training template, exceeds it is rejected (rule too_long) instead of trimmed by "
+        "training. Needs `tokenizer`. A run config sets both from its train section.",
+    )
+    tokenizer: str | None = Field(
+        None, description="Model (alias, folder or hub id) whose tokenizer measures max_len."
+    )
     progress: bool = Field(True, description="Show progress bars on long reads.")
 
 
@@ -124,6 +139,12 @@ class _CurateBase(Config):
                 data = {**data, src.field: section.pop("files", [])}
                 data[key] = {**(data.get(key) or {}), **section}
         return data
+
+    @model_validator(mode="after")
+    def _length(self):
+        if getattr(self, "max_len", None) is not None and not getattr(self, "tokenizer", None):
+            raise ValueError("max_len needs `tokenizer` (the model whose tokens it counts)")
+        return self
 
 
 def _fields(model: type[Config]) -> dict:

@@ -24,6 +24,8 @@ from limakit.curation.card import CurationSummary, selection_stats, write_card
 from limakit.curation.config import CurateConfig
 from limakit.curation.dedup import Decontaminator, Deduper
 from limakit.curation.draw import CategoryDrawer, ListDrawer, TemperatureDrawer
+from limakit.curation.length import RULE as TOO_LONG
+from limakit.curation.length import TokenLengths
 from limakit.curation.gather import (
     Funnel,
     Gathered,
@@ -73,9 +75,11 @@ class Screen:
     funnel: Funnel
     deduper: Deduper
     decon: Decontaminator | None
+    lengths: TokenLengths | None = None
 
     def passes(self, ex: Example) -> bool:
-        hit = self.deduper.check(ex) or _decon_hit(self.decon, ex, self.cfg)
+        hit = _length_hit(self.lengths, ex) or self.deduper.check(ex)
+        hit = hit or _decon_hit(self.decon, ex, self.cfg)
         if hit:
             self.funnel.reject(ex.source, ex.id, hit[0], hit[1], ex)
         return not hit
@@ -109,7 +113,8 @@ def screen(cfg: CurateConfig, g: Gathered, funnel: Funnel) -> tuple[Screen, Pool
     )
     against = cfg.decontaminate.against
     decon = Decontaminator(against, n=cfg.decontaminate.n) if against else None
-    sc = Screen(cfg, funnel, deduper, decon)
+    lengths = TokenLengths(cfg.tokenizer, cfg.max_len) if cfg.max_len is not None else None
+    sc = Screen(cfg, funnel, deduper, decon, lengths)
     survivors: Pools = defaultdict(lambda: defaultdict(list))
     for b in g.order:
         if g.lazy(b):
@@ -122,14 +127,20 @@ def screen(cfg: CurateConfig, g: Gathered, funnel: Funnel) -> tuple[Screen, Pool
 
 
 def split_dev(cfg: CurateConfig, survivors: Pools) -> list[Example]:
-    """Hold out ``cfg.dev`` hand-written examples as the dev set (with ``splits``)."""
-    if not (cfg.splits and "manual" in survivors):
+    """Hold out ``cfg.dev`` examples as the dev set (with ``splits``): hand-written ones (the
+    paper), or with ``dev_from: any`` from every screened example of the eager sources."""
+    if not cfg.splits:
         return []
-    manual = survivors["manual"]["manual"]
-    picked = random.Random(f"{cfg.seed}:dev").sample(manual, min(cfg.dev, len(manual)))
+    if cfg.dev_from == "manual":
+        groups = [("manual", "manual")] if "manual" in survivors else []
+    else:
+        groups = [(b, g) for b in sorted(survivors) for g in sorted(survivors[b])]
+    every = [ex for b, g in groups for ex in survivors[b][g]]
+    picked = random.Random(f"{cfg.seed}:dev").sample(every, min(cfg.dev, len(every)))
     dev_ids = {id(e) for e in picked}
-    survivors["manual"]["manual"] = [e for e in manual if id(e) not in dev_ids]
-    return [e for e in manual if id(e) in dev_ids]
+    for b, g in groups:
+        survivors[b][g] = [e for e in survivors[b][g] if id(e) not in dev_ids]
+    return [e for e in every if id(e) in dev_ids]
 
 
 def select_from_pool(cfg: CurateConfig, survivors: Pools, funnel: Funnel):
@@ -267,6 +278,11 @@ def _count(items, key) -> dict[str, int]:
     for it in items:
         out[key(it)] += 1
     return dict(out)
+
+
+def _length_hit(lengths: TokenLengths | None, ex: Example) -> tuple[str, str] | None:
+    reason = lengths.too_long(ex) if lengths is not None else None
+    return (TOO_LONG, reason) if reason else None
 
 
 def _decon_hit(decon, ex: Example, cfg: CurateConfig) -> tuple[str, str] | None:

@@ -3,7 +3,9 @@
 For each ``RUN_DIR/checkpoints/epoch-N/`` (epochs 5-10 by default) sample answers to the dev
 prompts, judge them (pairwise against reference answers, or 1-6 Likert), and keep the best epoch.
 When the judge cannot separate the best epochs (their 95% intervals overlap), the judge-free checks
-decide among them (answers ending at EOT, repetition); ``selection.json`` records which rule did.
+may (answers ending at the end of turn, 95% intervals too); when neither can, or there are fewer than
+20 dev answers, the choice is "undecided" and a default epoch is kept; ``selection.json`` records
+which rule decided.
 Everything lands under ``RUN_DIR/select/``; a rerun reuses answers and cached verdicts.
 
 >>> result = select_checkpoint("runs/lima", "dev.jsonl", cfg)  # doctest: +SKIP
@@ -104,11 +106,13 @@ def _checks_cells(r: dict) -> str:
     c = r.get("checks")
     if not c:
         return "- | - |"
-    return f"{c['eot_share']:.0%} | {c['repetition']:.3f} |"
+    e = c["ends_turn"]
+    ci = e["ci"] or [0, 0]
+    return f"{e['value']:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] | {c['repetition']:.3f} |"
 
 
 def _table_md(rows: list[dict], protocol: str, chosen: int | None) -> str:
-    checks = "stopped at EOT | repetition |"
+    checks = "ends turn [95% CI] | repetition |"
     if protocol == "pairwise":
         from limakit.evaluation.report import lc_paragraph, lc_text
 
@@ -157,93 +161,102 @@ def _overlap(a: list[float], b: list[float]) -> bool:
     return a[0] <= b[1] and b[0] <= a[1]
 
 
-def _checks_key(r: dict) -> tuple:
-    """Judge-free order, best first: more answers ending at EOT, fewer looping answers, less
-    repetition (rounded to 0.01, so that noise in the third decimal decides nothing)."""
-    c = r["checks"]
-    return (c["eot_share"], -c["repetitive_share"], -round(c["repetition"], 2))
+MIN_ANSWERS = 20  # no epoch is chosen on fewer dev answers than this
+WINDOW_END = 10  # the paper chooses among epochs 5-10
 
 
-# How the selection names the rules that chose the epoch (see ``choose``).
+def default_epoch(epochs: list[int]) -> int:
+    """The epoch kept when nothing separates the epochs: the last of the paper's 5-10 window,
+    or the last epoch of a shorter run.
+
+    >>> default_epoch([5, 6, 7, 8, 9, 10, 11]), default_epoch([1, 2, 3])
+    (10, 3)
+    """
+    in_window = [e for e in epochs if e <= WINDOW_END]
+    return max(in_window) if in_window else max(epochs)
+
+
+# How the selection names the rule that chose the epoch (see ``choose``).
 RULE_WORDS = {
     "judge": "the judge",
     "checks": "the judge-free checks",
-    "judge score": "the judge's point scores",
-    "tie rule": "the tie rule",
+    "undecided": "nothing (undecided): the default epoch was kept",
     "only epoch": "default (the only epoch judged)",
     "none": "nothing",
 }
 
 
 def rule_words(decided_by: str) -> str:
-    """``"checks, then tie rule"`` -> ``"the judge-free checks, then the tie rule"``."""
-    return ", then ".join(RULE_WORDS.get(x, x) for x in decided_by.split(", then "))
+    """``"checks"`` -> ``"the judge-free checks"``."""
+    return RULE_WORDS.get(decided_by, decided_by)
 
 
 def _epochs(rows: list[dict]) -> str:
     return ", ".join(str(r["epoch"]) for r in rows)
 
 
-def choose(rows: list[dict]) -> tuple[int | None, str, str]:
-    """The chosen epoch, the rules that decided it and why, in words.
+def _clear_best(rows: list[dict], value, interval) -> dict | None:
+    """The row with the highest ``value`` if its interval overlaps no other row's, else None."""
+    best = max(rows, key=lambda r: (value(r), -r["epoch"]))
+    others = [r for r in rows if r is not best]
+    return best if not any(_overlap(interval(r), interval(best)) for r in others) else None
 
-    1. **judge**: the best-scored epoch's 95% interval overlaps no other epoch's.
-    2. Otherwise the judge cannot separate the epochs whose intervals overlap the best one's;
-       among those, the judge-free **checks** decide: the answers that end at EOT most often,
-       then the fewest looping answers, then the least repetition (limakit.evaluation.checks).
-    3. Among epochs the checks leave tied, the highest **judge score** (its point estimate);
-    4. and if that ties, the **tie rule**: the earliest epoch (less training, same judged quality).
 
-    ``decided_by`` names the rules that narrowed the choice, in order (``"checks, then tie
-    rule"``: the checks left two epochs, the earlier was taken).
+def _ends_turn_ci(r: dict) -> list[float]:
+    e = r["checks"]["ends_turn"]
+    return list(e["ci"]) if e["ci"] else [e["value"], e["value"]]
+
+
+def choose(rows: list[dict], min_answers: int = MIN_ANSWERS) -> tuple[int | None, str, str]:
+    """The chosen epoch, the rule that decided it and why, in words.
+
+    1. With fewer than ``min_answers`` dev answers per epoch nothing is chosen on evidence.
+    2. **judge**: the best-scored epoch's 95% interval overlaps no other epoch's.
+    3. **checks**: among the epochs the judge cannot separate from the best one, the share of
+       answers that end at the model's own end of turn, if the best share's 95% interval is
+       clear of every other such epoch's.
+    4. Otherwise **undecided**: the default epoch is kept (``default_epoch``: the last of the
+       paper's 5-10 window, or the last epoch of a shorter run), and the selection says so.
     """
     if not rows:
         return None, "none", "no epoch could be judged"
     if len(rows) == 1:
         return rows[0]["epoch"], "only epoch", "the only epoch judged"
-    best = max(rows, key=lambda r: (r["score"], -r["epoch"]))
-    tied = [r for r in rows if _overlap(_interval(r), _interval(best))]
-    if len(tied) == 1:
+    fallback = default_epoch([r["epoch"] for r in rows])
+    n = min(int(r.get("n") or 0) for r in rows)
+    if n < min_answers:
+        why = (f"{n} dev answers per epoch, fewer than the {min_answers} a choice needs; "
+               f"the default epoch {fallback} is kept")  # fmt: skip
+        return fallback, "undecided", why
+    best = _clear_best(rows, lambda r: r["score"], _interval)
+    if best is not None:
         why = "the best judge score on the dev set, its 95% interval clear of every other epoch's"
         return best["epoch"], "judge", why
-    steps: list[str] = []
+    top = max(rows, key=lambda r: (r["score"], -r["epoch"]))
+    tied = [r for r in rows if _overlap(_interval(r), _interval(top))]
     parts = [f"the judge cannot separate epochs {_epochs(tied)} (95% intervals overlap)"]
     if all(r.get("checks") for r in tied):
-        top = max(_checks_key(r) for r in tied)
-        left = [r for r in tied if _checks_key(r) == top]
-        if len(left) < len(tied):
-            c = left[0]["checks"]
-            steps.append("checks")
-            parts.append(
-                f"the judge-free checks favour epoch{'s' if len(left) > 1 else ''} "
-                f"{_epochs(left)}: {c['eot_share']:.0%} of the answers end at EOT, "
-                f"{c['repetitive_share']:.0%} loop, repetition {c['repetition']:.3f}"
-            )
-        else:
-            parts.append("the judge-free checks (EOT, repetition) tie")
-        tied = left
+        best = _clear_best(tied, lambda r: r["checks"]["ends_turn"]["value"], _ends_turn_ci)
+        if best is not None:
+            share = best["checks"]["ends_turn"]["value"]
+            parts.append(f"epoch {best['epoch']} ends {share:.0%} of its answers at its own end of "
+                         "turn, its 95% interval clear of the others'")  # fmt: skip
+            return best["epoch"], "checks", "; ".join(parts)
+        parts.append("nor can the judge-free checks (answers ending at the end of turn: 95% "
+                     "intervals overlap)")  # fmt: skip
     else:
-        parts.append("no judge-free checks to break the tie")
-    if len(tied) > 1:
-        top_score = max(r["score"] for r in tied)
-        left = [r for r in tied if r["score"] == top_score]
-        if len(left) == 1:
-            steps.append("judge score")
-            parts.append(f"of those, epoch {left[0]['epoch']} has the highest judge score")
-        else:
-            steps.append("tie rule")
-            parts.append("equal judge scores, so the earliest epoch (less training)")
-        tied = left[:1] if len(left) == 1 else [min(left, key=lambda r: r["epoch"])]
-    return tied[0]["epoch"], ", then ".join(steps), "; ".join(parts)
+        parts.append("no judge-free checks to separate them")
+    parts.append(f"the default epoch {fallback} is kept")
+    return fallback, "undecided", "; ".join(parts)
 
 
 def _checks(answers: Path) -> dict:
-    """The judge-free checks of one epoch's dev answers (the figures the tie-break uses)."""
+    """The judge-free checks of one epoch's dev answers (the figures the choice uses)."""
     from limakit.evaluation.checks import auto_checks
 
     c = auto_checks(answers)
-    keys = ("eot_share", "repetition", "repetitive_share")
-    return {k: c[k] for k in keys}
+    return {"ends_turn": c["measures"]["ends_turn"], "repetition": c["repetition"],
+            "repetitive_share": c["repetitive_share"]}  # fmt: skip
 
 
 def select_checkpoint(

@@ -205,6 +205,13 @@ class RunConfig(Config):
     cache: str | None = Field(
         None, description="Shared stage cache folder (hard links): runs reuse equal stages."
     )
+    allow_short_cap: bool = Field(
+        False,
+        description="Let a sampling cap (select.max_new_tokens, sample.decode.max_new_tokens) "
+        "fall below the longest trained answer. Off: such a run refuses to train or sample, "
+        "since answers cut at the cap cannot show whether the model learned to stop. The "
+        "report prints it when on.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -220,7 +227,26 @@ class RunConfig(Config):
             if self.data.curate is None or not self.data.curate.splits:
                 raise ValueError("select.dev=curated needs data.curate with splits: true")
         self._apply_runtime()
+        self._curate_for_training()
         return self
+
+    def _curate_for_training(self) -> None:
+        """Curation measures examples in the training tokens and rejects those over
+        ``train.max_len`` (rule too_long), unless the curate section sets its own."""
+        cur = self.data.curate
+        if cur is None:
+            return
+        if not cur.tokenizer:
+            cur.tokenizer = self.train.model
+        if "max_len" not in cur.model_fields_set:
+            cur.max_len = self.train.max_len
+
+    def sampling_caps(self) -> dict[str, int]:
+        """Every token cap the run samples under, by where it is set."""
+        caps = {"sample.decode.max_new_tokens": self.sample.decode.max_new_tokens}
+        if self.select.enabled and self.select.max_new_tokens is not None:
+            caps["select.max_new_tokens"] = self.select.max_new_tokens
+        return caps
 
     def _apply_runtime(self) -> None:
         """Give each model-loading section the runtime's device / dtype where the runtime sets

@@ -155,6 +155,28 @@ def backtranslate_stage(cfg: RunConfig) -> Stage:
                  help="instruction back-translation: write, rate and keep new pairs")  # fmt: skip
 
 
+def cap_check(cfg: RunConfig, root: Path) -> dict:
+    """The longest trained answer in tokens against every sampling cap of the run.
+
+    A cap below it cuts answers the model was trained to finish, and "stopped at the end of
+    turn" then measures the cap, not the model: the run refuses (naming both numbers) unless the
+    config sets ``allow_short_cap: true``.
+    """
+    from limakit.curation.length import longest_trained_answer
+
+    longest, where = longest_trained_answer(cfg.train.model, root / training_data(cfg))
+    short = {k: v for k, v in cfg.sampling_caps().items() if v < longest}
+    if short and not cfg.allow_short_cap:
+        caps = ", ".join(f"{k}={v}" for k, v in short.items())
+        raise LimaError(
+            f"{caps} below the longest trained answer ({longest} tokens, example {where}): "
+            "answers would be cut before their end of turn. Raise the cap(s) to at least "
+            f"{longest}, or set allow_short_cap: true to accept cut answers"
+        )
+    return {"longest_answer_tokens": longest, "example": where, "caps": cfg.sampling_caps(),
+            "short": short}  # fmt: skip
+
+
 # --- train -------------------------------------------------------------------------------------
 
 
@@ -163,6 +185,7 @@ def train_stage(cfg: RunConfig) -> Stage:
     keyed = cfg.train.model_copy(update={"data": data})
 
     def run(root: Path) -> str:
+        cap_check(cfg, root)  # before the expensive part: a run that cannot sample stops here
         out = root / "train"
         resume = (out / "checkpoints").exists()  # a killed run's checkpoints (same key)
         real = cfg.train.model_copy(update={"data": str(root / data)})
@@ -216,6 +239,7 @@ def select_stage(cfg: RunConfig) -> Stage:
     judge = sel.judge or cfg.judge
 
     def run(root: Path) -> str:
+        cap_check(cfg, root)
         ckpts = root / "train" / "checkpoints"
         link = root / "checkpoints"  # `lima select` reads RUN/checkpoints and writes RUN/select
         if link.is_symlink() or link.exists():
@@ -250,10 +274,16 @@ def select_stage(cfg: RunConfig) -> Stage:
 
         rule = rule_words(result["decided_by"])
         how = f"chosen by {rule} among epochs {epochs} ({sel.protocol} on the dev set)"
+        if result["decided_by"] == "undecided":
+            how = (
+                f"undecided among epochs {epochs} ({sel.protocol} on the dev set): {result['why']}"
+            )
         write_json(root / "select" / "choice.json",
                     {"checkpoint": f"epoch-{result['chosen']}", "how": how,
                      "decided_by": result["decided_by"], "why": result["why"]})  # fmt: skip
         row = next(r for r in result["table"] if r["epoch"] == result["chosen"])
+        if result["decided_by"] == "undecided":
+            return f"epoch {result['chosen']} kept by default (undecided) -> select/"
         return (f"epoch {result['chosen']} chosen by {rule}; judge score {row['score']:.3f} "
                 "-> select/")  # fmt: skip
 
@@ -303,6 +333,7 @@ def _generate(
 
 def sample_stage(cfg: RunConfig) -> Stage:
     def run(root: Path) -> str:
+        cap_check(cfg, root)
         choice = read_json(root / "select" / "choice.json")
         ckpt = root / "train" / "checkpoints" / choice["checkpoint"]
         n = _generate(cfg, root, str(ckpt), root / "answers" / "model.jsonl", cfg.name)
