@@ -24,8 +24,6 @@ from limakit.curation.card import CurationSummary, selection_stats, write_card
 from limakit.curation.config import CurateConfig
 from limakit.curation.dedup import Decontaminator, Deduper
 from limakit.curation.draw import CategoryDrawer, ListDrawer, TemperatureDrawer
-from limakit.curation.length import RULE as TOO_LONG
-from limakit.curation.length import TokenLengths
 from limakit.curation.gather import (
     Funnel,
     Gathered,
@@ -36,6 +34,8 @@ from limakit.curation.gather import (
     check_sources,
     gather,
 )
+from limakit.curation.length import RULE as TOO_LONG
+from limakit.curation.length import TokenLengths
 from limakit.curation.sampling import allocate
 from limakit.records.example import Example, write_examples
 
