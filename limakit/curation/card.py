@@ -13,7 +13,8 @@ from pydantic import BaseModel
 
 from limakit.core.files import atomic_write
 from limakit.curation.config import CurateConfig
-from limakit.records.example import Example
+from limakit.curation.rules import REFUSAL_RULES
+from limakit.records.example import SAFETY_TAG, Example
 
 
 class CurationSummary(BaseModel):
@@ -80,6 +81,7 @@ def write_card(
         lines.append(
             f"| {bucket} | {summary.read.get(bucket, '')} | {summary.eligible.get(bucket, 0)} | {n} |"
         )
+    lines += safety_lines(cfg, examples)
     lines += [
         "",
         "## Funnel: rejections per rule",
@@ -133,6 +135,30 @@ def write_card(
         lines += selection_lines(summary.selection)
     with atomic_write(out / "card.md") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def safety_lines(cfg: CurateConfig, examples: list[Example]) -> list[str]:
+    """The source mix's safety row and what the tag did: how many selected examples are tagged
+    ``safety`` (within the sources above), that the refusal-removing rules passed them, and
+    which tags ``rules.drop_tags`` left out."""
+    n = sum(SAFETY_TAG in ex.tags for ex in examples)
+    share = f" ({n / len(examples):.1%})" if examples else ""
+    rules = ", ".join(f"`{r}`" for r in REFUSAL_RULES)
+    lines = [
+        f"| {SAFETY_TAG} (tagged, counted in its source above) | | | {n} |",
+        "",
+        f"Safety examples (`meta.tags` holds `{SAFETY_TAG}`): {n} of {len(examples)} selected"
+        f"{share}; LIMA had 13 of 1,000. A tagged example is exempt from the rules that remove "
+        f"refusals from community answers ({rules}): a refusal written on purpose is kept where "
+        "the same answer from a forum would be dropped. Every other rule applies to it.",
+    ]
+    if cfg.rules.drop_tags:
+        dropped = ", ".join(f"`{t}`" for t in cfg.rules.drop_tags)
+        lines.append(
+            f"Examples tagged {dropped} were left out (`rules.drop_tags`); the funnel counts them "
+            "under `drop_tags`."
+        )
+    return lines
 
 
 def split_lines(summary: CurationSummary) -> list[str]:

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pydantic import Field
 
 from limakit.core.config import Config
-from limakit.records.example import Example
+from limakit.records.example import SAFETY_TAG, Example
 from limakit.sources.se_source import META_SITE
 
 FIRST_PERSON = ["I", "I'm", "I've", "I'd", "I'll", "me", "my", "mine", "myself"]
@@ -76,6 +76,11 @@ class RulesConfig(Config):
     )
     check_code: bool = Field(
         False, description="Also look for first-person words inside code blocks and inline code."
+    )
+    drop_tags: list[str] = Field(
+        default_factory=list,
+        description="Reject every example whose meta.tags holds one of these names (rule "
+        "drop_tags, counted in the funnel), e.g. [safety]: the arm without safety examples.",
     )
 
 
@@ -211,14 +216,40 @@ RULES: dict[str, Rule] = {
 # each source gets by default is part of its registration (limakit.sources.registry).
 SITE_RULES: dict[str, str] = {"meta_site": META_SITE}
 
+# The rules that remove refusals from community answers: a declining answer speaks for itself
+# ("I can't help with that, because..."), so the first-person rule drops it. An example tagged
+# ``safety`` is a refusal on purpose (LIMA wrote its 13 in the first person), and these rules pass
+# it; every other rule (hygiene, scores, length, references to other answers) still applies.
+REFUSAL_RULES = ("first_person",)
+
 
 def check(ex: Example, names: list[str], cfg: RulesConfig) -> tuple[str, str] | None:
-    """Run the named rules in order; return ``(rule, reason)`` for the first that rejects."""
+    """Run the named rules in order; return ``(rule, reason)`` for the first that rejects.
+
+    ``cfg.drop_tags`` rejects a tagged example first (rule ``drop_tags``); an example tagged
+    ``safety`` skips :data:`REFUSAL_RULES`.
+
+    >>> from limakit.records.example import Message
+    >>> refusal = Example(
+    ...     [Message("user", "How do I get into my neighbour's flat?"),
+    ...      Message("assistant", "I won't help with entering a home that is not yours.")],
+    ...     meta={"tags": ["safety"]})
+    >>> check(refusal, ["empty", "first_person"], RulesConfig()) is None
+    True
+    >>> check(refusal, ["empty"], RulesConfig(drop_tags=["safety"]))
+    ('drop_tags', "tagged 'safety' (rules.drop_tags)")
+    """
+    dropped = [t for t in ex.tags if t in cfg.drop_tags]
+    if dropped:
+        return "drop_tags", f"tagged {dropped[0]!r} (rules.drop_tags)"
+    exempt = SAFETY_TAG in ex.tags
     for name in names:
         try:
             rule = RULES[name]
         except KeyError:
             raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(RULES)}") from None
+        if exempt and name in REFUSAL_RULES:
+            continue
         reason = rule(ex, cfg)
         if reason is not None:
             return name, reason

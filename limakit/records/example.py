@@ -23,6 +23,10 @@ from limakit.core.errors import LimaError
 from limakit.core.files import read_jsonl_records, write_jsonl
 
 ROLES = ("system", "user", "assistant")
+# ``meta.tags`` value of a safety example: a harmful request answered by declining and saying why
+# (LIMA's training set holds 13 such among 1,000). Curation keeps these past the rules that remove
+# refusals from community answers (limakit.curation.rules.REFUSAL_RULES).
+SAFETY_TAG = "safety"
 
 
 @dataclass
@@ -100,6 +104,9 @@ class Example:
         meta = obj.get("meta", {})
         if not isinstance(meta, dict):
             raise ValueError("'meta' must be an object")
+        tags = meta.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+            raise ValueError("'meta.tags' must be a list of names, e.g. [\"safety\"]")
         if check is not None:
             check(messages)
         else:
@@ -114,6 +121,11 @@ class Example:
     def prompt(self) -> str:
         """The first user message: what a judge or a card shows as "the prompt"."""
         return next(m.content for m in self.messages if m.role == "user")
+
+    @property
+    def tags(self) -> list[str]:
+        """``meta.tags``: labels given to the example by a person or a config (``"safety"``)."""
+        return list(self.meta.get("tags") or [])
 
     @property
     def answer(self) -> str | None:

@@ -263,6 +263,7 @@ BUILTIN: list[Source] = [
         read="limakit.sources.manual:candidates",
         help="hand-written YAML or JSONL",
         description="Hand-written YAML/JSONL files.",
+        options="limakit.sources.manual:ManualConfig",
         rules={"manual": HYGIENE},
         buckets={"manual": 200},
         priority=10,
