@@ -286,6 +286,8 @@ def _chosen_template(tokenizer, template):
 
     if template is None or isinstance(template, Template):
         return template
+    if template in ("plain", "in-context"):  # a pretrained model used as it is, in plain text
+        return None
     if template != "limakit" and choose_template(tokenizer, template) == "own":
         return None
     return Template.from_tokenizer(tokenizer)

@@ -38,12 +38,20 @@ class DecodeConfig(Config):
         "in this answer; prompt tokens are not penalised. 1.0 turns it off.",
     )
     max_new_tokens: int = Field(2048, ge=1, description="Answers stop here at the latest.")
-    template: Literal["auto", "own", "limakit"] = Field(
+    template: Literal["auto", "own", "limakit", "plain", "in-context"] = Field(
         "auto",
         description="Chat format of `lima generate`: limakit's (limakit checkpoints, base models "
         "without a chat template), the model's own chat template (own: e.g. an instruct "
         "baseline, stopping at its own end-of-turn tokens), or auto (limakit's for a limakit "
-        "checkpoint or a model without a template, the model's own otherwise).",
+        "checkpoint or a model without a template, the model's own otherwise). For a "
+        "pretrained model used as one: plain (Question:/Answer: text) or in-context (URIAL's "
+        "in-context alignment: a preamble and the example exchanges of `shots`); see "
+        "limakit.generation.layouts.",
+    )
+    shots: str | None = Field(
+        None,
+        description="Example exchanges (limakit JSONL) shown before the prompt by the "
+        "in-context template.",
     )
 
     @model_validator(mode="before")
