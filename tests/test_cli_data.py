@@ -181,3 +181,46 @@ def test_convert_to_a_json_file_writes_a_json_list(tmp_path):
         json.loads(out.read_text())
         == [{"instruction": "Say yes.", "input": "", "output": "Yes.", "generator": "lima-7b"}] * 2
     )
+
+
+def test_every_jsonl_input_refuses_a_line_over_the_limit(tmp_path, capsys, monkeypatch):
+    """convert, inspect, export and curate --pool read JSONL through the one bounded reader: a
+    line over LIMAKIT_MAX_LINE_BYTES is refused by file and line, or with --skip-invalid counted
+    and written to rejected.jsonl like any other invalid record."""
+    from tests.evaluation.helpers import answer
+
+    monkeypatch.setenv("LIMAKIT_MAX_LINE_BYTES", "400")
+    long = {
+        "messages": [
+            {"role": "user", "content": "Q?"},
+            {"role": "assistant", "content": "word " * 100},
+        ]
+    }
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n" + json.dumps(long) + "\n" + json.dumps(GOOD) + "\n")
+    says = flat(f"{data}:2: line longer than 400 bytes (limit set by LIMAKIT_MAX_LINE_BYTES")
+
+    out = tmp_path / "out" / "o.jsonl"
+    assert main(["convert", str(data), str(out), "--from", "limakit"]) == 2
+    assert says in flat(capsys.readouterr().err) and not out.exists()
+    assert main(["convert", str(data), str(out), "--from", "limakit", "--skip-invalid"]) == 0
+    assert "skipped 1 invalid of 3 records" in capsys.readouterr().err
+    (row,) = [json.loads(x) for x in (out.parent / "rejected.jsonl").read_text().splitlines()]
+    assert row["where"] == f"{data}:2" and row["reason"].startswith("line longer than 400 bytes")
+
+    pool_args = ["curate", "--pool", str(data), "--select", "random", "--n", "5", "--no-progress"]
+    assert main([*pool_args, "--out", str(tmp_path / "strict")]) == 2
+    assert says in flat(capsys.readouterr().err)
+    assert main([*pool_args, "--out", str(tmp_path / "pool"), "--skip-invalid"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "pool" / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["rule"]) for r in rows if r["id"] == f"{data}:2"] == [
+        (f"{data}:2", "invalid_record")
+    ]
+    capsys.readouterr()
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(
+        json.dumps(answer(0, "short", "m")) + "\n" + json.dumps(answer(1, "x" * 500, "m")) + "\n"
+    )
+    assert main(["export", "alpaca-eval", str(answers), "--out", str(tmp_path / "o.json")]) == 2
+    assert flat(f"{answers}:2: line longer than 400 bytes") in flat(capsys.readouterr().err)

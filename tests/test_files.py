@@ -204,3 +204,124 @@ def test_a_folder_where_a_file_is_expected_is_one_clear_error(tmp_path):
     with pytest.raises(LimaError, match=rf"^{folder}: is a folder; expected the name of a file"):
         write_jsonl(folder, [{"a": 1}])
     assert list(folder.iterdir()) == []
+
+
+# --- lines longer than the limit -------------------------------------------------------------------
+
+LIMIT = 32
+LONG = b'{"text": "' + b"x" * 40 + b'"}'  # 52 bytes, over LIMIT
+
+
+@pytest.mark.parametrize(
+    "data, bad_line",
+    [
+        (b'{"a": 1}\n' + LONG + b'\n{"a": 3}\n', 2),
+        (b'{"a": 1}\n{"a": 2}\n' + LONG, 3),  # the last line, no newline after it
+        (b'{"a": 1}\r\n' + LONG + b'\r\n{"a": 3}\r\n', 2),  # CRLF
+        (b"\xef\xbb\xbf" + LONG + b'\n{"a": 2}\n', 1),  # after a byte-order mark
+    ],
+)
+def test_a_line_longer_than_the_limit_is_named_by_file_line_and_limit(tmp_path, data, bad_line):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(LimaError) as e:
+        list(read_jsonl_records(path, max_line=LIMIT))
+    assert str(e.value).startswith(f"{path}:{bad_line}: line longer than {LIMIT} bytes (limit ")
+    assert "LIMAKIT_MAX_LINE_BYTES" in str(e.value)
+    bad = []
+    rows = list(read_jsonl_records(path, on_error=lambda *x: bad.append(x), max_line=LIMIT))
+    lines = len(data.splitlines())
+    assert [n for n, _ in rows] == [n for n in range(1, lines + 1) if n != bad_line]
+    assert [(n, reason.split(" (")[0]) for n, reason, _ in bad] == [
+        (bad_line, f"line longer than {LIMIT} bytes")
+    ]
+    assert LONG.decode().startswith(bad[0][2].removeprefix("\ufeff").rstrip())  # its first bytes
+
+
+def test_a_line_of_exactly_the_limit_is_read_whatever_its_line_ending(tmp_path):
+    line = b'{"t": "' + b"y" * (LIMIT - 9) + b'"}'
+    assert len(line) == LIMIT
+    for data in (line + b"\n" + line + b"\n", line + b"\r\n" + line + b"\r\n", line + b"\n" + line):
+        path = tmp_path / "in.jsonl"
+        path.write_bytes(data)
+        assert len(list(read_jsonl_records(path, max_line=LIMIT))) == 2
+
+
+def test_the_limit_comes_from_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"a": 1}\n' + LONG + b"\n")
+    assert len(list(read_jsonl_records(path))) == 2  # the default limit: 64 MiB
+    monkeypatch.setenv("LIMAKIT_MAX_LINE_BYTES", "16")
+    with pytest.raises(LimaError, match=r"in\.jsonl:2: line longer than 16 bytes"):
+        list(read_jsonl_records(path))
+    monkeypatch.setenv("LIMAKIT_MAX_LINE_BYTES", "64k")
+    with pytest.raises(LimaError, match=r"LIMAKIT_MAX_LINE_BYTES='64k': expected a whole number"):
+        list(read_jsonl_records(path))
+
+
+def test_lines_are_the_same_however_the_stream_is_cut(tmp_path):
+    """bounded_lines against a plain split, over every way of cutting the bytes in two and in
+    blocks of one byte: the same lines, and a long line wherever one passes the limit."""
+    import random
+
+    from limakit.core.files import LongLine, bounded_lines
+
+    rng = random.Random(0)
+    kinds = [b"b" * 12 + b"\r", b"c" * 40, b"", b"\r"]  # CRLF at the limit, long, blank
+    lines = [
+        (b"a" * rng.randrange(12) if rng.random() < 0.4 else rng.choice(kinds)) + b"\n"
+        for _ in range(30)
+    ]
+    data = b"".join(lines) + b"d" * 13  # the last line without its newline
+
+    def expected(limit):
+        want = [*lines, b"d" * 13]
+        return [
+            ("long" if len(x.removesuffix(b"\n").removesuffix(b"\r")) > limit else x) for x in want
+        ]
+
+    def got(chunks, limit):
+        return ["long" if isinstance(x, LongLine) else x for x in bounded_lines(chunks, limit)]
+
+    for limit in (12, 13, 40):
+        want = expected(limit)
+        assert got([data], limit) == want
+        assert got([data[i : i + 1] for i in range(len(data))], limit) == want
+        for cut in range(len(data)):
+            assert got([data[:cut], data[cut:]], limit) == want, cut
+
+
+def test_an_endless_line_is_read_past_in_constant_memory(tmp_path):
+    """A sparse file of 512 MiB without a newline, then one good line: with a 64 KiB limit the
+    reader holds a block at a time (ru_maxrss grows by far less than the file), in both modes."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "endless.jsonl"
+    with open(path, "wb") as f:
+        f.truncate(512 << 20)
+        f.seek(0, 2)
+        f.write(b'\n{"a": 1}\n')
+    script = f"""
+import resource, sys
+from limakit.core.errors import LimaError
+from limakit.core.files import read_jsonl_records
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+bad = []
+rows = list(read_jsonl_records({str(path)!r}, on_error=lambda *x: bad.append(x)))
+try:
+    list(read_jsonl_records({str(path)!r}))
+except LimaError as e:
+    error = str(e)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(rows, [(n, r.split(" (")[0], len(t)) for n, r, t in bad], error, grown // 1024, sep="\\n")
+"""
+    env = {**os.environ, "LIMAKIT_MAX_LINE_BYTES": str(64 << 10)}
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    rows, bad, error, grown_mib = r.stdout.splitlines()
+    assert rows == "[(2, {'a': 1})]"
+    assert bad == "[(1, 'line longer than 65536 bytes', 1024)]"
+    assert error.startswith(f"{path}:1: line longer than 65536 bytes (limit ")
+    assert int(grown_mib) < 64, f"the reader grew by {grown_mib} MiB reading a 512 MiB line"

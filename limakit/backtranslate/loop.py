@@ -22,7 +22,14 @@ from pathlib import Path
 from limakit.backtranslate.config import BacktranslateConfig
 from limakit.backtranslate.steps import StepLog
 from limakit.core.errors import LimaError
-from limakit.core.files import digest, read_jsonl_records, sha256_file, write_json, write_jsonl
+from limakit.core.files import (
+    digest,
+    make_folder,
+    read_jsonl_records,
+    sha256_file,
+    write_json,
+    write_jsonl,
+)
 from limakit.records.example import Example, Message, load_examples, write_examples
 
 
@@ -116,11 +123,12 @@ class Loop:
             drops: list[dict] = []
             read = gather(cfg.texts, cfg.hygiene, drops)
             kept = hygiene(read, self.seed, cfg.hygiene, cfg.random_seed, drops)
+            dropped = write_jsonl(self.root / "texts/dropped.jsonl", drops)
             if not kept:
                 raise LimaError(
-                    f"{cfg.out}: no text passed hygiene ({len(read)} read); see texts/dropped.jsonl"
+                    f"{cfg.out}: no text passed hygiene ({len(read)} read, {dropped} drops with "
+                    f"their rule in {self.root / 'texts/dropped.jsonl'})"
                 )
-            write_jsonl(self.root / "texts/dropped.jsonl", drops)
             write_jsonl(self.root / "texts/texts.jsonl", kept)
             return {
                 "read": len(read),
@@ -367,7 +375,7 @@ class Loop:
 
     def run(self) -> dict:
         cfg = self.cfg
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_folder(self.root, "output folder (--out)")
         cfg.save(self.root / "config.yaml")
         texts = self.texts()
         backward = self.backward()

@@ -6,7 +6,9 @@
   kill loses at most the row in flight; :func:`read_jsonl_records` with ``resumable=True`` reads
   such a file back, leaving out a last line the kill cut short.
 - :func:`read_jsonl_records`, :func:`read_json_records` (a ``.json`` list) and :func:`read_json`
-  report a bad record with file and line. Every reader holds JSON to the standard: ``NaN`` and
+  report a bad record with file and line. Every JSONL line is read through :func:`bounded_lines`:
+  a line longer than :func:`max_line_bytes` (64 MiB unless ``LIMAKIT_MAX_LINE_BYTES`` says
+  otherwise) is a bad record like any other, and is never held in memory whole. Every reader holds JSON to the standard: ``NaN`` and
   ``Infinity`` are refused, and so is text that is not Unicode (a lone surrogate such as
   ``"\\ud800"``, which Python's own reader lets through but nothing can write or tokenise).
 - Every writer writes standard JSON: a non-finite number is written as ``null``.
@@ -23,6 +25,7 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,6 +91,21 @@ def open_input(path: str | os.PathLike, what: str = "file") -> IO[bytes]:
         raise LimaError(f"{path}: is a folder; expected a {what}") from None
     except PermissionError:
         raise LimaError(f"{path}: cannot read the {what} (permission denied)") from None
+
+
+def make_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Make an output folder and its parents; a file in the way is one LimaError naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        in_way = next((p for p in (path, *path.parents) if p.is_file()), path)
+        if in_way == path:
+            raise LimaError(f"{path}: is a file; expected the {what}") from None
+        raise LimaError(f"{in_way}: is a file, so the {what} {path} cannot be made") from None
+    except PermissionError:
+        raise LimaError(f"{path}: cannot make the {what} (permission denied)") from None
+    return path
 
 
 def is_blank(path: str | os.PathLike) -> bool:
@@ -220,21 +238,29 @@ OnError = Callable[[int, str, Any], None]  # (line or record number, reason, raw
 
 
 def read_jsonl_records(
-    path: str | os.PathLike, on_error: OnError | None = None, *, resumable: bool = False
+    path: str | os.PathLike,
+    on_error: OnError | None = None,
+    *,
+    resumable: bool = False,
+    max_line: int | None = None,
 ) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSONL file.
 
     Raises :class:`LimaError` naming file and line for undecodable bytes, bad JSON, text that is
-    not Unicode or a non-object. A final line cut off mid-way (a killed writer) is reported the
-    same way, unless ``resumable``: for a file written by :func:`append_jsonl`, a last line that
-    lacks its newline and does not parse is the row that was in flight when the writer was
-    killed, and is left out (the resumed writer redoes it).
-    With ``on_error``, a bad line is handed to it as ``(line_number, reason, raw_text)`` and
-    reading goes on.
+    not Unicode, a non-object or a line longer than ``max_line`` bytes (default
+    :func:`max_line_bytes`; the file is read in blocks, so memory stays near that bound whatever
+    the file holds). A final line cut off mid-way (a killed writer) is reported the same way,
+    unless ``resumable``: for a file written by :func:`append_jsonl`, a last line that lacks its
+    newline and does not parse is the row that was in flight when the writer was killed, and is
+    left out (the resumed writer redoes it).
+    With ``on_error``, a bad line is handed to it as ``(line_number, reason, raw_text)`` (of an
+    over-long line, its first :data:`LONG_LINE_HEAD` bytes) and reading goes on.
     """
     path = Path(path)
     with open_input(path) as f:
-        yield from parse_jsonl_lines(path, f, on_error, resumable=resumable)
+        yield from parse_jsonl_chunks(
+            path, read_chunks(f), on_error, resumable=resumable, max_line=max_line
+        )
 
 
 def read_json_records(
@@ -376,25 +402,118 @@ TOO_DEEP = (
 )
 
 
-def parse_jsonl_lines(
+MAX_LINE_ENV = "LIMAKIT_MAX_LINE_BYTES"
+MAX_LINE_DEFAULT = 64 << 20  # 64 MiB: far above any real conversation, far below a machine's memory
+LONG_LINE_HEAD = 1024  # bytes of an over-long line kept to show where it went wrong
+CHUNK_BYTES = 1 << 20
+
+
+def max_line_bytes() -> int:
+    """The longest JSONL line readers accept, in bytes (its line ending not counted):
+    ``LIMAKIT_MAX_LINE_BYTES`` when set, else :data:`MAX_LINE_DEFAULT` (64 MiB)."""
+    raw = os.environ.get(MAX_LINE_ENV, "").strip()
+    if not raw:
+        return MAX_LINE_DEFAULT
+    if not raw.isdigit() or int(raw) < 1:
+        raise LimaError(f"{MAX_LINE_ENV}={raw!r}: expected a whole number of bytes, at least 1")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """A line longer than ``limit`` bytes, given in its place by :func:`bounded_lines`."""
+
+    head: bytes  # its first LONG_LINE_HEAD bytes
+    limit: int
+
+    def reason(self) -> str:
+        default = f"{MAX_LINE_DEFAULT >> 20} MiB"
+        return (
+            f"line longer than {self.limit} bytes (limit set by {MAX_LINE_ENV}, default "
+            f"{default}; raise it to read longer records)"
+        )
+
+
+def read_chunks(f: IO[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """A binary stream in blocks of ``size`` bytes."""
+    while chunk := f.read(size):
+        yield chunk
+
+
+def _within(line: bytes, limit: int) -> bool:
+    """Whether a line, less its line ending (``\\n`` or ``\\r\\n``), is at most ``limit`` bytes."""
+    n = len(line)
+    if line.endswith(b"\n"):
+        n -= 2 if line.endswith(b"\r\n") else 1
+    return n <= limit
+
+
+def bounded_lines(chunks: Iterable[bytes], limit: int) -> Iterator[bytes | LongLine]:
+    """The lines of a byte stream, each with its ``\\n`` (the last may lack one), holding at
+    most ``limit`` bytes of a line and one block.
+
+    A line longer than ``limit`` bytes (its line ending not counted) is given as a
+    :class:`LongLine` as soon as that is known; its other bytes are then read past to the next
+    newline, never kept, so a file of one endless line is read in constant memory.
+
+    >>> list(bounded_lines([b'{"a": 1}\\n{"b"', b': 22222}\\n{}'], limit=8))
+    [b'{"a": 1}\\n', LongLine(head=b'{"b": 22222}\\n', limit=8), b'{}']
+    """
+    parts: list[bytes] = []  # the current line so far
+    size = 0
+    skipping = False  # inside a line already given as a LongLine
+    for chunk in chunks:
+        pieces = chunk.split(b"\n")
+        rest = pieces.pop()  # after the chunk's last newline: the start of a line
+        for piece in pieces:
+            if skipping:
+                skipping = False  # this newline ends the long line
+                continue
+            line = b"".join((*parts, piece, b"\n")) if parts else piece + b"\n"
+            parts, size = [], 0
+            yield line if _within(line, limit) else LongLine(line[:LONG_LINE_HEAD], limit)
+        if rest and not skipping:
+            parts.append(rest)
+            size += len(rest)
+            if size > limit + 1:  # + 1: the line may still end in \r\n
+                yield LongLine(_head(parts), limit)
+                parts, size, skipping = [], 0, True
+    if parts:
+        line = b"".join(parts)
+        yield line if _within(line, limit) else LongLine(line[:LONG_LINE_HEAD], limit)
+
+
+def _head(parts: list[bytes]) -> bytes:
+    head = b""
+    for part in parts:
+        head += part[: LONG_LINE_HEAD - len(head)]
+        if len(head) >= LONG_LINE_HEAD:
+            break
+    return head
+
+
+def parse_jsonl_chunks(
     path: str | os.PathLike,
-    lines: Iterable[bytes],
+    chunks: Iterable[bytes],
     on_error: OnError | None = None,
     *,
     resumable: bool = False,
+    max_line: int | None = None,
 ) -> Iterator[tuple[int, dict]]:
-    """The JSONL rules of :func:`read_jsonl_records` over raw lines from any stream (e.g. zstd)."""
-    for lineno, raw in enumerate(lines, start=1):
+    """The JSONL rules of :func:`read_jsonl_records` over the bytes of any stream (e.g. zstd)."""
+    limit = max_line_bytes() if max_line is None else max_line
+    for lineno, raw in enumerate(bounded_lines(chunks, limit), start=1):
         try:
+            if isinstance(raw, LongLine):
+                raise LimaError(f"{path}:{lineno}: {raw.reason()}")
             obj = _parse_line(path, lineno, raw)
         except LimaError as e:
-            if resumable and not raw.endswith(b"\n"):
+            if resumable and isinstance(raw, bytes) and not raw.endswith(b"\n"):
                 return  # the row a killed writer was appending
             if on_error is None:
                 raise
-            on_error(
-                lineno, str(e).removeprefix(f"{path}:{lineno}: "), raw.decode("utf-8", "replace")
-            )
+            text = (raw.head if isinstance(raw, LongLine) else raw).decode("utf-8", "replace")
+            on_error(lineno, str(e).removeprefix(f"{path}:{lineno}: "), text)
             continue
         if obj is not None:
             yield lineno, obj

@@ -22,8 +22,12 @@ from typing import IO, Any
 
 from limakit.core.errors import LimaError
 from limakit.core.files import (
+    LongLine,
     append_jsonl,
     atomic_write,
+    bounded_lines,
+    max_line_bytes,
+    read_chunks,
     read_json_records,
     read_jsonl_records,
     row_writer,
@@ -195,7 +199,9 @@ def _holds_curation_rejections(path: Path) -> bool:
     if not path.is_file():
         return False
     with open(path, "rb") as f:
-        first = f.readline()
+        first = next(bounded_lines(read_chunks(f), max_line_bytes()), b"")
+    if isinstance(first, LongLine):
+        return False
     try:
         row = json.loads(first)
     except (ValueError, RecursionError):

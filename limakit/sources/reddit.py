@@ -25,7 +25,7 @@ from pydantic import Field
 
 from limakit.core.config import Config
 from limakit.core.errors import LimaError
-from limakit.core.files import parse_jsonl_lines
+from limakit.core.files import parse_jsonl_chunks, read_chunks
 from limakit.records.example import Example, Message
 from limakit.sources.registry import Candidate, Group, Note, Read, Rejection, TestPrompt
 
@@ -78,23 +78,13 @@ def _zst_chunks(f, path: Path) -> Iterator[bytes]:
         )
 
 
-def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    rest = b""
-    for chunk in chunks:
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
-        yield from (p + b"\n" for p in parts)
-    if rest:
-        yield rest
-
-
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
     """``(line_number, object)`` of a plain or zstandard-compressed NDJSON file."""
     if not path.exists():
         raise LimaError(f"{path}: Reddit file not found")
     with open(path, "rb") as f:
-        lines = _split_lines(_zst_chunks(f, path)) if path.suffix == ".zst" else f
-        yield from parse_jsonl_lines(path, lines)
+        chunks = _zst_chunks(f, path) if path.suffix == ".zst" else read_chunks(f)
+        yield from parse_jsonl_chunks(path, chunks)
 
 
 @dataclass
