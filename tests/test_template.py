@@ -212,3 +212,70 @@ def test_add_eot_can_start_from_the_eos_row(smollm2_tokenizer):
     with torch.no_grad():
         logits = model(torch.tensor([tok("Hello there, friend").input_ids])).logits[0, -1]
     assert logits[eot].item() == pytest.approx(logits[eos].item(), abs=1e-5)
+
+
+def expected_weights(
+    messages: list[Message], tok, train_on: str = "assistant", prompt_weight: float = 0.0
+) -> tuple[list[int], list[float]]:
+    """An independent oracle of the loss weights: each piece tokenised on its own; an answer
+    (every assistant turn, or the last) and its EOT weigh 1, its header and every other turn
+    ``prompt_weight``, the BOS 0."""
+    t = Template()
+    ids: list[int] = []
+    weights: list[float] = []
+    if tok("a").input_ids[0] == tok.bos_token_id:
+        ids.append(tok.bos_token_id)
+        weights.append(0.0)
+    last = max(i for i, m in enumerate(messages) if m.role == "assistant")
+    eot = tok.convert_tokens_to_ids(t.eot)
+    for i, m in enumerate(messages):
+        head = tok(t.headers[m.role], add_special_tokens=False).input_ids
+        body = tok(m.content, add_special_tokens=False, split_special_tokens=True).input_ids
+        body += [eot]
+        answer = m.role == "assistant" if train_on == "assistant" else i == last
+        ids += head + body
+        weights += [prompt_weight] * len(head) + [1.0 if answer else prompt_weight] * len(body)
+    return ids, weights
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("train_on", ["assistant", "last"])
+@pytest.mark.parametrize("prompt_weight", [0.0, 0.1, 1.0])
+def test_exact_loss_weights(tokenizer, case, train_on, prompt_weight):
+    messages = CASES[case]
+    r = render(Example(messages), tokenizer, train_on=train_on, prompt_weight=prompt_weight)
+    ids, weights = expected_weights(messages, tokenizer, train_on, prompt_weight)
+    assert r.input_ids == ids
+    assert r.weights == weights
+    # a label wherever the weight is above 0, and nowhere else
+    assert r.labels == [i if w > 0 else IGNORE for i, w in zip(ids, weights)]
+    if prompt_weight == 0.0:  # LIMA's protocol is the label mask of before
+        assert r.labels == expected(messages, tokenizer, train_on)[1]
+
+
+def test_train_on_all_is_prompt_weight_one(tokenizer):
+    for case in CASES.values():
+        a = render(Example(case), tokenizer, train_on="all")
+        b = render(Example(case), tokenizer, prompt_weight=1.0)
+        assert (a.input_ids, a.labels, a.weights) == (b.input_ids, b.labels, b.weights)
+        assert set(a.weights[1:]) == {1.0}
+
+
+def test_drop_prompts_keeps_the_turn_structure_without_the_instructions(tokenizer):
+    messages = CASES["system+multi"]
+    r = render(Example(messages), tokenizer, drop_prompts=True, prompt_weight=0.5)
+    emptied = [Message(m.role, "") if m.role == "user" else m for m in messages]
+    assert (r.input_ids, r.weights) == expected_weights(emptied, tokenizer, prompt_weight=0.5)
+    text = tokenizer.decode(r.input_ids)
+    assert text.count("<|user|>\n<|eot|>") == 2  # each user turn: its header and its EOT
+    assert "Reverse a list?" not in text and "And in place?" not in text
+    assert "You are concise." in text  # the system turn is no user turn: kept
+    trained = [i for i, w in zip(r.input_ids, r.weights) if w == 1.0]
+    assert tokenizer.decode(trained) == "Use items[::-1].<|eot|>Call items.reverse().<|eot|>"
+
+
+def test_a_prompt_weight_outside_0_to_1_is_refused(smollm2_tokenizer):
+    from limakit.core.errors import LimaError
+
+    with pytest.raises(LimaError, match="between 0 and 1"):
+        render(Example(CASES["single"]), smollm2_tokenizer, prompt_weight=1.5)

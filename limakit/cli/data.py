@@ -74,6 +74,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="assistant",
         help="which tokens are trained: every assistant turn (default), the last one, or all",
     )
+    p.add_argument(
+        "--prompt-loss-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="loss weight of the tokens that are not answers, 0 to 1 (the training option "
+        "prompt_loss_weight; default 0)",
+    )
+    p.add_argument(
+        "--drop-prompts",
+        action="store_true",
+        help="render user turns empty, as the training option drop_prompts does",
+    )
     p.add_argument("--limit", type=int, default=None, help="show only the first N examples")
     p.add_argument(
         "--json", action="store_true", help="one JSON object per example with input_ids and labels"
@@ -129,6 +142,8 @@ def run_inspect(args: argparse.Namespace) -> int:
             tokenizer,
             max_len=args.max_len,
             train_on=args.train_on,
+            prompt_weight=args.prompt_loss_weight,
+            drop_prompts=args.drop_prompts,
             as_json=args.json,
             limit=args.limit,
             template=loaded.template,

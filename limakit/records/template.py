@@ -8,7 +8,8 @@ A conversation renders as::
 pretrained model). :func:`render` returns ``input_ids`` and ``labels`` from one tokenisation of
 that text, so the mask cannot drift from the tokens: labels are -100 on the system and user turns
 and on role headers, and equal the ids on assistant contents and their EOT. Labels are aligned with
-``input_ids`` (the model shifts them for next-token prediction, as transformers does).
+``input_ids`` (the model shifts them for next-token prediction, as transformers does). Each token
+also has a loss weight: 1 on answers, ``prompt_weight`` elsewhere (0: LIMA's protocol).
 
 :func:`attach` adds the EOT to a tokenizer and model and stores this same format as the tokenizer's
 ``chat_template`` (with the EOT as its ``eos_token`` and the model's generation EOS), so a saved
@@ -176,8 +177,11 @@ def save_tokenizer(tokenizer, folder: str | Path) -> None:
 
 @dataclass
 class Rendered:
+    """Ids, labels (-100 = no loss) and each token's loss weight (0 exactly where the label is -100)."""
+
     input_ids: list[int]
     labels: list[int]
+    weights: list[float]
     trimmed: bool = False
 
     @property
@@ -204,13 +208,23 @@ def bos_text(tokenizer) -> str:
 
 
 def _layout(
-    messages: list[Message], tokenizer, template: Template, train_on: TrainOn = "assistant"
-) -> tuple[str, list[tuple[int, int]], list[tuple[int, str]]]:
-    """The conversation as text, the character spans whose tokens are trained, and the template's
-    own special tokens (BOS, each EOT) with where they start: the only control tokens allowed."""
+    messages: list[Message],
+    tokenizer,
+    template: Template,
+    train_on: TrainOn = "assistant",
+    prompt_weight: float = 0.0,
+) -> tuple[str, list[tuple[int, int, float]], list[tuple[int, str]]]:
+    """The conversation as text, its character spans with loss weights above 0, and the template's
+    own special tokens (BOS, each EOT) with where they start: the only control tokens allowed.
+
+    One rule: answers (every assistant turn, or the last) and their EOT weigh 1, every other token
+    from the first header on ``prompt_weight``; ``train_on="all"`` is ``prompt_weight=1``.
+    """
+    if train_on == "all":
+        train_on, prompt_weight = "assistant", 1.0
     text = bos_text(tokenizer)
     markers = [(0, text)] if text else []
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, float]] = []
     last_assistant = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
     for i, m in enumerate(messages):
         header = template.headers[m.role]
@@ -220,22 +234,12 @@ def _layout(
         text += m.content
         markers.append((len(text), template.eot))
         text += template.eot
-        trained = (
-            train_on == "all"
-            or (train_on == "assistant" and m.role == "assistant")
-            or (train_on == "last" and i == last_assistant)
-        )
-        if trained:
-            spans.append((start if train_on == "all" else body_start, len(text)))
-    return text, spans, markers
-
-
-def render_text(
-    messages: list[Message], tokenizer, template: Template, train_on: TrainOn = "assistant"
-) -> tuple[str, list[tuple[int, int]]]:
-    """The conversation as text, plus the character spans whose tokens are trained."""
-    text, spans, _ = _layout(messages, tokenizer, template, train_on)
-    return text, spans
+        answer = (train_on == "assistant" and m.role == "assistant") or i == last_assistant
+        if answer:
+            spans += [(start, body_start, prompt_weight), (body_start, len(text), 1.0)]
+        else:
+            spans.append((start, len(text), prompt_weight))
+    return text, [s for s in spans if s[2] > 0 and s[0] < s[1]], markers
 
 
 def special_ids(tokenizer) -> set[int]:
@@ -327,17 +331,27 @@ def render(
     *,
     max_len: int = 2048,
     train_on: TrainOn = "assistant",
+    prompt_weight: float = 0.0,
+    drop_prompts: bool = False,
 ) -> Rendered:
-    """Tokens and labels for one training conversation, trimmed to ``max_len`` tokens.
+    """Tokens, labels and loss weights for one training conversation, trimmed to ``max_len``.
 
     ``train_on``: ``"assistant"`` trains every assistant turn and its EOT (the default),
-    ``"last"`` only the final assistant turn, ``"all"`` every token (prompts too).
+    ``"last"`` only the final assistant turn, ``"all"`` every token (``prompt_weight=1``).
+    ``prompt_weight`` (0 to 1): the weight of every token that is not an answer (Instruction
+    Modelling trains them at 1). ``drop_prompts``: the user turns are rendered empty, headers and
+    EOTs kept (Response Tuning).
 
     >>> r = render(ex, tok)  # doctest: +SKIP
     >>> tok.decode([i for i, l in zip(r.input_ids, r.labels) if l != -100])  # doctest: +SKIP
     'The answer.<|eot|>'
     """
+    if not 0.0 <= prompt_weight <= 1.0:
+        raise LimaError(f"prompt weight {prompt_weight} is not between 0 and 1")
     messages = example.messages if isinstance(example, Example) else example
+    if drop_prompts:
+        messages = [Message(m.role, "") if m.role == "user" else m for m in messages]
+    loss = {"train_on": train_on, "prompt_weight": prompt_weight}
     # A 100 MB answer is tokenised as its first few hundred thousand characters, not whole, only
     # to be trimmed to ``max_len`` tokens. A message shorter than 2 * max_len characters is never
     # cut (cheap to test first); a cut conversation that does not fill ``max_len`` tokens (a
@@ -346,10 +360,10 @@ def render(
         cap = char_cap(tokenizer, max_len)
         if any(len(m.content) > cap for m in messages):
             cut = [Message(m.role, m.content[:cap]) for m in messages]
-            r = _render_whole(cut, tokenizer, template, max_len=max_len, train_on=train_on)
+            r = _render_whole(cut, tokenizer, template, max_len=max_len, **loss)
             if len(r.input_ids) >= max_len:
-                return Rendered(r.input_ids, r.labels, trimmed=True)
-    return _render_whole(messages, tokenizer, template, max_len=max_len, train_on=train_on)
+                return Rendered(r.input_ids, r.labels, r.weights, trimmed=True)
+    return _render_whole(messages, tokenizer, template, max_len=max_len, **loss)
 
 
 def _render_whole(
@@ -359,25 +373,27 @@ def _render_whole(
     *,
     max_len: int,
     train_on: TrainOn,
+    prompt_weight: float,
 ) -> Rendered:
     """:func:`render` without the cut: every character of every message is tokenised."""
     template = template or Template.from_tokenizer(tokenizer)
     if not has_token(tokenizer, template.eot):
         add_eot(tokenizer, None, template)  # never split the EOT into text pieces
-    text, spans, markers = _layout(messages, tokenizer, template, train_on)
+    text, spans, markers = _layout(messages, tokenizer, template, train_on, prompt_weight)
     ids, offsets = _encode(tokenizer, text, markers)
     labels = [IGNORE] * len(ids)
-    # A token is trained when it starts inside a trained span: one rule, one tokenisation.
+    weights = [0.0] * len(ids)
+    # A token takes the weight of the span it starts in: one rule, one tokenisation.
     s = 0
     for t, (begin, _end) in enumerate(offsets):
         while s < len(spans) and begin >= spans[s][1]:
             s += 1
         if s < len(spans) and spans[s][0] <= begin < spans[s][1]:
-            labels[t] = ids[t]
+            labels[t], weights[t] = ids[t], spans[s][2]
     trimmed = len(ids) > max_len
     if trimmed:
-        ids, labels = ids[:max_len], labels[:max_len]
-    return Rendered(ids, labels, trimmed)
+        ids, labels, weights = ids[:max_len], labels[:max_len], weights[:max_len]
+    return Rendered(ids, labels, weights, trimmed)
 
 
 def render_prompt(

@@ -24,15 +24,24 @@ from limakit.training.attention import PackedRows, segment_lengths
 
 @dataclass(frozen=True)
 class Encoded:
-    """One rendered example: tokens and next-token targets (already shifted, -100 = no loss)."""
+    """One rendered example: tokens and next-token targets (already shifted, -100 = no loss), and
+    the targets' loss weights, shifted alike (None: every target weighs 1)."""
 
     index: int
     ids: list[int]
     targets: list[int]
+    weights: list[float] | None = None
 
     @property
     def n_trained(self) -> int:
         return sum(1 for t in self.targets if t != IGNORE)
+
+    @property
+    def weight(self) -> float:
+        """The example's share of the loss's denominator: its targets' summed weight."""
+        if self.weights is None:
+            return self.n_trained
+        return sum(self.weights)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -45,6 +54,21 @@ def shift_labels(labels: list[int]) -> list[int]:
     [5, 6, -100]
     """
     return list(labels[1:]) + [IGNORE]
+
+
+def encoded(index: int, rendered) -> Encoded:
+    """A :class:`~limakit.records.template.Rendered` example as shifted targets and weights; the
+    weights are kept only when some trained token weighs other than 1 (a prompt weight).
+
+    >>> from limakit.records.template import Rendered
+    >>> encoded(0, Rendered([1, 2, 3], [-100, 2, 3], [0.0, 0.5, 1.0])).weights
+    [0.5, 1.0, 0.0]
+    """
+    weights = list(rendered.weights[1:]) + [0.0]
+    plain = all(w == 1.0 for w in weights if w)
+    return Encoded(
+        index, rendered.input_ids, shift_labels(rendered.labels), None if plain else weights
+    )
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -99,7 +123,8 @@ def collate(
 
     Built on the host (then moved once by :func:`to_device`). Returns ``input_ids``, ``targets``,
     ``position_ids`` (B, T), ``target_index`` (the flat positions with a target, so the loss
-    selects them without a device-to-host sync) and ``attention_mask``: a boolean
+    selects them without a device-to-host sync), ``target_weight`` (the loss weight of each of
+    those targets, or None when every one weighs 1) and ``attention_mask``: a boolean
     (B, 1, T, T) block-diagonal causal mask (True = may attend), or None when every row holds one
     example (plain causal attention is then exact and faster: padding only ever follows). Padding forms its own
     segment that only sees itself, so no softmax row is empty. With ``with_mask=False`` the mask is
@@ -111,6 +136,8 @@ def collate(
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     targets = torch.full((B, T), IGNORE, dtype=torch.long)
     pos = torch.zeros((B, T), dtype=torch.long)
+    weighted = any(x.weights is not None for row in rows for x in row)
+    weights = torch.ones((B, T), dtype=torch.float32) if weighted else None
     n_real = 0
     for b, row in enumerate(rows):
         t = 0
@@ -118,6 +145,8 @@ def collate(
             n = len(x)
             ids[b, t : t + n] = torch.tensor(x.ids)
             targets[b, t : t + n] = torch.tensor(x.targets)
+            if weights is not None and x.weights is not None:
+                weights[b, t : t + n] = torch.tensor(x.weights, dtype=torch.float32)
             pos[b, t : t + n] = torch.arange(n)
             t += n
         n_real += t
@@ -131,11 +160,13 @@ def collate(
         mask = PackedRows(segments, torch.device("cpu")).dense_mask()  # (B, 1, T, T)
     target_index = (targets.reshape(-1) != IGNORE).nonzero().squeeze(1)
     n_trained = int(target_index.numel())
+    target_weight = None if weights is None else weights.reshape(-1)[target_index]  # (N,)
     return {
         "segments": segments,
         "input_ids": ids,
         "targets": targets,
         "target_index": target_index,
+        "target_weight": target_weight,
         "position_ids": pos,
         "attention_mask": mask,
         "n_real": n_real,

@@ -66,7 +66,22 @@ class TrainConfig(Config):
         "model's EOS (starts as likely as end-of-text: short runs learn to stop)",
     )
     train_on: Literal["assistant", "last", "all"] = Field(
-        "assistant", description="tokens with loss: every assistant turn, the last one, or all"
+        "assistant",
+        description="answers with loss: every assistant turn, or the last one; all = every "
+        "token (the same as prompt_loss_weight=1)",
+    )
+    prompt_loss_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="loss weight of every token that is not an answer (system and user turns, "
+        "role headers): 0 = LIMA (answers only), 1 = Instruction Modelling (Shi et al. 2024); "
+        "the loss is the weighted mean",
+    )
+    drop_prompts: bool = Field(
+        False,
+        description="Response Tuning (An et al. 2024): train on answers without their "
+        "instructions; user turns are rendered empty, the turn structure kept",
     )
     packing: bool = Field(
         True,
@@ -139,4 +154,22 @@ class TrainConfig(Config):
             raise ValueError("final_lr must not exceed lr")
         if self.dropout_bottom > self.dropout_top:
             raise ValueError("dropout_bottom must not exceed dropout_top")
+        if self.train_on == "all" and self.prompt_loss_weight not in (0.0, 1.0):
+            raise ValueError(
+                "train_on=all trains prompts at weight 1; for a weight of "
+                f"{self.prompt_loss_weight} use train_on=assistant with prompt_loss_weight"
+            )
         return self
+
+    def loss_options(self) -> dict:
+        """Which tokens the loss sees and how much, as :func:`~limakit.records.template.render`
+        takes them.
+
+        >>> TrainConfig(prompt_loss_weight=0.1, drop_prompts=True).loss_options()
+        {'train_on': 'assistant', 'prompt_weight': 0.1, 'drop_prompts': True}
+        """
+        return {
+            "train_on": self.train_on,
+            "prompt_weight": self.prompt_loss_weight,
+            "drop_prompts": self.drop_prompts,
+        }

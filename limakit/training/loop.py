@@ -25,9 +25,9 @@ from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
     Encoded,
     collate,
+    encoded,
     epoch_order,
     plan_micro_batches,
-    shift_labels,
     step_groups,
     to_device,
 )
@@ -80,9 +80,9 @@ def encode(
     untrained: list[str] = []
     for n, ex in enumerate(read_examples(config.data, require_answer=True)):
         stats.examples += 1
-        r = render(ex, tokenizer, template, max_len=config.max_len, train_on=config.train_on)
+        r = render(ex, tokenizer, template, max_len=config.max_len, **config.loss_options())
         stats.trimmed += r.trimmed
-        item = Encoded(len(out), r.input_ids, shift_labels(r.labels))
+        item = encoded(len(out), r)
         if item.n_trained == 0:
             untrained.append(f"record {n + 1} (id {ex.id or '-'})")
             continue
@@ -262,7 +262,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
                 continue  # already trained before the resumed checkpoint
             t0 = time.perf_counter()
             items = [data[i] for i in group]
-            n_target = sum(x.n_trained for x in items)  # the whole global batch's denominator
+            n_target = sum(x.weight for x in items)  # the whole global batch's denominator
             micro = plan_micro_batches(items, config.micro_batch, config.max_len, config.packing)
             n_real = sum(len(x) for x in items)
             n_tokens = sum(len(mb) * max(sum(len(x) for x in row) for row in mb) for mb in micro)
@@ -285,6 +285,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
                         attention_mask=b["attention_mask"],
                         segments=b["segments"],
                         target_index=b["target_index"],
+                        target_weight=b["target_weight"],
                         # DDP averages gradients over processes: scaled, the result is sum / n_target.
                         scale=world / n_target,
                     )

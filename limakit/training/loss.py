@@ -9,7 +9,9 @@ The softmax runs in place in one reusable float32 buffer per (chunk, vocabulary)
 does not allocate (and, on the CPU, page-fault) hundreds of megabytes of fresh logits per chunk.
 The result is ``scale`` times the summed loss, and the gradients are computed for that scaled
 value directly: the caller passes ``1 / n_target`` of the whole global batch, and no
-vocabulary-sized gradient is ever multiplied afterwards.
+vocabulary-sized gradient is ever multiplied afterwards. With ``target_weight`` (a prompt
+loss weight), each target's loss and gradient are multiplied by its weight, and ``n_target`` is
+the weights' sum: the weighted mean, which weights of 1 make the plain mean.
 
 >>> loss = chunked_lm_loss(hidden, head.weight, targets, chunk=1024, scale=1 / n)  # doctest: +SKIP
 """
@@ -37,10 +39,13 @@ class Workspace:
 
 
 class _ChunkedLinearCE(torch.autograd.Function):
-    """scale * sum_i CE(h_i @ W^T + b, y_i), gradients computed chunk by chunk in the forward."""
+    """scale * sum_i w_i CE(h_i @ W^T + b, y_i), gradients computed chunk by chunk in the forward
+    (``wt``: the per-target weights w_i, or None for all 1)."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, y, chunk: int, compute_dtype, scale: float, ws: Workspace):
+    def forward(
+        ctx, h, weight, bias, y, chunk: int, compute_dtype, scale: float, ws: Workspace, wt=None
+    ):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.empty_like(h) if need_h else None
@@ -69,10 +74,16 @@ class _ChunkedLinearCE(torch.autograd.Function):
             logits.sub_(top).exp_()
             sums = logits.sum(dim=1, keepdim=True)
             lse = (top + sums.log()).squeeze(1)
-            total += (lse - picked).sum()
-            # d(scale * CE)/d(logits) = scale * (softmax - onehot), in the same buffer.
-            logits.mul_(scale / sums)
-            logits[torch.arange(n, device=logits.device), yc] -= scale
+            # d(scale * w * CE)/d(logits) = scale * w * (softmax - onehot), in the same buffer.
+            if wt is None:
+                total += (lse - picked).sum()
+                logits.mul_(scale / sums)
+                logits[torch.arange(n, device=logits.device), yc] -= scale
+            else:
+                wc = wt[s : s + chunk].float()
+                total += ((lse - picked) * wc).sum()
+                logits.mul_(scale * wc[:, None] / sums)
+                logits[torch.arange(n, device=logits.device), yc] -= scale * wc
             if compute_dtype == torch.float32:
                 gc = logits
             else:
@@ -107,6 +118,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -128,14 +140,18 @@ def chunked_lm_loss(
     scale: float = 1.0,
     workspace: Workspace | None = None,
     index: torch.Tensor | None = None,
+    target_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``scale`` x the summed next-token cross-entropy of ``hidden`` (B, T, H) against ``targets``.
 
     ``targets`` are already shifted (position t holds the token t predicts); -100 is ignored.
     ``index`` (optional) holds the flat positions whose target is not -100, computed on the host
     beforehand: selecting by it needs no host sync, where a boolean mask does (on a GPU).
+    ``target_weight`` (optional, (N,), one per selected target in order): each target's loss weight.
     """
     if index is None:
+        if target_weight is not None:
+            raise ValueError("target_weight needs the index it is aligned with")
         index = (targets.reshape(-1) != IGNORE).nonzero().squeeze(1)
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)  # (N, H): trained only
     y = targets.reshape(-1).index_select(0, index)
@@ -146,7 +162,9 @@ def chunked_lm_loss(
         for s in range(0, h.shape[0], chunk):
             logits = F.linear(h[s : s + chunk], weight, bias).float()
             logits = softcap * torch.tanh(logits / softcap)
-            total = total + F.cross_entropy(logits, y[s : s + chunk], reduction="sum")
+            ce = F.cross_entropy(logits, y[s : s + chunk], reduction="none")
+            w = None if target_weight is None else target_weight[s : s + chunk]
+            total = total + (ce if w is None else ce * w).sum()
         return total * scale
     with torch.autocast(h.device.type, enabled=False):
         return _ChunkedLinearCE.apply(
@@ -158,4 +176,5 @@ def chunked_lm_loss(
             compute_dtype(h.dtype, h.device),
             scale,
             workspace or Workspace(),
+            target_weight,
         )

@@ -81,11 +81,13 @@ class LossModel(nn.Module):
         segments=None,
         scale: float = 1.0,
         target_index: torch.Tensor | None = None,
+        target_weight: torch.Tensor | None = None,
     ):
         """``segments``: per row, its segment lengths (from ``collate``), or a :class:`PackedRows`.
 
         ``target_index`` (the flat positions that have a target, as ``collate`` returns them) lets
         the loss pick its rows without a host sync; without it they are found from ``targets``.
+        ``target_weight``: each of those targets' loss weight (None: all 1).
         """
         causal = inner_model(self.lm)
         backbone = getattr(causal, causal.base_model_prefix)
@@ -120,6 +122,7 @@ class LossModel(nn.Module):
             scale=scale,
             workspace=self.workspace,
             index=target_index,
+            target_weight=target_weight,
         )
 
 
