@@ -7,6 +7,7 @@ import json
 import sys
 
 from limakit.cli import add_overrides, add_runtime
+from limakit.cli.judge_safety import register as register_safety
 
 
 def _judge_args(p: argparse.ArgumentParser) -> None:
@@ -49,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         _judge_args(q)
         q.set_defaults(func=run_single, kind=name)
+    register_safety(jsub)
 
     p = sub.add_parser(
         "report",

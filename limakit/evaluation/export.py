@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from limakit.core.errors import LimaError
 from limakit.core.files import read_json, read_jsonl_records
@@ -61,32 +64,30 @@ def alpaca_eval_annotations(
     """The verdicts of a ``lima judge pairwise`` folder as AlpacaEval annotations.
 
     The answer files come from the folder's ``summary.json`` unless ``a``/``b`` are given (when
-    the files have moved). ``baseline`` names the side that is AlpacaEval's ``output_1``.
+    the files have moved). ``baseline`` names the side that is AlpacaEval's ``output_1``. A
+    summary or a verdict not in the shape ``lima judge pairwise`` writes is a LimaError naming
+    the file, the line and the rule (see :func:`pairwise_summary`, :func:`pairwise_verdict`).
     """
     from limakit.evaluation.pairs import pair_answers
 
     path = Path(verdicts)
     folder = path if path.is_dir() else path.parent
     vfile = folder / "verdicts.jsonl" if path.is_dir() else path
-    summary = read_json(folder / "summary.json", "summary of a pairwise judging")
-    if summary.get("protocol") != "pairwise":
-        raise LimaError(f"{folder}: not a pairwise judging (protocol {summary.get('protocol')})")
     if baseline not in ("a", "b"):
         raise LimaError(f"baseline must be 'a' or 'b', not {baseline!r}")
-    a_path = a or summary["a"]["path"]
-    b_path = b or summary["b"]["path"]
-    ps = pair_answers(a_path, b_path)
+    summary = pairwise_summary(folder, a=a, b=b)
+    ps = pair_answers(summary.a_path, summary.b_path)
     pairs = {(p.id, p.sample): p for p in ps.pairs}
-    annotator = (summary.get("judge") or {}).get("model")
     out = []
     for lineno, row in read_jsonl_records(vfile):
-        key = (str(row.get("id")), int(row.get("sample") or 0))
+        key, result = pairwise_verdict(row, f"{vfile}:{lineno}")
         if key not in pairs:
             raise LimaError(
-                f"{vfile}:{lineno}: id {key[0]!r} sample {key[1]} is not in {a_path} and {b_path}"
+                f"{vfile}:{lineno}: id {key[0]!r} sample {key[1]} is not in {summary.a_path} and "
+                f"{summary.b_path}"
             )
         p = pairs[key]
-        pref = ALPACA_PREFERENCE.get(row.get("result"))
+        pref = ALPACA_PREFERENCE.get(result)
         if baseline == "a" and pref is not None:
             pref = 3.0 - pref
         base_out, model_out = (
@@ -101,11 +102,85 @@ def alpaca_eval_annotations(
                 "generator_1": base_name,
                 "generator_2": name,
                 "preference": pref,
-                "annotator": annotator,
+                "annotator": summary.annotator,
                 "dataset": p.category,
             }
         )
     return out
+
+
+@dataclass(frozen=True)
+class PairwiseSummary:
+    """What an export reads of a pairwise folder's ``summary.json``."""
+
+    a_path: str
+    b_path: str
+    annotator: Any  # the judge's model, as the summary names it (None when absent)
+
+
+VERDICT_RESULTS = (*ALPACA_PREFERENCE, "invalid")  # invalid: the judge gave no verdict
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as it stood in the file, cut short."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def pairwise_summary(
+    folder: Path, *, a: str | os.PathLike | None = None, b: str | os.PathLike | None = None
+) -> PairwiseSummary:
+    """The checked ``summary.json`` of a ``lima judge pairwise`` folder: an object with
+    ``protocol`` pairwise and, unless ``a``/``b`` stand in for them, each side's answer ``path``.
+    """
+    path = folder / "summary.json"
+    summary = read_json(path, "summary of a pairwise judging")
+    if not isinstance(summary, dict):
+        kind = {list: "a list", str: "a string"}.get(type(summary), _shown(summary))
+        raise LimaError(f"{path}: a summary must be a JSON object, got {kind}")
+    if summary.get("protocol") != "pairwise":
+        raise LimaError(f"{folder}: not a pairwise judging (protocol {summary.get('protocol')})")
+    paths = {}
+    for side, given in (("a", a), ("b", b)):
+        entry = summary.get(side)
+        found = entry.get("path") if isinstance(entry, dict) else None
+        if given is None and not (isinstance(found, str) and found):
+            raise LimaError(
+                f"{path}: field {side!r} must be an object with the 'path' of model "
+                f"{side.upper()}'s answers, as lima judge pairwise writes it (or give --{side})"
+            )
+        paths[side] = str(given) if given is not None else found
+    judge = summary.get("judge")
+    if judge is not None and not isinstance(judge, dict):
+        raise LimaError(f"{path}: field 'judge' must be an object, got {_shown(judge)}")
+    return PairwiseSummary(paths["a"], paths["b"], (judge or {}).get("model"))
+
+
+def pairwise_verdict(row: dict, where: str) -> tuple[tuple[str, int], str]:
+    """``((id, sample), result)`` of one row of a pairwise ``verdicts.jsonl``, checked.
+
+    ``id`` is the prompt's id (a string; a number is read as its text), ``sample`` a whole
+    number, 0 or more (0 when absent or null), ``result`` one of :data:`VERDICT_RESULTS`.
+
+    >>> pairwise_verdict({"id": "p1", "sample": 2, "result": "win"}, "v.jsonl:1")
+    (('p1', 2), 'win')
+    """
+    rid = row.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, str | int):
+        raise LimaError(f"{where}: 'id' must be the prompt's id, a string, got {_shown(rid)}")
+    sample = row.get("sample")
+    sample = 0 if sample is None else sample
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+        raise LimaError(
+            f"{where}: 'sample' must be a whole number, 0 or more (the answer's sample), "
+            f"got {_shown(sample)}"
+        )
+    result = row.get("result")
+    if not isinstance(result, str) or result not in VERDICT_RESULTS:
+        raise LimaError(
+            f"{where}: 'result' must be one of {', '.join(VERDICT_RESULTS)}; got {_shown(result)}"
+        )
+    return (str(rid), sample), result
 
 
 _CODE = re.compile(r"```([^`]*)```")
