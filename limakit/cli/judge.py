@@ -87,11 +87,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_select)
 
     p = sub.add_parser(
-        "check", help="judge-free checks: EOT share, lengths, repetition (+ IFBench)"
+        "check",
+        help="judge-free measures with 95%% intervals: ends its turn, stays in role, similarity "
+        "to references, IFBench, repetition; a table (one column per answer file) or JSON",
     )
-    p.add_argument("answers", nargs="+", help="answer files (.jsonl)")
-    p.add_argument("--ifbench", action="store_true", help="also score answers to IFBench prompts")
+    p.add_argument("answers", nargs="+", help="answer files (.jsonl), one per system")
+    p.add_argument(
+        "--references",
+        help="reference answers (limakit JSONL, the reference as the last assistant message, "
+        "matched by id) for the similarity to the reference",
+    )
+    p.add_argument(
+        "--ifbench",
+        action="store_const",
+        const=True,
+        default=None,
+        help="score IFBench on every answer, matching prompts by text too (default: when "
+        "answers to exported IFBench prompts are present)",
+    )
     p.add_argument("--out", help="write the checks as JSON here (atomically)")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the table")
     p.set_defaults(func=run_check)
 
     p = sub.add_parser("ifbench", help="IFBench: export its 294 prompts, or score answers to them")
@@ -222,10 +237,24 @@ def _dump(obj: dict, out: str | None) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from limakit.evaluation import auto_checks
+    from limakit.evaluation.checks import auto_checks, measures_table, system_names
 
-    results = {path: auto_checks(path, ifbench=args.ifbench) for path in args.answers}
-    _dump(results if len(results) > 1 else next(iter(results.values())), args.out)
+    results = {
+        path: auto_checks(path, ifbench=args.ifbench, references=args.references)
+        for path in args.answers
+    }
+    obj = results if len(results) > 1 else next(iter(results.values()))
+    if args.json:
+        _dump(obj, args.out)
+        return 0
+    if args.out:
+        from limakit.core.files import write_json
+
+        write_json(args.out, obj)
+        print(f"wrote {args.out}", file=sys.stderr)
+    names = system_names(args.answers)
+    for line in measures_table(dict(zip(names, results.values()))):
+        print(line)
     return 0
 
 

@@ -35,13 +35,6 @@ def write_report(dirs: list[Path], out: Path) -> Path:
     return _write(dirs, out)
 
 
-def auto_checks(answers_path, *, ifbench: bool = False) -> dict:
-    """Judge-free checks of an answer file (EOT share, lengths, repetition, optional IFBench)."""
-    from limakit.evaluation.checks import auto_checks as _checks
-
-    return _checks(answers_path, ifbench=ifbench)
-
-
 def export_ifbench_prompts(out) -> int:
     from limakit.evaluation.ifbench import export_prompts
 
@@ -55,10 +48,14 @@ def score_ifbench(answers_path) -> dict:
 
 
 def __getattr__(name: str):
-    """``select_checkpoint`` is imported on first use (it pulls in the model stack), as the real
-    function with its own signature and docstring."""
+    """``select_checkpoint`` (it pulls in the model stack) and ``auto_checks`` are imported on
+    first use, as the real functions with their own signatures and docstrings."""
     if name == "select_checkpoint":
         from limakit.evaluation.checkpoint_choice import select_checkpoint
 
         return select_checkpoint
+    if name == "auto_checks":
+        from limakit.evaluation.checks import auto_checks
+
+        return auto_checks
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,11 +16,14 @@ import importlib.util
 import os
 import sys
 import types
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
+
+import numpy as np
 
 from limakit.core.errors import LimaError
 from limakit.core.files import read_jsonl_records
+from limakit.evaluation.metrics import measure
 from limakit.records.example import Example, Message, read_examples, write_examples
 
 ID_PREFIX = "ifbench-"
@@ -128,7 +131,12 @@ def score_one(response: str, row: dict) -> list[dict]:
 
 
 def score_answers(answers_path: str | os.PathLike) -> dict:
-    """Instruction- and prompt-level IFBench accuracy (strict and loose) of an answer file."""
+    """Instruction- and prompt-level IFBench accuracy (strict and loose) of an answer file.
+
+    ``prompt_strict_measure``: prompt-level strict accuracy as a measure over prompts with its 95%
+    bootstrap interval (the samples of a prompt averaged first, so the interval resamples
+    prompts); ``prompt_strict`` is the same share over answers.
+    """
     rows = load_ifbench()
     by_key = {str(r["key"]): r for r in rows}
     by_prompt = {r["prompt"].strip(): r for r in rows}
@@ -136,6 +144,7 @@ def score_answers(answers_path: str | os.PathLike) -> dict:
     prompt_strict = prompt_loose = prompt_total = 0
     not_scorable: Counter = Counter()
     unmatched, seen, answers = [], set(), 0
+    strict_by_prompt: dict[str, list[bool]] = defaultdict(list)  # samples of one prompt together
     for ex in read_examples(answers_path, require_answer=True):
         answers += 1
         key = ex.id[len(ID_PREFIX) :] if ex.id.startswith(ID_PREFIX) else ex.id
@@ -155,6 +164,7 @@ def score_answers(answers_path: str | os.PathLike) -> dict:
         if scorable and len(scorable) == len(results):
             prompt_total += 1
             prompt_strict += all(r["strict"] for r in scorable)
+            strict_by_prompt[str(row["key"])].append(all(r["strict"] for r in scorable))
             prompt_loose += all(r["loose"] for r in scorable)
 
     def frac(a: int, b: int) -> float | None:
@@ -171,6 +181,7 @@ def score_answers(answers_path: str | os.PathLike) -> dict:
         "instructions_scored": inst_total,
         "prompt_strict": frac(prompt_strict, prompt_total),
         "prompt_loose": frac(prompt_loose, prompt_total),
+        "prompt_strict_measure": measure([float(np.mean(v)) for v in strict_by_prompt.values()]),
         "prompts_scored": prompt_total,
         "not_scorable_offline": sum(not_scorable.values()),
         "not_scorable_instructions": dict(sorted(not_scorable.items())),

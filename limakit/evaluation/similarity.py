@@ -18,6 +18,7 @@ to answers by id) or, for prompts read as FastChat questions, from the answer's 
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections import defaultdict
@@ -106,8 +107,10 @@ def reference_similarity(
     return {pid: float(np.mean(s)) for pid, s in scores.items()}
 
 
+@functools.cache
 def default_embed(device: str = "auto") -> Callable[[Sequence[str]], np.ndarray]:
-    """The packaged MiniLM's ``embed`` in float32 (cosines that do not depend on the machine)."""
+    """The packaged MiniLM's ``embed`` in float32 (cosines that do not depend on the machine),
+    loaded once per process and device."""
     from limakit.evaluation.embed import Embedder
 
     return Embedder(EMBEDDER, device=device, dtype="float32", max_tokens=MAX_TOKENS).embed
