@@ -150,7 +150,9 @@ def worker(mode: str, data: str, out: str) -> None:
     from limakit.core.config import load_config
     from limakit.models import load_model
     from limakit.training import TrainConfig, train
+    from limakit.training.allocator import keep_freed_memory_for_cpu_training
 
+    keep_freed_memory_for_cpu_training()  # as `lima train` does in its process
     cfg = load_config(TrainConfig, None, [*_common(data), *MODES[mode]])
     run = train(cfg, out)
     rows, steps = run_steps(run)

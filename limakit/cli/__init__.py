@@ -22,6 +22,7 @@ MODULES = [
     "train",
     "generate",
     "judge",
+    "shift",
     "export",
     "mtbench",
     "annotate",
@@ -77,9 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that can train in their own process. The CPU allocator policy lasts for the whole
+# process, so the `lima` process sets it for them; the library's train() leaves it alone.
+TRAINING_COMMANDS = {"train", "run", "ablate", "demo", "backtranslate"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in TRAINING_COMMANDS:
+            from limakit.training.allocator import keep_freed_memory_for_cpu_training
+
+            keep_freed_memory_for_cpu_training()
         rc = args.func(args)
     except LimaError as e:
         from rich.console import Console

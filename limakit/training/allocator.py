@@ -9,6 +9,10 @@ each) come back warm from the heap. Blocks of 16 MB and more (vocabulary-sized g
 loss's logits) still get their own mappings: keeping those in the heap too fragments it and adds
 about 0.5-1 GB of resident memory for no measurable speed. A no-op off glibc and when
 ``LIMAKIT_MALLOC=default``.
+
+The policy holds for the whole process and cannot be taken back (glibc has no way to return to
+its moving threshold), so the ``lima`` command sets it for the commands that train, and the
+library's ``train()`` never does: a program that trains in its own process keeps its allocator.
 """
 
 from __future__ import annotations
@@ -41,3 +45,10 @@ def keep_freed_memory() -> bool:
         mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     )
     return _done
+
+
+def keep_freed_memory_for_cpu_training() -> bool:
+    """:func:`keep_freed_memory` where training runs on the CPU (no CUDA device); True if applied."""
+    import torch
+
+    return not torch.cuda.is_available() and keep_freed_memory()

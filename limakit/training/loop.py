@@ -20,7 +20,6 @@ import torch
 from limakit.core.errors import LimaError
 from limakit.core.faults import crash_point
 from limakit.core.files import is_blank, write_json
-from limakit.training.allocator import keep_freed_memory
 from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
     Encoded,
@@ -109,15 +108,34 @@ def encode(
     return out
 
 
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """torch's CPU thread count set to ``n`` (None: left as it is) inside, the caller's after.
+
+    Yields the count in force: the number a run trains with, and records.
+    """
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Path:
-    """Fine-tune ``config.model`` on ``config.data``; checkpoints go to ``out_dir/checkpoints``."""
+    """Fine-tune ``config.model`` on ``config.data``; checkpoints go to ``out_dir/checkpoints``.
+
+    A library call leaves the process as it found it: ``config.threads`` holds only while it runs
+    (the CPU allocator policy of ``training/allocator.py`` is the ``lima`` command's to set).
+    """
+    with cpu_threads(config.threads) as threads:
+        return _train(config, Path(out_dir), resume, threads)
+
+
+def _train(config: TrainConfig, run: Path, resume: bool, threads: int) -> Path:
     from accelerate import Accelerator
 
-    run = Path(out_dir)
-    if not torch.cuda.is_available():
-        keep_freed_memory()  # CPU training: reuse freed blocks instead of page-faulting new ones
-    if config.threads:
-        torch.set_num_threads(config.threads)
     # Precision is our own explicit autocast below, not the Accelerator's: its state is a process-wide
     # singleton, and a second run in the same process with another setting would be refused.
     acc = Accelerator()
@@ -196,6 +214,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             state["step_in_epoch"],
             state["global_step"],
         )
+        if state.get("threads", threads) != threads and acc.device.type == "cpu":
+            print(
+                f"warning: {ckpt} was trained with threads={state['threads']}, this run uses "
+                f"threads={threads}: CPU sums then round differently, so the rest of the run can "
+                f"differ slightly from an uninterrupted one (set threads={state['threads']} to match)",
+                file=sys.stderr,
+            )
     loss_model = LossModel(
         model,
         config.loss_chunk or (1024 if acc.device.type == "cpu" else 8192),
@@ -238,6 +263,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             "n_examples": len(data),
             "master": master.state_dict(),
             "data_order": {"seed": config.seed, "rule": "epoch_order(n, seed, epoch)"},
+            "threads": threads,  # torch CPU threads: a resume on another count is told so
         }
         if config.lora.enabled:
             lm = acc.unwrap_model(wrapped).lm
@@ -335,6 +361,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
             "trimmed": data_stats.trimmed,  # examples cut to max_len tokens
             "max_len": config.max_len,
             "processes": world,
+            "threads": threads,  # torch CPU threads the run trained with
         }
         write_json(run / "summary.json", summary)  # read as "training done": written atomically
     acc.wait_for_everyone()
