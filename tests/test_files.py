@@ -292,14 +292,14 @@ def test_lines_are_the_same_however_the_stream_is_cut(tmp_path):
 
 
 def test_an_endless_line_is_read_past_in_constant_memory(tmp_path):
-    """A sparse file of 512 MiB without a newline, then one good line: with a 64 KiB limit the
+    """A sparse file of 256 MiB without a newline, then one good line: with a 64 KiB limit the
     reader holds a block at a time (ru_maxrss grows by far less than the file), in both modes."""
     import subprocess
     import sys
 
     path = tmp_path / "endless.jsonl"
     with open(path, "wb") as f:
-        f.truncate(512 << 20)
+        f.truncate(256 << 20)
         f.seek(0, 2)
         f.write(b'\n{"a": 1}\n')
     script = f"""
@@ -324,4 +324,4 @@ print(rows, [(n, r.split(" (")[0], len(t)) for n, r, t in bad], error, grown // 
     assert rows == "[(2, {'a': 1})]"
     assert bad == "[(1, 'line longer than 65536 bytes', 1024)]"
     assert error.startswith(f"{path}:1: line longer than 65536 bytes (limit ")
-    assert int(grown_mib) < 64, f"the reader grew by {grown_mib} MiB reading a 512 MiB line"
+    assert int(grown_mib) < 64, f"the reader grew by {grown_mib} MiB reading a 256 MiB line"
