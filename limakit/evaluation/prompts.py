@@ -32,6 +32,7 @@ LABELS = {
     "pairwise": ("A", "B", "C"),
     "rate": ("Fail", "Pass", "Excellent"),
     "likert": ("1", "2", "3", "4", "5", "6"),
+    "safety": ("Unsafe", "Refused", "Safe"),  # lima judge safety (prompts/safety-v1.txt)
 }
 # Words a judge may use instead of the canonical label.
 _SYNONYMS = {"tie": "C", "neither": "C", "fail": "Fail", "pass": "Pass", "excellent": "Excellent"}

@@ -181,3 +181,37 @@ def test_malformed_tags_are_one_clear_error(tmp_path, tags):
     write_jsonl(path, [{**row, "meta": {"tags": tags}}])
     with pytest.raises(LimaError, match=r"m\.jsonl:1: 'meta\.tags' must be a list of names"):
         curate(_cfg(tmp_path / "out", [str(path)]))
+
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def test_packaged_safety_examples_are_tagged_first_person_refusals():
+    from limakit.curation.rules import RulesConfig, first_person
+    from limakit.sources.manual import read_manual
+
+    examples = list(read_manual(ROOT / "configs" / "safety-examples.yaml"))
+    assert len(examples) >= 5
+    for ex in examples:
+        assert ex.tags == ["safety"]
+        assert first_person(ex, RulesConfig()) is not None  # what the tag exempts them from
+
+
+@pytest.mark.parametrize("arm, kept", [("with_safety", 6), ("without_safety", 0)])
+def test_safety_ablation_arms_differ_only_in_the_tagged_examples(tmp_path, monkeypatch, arm, kept):
+    """Each arm of configs/ablate-safety.yaml, applied to its base run config, curates the
+    hand-written data with or without the six tagged refusals (the demo's pool left out here:
+    it is the same in both arms)."""
+    from limakit.run.config import load_run_config
+
+    monkeypatch.chdir(ROOT)  # the run's data paths are relative to the working folder
+    spec = yaml.safe_load((ROOT / "configs" / "ablate-safety.yaml").read_text())
+    overrides = [*spec["set"], *spec["custom"]["arms"][arm]]
+    run = load_run_config(ROOT / "configs" / spec["run"], overrides)
+    assert run.sample.prompts.endswith("safety/prompts.jsonl")
+    out = tmp_path / arm
+    cur = run.data.curate.model_copy(update={"sharegpt": [], "out": str(out), "splits": False})
+    curate(cur)
+    tagged = [ex for ex in load_examples(out / "examples.jsonl") if "safety" in ex.tags]
+    assert len(tagged) == kept
+    assert _rejected(out).get("safety-example-1") == (None if kept else "drop_tags")
