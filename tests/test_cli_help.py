@@ -35,3 +35,11 @@ def test_help_prints_usage_and_exits_0(path):
         build_parser().parse_args([*path, "--help"])
     assert e.value.code == 0
     assert out.getvalue().startswith(f"usage: {' '.join(('lima', *path))} ")
+
+
+def test_import_labelstudio_help_names_both_export_formats(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["annotate", "import-labelstudio", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "JSON (cancelled answers are counted under 'skipped') or JSON-MIN" in text
+    assert "annotations__completed_by" in text  # where the annotators' emails come from

@@ -12,6 +12,20 @@ def _db(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+EXPORT_HELP = {
+    "labelstudio": "the Label Studio export file: JSON (cancelled answers are counted under "
+    "'skipped') or JSON-MIN (read too, but Label Studio leaves cancelled answers out of it)",
+    "argilla": "the Argilla records export file (JSON)",
+}
+IMPORT_HELP = {
+    "labelstudio": "Read a Label Studio project export (JSON or JSON-MIN) with the mapping "
+    "written by export-labelstudio. Annotators are named by the email the export carries (a "
+    "snapshot export with annotations__completed_by expanded, see the README), else "
+    "labelstudio-<user id>.",
+    "argilla": "Read an Argilla records export with the mapping written by export-argilla.",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "annotate", help="the human study: a web app for blinded pairwise annotation"
@@ -93,9 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.set_defaults(func=run_export_tool, tool=tool)
 
         q = asub.add_parser(
-            f"import-{tool}", help=f"turn {a_what} export into verdicts in the judge's format"
+            f"import-{tool}",
+            help=f"turn {a_what} export into verdicts in the judge's format",
+            description=IMPORT_HELP[tool],
         )
-        q.add_argument("export", help=f"the {what} export file (JSON)")
+        q.add_argument("export", help=EXPORT_HELP[tool])
         q.add_argument(
             "--mapping",
             required=True,

@@ -23,7 +23,11 @@ COLORS = {"win": "#2b6cb0", "tie": "#a0aec0", "lose": "#e2e8f0"}
 def load_summary(d: Path) -> dict:
     path = Path(d) / "summary.json"
     if not path.exists():
-        raise LimaError(f"{path}: not found (is {d} a folder written by `lima judge`?)")
+        raise LimaError(
+            f"{path}: not found ({d} is not a folder written by `lima judge`, nor people's "
+            "verdicts from `lima annotate export` or `import-labelstudio` / `import-argilla`); a "
+            "report needs no judge folder: leave it out to report on the other folders alone"
+        )
     s = read_json(path)
     if s.get("protocol") not in ("pairwise", "rate", "likert"):
         raise LimaError(f"{path}: unknown protocol {s.get('protocol')!r}")
