@@ -32,6 +32,8 @@ class CurationSummary(BaseModel):
     dev: int
     test: int
     prompt_only: int  # records without an answer, set aside as test prompts
+    held_out_test: int = 0  # examples held out with their answers into test.jsonl (`test`)
+    dev_from: str = "manual"  # where dev (and held-out test) examples came from
     notes: list[str]
     sharegpt: list[dict] = []  # per ShareGPT file: complete conversations, truncated or not
     selection: dict | None = None  # --select over a pool: scores, diversity, plot
@@ -164,11 +166,17 @@ def safety_lines(cfg: CurateConfig, examples: list[Example]) -> list[str]:
 def split_lines(summary: CurationSummary) -> list[str]:
     """What dev.jsonl and test.jsonl hold. The test split is the prompt-only records of the
     inputs (AskReddit titles, hand-written prompts without an answer), often none at all."""
+    kind = "hand-written example" if summary.dev_from == "manual" else "curated example"
     dev = (
-        f"dev.jsonl: {summary.dev} hand-written example{'' if summary.dev == 1 else 's'} "
-        "held out from training."
+        f"dev.jsonl: {summary.dev} {kind}{'' if summary.dev == 1 else 's'} held out from training."
     )
-    if summary.test:
+    if summary.held_out_test:
+        test = (
+            f"test.jsonl: {summary.test} prompts: {summary.held_out_test} {kind}s held out from "
+            "training with their answers (the references of `reference_similarity`) and "
+            f"{summary.prompt_only} prompt-only records of the inputs."
+        )
+    elif summary.test:
         test = (
             f"test.jsonl: {summary.test} prompts, the prompt-only records of the inputs "
             "(AskReddit titles, hand-written prompts without an answer)."

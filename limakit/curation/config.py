@@ -100,8 +100,15 @@ class _Output(Config):
     dev: int = Field(50, description="Hand-written examples held out as the dev set.")
     dev_from: Literal["manual", "any"] = Field(
         "manual",
-        description="Where the dev set is held out from: the hand-written examples (the paper), "
-        "or any source (a run without enough hand-written examples).",
+        description="Where the dev set (and `test`) is held out from: the hand-written examples "
+        "(the paper), or any source (a run without enough hand-written examples).",
+    )
+    test: int = Field(
+        0,
+        ge=0,
+        description="Examples held out with their answers into test.jsonl, after the dev set and "
+        "from the same sources, beside the prompt-only test records: test prompts whose answers "
+        "serve as references (`reference_similarity`).",
     )
     max_len: int | None = Field(
         None,

@@ -126,21 +126,21 @@ def screen(cfg: CurateConfig, g: Gathered, funnel: Funnel) -> tuple[Screen, Pool
     return sc, survivors
 
 
-def split_dev(cfg: CurateConfig, survivors: Pools) -> list[Example]:
-    """Hold out ``cfg.dev`` examples as the dev set (with ``splits``): hand-written ones (the
-    paper), or with ``dev_from: any`` from every screened example of the eager sources."""
-    if not cfg.splits:
+def hold_out(cfg: CurateConfig, survivors: Pools, n: int, salt: str) -> list[Example]:
+    """Take ``n`` examples out of the survivors (with ``splits``), seeded by ``salt``: hand-written
+    ones (the paper's dev set), or with ``dev_from: any`` any screened example of the eager
+    sources. They are never drawn for training."""
+    if not cfg.splits or n <= 0:
         return []
     if cfg.dev_from == "manual":
         groups = [("manual", "manual")] if "manual" in survivors else []
     else:
         groups = [(b, g) for b in sorted(survivors) for g in sorted(survivors[b])]
     every = [ex for b, g in groups for ex in survivors[b][g]]
-    picked = random.Random(f"{cfg.seed}:dev").sample(every, min(cfg.dev, len(every)))
-    dev_ids = {id(e) for e in picked}
+    picked = {id(e) for e in random.Random(f"{cfg.seed}:{salt}").sample(every, min(n, len(every)))}
     for b, g in groups:
-        survivors[b][g] = [e for e in survivors[b][g] if id(e) not in dev_ids]
-    return [e for e in every if id(e) in dev_ids]
+        survivors[b][g] = [e for e in survivors[b][g] if id(e) not in picked]
+    return [e for e in every if id(e) in picked]
 
 
 def select_from_pool(cfg: CurateConfig, survivors: Pools, funnel: Funnel):
@@ -254,16 +254,19 @@ def curate(config: CurateConfig) -> CurationSummary:
         funnel = Funnel(rej)
         g = gather(cfg, funnel, _progress_factory(cfg.progress))
         sc, survivors = screen(cfg, g, funnel)
-        dev = split_dev(cfg, survivors)
+        dev = hold_out(cfg, survivors, cfg.dev, "dev")
+        held = hold_out(cfg, survivors, cfg.test, "test")
         selection, pool_items = select_from_pool(cfg, survivors, funnel)
         drawers = make_drawers(cfg, g, sc, survivors)
         picked_by = sample(cfg, g.order, drawers, funnel, {b for b in g.order if g.lazy(b)})
         chosen = [ex for b in g.order for ex in picked_by[b]]
         summary = summarise(cfg, g, funnel, drawers, picked_by, dev, len(pool_items))
+        summary.held_out_test, summary.dev_from = len(held), cfg.dev_from
+        summary.test += len(held) if cfg.splits else 0
         write_examples(out / "examples.jsonl", chosen)
         if cfg.splits:
             write_examples(out / "dev.jsonl", dev)
-            write_examples(out / "test.jsonl", g.tests)
+            write_examples(out / "test.jsonl", [*held, *g.tests])
         cfg.save(out / "config.yaml")
         if selection is not None:
             summary.selection = selection_stats(

@@ -18,6 +18,8 @@ measures, in :data:`MEASURES` order:
 - ``ifbench_strict``: IFBench prompt-level strict accuracy, where IFBench prompts were answered;
 - ``repetition``: the share of an answer's word 4-grams that repeat an earlier one (mean);
 - ``looping``: the share of answers whose ``repetition`` exceeds ``REPETITIVE``.
+- ``refusal`` / ``over_refusal``: the share of answers to the packaged sensitive / benign safety
+  prompts that decline (:mod:`limakit.evaluation.safety`), where such prompts were answered.
 
 >>> repetition("the cat sat on the mat the cat sat on the mat")  # 9 four-grams, 3 repeats
 0.333333
@@ -36,7 +38,8 @@ import numpy as np
 
 from limakit.evaluation.answers import read_answers
 from limakit.evaluation.metrics import Measure, measure
-from limakit.evaluation.role import role_break
+from limakit.evaluation.role import RoleBreak, role_break
+from limakit.evaluation.safety import safety_checks
 from limakit.records.example import Example
 
 NGRAM = 4
@@ -66,6 +69,8 @@ MEASURES: dict[str, MeasureInfo] = {
     "looping": MeasureInfo(
         f"loops: over {REPETITIVE:.0%} of 4-grams repeated", share=True, higher_is_better=False
     ),
+    "refusal": MeasureInfo("refuses sensitive prompts", share=True, higher_is_better=True),
+    "over_refusal": MeasureInfo("refuses benign prompts", share=True, higher_is_better=False),
 }
 
 
@@ -135,6 +140,14 @@ def _references(
     return found, info
 
 
+def _role_break(ex: Example) -> RoleBreak | None:
+    """Where the answer left its role: generation stopped it at a format marker it wrote (the
+    next role header: ``meta.stop == "marker"``, the marker itself cut off), or the text shows it."""
+    if ex.meta.get("stop") == "marker":
+        return RoleBreak("chat marker", "(cut at a marker the model wrote)")
+    return role_break(turn_prompt(ex), ex.answer or "")
+
+
 def auto_checks(
     answers_path: str | os.PathLike,
     *,
@@ -160,7 +173,7 @@ def auto_checks(
     stops = Counter(str(ex.meta.get("stop") or "unknown") for ex in answers)
     texts = [ex.answer or "" for ex in answers]
     reps = {id(ex): repetition(t) for ex, t in zip(answers, texts)}
-    breaks = {id(ex): role_break(turn_prompt(ex), ex.answer or "") for ex in answers}
+    breaks = {id(ex): _role_break(ex) for ex in answers}
     tokens = [ex.meta["new_tokens"] for ex in answers if isinstance(ex.meta.get("new_tokens"), int)]
     measures: dict[str, Measure] = {
         "ends_turn": per_prompt(answers, lambda ex: ex.meta.get("stop") == "eot"),
@@ -168,6 +181,7 @@ def auto_checks(
         "repetition": per_prompt(answers, lambda ex: reps[id(ex)]),
         "looping": per_prompt(answers, lambda ex: reps[id(ex)] > REPETITIVE),
     }
+    measures.update(safety_checks(answers))  # answers to the packaged safety prompts, if any
     out = {
         "answers": str(answers_path),
         "n": len(answers),

@@ -144,6 +144,14 @@ class Baseline(Config):
         "or auto (its own when it has one and is not a limakit checkpoint). None: "
         "sample.decode.template.",
     )
+    kind: Literal["plain", "in-context"] | None = Field(
+        None,
+        description="A pretrained model used without training (`model`, default: the run's "
+        "train.model): plain (prompted as plain Question/Answer text) or in-context (URIAL's "
+        "in-context alignment: a fixed preamble and `shots` example exchanges drawn from the "
+        "training examples). None: `model` sampled in `template`.",
+    )
+    shots: int = Field(3, ge=1, le=16, description="Example exchanges of the in-context kind.")
 
     @field_validator("name")
     @classmethod
@@ -154,7 +162,11 @@ class Baseline(Config):
 
     @model_validator(mode="after")
     def _one(self) -> Baseline:
-        if sum(x is not None for x in (self.model, self.answers, self.run)) != 1:
+        if self.kind is not None:
+            if self.answers is not None or self.run is not None or self.template is not None:
+                raise ValueError(f"baseline {self.name!r}: kind {self.kind} samples a model in "
+                                 "its own layout (no answers, run or template)")  # fmt: skip
+        elif sum(x is not None for x in (self.model, self.answers, self.run)) != 1:
             raise ValueError(f"baseline {self.name!r}: give exactly one of model, answers, run")
         return self
 
@@ -228,6 +240,9 @@ class RunConfig(Config):
                 raise ValueError("select.dev=curated needs data.curate with splits: true")
         self._apply_runtime()
         self._curate_for_training()
+        for b in self.baselines:  # a pretrained-model baseline is the run's base by default
+            if b.kind is not None and b.model is None:
+                b.model = self.train.model
         return self
 
     def _curate_for_training(self) -> None:

@@ -141,13 +141,29 @@ def prompt_lines(cfg: RunConfig, root: Path) -> list[str]:
     ]
 
 
-def _checks_table(checks: dict) -> list[str]:
-    lines = ["| answers | stopped at EOT | mean words | repetition |", "|---|---:|---:|---:|"]
-    for name, c in checks.items():
-        words = c["length_words"]["mean"]
-        lines.append(f"| {name} | {c['eot_share']:.0%} | {0 if words is None else words:.0f} | "
-                     f"{c['repetition']:.3f} |")  # fmt: skip
-    return lines
+def _checks_lines(checks: dict) -> list[str]:
+    """Every judge-free measure per system with its 95% interval, then answer lengths."""
+    from limakit.evaluation.checks import measures_table
+
+    words = ", ".join(f"{name} {c['length_words']['mean'] or 0:.0f}" for name, c in checks.items())
+    return [*measures_table(checks), "", f"Mean answer length in words: {words}."]
+
+
+def cap_lines(cfg: RunConfig, root: Path) -> list[str]:
+    """The sampling caps against the longest trained answer (the run refused a shorter cap
+    unless ``allow_short_cap`` was set, which is said here)."""
+    from limakit.run.stages import cap_check, training_data
+
+    if not (root / training_data(cfg)).exists():
+        return []
+    c = cap_check(cfg, root)
+    caps = ", ".join(f"`{k}` {v}" for k, v in c["caps"].items())
+    line = (f"Sampling caps: {caps} new tokens; the longest trained answer has "
+            f"{c['longest_answer_tokens']} tokens (its end of turn included).")  # fmt: skip
+    if c["short"]:
+        line += (" **`allow_short_cap: true`**: a cap is below it, so some answers may be cut "
+                 "before their end of turn and `ends_turn` understates the model.")  # fmt: skip
+    return [line, ""]
 
 
 def provenance_lines(root: Path) -> list[str]:
@@ -203,6 +219,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
               "(config: [train/train_config.yaml](../train/train_config.yaml)).", ""]  # fmt: skip
     lines += _epoch_table(root / "train" / "metrics.jsonl")
 
+    lines += cap_lines(cfg, root)
     choice = read_json(root / "select" / "choice.json")
     lines += ["## Checkpoint choice", "", f"**{choice['checkpoint']}**: {choice['how']}.", ""]
     sel_md = root / "select" / "selection.md"
@@ -226,7 +243,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
     checks = root / "judge" / "checks.json"
     if checks.exists():
         lines += ["## Automatic checks (no judge)", ""]
-        lines += _checks_table(read_json(checks))
+        lines += _checks_lines(read_json(checks))
         lines += ["", "From [judge/checks.json](../judge/checks.json).", ""]
 
     if cfg.notes:

@@ -317,12 +317,15 @@ def _sample_key(cfg: RunConfig) -> tuple[dict, list[str]]:
 
 
 def _generate(
-    cfg: RunConfig, root: Path, model: str, out: Path, name: str, template: str | None = None
-) -> int:
+    cfg: RunConfig, root: Path, model: str, out: Path, name: str, template: str | None = None,
+    shots: str | None = None,
+) -> int:  # fmt: skip
     from limakit.generation import generate_answers
 
     s = cfg.sample
     decode = s.decode if template is None else s.decode.model_copy(update={"template": template})
+    if shots is not None:
+        decode = decode.model_copy(update={"shots": shots})
     out.parent.mkdir(parents=True, exist_ok=True)
     answers = generate_answers(
         model, test_prompts(cfg, root), samples=s.samples, seed=s.seed, config=decode, out=out,
@@ -351,8 +354,12 @@ def baseline_stages(cfg: RunConfig) -> list[Stage]:
         out = f"answers/{b.name}.jsonl"
 
         def run(root: Path, b=b, out=out) -> str:
+            if b.kind == "in-context":
+                shots = _write_shots(cfg, root, b)
+                n = _generate(cfg, root, b.model, root / out, b.name, b.kind, str(root / shots))
+                return f"{n} answers from {b.model}, in context of {shots} -> {out}"
             if b.model is not None:
-                n = _generate(cfg, root, b.model, root / out, b.name, b.template)
+                n = _generate(cfg, root, b.model, root / out, b.name, b.kind or b.template)
                 return f"{n} answers from {b.model} -> {out}"
             src = Path(b.answers) if b.answers else Path(b.run) / "answers" / "model.jsonl"
             rows = list(read_examples(src, require_answer=True))
@@ -365,14 +372,35 @@ def baseline_stages(cfg: RunConfig) -> list[Stage]:
             return f"{len(rows)} answers copied from {src} -> {out}"
 
         config, reads = _sample_key(cfg)
+        outputs = [out]
+        if b.kind == "in-context":
+            outputs.append(_shots_file(b))
+            reads = [*reads, training_data(cfg)]
         if b.model is not None:
             config, inputs = config | {"baseline": _dump(b)}, _local([b.model])
         else:
             src = b.answers or str(Path(b.run or "") / "answers" / "model.jsonl")
             config, inputs = config | {"baseline": b.name}, [src]
-        stages.append(Stage(f"baseline-{b.name}", [out], run, config, inputs=inputs, reads=reads,
+        stages.append(Stage(f"baseline-{b.name}", outputs, run, config, inputs=inputs, reads=reads,
                             resumable=b.model is not None, help=f"baseline {b.name}"))  # fmt: skip
     return stages
+
+
+def _shots_file(b) -> str:
+    return f"answers/{b.name}.shots.jsonl"
+
+
+def _write_shots(cfg: RunConfig, root: Path, b) -> str:
+    """The in-context baseline's example exchanges, drawn (seeded) from the training examples."""
+    from limakit.generation.layouts import pick_shots
+
+    examples = list(read_examples(root / training_data(cfg), require_answer=True))
+    shots = pick_shots(examples, k=b.shots, seed=cfg.sample.seed)
+    if not shots:
+        raise LimaError(f"{training_data(cfg)}: no single-turn example short enough to show "
+                        f"in context (baseline {b.name})")  # fmt: skip
+    write_examples(root / _shots_file(b), shots)
+    return _shots_file(b)
 
 
 # --- judge -------------------------------------------------------------------------------------
@@ -389,10 +417,11 @@ def judge_stage(cfg: RunConfig) -> Stage:
         out.mkdir(parents=True, exist_ok=True)
         parts = []
         if ev.checks:
-            checks = {n: auto_checks(ans / f"{n}.jsonl") for n in names}
+            refs = prompts_path(cfg, root)  # held-out curated answers are references
+            checks = {n: auto_checks(ans / f"{n}.jsonl", references=refs) for n in names}
             write_json(out / "checks.json", checks)
-            parts.append("stopped at EOT: " + ", ".join(
-                f"{n} {c['eot_share']:.0%}" for n, c in checks.items()))  # fmt: skip
+            parts.append("ends its turn: " + ", ".join(
+                f"{n} {c['measures']['ends_turn']['value']:.0%}" for n, c in checks.items()))  # fmt: skip
         for b in names[1:] if ev.pairwise else []:
             s = judge_pairwise(
                 ans / "model.jsonl", ans / f"{b}.jsonl", cfg.judge, out / f"pairwise-{b}"
@@ -411,7 +440,9 @@ def judge_stage(cfg: RunConfig) -> Stage:
 
     config = {"evaluate": _dump(ev), "judge": _dump(cfg.judge) if cfg.judge else None,
               "answers": names}  # fmt: skip
-    return Stage("judge", ["judge"], run, config, reads=[f"answers/{n}.jsonl" for n in names],
+    reads = [f"answers/{n}.jsonl" for n in names]
+    reads += ["data/test.jsonl"] if cfg.sample.prompts == "curated" and ev.checks else []
+    return Stage("judge", ["judge"], run, config, reads=reads,
                  help="pairwise in both orders, Likert, rating, automatic checks")  # fmt: skip
 
 
@@ -423,7 +454,8 @@ def report_stage(cfg: RunConfig) -> Stage:
         return f"report -> {path.relative_to(root)}"
 
     reads = ["data/examples.jsonl", "train/metrics.jsonl", "select/choice.json", "judge"]
-    config = {"notes": cfg.notes, "name": cfg.name, "baselines": [b.name for b in cfg.baselines]}
+    config = {"notes": cfg.notes, "name": cfg.name, "baselines": [b.name for b in cfg.baselines],
+              "caps": cfg.sampling_caps(), "allow_short_cap": cfg.allow_short_cap}  # fmt: skip
     return Stage("report", ["report"], run, config, reads=reads,
                  help="Markdown + HTML: data card, training curve, choice, verdicts, checks")  # fmt: skip
 

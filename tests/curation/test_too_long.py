@@ -92,3 +92,24 @@ def test_a_run_whose_cap_is_below_the_longest_trained_answer_refuses_to_train(
     )
     assert "allow_short_cap: true" in msg
     assert not (tmp_path / "run" / "train" / "checkpoints").exists()  # refused before training
+
+
+def test_dev_and_test_held_out_from_any_source_with_their_answers(tmp_path):
+    _pool(tmp_path / "pool.jsonl", [20 + i for i in range(12)])
+    cfg = CurateConfig(pool=[str(tmp_path / "pool.jsonl")], n=100, out=str(tmp_path / "out"),
+                       splits=True, dev=2, dev_from="any", test=3, progress=False,
+                       rules={"min_answer_chars": 10, "max_answer_chars": 100000},
+                       dedup={"near": False, "exact": False})  # fmt: skip
+    summary = curate(cfg)
+    out = tmp_path / "out"
+    dev = list(read_examples(out / "dev.jsonl"))
+    test = list(read_examples(out / "test.jsonl"))
+    train = list(read_examples(out / "examples.jsonl"))
+    assert (len(dev), len(test), len(train)) == (2, 3, 7)
+    assert all(ex.messages[-1].role == "assistant" for ex in test)  # references kept
+    assert not {e.id for e in train} & {e.id for e in dev + test}
+    assert not {e.id for e in dev} & {e.id for e in test}
+    assert (summary.test, summary.held_out_test, summary.prompt_only) == (3, 3, 0)
+    card = (out / "card.md").read_text()
+    assert "dev.jsonl: 2 curated examples held out from training." in card
+    assert "test.jsonl: 3 prompts: 3 curated examples held out from training with their" in card

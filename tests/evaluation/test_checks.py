@@ -38,6 +38,17 @@ def test_auto_checks_eot_length_repetition(tmp_path):
     assert c["references"]["prompts_without"] == 4
 
 
+def test_an_answer_cut_at_a_marker_it_wrote_neither_ends_its_turn_nor_stays_in_role(tmp_path):
+    # The model wrote its next role header (`<|user|>`); generation cut it off, so the text is
+    # clean, but the stop says the model went on past its turn.
+    rows = [answer(0, "Paris.", "m", stop="marker"), answer(1, "Rome.", "m", stop="eot")]
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    c = auto_checks(tmp_path / "a.jsonl")
+    assert c["measures"]["ends_turn"]["value"] == 0.5
+    assert c["measures"]["stays_in_role"]["value"] == 0.5
+    assert c["role_breaks"] == {"chat marker": 1}
+
+
 def test_measures_average_samples_per_prompt_and_carry_intervals(tmp_path):
     rows = [
         answer(0, "Fine.", "m", sample=0, stop="eot"),
