@@ -24,7 +24,6 @@ asked with the model's own turn-1 answer in the conversation.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -33,10 +32,14 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl, read_jsonl_records, write_json
+from limakit.evaluation.cache import JudgeCache
+from limakit.evaluation.judges import Outcome, run_judgements
 
 TEMPERATURES = {
     "writing": 0.7,
@@ -357,53 +360,6 @@ def judge_task(prompt: dict, fields: dict, q: dict, **key) -> dict:
     }
 
 
-async def ask_judge(tasks: list[dict], cfg, cache, on_reply, what: str) -> list[str]:
-    """Ask the judge for every task (``concurrency`` at a time, through the reply cache); call
-    ``on_reply(task, text)`` as each arrives. Returns the errors of calls that failed for good."""
-    from limakit.evaluation.cache import cache_key
-    from limakit.evaluation.judges import progress_bar
-    from limakit.evaluation.judges.openai import complete, make_client
-
-    client = make_client(cfg)
-    gate = asyncio.Semaphore(cfg.concurrency)
-    errors: list[str] = []
-    bar, bar_task = progress_bar(len(tasks), what)
-
-    async def one(t: dict) -> None:
-        key = cache_key(
-            {
-                "backend": cfg.backend,
-                "model": cfg.model,
-                "prompt": t["prompt"]["version"],
-                "temperature": cfg.temperature,
-                "max_tokens": cfg.max_tokens,
-                "messages": t["messages"],
-                "attempt": 0,
-            }
-        )
-        hit = cache.get(key)
-        if hit is not None:
-            text = hit["text"]
-        else:
-            async with gate:
-                reply = await complete(client, cfg, t["messages"])
-            if reply.error:
-                errors.append(reply.error)
-                bar.advance(bar_task)
-                return
-            cache.put(key, {"text": reply.text})
-            text = reply.text
-        on_reply(t, text)
-        bar.advance(bar_task)
-
-    with bar:
-        try:
-            await asyncio.gather(*(one(t) for t in tasks))
-        finally:
-            await client.close()
-    return errors
-
-
 def judgment_file(out_dir: Path, judge_model: str, kind: str = "single") -> Path:
     return Path(out_dir) / "model_judgment" / f"{safe_name(judge_model)}_{kind}.jsonl"
 
@@ -434,8 +390,8 @@ def judge_single(
     if not tasks:
         return counts
 
-    def on_reply(f, t: dict, text: str) -> None:
-        score = parse_rating(text)
+    def on_reply(f, t: dict, o: Outcome) -> None:
+        score = -1 if o.label is None else float(o.label)
         counts["judged"] += 1
         counts["unparsable"] += score == -1
         append_jsonl(
@@ -445,28 +401,72 @@ def judge_single(
                 "model": t["key"]["model"],
                 "judge": [cfg.model, t["prompt"]["name"]],
                 "user_prompt": t["user_prompt"],
-                "judgment": text,
+                "judgment": o.raw[-1],
                 "score": score,
                 "turn": t["key"]["turn"],
                 "tstamp": time.time(),
             },
         )
 
-    ask_into(path, tasks, cfg, out_dir, on_reply, f"MT-Bench ({len(tasks)} grades)", counts)
+    what = f"MT-Bench ({len(tasks)} grades)"
+    ask_into(path, tasks, rating_label, cfg, out_dir, on_reply, what, counts)
     return counts
 
 
-def ask_into(path: Path, tasks: list[dict], cfg, out_dir, on_reply, what: str, counts: dict):
-    """Ask the judge for ``tasks`` through the reply cache of ``out_dir``, with ``path`` open for
-    appending: ``on_reply(file, task, text)`` writes what each reply gives. Calls that failed for
-    good are counted in ``counts`` (``errors``, ``first_error``)."""
-    from limakit.evaluation.cache import JudgeCache
+@dataclass(frozen=True)
+class JudgePrompt:
+    """A FastChat judge prompt as the judge loop asks of it: its version keys the reply cache,
+    and ``parse`` reads a reply's verdict (a label, or None) before the reply is cached."""
 
+    version: str
+    parse: Callable[[str], str | None]
+
+
+def rating_label(text: str) -> str | None:
+    """A single grade as the judge loop's label: the rating, or None without one.
+
+    >>> rating_label("Rating: [[7.5]]"), rating_label("no idea")
+    ('7.5', None)
+    """
+    score = parse_rating(text)
+    return None if score == -1 else repr(score)
+
+
+def ask_into(
+    path: Path,
+    tasks: list[dict],
+    parse: Callable[[str], str | None],
+    cfg,
+    out_dir,
+    on_reply: Callable,
+    what: str,
+    counts: dict,
+) -> None:
+    """Ask the judge for ``tasks`` (once each, as FastChat: a reply without a verdict is not asked
+    again) through the judge loop and the reply cache of ``out_dir``, with ``path`` open for
+    appending: ``on_reply(file, task, outcome)`` writes what each reply gives as it arrives, its
+    verdict read by ``parse``. Calls that failed for good (malformed replies included) are
+    counted in ``counts`` (``errors``, ``first_error``) and write nothing, so a rerun asks again."""
+    errors: list[str] = []
+    prompts = {t["prompt"]["version"]: JudgePrompt(t["prompt"]["version"], parse) for t in tasks}
     cache = JudgeCache(cfg.cache or Path(out_dir) / "cache.sqlite")
     try:
         with open(path, "a", encoding="utf-8") as f:
-            errors = asyncio.run(
-                ask_judge(tasks, cfg, cache, lambda t, text: on_reply(f, t, text), what)
+
+            def settle(i: int, o: Outcome) -> None:
+                if o.error is not None:
+                    errors.append(o.error)
+                else:
+                    on_reply(f, tasks[i], o)
+
+            run_judgements(
+                [t["messages"] for t in tasks],
+                [prompts[t["prompt"]["version"]] for t in tasks],
+                cfg,
+                cache,
+                what,
+                attempts=1,
+                on_outcome=settle,
             )
     finally:
         cache.close()

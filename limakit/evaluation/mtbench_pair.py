@@ -24,6 +24,7 @@ from pathlib import Path
 
 from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl, read_jsonl_records, write_json
+from limakit.evaluation.judges import Outcome
 from limakit.evaluation.mtbench import (
     NEED_REFERENCE,
     ask_into,
@@ -60,6 +61,12 @@ def parse_verdict(text: str) -> str:
         if mark in text:
             return verdict
     return "error"
+
+
+def verdict_label(text: str) -> str | None:
+    """A game's verdict as the judge loop's label: ``A``, ``B``, ``tie``, or None without one."""
+    verdict = parse_verdict(text)
+    return None if verdict == "error" else verdict
 
 
 def pairs_of(models: list[str], mode: str, baseline: str = DEFAULT_BASELINE) -> list[tuple]:
@@ -157,30 +164,30 @@ def judge_pairwise(
     counts = {"judged": 0, "unparsable": 0, "skipped": len(skipped), "errors": 0}
     if not tasks:
         return counts
-    games: dict[tuple, dict[int, tuple[dict, str]]] = defaultdict(dict)
+    games: dict[tuple, dict[int, tuple[dict, Outcome]]] = defaultdict(dict)
 
-    def on_reply(f, t: dict, text: str) -> None:
+    def on_reply(f, t: dict, o) -> None:
         k = t["key"]
         row_key = game_key(t["question_id"], k["model_1"], k["model_2"], k["turn"])
-        games[row_key][k["game"]] = (t, text)
+        games[row_key][k["game"]] = (t, o)
         if len(games[row_key]) < 2:
             return  # the row is written once both games are in
         both = games.pop(row_key)
         row = {"question_id": t["question_id"], "model_1": k["model_1"], "model_2": k["model_2"]}
         for game in (1, 2):
-            verdict = parse_verdict(both[game][1])
+            verdict = both[game][1].label or "error"
             counts["unparsable"] += verdict == "error"
             row[f"g{game}_winner"] = GAME_WINNER[game].get(verdict, verdict)
         row["judge"] = [cfg.model, t["prompt"]["name"]]
         for game in (1, 2):
             row[f"g{game}_user_prompt"] = both[game][0]["user_prompt"]
-            row[f"g{game}_judgment"] = both[game][1]
+            row[f"g{game}_judgment"] = both[game][1].raw[-1]
         row.update({"turn": k["turn"], "tstamp": time.time()})
         counts["judged"] += 1
         append_jsonl(f, row)
 
     what = f"MT-Bench pairwise ({len(tasks)} games)"
-    ask_into(path, tasks, cfg, out_dir, on_reply, what, counts)
+    ask_into(path, tasks, verdict_label, cfg, out_dir, on_reply, what, counts)
     counts["incomplete"] = len(games)  # rows with one game in: asked again by a rerun
     return counts
 

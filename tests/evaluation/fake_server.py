@@ -17,11 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Act:
-    text: str = "[[C]]"
+    text: object = "[[C]]"  # the message content: text, or what a faulty server sends instead
     status: int = 200
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
     body: bytes | None = None  # sent verbatim instead of a well-formed reply (a broken body)
+    content_type: str = "application/json"
 
 
 def answers_in(body: dict) -> tuple[str, str]:
@@ -56,6 +57,11 @@ def always_first(body: dict, n: int) -> Act:
 def broken_json(body: dict, n: int) -> Act:
     """HTTP 200 with a JSON content type and a cut-off body, as a faulty proxy sends."""
     return Act(body=b'{"id": "c", "object": "chat.completion", "choices": [{"mess')
+
+
+def html_page(body: dict, n: int) -> Act:
+    """HTTP 200 with an HTML page, as a proxy or a login wall in front of the judge sends."""
+    return Act(body=b"<html><body>502 Bad Gateway</body></html>", content_type="text/html")
 
 
 class FakeServer:
@@ -113,7 +119,7 @@ class FakeServer:
                 data = json.dumps(payload).encode() if act.body is None else act.body
                 try:
                     self.send_response(act.status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", act.content_type)
                     self.send_header("Content-Length", str(len(data)))
                     for k, v in act.headers.items():
                         self.send_header(k, v)

@@ -15,7 +15,14 @@ import pytest
 from limakit.cli import main
 from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig, judge_likert, judge_pairwise, judge_rate
-from tests.evaluation.fake_server import Act, FakeServer, always_first, broken_json, prefer_marked
+from tests.evaluation.fake_server import (
+    Act,
+    FakeServer,
+    always_first,
+    broken_json,
+    html_page,
+    prefer_marked,
+)
 from tests.evaluation.helpers import answer, write_pair
 
 # p0-p3: A has the GOOD answer; p4: B has it; p5: both do (the judge says neither).
@@ -285,6 +292,28 @@ def test_broken_json_every_time_is_an_error_not_a_crash(tmp_path, pair):
     assert s["invalid"] == 6 and s["n"] == 0 and s["errors"] == 12
     rows = [json.loads(x) for x in (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()]
     assert "not valid JSON" in rows[0]["a_then_b"]["error"]
+
+
+def test_html_reply_is_retried_then_succeeds(tmp_path, pair):
+    # A 200 text/html page (a proxy's error page) is a reply body that is not JSON: retried.
+    with FakeServer(
+        lambda body, n: html_page(body, n) if n % 3 == 0 else prefer_marked(body, n)
+    ) as server:
+        s = judge_pairwise(*pair, cfg(server, concurrency=1), tmp_path / "out")
+    assert s["invalid"] == 0 and s["errors"] == 0 and s["n"] == 6
+    assert s["usage"]["retries"] == 6
+    assert s["win"] == pytest.approx(4 / 6, abs=1e-5)
+
+
+def test_html_reply_every_time_is_an_error_after_the_retries(tmp_path, pair):
+    with FakeServer(html_page) as server:
+        s = judge_pairwise(*pair, cfg(server, max_retries=1), tmp_path / "out")
+        calls = len(server.calls)
+    assert calls == 12 * 2 and s["errors"] == 12 and s["n"] == 0
+    rows = [json.loads(x) for x in (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()]
+    error = rows[0]["a_then_b"]["error"]
+    assert error.startswith("gave up after 1 retries: reply body is not a JSON object")
+    assert "502 Bad Gateway" in error
 
 
 def _judge_cli(tmp_path, server, protocol: str, *files: str) -> int:

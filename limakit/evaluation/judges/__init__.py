@@ -1,21 +1,35 @@
-"""Run many judge calls through a backend, with the cache and the strict verdict parser.
+"""Run many judge calls through a backend, with the cache and a strict verdict parser.
 
-Every call is looked up in the cache first. An unparseable reply is asked once more (a distinct
-cache entry, so a rerun replays both attempts), then recorded as invalid; it is never dropped.
+This is the one loop every judge path goes through (``lima judge``'s protocols, MT-Bench, curation
+scores, back-translation ratings). Every call is looked up in the cache first. A reply is read
+(its verdict parsed) before it is cached; a failed or malformed call (the backend's ``error``:
+content that is not text, say) is never cached, so a rerun asks again. An unparseable verdict is
+asked once more (a distinct cache entry, so a rerun replays both attempts), then recorded as
+invalid; it is never dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from limakit.evaluation.cache import JudgeCache, cache_key
 from limakit.evaluation.config import JudgeConfig
 from limakit.evaluation.judges.base import Reply
-from limakit.evaluation.prompts import Prompt
 
 ATTEMPTS = 2  # the first reply, and one retry when its verdict cannot be parsed
+
+
+class Prompt(Protocol):
+    """What the loop asks of a prompt: its version (in the cache key) and its verdict parser."""
+
+    @property
+    def version(self) -> str: ...
+
+    def parse(self, text: str) -> str | None: ...
 
 
 @dataclass
@@ -37,6 +51,7 @@ class Outcome:
 
 
 def _key(cfg: JudgeConfig, prompt: Prompt, messages: list[dict], attempt: int) -> str:
+    # MT-Bench's keys have the same parts, so its earlier caches are read as they are.
     return cache_key(
         {
             "backend": cfg.backend,
@@ -77,8 +92,17 @@ def progress_bar(total: int, what: str):
     return bar, bar.add_task(what, total=total)
 
 
+OnOutcome = Callable[[int, Outcome], None]
+
+
 async def _run_openai(
-    requests: list[list[dict]], prompt: Prompt, cfg: JudgeConfig, cache: JudgeCache, what: str
+    requests: list[list[dict]],
+    prompts: Sequence[Prompt],
+    cfg: JudgeConfig,
+    cache: JudgeCache,
+    what: str,
+    attempts: int,
+    on_outcome: OnOutcome | None,
 ) -> list[Outcome]:
     from limakit.evaluation.judges.openai import complete, make_client
 
@@ -88,16 +112,12 @@ async def _run_openai(
     bar, task = progress_bar(len(requests), what)
 
     async def one(i: int) -> None:
-        out = outcomes[i]
-        for attempt in range(ATTEMPTS):
+        out, prompt = outcomes[i], prompts[i]
+        for attempt in range(attempts):
             key = _key(cfg, prompt, requests[i], attempt)
-            hit = cache.get(key)
-            if hit is not None:
-                out.cached += 1
-                reply = Reply(**hit)
-                reply.retries = 0
-                reply.prompt_tokens = reply.completion_tokens = 0  # paid in an earlier run
-            else:
+            reply = Reply.from_cache(cache.get(key))
+            fresh = reply is None
+            if reply is None:
                 async with gate:
                     reply = await complete(client, cfg, requests[i])
                 out.calls += 1 + reply.retries
@@ -105,9 +125,15 @@ async def _run_openai(
                     out.error = reply.error
                     out.retries += reply.retries
                     break  # not cached: a rerun tries again
-                cache.put(key, {**asdict(reply), "retries": 0})
-            if _absorb(out, reply, prompt):
+            else:
+                out.cached += 1
+            settled = _absorb(out, reply, prompt)  # read before anything of it is cached
+            if fresh:
+                cache.put(key, reply.cached())
+            if settled:
                 break
+        if on_outcome is not None:
+            on_outcome(i, out)
         bar.advance(task)
 
     with bar:
@@ -119,25 +145,23 @@ async def _run_openai(
 
 
 def _run_local(
-    requests: list[list[dict]], prompt: Prompt, cfg: JudgeConfig, cache: JudgeCache, what: str
+    requests: list[list[dict]], prompt, cfg: JudgeConfig, cache: JudgeCache, what: str
 ) -> list[Outcome]:
     from limakit.evaluation.judges.local import LocalJudge
 
     judge = None  # loaded only when some call misses the cache
     outcomes = [Outcome() for _ in requests]
-    replies: dict[int, Reply] = {}
     misses = []
     for i, messages in enumerate(requests):
-        hit = cache.get(_key(cfg, prompt, messages, 0))
+        hit = Reply.from_cache(cache.get(_key(cfg, prompt, messages, 0)))
         if hit is None:
             misses.append(i)
         else:
             outcomes[i].cached += 1
-            replies[i] = Reply(**hit)
-            replies[i].prompt_tokens = 0
+            _absorb(outcomes[i], hit, prompt)
     bar, task = progress_bar(len(requests), what)
     with bar:
-        bar.advance(task, len(replies))
+        bar.advance(task, len(requests) - len(misses))
         # Several judgements per forward pass; similar lengths together to pad little.
         misses.sort(key=lambda i: sum(len(m["content"]) for m in requests[i]))
         for s in range(0, len(misses), cfg.batch_size):
@@ -147,24 +171,39 @@ def _run_local(
                 batch, judge.choose_batch([requests[i] for i in batch], prompt.labels)
             ):
                 outcomes[i].calls += 1
-                cache.put(_key(cfg, prompt, requests[i], 0), asdict(reply))
-                replies[i] = reply
+                _absorb(outcomes[i], reply, prompt)
+                cache.put(_key(cfg, prompt, requests[i], 0), reply.cached())
             bar.advance(task, len(batch))
-    for i, out in enumerate(outcomes):
-        _absorb(out, replies[i], prompt)
     return outcomes
 
 
 def run_judgements(
     requests: list[list[dict]],
-    prompt: Prompt,
+    prompt: Prompt | list[Prompt],
     cfg: JudgeConfig,
     cache: JudgeCache,
     what: str = "judging",
+    *,
+    attempts: int = ATTEMPTS,
+    on_outcome: OnOutcome | None = None,
 ) -> list[Outcome]:
-    """Judge each message list; returns one :class:`Outcome` per request, in order."""
+    """Judge each message list; returns one :class:`Outcome` per request, in order.
+
+    ``prompt``: the prompt of every request, or a list with each request's own (MT-Bench's
+    prompts differ by category and turn; the ``openai`` backend only). ``attempts``: how many
+    times a reply without a verdict is asked (1: never again, as FastChat). ``on_outcome(i,
+    outcome)`` is called as each request settles, failed ones included, so that a caller can
+    append it to a file at once.
+    """
     if not requests:
         return []
     if cfg.backend == "local":
-        return _run_local(requests, prompt, cfg, cache, what)
-    return asyncio.run(_run_openai(requests, prompt, cfg, cache, what))
+        if isinstance(prompt, list):
+            raise ValueError("the local judge reads one prompt's labels for every request")
+        outcomes = _run_local(requests, prompt, cfg, cache, what)
+        for i, out in enumerate(outcomes):
+            if on_outcome is not None:
+                on_outcome(i, out)
+        return outcomes
+    prompts = prompt if isinstance(prompt, list) else [prompt] * len(requests)
+    return asyncio.run(_run_openai(requests, prompts, cfg, cache, what, attempts, on_outcome))

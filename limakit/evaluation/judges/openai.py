@@ -101,21 +101,40 @@ async def complete(client: openai.AsyncOpenAI, cfg: JudgeConfig, messages: list[
             wait = retry_after(e.response) or backoff(attempt)
             last_error = f"HTTP {e.status_code}"
         else:
-            try:
-                text = resp.choices[0].message.content or ""
-            except (AttributeError, IndexError, TypeError):
-                return Reply(error="malformed response (no choices[0].message)", retries=retries)
-            counts = _usage(getattr(resp, "usage", None))
-            if isinstance(counts, str):
-                return Reply(error=f"malformed response ({counts})", retries=retries)
-            return Reply(
-                text=text, prompt_tokens=counts[0], completion_tokens=counts[1], retries=retries
-            )
+            if not isinstance(resp, str):
+                return _read(resp, retries)
+            # The client hands back a 200 body it could not read as JSON (an HTML page from a
+            # proxy, a login wall) as text: a failed call like a cut-off body, retried.
+            wait, last_error = backoff(attempt), f"reply body is not a JSON object ({resp[:80]!r})"
         if attempt == cfg.max_retries:
             break
         retries += 1
         await asyncio.sleep(wait)
     return Reply(error=f"gave up after {retries} retries: {last_error}", retries=retries)
+
+
+def _read(resp, retries: int) -> Reply:
+    """The reply in a chat completion; a malformed one (no ``choices[0].message``, content that
+    is not text, bad token counts) is an error, so that nothing of it is cached or parsed.
+
+    Content that is not a string (a number, a list, null) is no verdict text at all; it is
+    counted as a failed call, not as an unparsable verdict, and a rerun asks again.
+    """
+    try:
+        content = resp.choices[0].message.content
+    except (AttributeError, IndexError, TypeError):
+        return Reply(error="malformed response (no choices[0].message)", retries=retries)
+    if not isinstance(content, str):
+        shown = json.dumps(content, default=str)[:40]
+        return Reply(
+            error=f"malformed response (message content is {shown}, not text)", retries=retries
+        )
+    counts = _usage(getattr(resp, "usage", None))
+    if isinstance(counts, str):
+        return Reply(error=f"malformed response ({counts})", retries=retries)
+    return Reply(
+        text=content, prompt_tokens=counts[0], completion_tokens=counts[1], retries=retries
+    )
 
 
 def _usage(usage) -> tuple[int, int] | str:
