@@ -264,7 +264,7 @@ def test_lines_are_the_same_however_the_stream_is_cut(tmp_path):
     blocks of one byte: the same lines, and a long line wherever one passes the limit."""
     import random
 
-    from limakit.core.files import LongLine, bounded_lines
+    from limakit.core.lines import LongLine, bounded_lines
 
     rng = random.Random(0)
     kinds = [b"b" * 12 + b"\r", b"c" * 40, b"", b"\r"]  # CRLF at the limit, long, blank

@@ -6,8 +6,9 @@
   kill loses at most the row in flight; :func:`read_jsonl_records` with ``resumable=True`` reads
   such a file back, leaving out a last line the kill cut short.
 - :func:`read_jsonl_records`, :func:`read_json_records` (a ``.json`` list) and :func:`read_json`
-  report a bad record with file and line. Every JSONL line is read through :func:`bounded_lines`:
-  a line longer than :func:`max_line_bytes` (64 MiB unless ``LIMAKIT_MAX_LINE_BYTES`` says
+  report a bad record with file and line. Every JSONL line is read through
+  :func:`~limakit.core.lines.bounded_lines`: a line longer than
+  :func:`~limakit.core.lines.max_line_bytes` (64 MiB unless ``LIMAKIT_MAX_LINE_BYTES`` says
   otherwise) is a bad record like any other, and is never held in memory whole. Every reader holds JSON to the standard: ``NaN`` and
   ``Infinity`` are refused, and so is text that is not Unicode (a lone surrogate such as
   ``"\\ud800"``, which Python's own reader lets through but nothing can write or tokenise).
@@ -25,11 +26,11 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from limakit.core.errors import LimaError
+from limakit.core.lines import LongLine, bounded_lines, max_line_bytes, read_chunks
 
 
 @contextlib.contextmanager
@@ -254,7 +255,7 @@ def read_jsonl_records(
     newline and does not parse is the row that was in flight when the writer was killed, and is
     left out (the resumed writer redoes it).
     With ``on_error``, a bad line is handed to it as ``(line_number, reason, raw_text)`` (of an
-    over-long line, its first :data:`LONG_LINE_HEAD` bytes) and reading goes on.
+    over-long line, its first kilobyte) and reading goes on.
     """
     path = Path(path)
     with open_input(path) as f:
@@ -400,96 +401,6 @@ def parse_json(
 TOO_DEEP = (
     "JSON nested too deeply (arrays/objects inside each other beyond what the reader follows)"
 )
-
-
-MAX_LINE_ENV = "LIMAKIT_MAX_LINE_BYTES"
-MAX_LINE_DEFAULT = 64 << 20  # 64 MiB: far above any real conversation, far below a machine's memory
-LONG_LINE_HEAD = 1024  # bytes of an over-long line kept to show where it went wrong
-CHUNK_BYTES = 1 << 20
-
-
-def max_line_bytes() -> int:
-    """The longest JSONL line readers accept, in bytes (its line ending not counted):
-    ``LIMAKIT_MAX_LINE_BYTES`` when set, else :data:`MAX_LINE_DEFAULT` (64 MiB)."""
-    raw = os.environ.get(MAX_LINE_ENV, "").strip()
-    if not raw:
-        return MAX_LINE_DEFAULT
-    if not raw.isdigit() or int(raw) < 1:
-        raise LimaError(f"{MAX_LINE_ENV}={raw!r}: expected a whole number of bytes, at least 1")
-    return int(raw)
-
-
-@dataclass(frozen=True)
-class LongLine:
-    """A line longer than ``limit`` bytes, given in its place by :func:`bounded_lines`."""
-
-    head: bytes  # its first LONG_LINE_HEAD bytes
-    limit: int
-
-    def reason(self) -> str:
-        default = f"{MAX_LINE_DEFAULT >> 20} MiB"
-        return (
-            f"line longer than {self.limit} bytes (limit set by {MAX_LINE_ENV}, default "
-            f"{default}; raise it to read longer records)"
-        )
-
-
-def read_chunks(f: IO[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """A binary stream in blocks of ``size`` bytes."""
-    while chunk := f.read(size):
-        yield chunk
-
-
-def _within(line: bytes, limit: int) -> bool:
-    """Whether a line, less its line ending (``\\n`` or ``\\r\\n``), is at most ``limit`` bytes."""
-    n = len(line)
-    if line.endswith(b"\n"):
-        n -= 2 if line.endswith(b"\r\n") else 1
-    return n <= limit
-
-
-def bounded_lines(chunks: Iterable[bytes], limit: int) -> Iterator[bytes | LongLine]:
-    """The lines of a byte stream, each with its ``\\n`` (the last may lack one), holding at
-    most ``limit`` bytes of a line and one block.
-
-    A line longer than ``limit`` bytes (its line ending not counted) is given as a
-    :class:`LongLine` as soon as that is known; its other bytes are then read past to the next
-    newline, never kept, so a file of one endless line is read in constant memory.
-
-    >>> list(bounded_lines([b'{"a": 1}\\n{"b"', b': 22222}\\n{}'], limit=8))
-    [b'{"a": 1}\\n', LongLine(head=b'{"b": 22222}\\n', limit=8), b'{}']
-    """
-    parts: list[bytes] = []  # the current line so far
-    size = 0
-    skipping = False  # inside a line already given as a LongLine
-    for chunk in chunks:
-        pieces = chunk.split(b"\n")
-        rest = pieces.pop()  # after the chunk's last newline: the start of a line
-        for piece in pieces:
-            if skipping:
-                skipping = False  # this newline ends the long line
-                continue
-            line = b"".join((*parts, piece, b"\n")) if parts else piece + b"\n"
-            parts, size = [], 0
-            yield line if _within(line, limit) else LongLine(line[:LONG_LINE_HEAD], limit)
-        if rest and not skipping:
-            parts.append(rest)
-            size += len(rest)
-            if size > limit + 1:  # + 1: the line may still end in \r\n
-                yield LongLine(_head(parts), limit)
-                parts, size, skipping = [], 0, True
-    if parts:
-        line = b"".join(parts)
-        yield line if _within(line, limit) else LongLine(line[:LONG_LINE_HEAD], limit)
-
-
-def _head(parts: list[bytes]) -> bytes:
-    head = b""
-    for part in parts:
-        head += part[: LONG_LINE_HEAD - len(head)]
-        if len(head) >= LONG_LINE_HEAD:
-            break
-    return head
 
 
 def parse_jsonl_chunks(

@@ -22,16 +22,13 @@ from typing import IO, Any
 
 from limakit.core.errors import LimaError
 from limakit.core.files import (
-    LongLine,
     append_jsonl,
     atomic_write,
-    bounded_lines,
-    max_line_bytes,
-    read_chunks,
     read_json_records,
     read_jsonl_records,
     row_writer,
 )
+from limakit.core.lines import LongLine, bounded_lines, max_line_bytes, read_chunks
 from limakit.records.converters import FORMATS, detect_format, expand, unmapped_fields
 from limakit.records.example import Example, validate_messages
 

@@ -25,7 +25,8 @@ from pydantic import Field
 
 from limakit.core.config import Config
 from limakit.core.errors import LimaError
-from limakit.core.files import parse_jsonl_chunks, read_chunks
+from limakit.core.files import parse_jsonl_chunks
+from limakit.core.lines import read_chunks
 from limakit.records.example import Example, Message
 from limakit.sources.registry import Candidate, Group, Note, Read, Rejection, TestPrompt
 
