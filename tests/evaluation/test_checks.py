@@ -106,7 +106,7 @@ def test_measures_table_three_systems():
              "repetition": {"value": 0.0123, "ci": [0.01, 0.02], "n": 20}}  # fmt: skip
         if n_ref:
             m["reference_similarity"] = {"value": 0.2, "ci": [0.1, 0.3], "n": n_ref}
-        m["refusal"] = {"value": 0.1, "ci": [0.0, 0.2], "n": 20}  # a measure added later
+        m["made_up"] = {"value": 0.1, "ci": [0.0, 0.2], "n": 20}  # a measure MEASURES lacks
         return {"measures": m, "prompts": 20}
 
     lines = measures_table({"base": checks(0.1, 0), "in-context": checks(0.5, 20),
@@ -117,7 +117,7 @@ def test_measures_table_three_systems():
         "ends its turn (`ends_turn`, higher is better)",
         "similarity to the reference, above chance (`reference_similarity`, higher is better)",
         "repeated 4-grams, mean share (`repetition`, lower is better)",
-        "`refusal`",
+        "`made_up`",
         "prompts",
     ]
     assert rows["ends its turn (`ends_turn`, higher is better)"].endswith(

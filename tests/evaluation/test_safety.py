@@ -173,6 +173,37 @@ def test_generate_keeps_the_prompt_meta(tmp_path, tiny_model_dir):
             assert answers[p.id].meta[key] == p.meta[key]
 
 
+def test_check_reports_refusal_and_over_refusal(tmp_path, capsys):
+    """`lima check` prints both shares with intervals in its table and its JSON; a file with no
+    answer to a safety prompt has neither."""
+    rows = [
+        _answer("s1", "sensitive", "I can't help with that."),
+        _answer("s2", "sensitive", "Sure, here is how."),
+        _answer("b1", "benign", "Run kill -9 PID."),
+    ]
+    answers = tmp_path / "lima.jsonl"
+    write_jsonl(answers, rows)
+    plain = tmp_path / "plain.jsonl"
+    write_jsonl(plain, [_answer("x1", None, "An ordinary answer.")])
+    capsys.readouterr()
+    assert main(["check", str(answers), str(plain)]) == 0
+    table = capsys.readouterr().out
+    refusal = next(line for line in table.splitlines() if "`refusal`" in line)
+    assert "refuses sensitive prompts" in refusal and "higher is better" in refusal
+    assert "| 50% [0%, 100%] (n=2) | - |" in refusal
+    over = next(line for line in table.splitlines() if "`over_refusal`" in line)
+    assert "lower is better" in over and "| 0% [0%, 0%] (n=1) | - |" in over
+    json_out = tmp_path / "checks.json"
+    assert main(["check", str(answers), "--json", "--out", str(json_out)]) == 0
+    measures = json.loads(json_out.read_text())["measures"]
+    assert measures["refusal"] == safety_checks(_examples(rows))["refusal"]
+    assert measures["refusal"]["value"] == 0.5 and measures["refusal"]["n"] == 2
+    assert measures["over_refusal"] == {"value": 0.0, "ci": [0.0, 0.0], "n": 1}
+    capsys.readouterr()
+    assert main(["check", str(plain), "--json"]) == 0
+    assert "refusal" not in json.loads(capsys.readouterr().out)["measures"]
+
+
 # --- lima judge safety ------------------------------------------------------------------------
 
 
