@@ -103,7 +103,8 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 def answer(model_dir: str, qpath: Path, out: Path, args) -> dict[int, dict]:
     import limakit.generation as generation
-    from limakit.evaluation.mtbench import answer_questions, read_questions
+    from limakit.evaluation.mtbench.answering import answer_questions
+    from limakit.evaluation.mtbench.files import read_questions
 
     timer = TurnTimer(generation.generate_answers)
     generation.generate_answers = timer  # answer_questions looks it up at call time
@@ -132,7 +133,7 @@ def judge(model_dir: str, qpath: Path, out: Path, args) -> tuple[dict, float, fl
     from transformers import AutoTokenizer
 
     from limakit.evaluation.config import JudgeConfig
-    from limakit.evaluation.mtbench import run_mtbench
+    from limakit.evaluation.mtbench.single import run_mtbench
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
@@ -169,7 +170,7 @@ def judge(model_dir: str, qpath: Path, out: Path, args) -> tuple[dict, float, fl
 
 def report(turns: dict, t_start: float, t_judge: float, judge_tokens: int, result: dict) -> list:
     """Print the phase table and the scores; return the phase rows."""
-    from limakit.evaluation.mtbench import table_lines
+    from limakit.evaluation.mtbench.single import table_lines
 
     c = result["counts"]
     graded = c["judged"] + c["skipped"]
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     pin(args.cores)
     from limakit.core.files import write_jsonl
-    from limakit.evaluation.mtbench import default_paths, read_questions
+    from limakit.evaluation.mtbench.files import default_paths, read_questions
     from limakit.models import resolve, resolve_runtime
 
     dtype = resolve_runtime("cpu", args.dtype).dtype_name

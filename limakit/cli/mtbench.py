@@ -75,8 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_mtbench(args: argparse.Namespace) -> int:
     from limakit.core.errors import LimaError
-    from limakit.evaluation.mtbench import run_mtbench as run
-    from limakit.evaluation.mtbench import table_lines
+    from limakit.evaluation.mtbench.single import run_mtbench as run
+    from limakit.evaluation.mtbench.single import table_lines
     from limakit.generation import DecodeConfig
 
     if not args.model and not args.answers:
@@ -133,7 +133,7 @@ def run_mtbench(args: argparse.Namespace) -> int:
 
 
 def _pairwise(args: argparse.Namespace, judge, inputs: dict) -> int:
-    from limakit.evaluation.mtbench_pair import pairwise_lines, run_mtbench_pairwise
+    from limakit.evaluation.mtbench.pairwise import pairwise_lines, run_mtbench_pairwise
 
     result = run_mtbench_pairwise(
         args.out, judge=judge, mode=args.mode, baseline=args.baseline_model, **inputs

@@ -77,10 +77,10 @@ def _mtbench_files(tmp):
 
 
 def _mtbench_single(server, tmp):
-    from limakit.evaluation import mtbench as mt
+    from limakit.evaluation.mtbench.single import run_mtbench
 
     q, ref, files = _mtbench_files(tmp)
-    r = mt.run_mtbench(
+    r = run_mtbench(
         tmp / "out",
         judge=cfg(server),
         questions_path=q,
@@ -92,10 +92,10 @@ def _mtbench_single(server, tmp):
 
 
 def _mtbench_pair(server, tmp):
-    from limakit.evaluation import mtbench_pair as mp
+    from limakit.evaluation.mtbench.pairwise import run_mtbench_pairwise
 
     q, ref, files = _mtbench_files(tmp)
-    r = mp.run_mtbench_pairwise(
+    r = run_mtbench_pairwise(
         tmp / "out",
         judge=cfg(server),
         questions_path=q,

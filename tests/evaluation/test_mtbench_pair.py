@@ -10,7 +10,7 @@ import pytest
 from limakit.core.errors import LimaError
 from limakit.core.files import write_jsonl
 from limakit.evaluation import JudgeConfig
-from limakit.evaluation import mtbench_pair as mp
+from limakit.evaluation.mtbench import pairwise as mp
 from tests.evaluation.fake_server import Act, FakeServer
 from tests.evaluation.test_mtbench import QUESTIONS, REFERENCE, fastchat_loaders
 
@@ -155,9 +155,9 @@ def fastchat_loaders_with_pairs() -> dict:
     import ast
     import warnings
 
-    from limakit.evaluation import mtbench as mt
+    from limakit.evaluation.mtbench.files import data_dir
 
-    path = mt.data_dir().parent / "common.py"
+    path = data_dir().parent / "common.py"
     with warnings.catch_warnings():  # its regexes are plain strings with backslashes
         warnings.simplefilter("ignore")
         tree = ast.parse(path.read_text())
@@ -266,10 +266,11 @@ def test_the_baseline_is_checked_before_any_answering(setup, monkeypatch):
 
 
 def test_turn_two_is_judged_only_for_two_turn_questions_as_fastchat():
-    from limakit.evaluation.mtbench import default_paths, read_judge_prompts
+    from limakit.evaluation.mtbench.files import default_paths, read_judge_prompts
+    from limakit.evaluation.mtbench.matches import pair_matches
 
     q = [{"question_id": 1, "category": "writing", "turns": ["a", "b", "c"]}]
     ans = {m: {1: {"choices": [{"turns": ["x", "y", "z"]}]}} for m in ("m", "n")}
     prompts = read_judge_prompts(default_paths()["judge_prompts"])
-    tasks = mp.pair_tasks(q, ans, prompts, {}, [("m", "n")])
-    assert [(t["key"]["turn"], t["key"]["game"]) for t in tasks] == [(1, 1), (1, 2)]
+    matches = pair_matches(q, ans, prompts, {}, [("m", "n")])
+    assert [(m.turn, m.game) for m in matches] == [(1, 1), (1, 2)]

@@ -25,28 +25,18 @@ from pathlib import Path
 from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl, read_jsonl_records, write_json
 from limakit.evaluation.judges import Outcome
-from limakit.evaluation.mtbench import (
-    NEED_REFERENCE,
-    ask_into,
-    check_references,
-    collect_answers,
+from limakit.evaluation.mtbench.answering import collect_answers
+from limakit.evaluation.mtbench.asking import ask_into, require_openai_judge
+from limakit.evaluation.mtbench.files import (
     drop_cut_line,
     grading_inputs,
-    judge_task,
     judgment_file,
-    reference_turns,
-    require_openai_judge,
     safe_name,
 )
+from limakit.evaluation.mtbench.matches import MatchPair, pair_matches
 
 MODES = ("pairwise-baseline", "pairwise-all")
 DEFAULT_BASELINE = "gpt-3.5-turbo"  # FastChat's --baseline-model
-PAIR_PROMPTS = {  # (needs a reference, turn) -> FastChat's prompt
-    (False, 1): "pair-v2",
-    (False, 2): "pair-v2-multi-turn",
-    (True, 1): "pair-math-v1",
-    (True, 2): "pair-math-v1-multi-turn",
-}
 GAME_WINNER = {1: {"A": "model_1", "B": "model_2"}, 2: {"A": "model_2", "B": "model_1"}}
 
 
@@ -88,48 +78,6 @@ def pairs_of(models: list[str], mode: str, baseline: str = DEFAULT_BASELINE) -> 
     return pairs
 
 
-def pair_tasks(
-    questions: list[dict],
-    answers: dict[str, dict],
-    prompts: dict[str, dict],
-    refs: dict,
-    pairs: list[tuple[str, str]],
-) -> list[dict]:
-    """Two tasks (games 1 and 2) per (question, pair, turn) both models answered."""
-    check_references(questions, refs)
-    tasks = []
-    for q in questions:
-        ref_based = q["category"] in NEED_REFERENCE
-        ref = reference_turns(q, refs) if ref_based else None
-        for m1, m2 in pairs:
-            r1, r2 = answers[m1].get(q["question_id"]), answers[m2].get(q["question_id"])
-            if r1 is None or r2 is None:
-                continue
-            t1, t2 = r1["choices"][0]["turns"], r2["choices"][0]["turns"]
-            for turn in (1, 2):
-                if turn > min(len(q["turns"]), len(t1), len(t2)):
-                    continue
-                if turn == 2 and len(q["turns"]) != 2:  # as FastChat: turn 2 of 2-turn questions
-                    continue
-                name = PAIR_PROMPTS[(ref_based, turn)]
-                if name not in prompts:
-                    raise LimaError(f"judge prompts have no {name!r}")
-                for game, (a, b) in ((1, (t1, t2)), (2, (t2, t1))):
-                    if turn == 1:
-                        fields = {"question": q["turns"][0], "answer_a": a[0], "answer_b": b[0]}
-                    else:
-                        fields = {"question_1": q["turns"][0], "question_2": q["turns"][1],
-                                  "answer_a_1": a[0], "answer_a_2": a[1],
-                                  "answer_b_1": b[0], "answer_b_2": b[1]}  # fmt: skip
-                    if ref:
-                        fields["ref_answer_1"] = ref[0]
-                        if turn == 2:
-                            fields["ref_answer_2"] = ref[1] if len(ref) > 1 else ""
-                    key = {"model_1": m1, "model_2": m2, "turn": turn, "game": game}
-                    tasks.append(judge_task(prompts[name], fields, q, **key))
-    return tasks
-
-
 def game_key(qid, m1: str, m2: str, turn: int) -> tuple:
     """A row's identity whichever model is model_1 (FastChat's loader normalises the same way):
     a row judged as (a, b) is not judged again as (b, a), nor counted twice."""
@@ -154,40 +102,39 @@ def judge_pairwise(
         for _, row in read_jsonl_records(path, resumable=True):
             done.add(game_key(row["question_id"], row["model_1"], row["model_2"], row["turn"]))
         drop_cut_line(path)
-    tasks, skipped = [], set()
-    for t in pair_tasks(questions, answers, prompts, refs, pairs):
-        key = game_key(t["question_id"], t["key"]["model_1"], t["key"]["model_2"], t["key"]["turn"])
+    matches, skipped = [], set()
+    for m in pair_matches(questions, answers, prompts, refs, pairs):
+        key = game_key(m.question_id, m.model_1, m.model_2, m.turn)
         if key in done:
             skipped.add(key)
         else:
-            tasks.append(t)
+            matches.append(m)
     counts = {"judged": 0, "unparsable": 0, "skipped": len(skipped), "errors": 0}
-    if not tasks:
+    if not matches:
         return counts
-    games: dict[tuple, dict[int, tuple[dict, Outcome]]] = defaultdict(dict)
+    games: dict[tuple, dict[int, tuple[MatchPair, Outcome]]] = defaultdict(dict)
 
-    def on_reply(f, t: dict, o) -> None:
-        k = t["key"]
-        row_key = game_key(t["question_id"], k["model_1"], k["model_2"], k["turn"])
-        games[row_key][k["game"]] = (t, o)
+    def on_reply(f, m: MatchPair, o: Outcome) -> None:
+        row_key = game_key(m.question_id, m.model_1, m.model_2, m.turn)
+        games[row_key][m.game] = (m, o)
         if len(games[row_key]) < 2:
             return  # the row is written once both games are in
         both = games.pop(row_key)
-        row = {"question_id": t["question_id"], "model_1": k["model_1"], "model_2": k["model_2"]}
+        row = {"question_id": m.question_id, "model_1": m.model_1, "model_2": m.model_2}
         for game in (1, 2):
             verdict = both[game][1].label or "error"
             counts["unparsable"] += verdict == "error"
             row[f"g{game}_winner"] = GAME_WINNER[game].get(verdict, verdict)
-        row["judge"] = [cfg.model, t["prompt"]["name"]]
+        row["judge"] = [cfg.model, m.prompt["name"]]
         for game in (1, 2):
-            row[f"g{game}_user_prompt"] = both[game][0]["user_prompt"]
+            row[f"g{game}_user_prompt"] = both[game][0].user_prompt
             row[f"g{game}_judgment"] = both[game][1].raw[-1]
-        row.update({"turn": k["turn"], "tstamp": time.time()})
+        row.update({"turn": m.turn, "tstamp": time.time()})
         counts["judged"] += 1
         append_jsonl(f, row)
 
-    what = f"MT-Bench pairwise ({len(tasks)} games)"
-    ask_into(path, tasks, verdict_label, cfg, out_dir, on_reply, what, counts)
+    what = f"MT-Bench pairwise ({len(matches)} games)"
+    ask_into(path, matches, verdict_label, cfg, out_dir, on_reply, what, counts)
     counts["incomplete"] = len(games)  # rows with one game in: asked again by a rerun
     return counts
 
@@ -283,7 +230,7 @@ def run_mtbench_pairwise(
     reference_path: str | os.PathLike | None = None,
     **answering,
 ) -> dict:
-    """Answer (as :func:`~limakit.evaluation.mtbench.run_mtbench` does), judge the pairs of
+    """Answer (as :func:`~limakit.evaluation.mtbench.single.run_mtbench` does), judge the pairs of
     ``mode`` and summarise into ``summary_pair.json`` and ``pairwise.png``. ``answering``: the
     answering arguments of ``collect_answers`` (model, model_id, other_answers, ...)."""
     from limakit.evaluation.report import bars_png
