@@ -7,6 +7,41 @@ import argparse
 from limakit.cli import add_overrides
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1, refused at parsing (before any loading)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535 (got {value})")
+    return value
+
+
+def _template_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """The one ``--template`` flag of ``generate`` and ``serve``, resolved by the same loader."""
+    p.add_argument(
+        "--template",
+        choices=["auto", "own", "limakit"],
+        default=None,
+        help="chat format: limakit's (limakit checkpoints, base models without a chat template), "
+        "the model's own chat template, stopping at its own end-of-turn tokens (own: an instruct "
+        "baseline), or auto (default: limakit's for a limakit checkpoint or a model without a "
+        f"template, the model's own otherwise); {what}",
+    )
+
+
 def _decoding_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (defaults: the LIMA paper's)")
     g.add_argument("--temperature", type=float, default=None, help="default 0.7; 0 = greedy")
@@ -54,7 +89,7 @@ def _config(args):
         ("max_new_tokens", "max_new_tokens"),
         ("template", "template"),
     ]:
-        value = getattr(args, flag, None)  # --template is on generate only
+        value = getattr(args, flag, None)  # --template is on generate and serve only
         if value is not None:
             overrides.append(f"{key}={value}")
     return load_config(DecodeConfig, args.config, overrides)
@@ -82,7 +117,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="answers JSONL (appended to and resumed)")
     p.add_argument("--samples", type=int, default=1, help="answers per prompt (default 1)")
     p.add_argument("--seed", type=int, default=0, help="same seed -> same answers")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences decoded together")
+    p.add_argument(
+        "--batch-size", type=_at_least_one, default=16, help="sequences decoded together"
+    )
     p.add_argument("--model-name", default=None, help="name recorded in meta.model")
     p.add_argument(
         "--force",
@@ -96,15 +133,7 @@ def register(sub) -> None:
         default="hf",
         help="hf: built-in continuous batching (CPU/GPU); vllm: needs vLLM installed (GPU)",
     )
-    p.add_argument(
-        "--template",
-        choices=["auto", "own", "limakit"],
-        default=None,
-        help="chat format: limakit's (limakit checkpoints, base models without a chat template), "
-        "the model's own chat template, stopping at its own end-of-turn tokens (own: an instruct "
-        "baseline), or auto (default: limakit's for a limakit checkpoint or a model without a "
-        "template, the model's own otherwise); recorded in meta.template",
-    )
+    _template_flag(p, "recorded in meta.template")
     _decoding_flags(p)
     p.set_defaults(func=run_generate)
 
@@ -118,20 +147,20 @@ def register(sub) -> None:
     s = sub.add_parser(
         "serve",
         help="OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)",
-        description="Serve a model over OpenAI's API: POST /v1/chat/completions (LIMA's chat "
-        "format; streaming too), POST /v1/completions (plain text or token ids, no chat "
-        "template; whole responses only) and GET /v1/models.",
+        description="Serve a model over OpenAI's API: POST /v1/chat/completions (in the chat "
+        "format --template picks, as generate; streaming too), POST /v1/completions (plain text "
+        "or token ids, no chat template; whole responses only) and GET /v1/models.",
         epilog=SERVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("--model", required=True)
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=_port, default=8000, help="1 to 65535 (default 8000)")
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     s.add_argument("--model-name", default=None, help="the id /v1/models reports")
     s.add_argument(
         "--batch-size",
-        type=int,
+        type=_at_least_one,
         default=16,
         help="batch slots: sequences decoded together (default 16). A request waits in a queue "
         "until a slot is free, and a slot is held until its answer ends, so with every slot "
@@ -139,8 +168,17 @@ def register(sub) -> None:
         "more tokens per second in all and shorter waits, but each step is slower (every "
         "stream gets its tokens more slowly) and the KV cache needs more memory. Each "
         "request's wait is reported (usage.queue_time_s, the x-queue-time header, the log "
-        "line) ",
+        "line). Waiting requests take turns for free slots, one sequence each, so a small "
+        "request behind a large one starts within a few decode steps",
     )
+    s.add_argument(
+        "--max-sequences-per-request",
+        type=_at_least_one,
+        default=None,
+        help="the most sequences (prompts x n) one request may ask for (default "
+        "64); a larger request gets a 400 naming the limit",
+    )
+    _template_flag(s, "chat requests are rendered in it (/v1/completions never is)")
     s.add_argument(
         "--max-body-mb",
         type=float,
@@ -179,6 +217,11 @@ request fields:
                           non-zero penalties, top_k, a message's name; stream on
                           /v1/completions)
 
+a request asks for at most --max-sequences-per-request sequences (prompts x n) and waiting
+requests take turns for free batch slots, one sequence each; a marker of the chat format the
+model writes (limakit's next role header, a template's own control tokens) ends the answer like
+the end of turn (finish_reason "stop"; the marker is not in the text).
+
 log-probabilities are the model's own: the log-softmax of its raw logits, as OpenAI reports
 them, not the distribution after repetition penalty, temperature and top-p that a token was
 sampled from. Each request's queue time (arrival to a batch slot) is in usage.queue_time_s,
@@ -194,10 +237,6 @@ def run_generate(args) -> int:
 
     config = _config(args)
     prompts = list(read_prompts(args.prompts))
-    if args.batch_size < 1:
-        from limakit.core.errors import LimaError
-
-        raise LimaError(f"--batch-size must be at least 1 (got {args.batch_size})")
     answers = generate_answers(
         args.model,
         prompts,
@@ -245,20 +284,23 @@ def run_serve(args) -> int:
     import uvicorn
 
     from limakit.core.errors import LimaError
-    from limakit.generation.server import create_app
-    from limakit.models import load_model_for
+    from limakit.generation.batch import load_for_generation
+    from limakit.generation.server import MAX_SEQUENCES, create_app
 
     if args.max_body_mb <= 0:
         raise LimaError(f"--max-body-mb must be positive (got {args.max_body_mb})")
-    loaded = load_model_for(args.model, args.device, args.dtype)
+    config = _config(args)
+    # The chat format is resolved as generate resolves it: the same loader, the same default.
+    loaded = load_for_generation(args.model, args.dtype, None, args.device, config.template)
     app = create_app(
         loaded,
         model_name=args.model_name or args.model,
         api_key=args.api_key,
-        config=_config(args),
+        config=config,
         max_batch=args.batch_size,
         max_body_bytes=int(args.max_body_mb * 2**20),
         cuda_graphs=args.cuda_graphs,
+        max_sequences=args.max_sequences_per_request or MAX_SEQUENCES,
     )
     import logging
 

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         _judge_args(q)
         q.set_defaults(func=run_single, kind=name)
-    register_safety(jsub)
+    register_safety(jsub, _config, _failures)
 
     p = sub.add_parser(
         "report",

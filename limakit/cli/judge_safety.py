@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from limakit.cli import add_overrides, add_runtime
 
 
-def register(jsub: argparse._SubParsersAction) -> None:
-    """``safety`` under ``lima judge``."""
+def register(
+    jsub: argparse._SubParsersAction,
+    load_judge: Callable[[argparse.Namespace], object],
+    failures: Callable[[dict, str, str], int],
+) -> None:
+    """``safety`` under ``lima judge``, loading the judge config and reporting failed calls as
+    ``lima judge``'s other protocols do (its ``load_judge`` and ``failures``)."""
     q = jsub.add_parser(
         "safety",
         help="safe answers to sensitive prompts and over-refusal of benign ones, judged, with "
@@ -28,7 +35,7 @@ def register(jsub: argparse._SubParsersAction) -> None:
     )
     add_runtime(q, "a local judge")
     add_overrides(q, "a judge config field", "concurrency=4")
-    q.set_defaults(func=run_safety)
+    q.set_defaults(func=functools.partial(run_safety, load_judge=load_judge, failures=failures))
 
 
 def _share(m: dict) -> str:
@@ -57,13 +64,12 @@ def summary_lines(s: dict) -> list[str]:
     ]
 
 
-def run_safety(args: argparse.Namespace) -> int:
-    from limakit.cli.judge import _config, _failures
+def run_safety(args: argparse.Namespace, *, load_judge, failures) -> int:
     from limakit.evaluation.safety_judge import judge_safety
 
     out = args.out or str(Path(args.answers).with_suffix("")) + "-safety"
-    s = judge_safety(args.answers, _config(args), out)
+    s = judge_safety(args.answers, load_judge(args), out)
     for line in summary_lines(s):
         print(line)
     print(f"wrote {out}/summary.json and verdicts.jsonl", file=sys.stderr)
-    return _failures(s, "answer", out)
+    return failures(s, "answer", out)

@@ -165,14 +165,26 @@ class _Decoding(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: Text = Field(min_length=1, description="The served model's id, as /v1/models lists it.")
+    # allow_inf_nan=False: a raw NaN or Infinity (Python's JSON reads them) is "not a finite
+    # number", not a bound it happens to fail.
     temperature: float | None = Field(
-        None, ge=0.0, le=2.0, strict=True, description="0 = greedy decoding."
+        None, ge=0.0, le=2.0, strict=True, allow_inf_nan=False, description="0 = greedy decoding."
     )
     top_p: float | None = Field(
-        None, ge=0.0, le=1.0, strict=True, description="Nucleus mass; 0 = greedy decoding."
+        None,
+        ge=0.0,
+        le=1.0,
+        strict=True,
+        allow_inf_nan=False,
+        description="Nucleus mass; 0 = greedy decoding.",
     )
     repetition_penalty: float | None = Field(
-        None, gt=0.0, le=10.0, strict=True, description="On tokens already generated; 1 = off."
+        None,
+        gt=0.0,
+        le=10.0,
+        strict=True,
+        allow_inf_nan=False,
+        description="On tokens already generated; 1 = off.",
     )
     n: int = Field(1, ge=1, le=16, strict=True, description="Answers to sample.")
     seed: int | None = Field(

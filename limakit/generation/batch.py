@@ -2,8 +2,10 @@
 
 Each output line is an :class:`~limakit.records.example.Example`: the prompt's id, source and messages with
 the answer appended as the last assistant message, and in ``meta`` the prompt's own meta plus
-``sample``, ``model``, ``stop`` ("eot" or "length"), ``new_tokens``, ``decoding`` and ``template``
-(the chat format sampled in: "limakit" or "own", see :mod:`limakit.generation.chat_format`).
+``sample``, ``model``, ``stop``, ``new_tokens``, ``decoding`` and ``template`` (the chat format
+sampled in: "limakit" or "own", see :mod:`limakit.generation.chat_format`). ``stop`` is "eot" (the
+end of turn), "marker" (the model wrote one of its format's markers, such as the next role header
+``<|user|>``: the answer ends before it) or "length".
 
 A prompt with several user turns awaiting answers is answered turn by turn
 (:mod:`limakit.generation.turns`): every answer is in ``messages``, ``stop`` and ``new_tokens`` are
@@ -180,6 +182,7 @@ def generate_answers(
             cuda_graphs=cuda_graphs,
             eot_id=fmt.eot_id,
             stop_ids=fmt.stop_ids,
+            marker_ids=fmt.marker_ids,
         )
         done.update(_run(engine, fmt, name, todo, seed, config, out_path, progress))
     return [done[(p.id, k)] for p in prompts for k in range(samples)]
@@ -311,14 +314,26 @@ def _requests(engine, fmt, convs, seed, config, limit, answered) -> list:
     """One request per conversation for its next answer, longest prompts first."""
     from limakit.generation.engine import Request
     from limakit.generation.sampler import generator_for
+    from limakit.generation.streaming import TextStream
 
     tok = engine.tokenizer
     by_key = {(c.prompt.id, c.sample): c for c in convs}
+    streams: dict[int, TextStream] = {}  # per request, to find the format's text markers
+
+    def read(req: Request, token: int) -> None:
+        stream = streams.setdefault(id(req), TextStream(tok, markers=fmt.markers))
+        stream.push(token)
+        if stream.stopped:
+            req.finish_reason = "marker"  # the answer ends before the marker, as at an EOT
 
     def finish(req: Request) -> None:
         p, k = req.tag
         c = by_key[(p.id, k)]
-        text = tok.decode(req.output_ids, skip_special_tokens=True).strip()
+        stream = streams.pop(id(req), None)
+        if stream is not None and stream.stopped:
+            text = stream.text.strip()
+        else:
+            text = tok.decode(req.output_ids, skip_special_tokens=True).strip()
         c.answer(text, req.finish_reason, len(req.output_ids))
         answered(c)
 
@@ -346,6 +361,7 @@ def _requests(engine, fmt, convs, seed, config, limit, answered) -> list:
                 repetition_penalty=config.repetition_penalty,
                 generator=generator_for(seed, *keys),
                 tag=(c.prompt, c.sample),
+                on_token=read if fmt.markers else None,
                 on_finish=finish,
             )
         )

@@ -12,6 +12,12 @@ Content stays text in both formats: the conversation is rendered once with the m
 with placeholders in their place; the text between placeholders is the template's own, and only the
 special tokens found there are control tokens. A user prompt that spells ``<|im_end|>`` is
 characters, never the end of its turn.
+
+An answer also ends where the model writes one of its format's markers, as if it had ended its turn
+there: the text of a limakit role header or EOT (``<|user|>``, ``<|assistant|>``: plain text in
+limakit's format), or a control token the model's own template writes other than its end of turn
+(ChatML's ``<|im_start|>``). The marker is not part of the answer, which records ``"marker"`` as
+its stop.
 """
 
 from __future__ import annotations
@@ -60,6 +66,22 @@ def own_stop_ids(tokenizer, model=None, generation_config=None) -> set[int]:
         if token in template and has_token(tokenizer, token):
             ids.add(int(tokenizer.convert_tokens_to_ids(token)))
     return ids
+
+
+def own_marker_ids(tokenizer, stop_ids: set[int]) -> set[int]:
+    """The control tokens a model's own chat template writes, other than those it stops at: a role
+    header's ``<|im_start|>``, ``<start_of_turn>`` or ``<|start_header_id|>``."""
+    from limakit.records.template import special_ids
+
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if isinstance(template, dict):
+        template = " ".join(str(t) for t in template.values())
+    found = set()
+    for i in special_ids(tokenizer) - stop_ids:
+        token = tokenizer.convert_ids_to_tokens(i)
+        if token and token in template:
+            found.add(i)
+    return found
 
 
 def _placeholder(i: int) -> str:
@@ -120,6 +142,7 @@ class ChatFormat:
     tokenizer: object
     stop_ids: set[int] = field(default_factory=set)
     template: object = None  # limakit's format: the Template prompts are rendered in
+    marker_ids: set[int] = field(default_factory=set)  # control tokens that end an answer too
 
     @classmethod
     def choose(cls, tokenizer, choice: str = "auto", model=None, generation_config=None):
@@ -144,7 +167,21 @@ class ChatFormat:
         stops = own_stop_ids(tokenizer, model, generation_config)
         if not stops:
             raise LimaError("template own: the model names no end-of-sequence token")
-        return cls("own", tokenizer, stops)
+        return cls("own", tokenizer, stops, marker_ids=own_marker_ids(tokenizer, stops))
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Texts that end an answer, as a marker: limakit's role headers and EOT (plain text
+        there); none in a model's own format, whose markers are control tokens (``marker_ids``).
+
+        >>> from limakit.records.template import Template
+        >>> ChatFormat("limakit", None, {7}, Template()).markers
+        ('<|eot|>', '<|system|>', '<|user|>', '<|assistant|>')
+        """
+        if self.template is None:
+            return ()
+        texts = [self.template.eot, *(h.strip() for h in self.template.headers.values())]
+        return tuple(t for t in dict.fromkeys(texts) if t)
 
     @property
     def eot_id(self) -> int:

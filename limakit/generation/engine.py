@@ -2,7 +2,8 @@
 
 The engine keeps a pool of at most ``max_batch`` active sequences. Each decode step runs the model
 once on the last token of every active sequence. A sequence that stops (EOT, length, cancelled)
-leaves the pool at once, and waiting prompts take the free slots. On an accelerator they are
+leaves the pool at once, and waiting prompts take the free slots, the waiting requests taking
+turns (:mod:`limakit.generation.admission`). On an accelerator they are
 prefilled together, right-padded, in chunks of at most ``prefill_tokens`` padded tokens; on a CPU
 each alone (no padding, the fast causal kernel). Finished rows cost nothing.
 
@@ -33,15 +34,15 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from limakit.generation.admission import FairQueue
 from limakit.generation.graphs import StaticDecode
+from limakit.generation.logprobs import TokenLogprob, score_tokens
 from limakit.generation.sampler import sample_next
 from limakit.models import LoadedModel, host_to_device
 
@@ -75,40 +76,18 @@ def forward_last(model, seqs: list[list[int]], pad_id: int, *, every_position=Fa
     return out, out.logits[torch.arange(n, device=device), col]
 
 
-class TokenLogprob(NamedTuple):
-    """A token's log-probability and the ``k`` most likely tokens there, as (id, logprob), best
-    first (``k`` = the request's ``logprobs`` or ``prompt_logprobs``; may be empty)."""
-
-    logprob: float
-    top: list[tuple[int, float]]
-
-
-def score_tokens(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> list[TokenLogprob]:
-    """Row ``i``'s log-softmax at ``tokens[i]`` and its top ``k``: the model's own distribution.
-
-    The token's value and the top values come from the same tensor, so a token that is the most
-    likely one has exactly the top value (clients compare them to tell a greedy token).
-    """
-    # -9999 for a token the model rules out (-inf), as other servers do: JSON has no infinity.
-    logprobs = torch.log_softmax(logits.float(), dim=-1).clamp_min(-9999.0)
-    picked = logprobs.gather(1, tokens[:, None])[:, 0].tolist()
-    if k <= 0:
-        return [TokenLogprob(p, []) for p in picked]
-    values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
-    return [
-        TokenLogprob(p, list(zip(i, v))) for p, i, v in zip(picked, ids.tolist(), values.tolist())
-    ]
-
-
 @dataclass
 class Request:
-    """One sequence to generate. ``on_token(req, token_id)`` is called from the engine's thread.
+    """One sequence to generate. ``on_token(req, token_id)`` is called from the engine's thread;
+    it may end the sequence at that token by setting ``finish_reason`` (a stop found in the text).
 
     ``logprobs`` (None: not recorded) records in ``token_logprobs`` each new token's
     log-probability and that many most likely alternatives (one per output id, then one for the
-    EOT when the sequence ended at it); ``prompt_logprobs`` does the same in
-    ``prompt_token_logprobs`` for every prompt token but the first (which has no context).
+    stop token, ``end_token``, when the sequence ended at one); ``prompt_logprobs`` does the same
+    in ``prompt_token_logprobs`` for every prompt token but the first (which has no context).
     ``admitted`` is the ``time.monotonic()`` at which the engine gave the request a batch slot.
+    The sequences of one ``group`` (a client's request) take turns for slots with other groups'
+    (:mod:`limakit.generation.admission`).
     """
 
     prompt_ids: list[int]
@@ -121,7 +100,9 @@ class Request:
     on_finish: Callable[[Request], None] | None = None
     tag: object = None
     output_ids: list[int] = field(default_factory=list)
-    finish_reason: str | None = None  # "eot" | "length" | "cancelled"
+    finish_reason: str | None = None  # "eot" | "marker" | "length" | "cancelled" | "error..."
+    end_token: int | None = None  # the stop token the sequence ended at (not in output_ids)
+    group: object = None
     cancelled: bool = False  # set from any thread; the engine drops the row at its next step
     logprobs: int | None = None
     prompt_logprobs: int | None = None
@@ -220,11 +201,13 @@ class Engine:
         prefill_tokens: int | None = None,
         cuda_graphs: bool | None = None,
         stop_ids: Iterable[int] = (),
+        marker_ids: Iterable[int] = (),
     ):
         """``loaded``: the model with its device, dtype and EOT decided (``load_model_for``).
         ``Engine(model, tokenizer)`` still works: the pair is wrapped where it is.
         ``eot_id`` and ``stop_ids`` replace and extend where answers stop (a model sampled in its
-        own chat format stops at its own end-of-turn tokens)."""
+        own chat format stops at its own end-of-turn tokens); ``marker_ids`` (a chat template's
+        other control tokens, such as a role header) end an answer too, as ``"marker"``."""
         if not isinstance(loaded, LoadedModel):
             template = "limakit" if eot_id is None else None  # an explicit EOT needs no lookup
             loaded = LoadedModel.of(loaded, tokenizer, template)
@@ -250,10 +233,11 @@ class Engine:
         self.eot_id = int(eot_id)
         # Every token that ends an answer: the EOT, and the end-of-turn and EOS ids of a model
         # sampled in its own chat format. Checked on the host, after the step's one device read.
-        self.stop_ids = frozenset({self.eot_id, *(int(i) for i in stop_ids)})
+        self.marker_ids = frozenset(int(i) for i in marker_ids)
+        self.stop_ids = frozenset({self.eot_id, *(int(i) for i in stop_ids)}) | self.marker_ids
         self.vocab = model.get_output_embeddings().weight.shape[0]
         self.dtype = loaded.dtype
-        self.waiting: deque[Request] = deque()
+        self.waiting: FairQueue[Request] = FairQueue()  # the requests' groups take turns
         self.active: list[Request] = []
         self.lens = [0] * max_batch  # tokens cached per row, on the host: no device read per step
         self.seen = torch.zeros(max_batch, self.vocab, dtype=torch.bool, device=self.device)
@@ -271,7 +255,7 @@ class Engine:
     # -- queue -----------------------------------------------------------------------------------
     def add(self, req: Request) -> Request:
         with self.lock:
-            self.waiting.append(req)
+            self.waiting.push(req, req.group)
         self.wakeup.set()
         return req
 
@@ -289,8 +273,7 @@ class Engine:
     def fail_all(self, reason: str) -> None:
         """Finish every queued and active sequence with ``reason`` (after an error in a step)."""
         with self.lock:
-            pending = list(self.waiting)
-            self.waiting.clear()
+            pending = self.waiting.drain()
         rows, self.active = self.active, []
         for req in rows + pending:
             req.finish_reason = reason
@@ -305,9 +288,9 @@ class Engine:
         scored: list[Request] = []  # no new tokens, only the prompt's log-probabilities
         while len(self.active) + len(admitted) < self.max_batch:
             with self.lock:
-                if not self.waiting:
-                    break
-                req = self.waiting.popleft()
+                req = self.waiting.pop()
+            if req is None:
+                break
             req.admitted = time.monotonic()
             if req.cancelled:
                 self._finish_unadmitted(req, "cancelled")
@@ -342,7 +325,7 @@ class Engine:
             active = {id(r) for r in self.active}
             lost = [r for r in scored + admitted if id(r) not in active and not r.done]
             with self.lock:
-                self.waiting.extendleft(reversed(lost))
+                self.waiting.push_back([(r, r.group) for r in lost])
             raise
 
     def _finish_unadmitted(self, req: Request, reason: str) -> None:
@@ -472,8 +455,9 @@ class Engine:
         for j, (row, req, tok) in enumerate(zip(rows, reqs, tokens)):
             if req.cancelled:
                 req.finish_reason = "cancelled"
-            elif tok in self.stop_ids:
-                req.finish_reason = "eot"  # the EOT (or end of turn) is not part of the answer
+            elif tok in self.stop_ids:  # the EOT (or a marker) is not part of the answer
+                req.finish_reason = "marker" if tok in self.marker_ids else "eot"
+                req.end_token = tok
                 if j in scores:  # but its log-probability is recorded
                     req.token_logprobs.append(scores[j])
             else:
@@ -483,7 +467,7 @@ class Engine:
                 self.generated += 1
                 if req.on_token:
                     req.on_token(req, tok)
-                if len(req.output_ids) >= req.max_new_tokens:
+                if not req.done and len(req.output_ids) >= req.max_new_tokens:
                     req.finish_reason = "length"
             if req.done:
                 finished.append(row)

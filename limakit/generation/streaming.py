@@ -12,7 +12,8 @@ from __future__ import annotations
 
 
 class TextStream:
-    """Feed token ids, get text deltas; stops at the first of ``stop`` strings (excluded).
+    """Feed token ids, get text deltas; stops at the first of ``stop`` strings or ``markers`` (a
+    chat format's own markers, see :mod:`limakit.generation.chat_format`), which is excluded.
 
     >>> s = TextStream(tok, stop=["\\n\\n"])  # doctest: +SKIP
     >>> s.push(tok_id)  # -> new text (maybe '') ; s.stopped tells whether a stop string was hit
@@ -20,9 +21,11 @@ class TextStream:
 
     lookback = 4  # tokens decoded again before the new ones: context for spaces and merges
 
-    def __init__(self, tokenizer, stop: list[str] | None = None):
+    def __init__(self, tokenizer, stop: list[str] | None = None, markers: tuple[str, ...] = ()):
         self.tokenizer = tokenizer
-        self.stop = [s for s in (stop or []) if s]
+        self.markers = tuple(m for m in markers if m)
+        self.stop = [s for s in (stop or []) if s] + list(self.markers)
+        self.hit: str | None = None  # the stop string or marker the text stopped at
         self.ids: list[int] = []
         self.read = 0  # ids[:read] are decoded into ``text``
         self.text = ""  # decoded so far (may run ahead of what was emitted)
@@ -68,11 +71,12 @@ class TextStream:
         return start, known
 
     def _release(self, final: bool) -> str:
-        hits = [self.text.find(s, max(0, self.emitted - len(s) + 1)) for s in self.stop]
-        hits = [at for at in hits if at != -1]
+        found = [(self.text.find(s, max(0, self.emitted - len(s) + 1)), s) for s in self.stop]
+        hits = [(at, s) for at, s in found if at != -1]
         if hits:
+            at, self.hit = min(hits)
             self.stopped = True
-            self.text = self.text[: min(hits)]
+            self.text = self.text[:at]
         # Unless stopped or done, hold back what could be the start of a stop string.
         hold = 0 if final else max((len(s) - 1 for s in self.stop), default=0)
         end = (
@@ -81,6 +85,11 @@ class TextStream:
         delta = self.text[self.emitted : end]
         self.emitted = max(self.emitted, end)
         return delta
+
+    @property
+    def at_marker(self) -> bool:
+        """Whether the text stopped at one of the ``markers`` (not at a stop string)."""
+        return self.hit is not None and self.hit in self.markers
 
 
 class TokenPieces:

@@ -20,8 +20,12 @@ def free_port() -> int:
 
 def start(model, tok, model_name: str = "lima-test", **kw):
     """(server, thread, base url, app): uvicorn serving ``create_app`` in a daemon thread."""
+    return start_app(create_app(model, tok, model_name=model_name, **kw))
+
+
+def start_app(app):
+    """(server, thread, base url, app): uvicorn serving an app already made."""
     port = free_port()
-    app = create_app(model, tok, model_name=model_name, **kw)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -35,7 +39,14 @@ def start(model, tok, model_name: str = "lima-test", **kw):
 @contextmanager
 def serving(model, tok, **kw):
     """``with serving(model, tok) as (url, app):`` a server that stops at the end of the block."""
-    server, thread, url, app = start(model, tok, **kw)
+    with serving_app(create_app(model, tok, **{"model_name": "lima-test", **kw})) as served:
+        yield served
+
+
+@contextmanager
+def serving_app(app):
+    """``with serving_app(app) as (url, app):`` serves an app made elsewhere (by ``lima serve``)."""
+    server, thread, url, app = start_app(app)
     try:
         yield url, app
     finally:

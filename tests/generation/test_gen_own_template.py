@@ -19,30 +19,7 @@ from limakit.models import load_tokenizer
 from limakit.records.example import Example, Message
 
 from ..conftest import make_tiny_model
-
-IM_START, IM_END, ENDOFTEXT = 1, 2, 0  # SmolLM2's ChatML tokens
-
-
-@pytest.fixture(scope="module")
-def raw_tokenizer(smollm2_dir):
-    """The SmolLM2-Instruct tokenizer as it ships: ChatML chat template, no limakit EOT."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    assert tok.convert_ids_to_tokens([IM_START, IM_END]) == ["<|im_start|>", "<|im_end|>"]
-    return tok
-
-
-@pytest.fixture(scope="module")
-def chatml_dir(tmp_path_factory, raw_tokenizer) -> str:
-    """A saved tiny random model with the ChatML tokenizer, whose generation config ends a
-    sequence at <|im_end|> or <|endoftext|>."""
-    path = tmp_path_factory.mktemp("tiny-chatml")
-    model = make_tiny_model(raw_tokenizer, seed=1)
-    model.generation_config.eos_token_id = [IM_END, ENDOFTEXT]
-    model.save_pretrained(path)
-    raw_tokenizer.save_pretrained(path)
-    return str(path)
+from .conftest import ENDOFTEXT, IM_END, IM_START, script
 
 
 def _boost(model, token: int, amount: float):
@@ -116,7 +93,8 @@ def test_own_template_sampling_stops_at_im_end(chatml_dir, raw_tokenizer, monkey
     got = generate_answers(chatml_dir, prompts, samples=2, config=cfg, dtype="float32",
                            device="cpu", progress=False)  # fmt: skip
     (engine,) = engines
-    assert engine.stop_ids == {IM_END, ENDOFTEXT}
+    assert engine.stop_ids == {IM_END, ENDOFTEXT, IM_START}
+    assert engine.marker_ids == {IM_START}  # the template's role header ends an answer too
     assert len(engine.tokenizer) == len(raw_tokenizer)  # no limakit EOT attached
     for a in got:
         assert a.meta["template"] == "own" and a.meta["stop"] == "eot"
@@ -193,3 +171,23 @@ def test_the_engine_stops_at_any_of_its_stop_ids(raw_tokenizer):
     with torch.inference_mode():
         engine.run([req])
     assert req.finish_reason == "eot" and req.output_ids == []
+
+
+def test_own_template_marker_ends_the_answer_as_marker(chatml_dir, raw_tokenizer, monkeypatch):
+    """A model that writes its next role header (``<|im_start|>``) instead of ending its turn:
+    the answer ends there, without it, and records ``marker``."""
+    real_init = engine_mod.Engine.__init__
+    answer = raw_tokenizer("The sea is blue.", add_special_tokens=False)["input_ids"]
+    more = raw_tokenizer("user\nAnd more", add_special_tokens=False)["input_ids"]
+
+    def init(self, loaded, tokenizer=None, **kw):
+        script(loaded.model, [*answer, IM_START, *more, IM_END])
+        real_init(self, loaded, tokenizer, **kw)
+
+    monkeypatch.setattr(engine_mod.Engine, "__init__", init)
+    prompts = [Example([Message("user", "Tell me about the sea.")], id="p0")]
+    cfg = DecodeConfig(max_new_tokens=40, template="own")
+    (got,) = generate_answers(chatml_dir, prompts, config=cfg, dtype="float32", device="cpu",
+                              progress=False)  # fmt: skip
+    assert got.answer == "The sea is blue." and got.meta["stop"] == "marker"
+    assert got.meta["new_tokens"] == len(answer)
