@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=[],
         help="answer files of other models in FastChat's format, judged alongside (the file "
-        "name is the model's name, as in FastChat)",
+        "name is the model's name, as in FastChat); each is checked against the questions and "
+        "copied to OUT/model_answer/, where FastChat's scripts find it",
     )
     p.add_argument(
         "--mode",
@@ -111,7 +112,10 @@ def run_mtbench(args: argparse.Namespace) -> int:
         return _pairwise(args, judge, inputs)
     result = run(args.out, judge=judge, **inputs)
     for name, path in result["answers"].items():
-        print(f"answers of {name}: {path}", file=sys.stderr)
+        source = result["answers_from"].get(name)
+        print(
+            f"answers of {name}: {path}" + (f" (from {source})" if source else ""), file=sys.stderr
+        )
     if judge is None:
         print("no --judge: answers only", file=sys.stderr)
         return 0

@@ -47,7 +47,13 @@ def fastchat_loaders() -> dict:
     with warnings.catch_warnings():  # its regexes are plain strings with backslashes
         warnings.simplefilter("ignore")
         tree = ast.parse(path.read_text())
-    wanted = {"load_questions", "load_model_answers", "load_judge_prompts", "load_cache"}
+    wanted = {
+        "load_questions",
+        "load_model_answers",
+        "get_model_list",
+        "load_judge_prompts",
+        "load_cache",
+    }
     nodes = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in wanted]
     assert {n.name for n in nodes} == wanted
     import glob

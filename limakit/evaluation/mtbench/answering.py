@@ -14,12 +14,15 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl
 from limakit.evaluation.mtbench.files import (
     answer_path,
     default_paths,
     drop_cut_line,
+    place_answers,
     read_answer_file,
+    read_answers_input,
     read_questions,
     safe_name,
 )
@@ -147,15 +150,36 @@ def collect_answers(
     device: str | None = "auto",
     progress: bool = True,
 ) -> tuple[dict, list[dict], dict[str, Path]]:
-    """Answer with ``model`` (when given) and gather ``other_answers``: (result so far, the
-    questions, model name -> answer file)."""
+    """Check and place ``other_answers`` (each in ``OUT/model_answer/``, see
+    :func:`~limakit.evaluation.mtbench.files.place_answers`), then answer with ``model`` (when
+    given): (result so far, the questions, model name -> answer file). The files are checked
+    first, so a bad one stops the run before the model answers anything."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     qpath = Path(questions_path) if questions_path else default_paths()["questions"]
     questions = read_questions(qpath)
-    answer_files: dict[str, Path] = {}
     if model is not None:
         model_id = model_id or Path(str(model)).name
+    sources: dict[str, Path] = {}
+    for p in map(Path, other_answers):
+        name = p.stem  # FastChat names a model by its answer file
+        if name in sources:
+            raise LimaError(
+                f"{sources[name]} and {p} both name model {name!r} (FastChat names a model by its "
+                "answer file); rename one"
+            )
+        if model is not None and answer_path(out_dir, model_id).name == f"{name}.jsonl":
+            raise LimaError(
+                f"{p} names model {name!r}, whose answers --model writes; rename the file or "
+                "give another --model-id"
+            )
+        sources[name] = p
+    placed = {
+        name: place_answers(p, name, read_answers_input(p, name, questions, qpath), out_dir)
+        for name, p in sources.items()
+    }
+    answer_files: dict[str, Path] = {}
+    if model is not None:
         answer_files[model_id] = answer_questions(
             model,
             questions,
@@ -168,11 +192,10 @@ def collect_answers(
             device=device,
             progress=progress,
         )
-    for p in other_answers:
-        p = Path(p)
-        answer_files[p.stem] = p  # FastChat names a model by its answer file
+    answer_files.update(placed)
     result: dict = {
         "questions": str(qpath),
         "answers": {k: str(v) for k, v in answer_files.items()},
+        "answers_from": {k: str(v) for k, v in sources.items()},
     }
     return result, questions, answer_files

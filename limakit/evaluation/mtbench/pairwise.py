@@ -97,6 +97,7 @@ def judge_pairwise(
     require_openai_judge(cfg)
     path = judgment_file(Path(out_dir), cfg.model, "pair")
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()  # there even when nothing is left to judge: the summary reads it
     done = set()
     if path.exists():
         for _, row in read_jsonl_records(path, resumable=True):
@@ -243,9 +244,7 @@ def run_mtbench_pairwise(
     out_dir = Path(out_dir)
     result, questions, answer_files = collect_answers(out_dir, **answering)
     pairs = pairs_of(list(answer_files), mode, baseline)
-    answers, prompts, refs = grading_inputs(
-        questions, answer_files, judge_prompts_path, reference_path
-    )
+    answers, prompts, refs = grading_inputs(answer_files, judge_prompts_path, reference_path)
     counts = judge_pairwise(out_dir, questions, answers, judge, prompts, refs, pairs)
     path = judgment_file(out_dir, judge.model, "pair")
     summary = summarise_pairwise(

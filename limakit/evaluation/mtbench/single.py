@@ -67,6 +67,7 @@ def judge_single(
     require_openai_judge(cfg)
     path = judgment_file(Path(out_dir), cfg.model)
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()  # there even when nothing is left to judge: the summary reads it
     done = set()
     if path.exists():
         for _, row in read_jsonl_records(path, resumable=True):
@@ -168,9 +169,15 @@ def table_lines(summary: dict) -> list[str]:
         lines.append(
             f"  {'all':12s} {cell(s['turn1']):>20s} {cell(s['turn2']):>20s} {cell(s['overall']):>20s}"
         )
+        gaps = s.get("unanswered")
         lines.append(
             f"  MT-Bench score {cell(s['overall'])} over {s['overall']['n']} grades; "
             f"{s['unparsable']} replies without a rating (score -1, left out)"
+            + (
+                f"; {gaps} of {s['questions']} questions unanswered by {model} (not graded)"
+                if gaps
+                else ""
+            )
         )
     return lines
 
@@ -238,12 +245,14 @@ def run_mtbench(
     )
     if judge is None:
         return result
-    answers, prompts, refs = grading_inputs(
-        questions, answer_files, judge_prompts_path, reference_path
-    )
+    answers, prompts, refs = grading_inputs(answer_files, judge_prompts_path, reference_path)
     counts = judge_single(out_dir, questions, answers, judge, prompts, refs)
     jpath = judgment_file(out_dir, judge.model)
     summary = summarise(jpath, questions, resamples=judge.bootstrap, seed=judge.seed)
+    for name, by_q in answers.items():
+        if name in summary:  # the file may also hold grades of models not given this time
+            summary[name]["questions"] = len(questions)
+            summary[name]["unanswered"] = sum(q["question_id"] not in by_q for q in questions)
     for name in summary:
         radar_plot(name, summary[name], out_dir / f"radar-{safe_name(name)}.png")
     result.update(
