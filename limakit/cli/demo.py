@@ -17,13 +17,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--out",
-        default="demo-run",
-        help="run directory (default: demo-run); reruns skip finished stages",
+        default=None,
+        help="run directory (default: demo-run, or demo-base-run with --base); reruns skip "
+        "finished stages",
     )
     p.add_argument(
         "--quick",
         action="store_true",
         help="the smaller packaged config demo-quick.yaml (used by the tests)",
+    )
+    p.add_argument(
+        "--base",
+        action="store_true",
+        help="LIMA's claim on a true base model: the packaged gemma3-270m (pretrained only) "
+        "fine-tuned on the curated set, against itself prompted as a pretrained model (base) "
+        "and with in-context alignment (in-context), judge-free (demo-base.yaml; needs "
+        "`make venv-gemma`); default out: demo-base-run",
     )
     add_overrides(p, "a field of the demo's run config", "train.model=smollm2-135m")
     p.add_argument("--fresh", action="store_true", help="delete the run directory first")
@@ -36,11 +45,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from limakit.run.demo import run_demo as demo
 
-    out = Path(args.out)
+    out = Path(args.out or ("demo-base-run" if args.base else "demo-run"))
     if args.fresh and out.exists():
         shutil.rmtree(out)
     from limakit.cli.run import runtime_overrides
 
-    demo(out, quick=args.quick, overrides=[*args.overrides, *runtime_overrides(args)])
+    overrides = [*args.overrides, *runtime_overrides(args)]
+    demo(out, quick=args.quick, base=args.base, overrides=overrides)
     print(f"demo finished: see {out}/report/report.md")
     return 0

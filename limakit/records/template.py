@@ -190,12 +190,14 @@ class Rendered:
 
 
 def has_token(tokenizer, token: str) -> bool:
-    """Whether ``token`` is one vocabulary entry (cheap: ``get_vocab()`` copies the whole vocabulary)."""
-    added = getattr(tokenizer, "added_tokens_encoder", None)
-    if added is not None and token in added:
-        return True
+    """Whether ``token`` is one vocabulary entry (cheap: ``get_vocab()`` copies the whole
+    vocabulary, and a fast tokenizer's ``added_tokens_encoder`` is rebuilt on every read, which
+    costs milliseconds with Gemma's thousands of added tokens: it is asked last)."""
     tid = tokenizer.convert_tokens_to_ids(token)
-    return tid is not None and tid != tokenizer.unk_token_id
+    if tid is not None and tid != tokenizer.unk_token_id:
+        return True
+    added = getattr(tokenizer, "added_tokens_encoder", None)
+    return added is not None and token in added
 
 
 def bos_text(tokenizer) -> str:
@@ -243,11 +245,23 @@ def _layout(
 
 
 def special_ids(tokenizer) -> set[int]:
-    """Every id a tokenizer treats as a control token: its named specials and special added tokens."""
-    ids = {i for i in tokenizer.all_special_ids if i is not None}
-    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
-    ids.update(i for i, tok in decoder.items() if getattr(tok, "special", False))
-    return ids
+    """Every id a tokenizer treats as a control token: its named specials and special added tokens.
+
+    Read on every rendering, so it is kept per tokenizer: a fast tokenizer rebuilds its added
+    tokens on each read (30 ms for Gemma's thousands), while its named specials, which change
+    whenever a special token is added, are cheap and key the kept set.
+    """
+    named = tuple(i for i in tokenizer.all_special_ids if i is not None)
+    known = _SPECIAL.get(tokenizer)
+    if known is None or known[0] != named:
+        decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        ids = set(named) | {i for i, tok in decoder.items() if getattr(tok, "special", False)}
+        known = (named, frozenset(ids))
+        _SPECIAL[tokenizer] = known
+    return set(known[1])
+
+
+_SPECIAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def encode_text(tokenizer, text: str) -> list[int]:
@@ -306,10 +320,12 @@ def char_cap(tokenizer, max_len: int) -> int:
     entry has one character per byte), so ``max_len`` tokens never cover more than ``max_len``
     times that many characters; twice that is kept, so a cut lies well past the last token kept.
     """
-    vocab_size = len(tokenizer)
+    # Kept per tokenizer, keyed by its named specials (asking its size costs milliseconds on a
+    # 262k vocabulary): the tokens limakit adds are short markers, never the longest entry.
+    named = tuple(tokenizer.all_special_ids)
     known = _LONGEST.get(tokenizer)
-    if known is None or known[0] != vocab_size:
-        known = (vocab_size, max((len(t) for t in tokenizer.get_vocab()), default=1))
+    if known is None or known[0] != named:
+        known = (named, max((len(t) for t in tokenizer.get_vocab()), default=1))
         _LONGEST[tokenizer] = known
     return 2 * max_len * max(known[1], 1)
 

@@ -353,6 +353,11 @@ def load_run_config(
     return validate_run_config(data, where)
 
 
+def training_data(cfg: RunConfig) -> str:
+    """The run file training reads: the data stage's examples, or back-translation's."""
+    return "backtranslate/examples.jsonl" if cfg.data.backtranslate else "data/examples.jsonl"
+
+
 def prompts_path(cfg: RunConfig, root: Path) -> Path:
     """The test prompts a run samples: the curated test split, or the file ``sample.prompts``."""
     curated = cfg.sample.prompts == "curated"

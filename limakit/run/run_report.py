@@ -152,7 +152,8 @@ def _checks_lines(checks: dict) -> list[str]:
 def cap_lines(cfg: RunConfig, root: Path) -> list[str]:
     """The sampling caps against the longest trained answer (the run refused a shorter cap
     unless ``allow_short_cap`` was set, which is said here)."""
-    from limakit.run.stages import cap_check, training_data
+    from limakit.run.caps import cap_check
+    from limakit.run.config import training_data
 
     if not (root / training_data(cfg)).exists():
         return []

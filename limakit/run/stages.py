@@ -18,7 +18,8 @@ from pathlib import Path
 from limakit.core.errors import LimaError
 from limakit.core.files import read_json, read_jsonl_records, write_json
 from limakit.records.example import Example, read_examples, write_examples
-from limakit.run.config import RunConfig, prompts_path
+from limakit.run.caps import cap_check
+from limakit.run.config import RunConfig, prompts_path, training_data
 from limakit.run.stage import Stage
 from limakit.sources.registry import input_paths
 
@@ -116,11 +117,6 @@ def _curate_line(s: dict) -> str:
 # --- backtranslate ------------------------------------------------------------------------------
 
 
-def training_data(cfg: RunConfig) -> str:
-    """The run file training reads: the data stage's examples, or back-translation's."""
-    return "backtranslate/examples.jsonl" if cfg.data.backtranslate else "data/examples.jsonl"
-
-
 def backtranslate_config(cfg: RunConfig, root: Path | None):
     """``data.backtranslate`` with the run's seed and folder, and the run's training by default.
 
@@ -153,28 +149,6 @@ def backtranslate_stage(cfg: RunConfig) -> Stage:
     return Stage("backtranslate", ["backtranslate"], run, {"backtranslate": _dump(keyed) | {"progress": None}},
                  inputs=inputs, reads=["data/examples.jsonl"], resumable=True,
                  help="instruction back-translation: write, rate and keep new pairs")  # fmt: skip
-
-
-def cap_check(cfg: RunConfig, root: Path) -> dict:
-    """The longest trained answer in tokens against every sampling cap of the run.
-
-    A cap below it cuts answers the model was trained to finish, and "stopped at the end of
-    turn" then measures the cap, not the model: the run refuses (naming both numbers) unless the
-    config sets ``allow_short_cap: true``.
-    """
-    from limakit.curation.length import longest_trained_answer
-
-    longest, where = longest_trained_answer(cfg.train.model, root / training_data(cfg))
-    short = {k: v for k, v in cfg.sampling_caps().items() if v < longest}
-    if short and not cfg.allow_short_cap:
-        caps = ", ".join(f"{k}={v}" for k, v in short.items())
-        raise LimaError(
-            f"{caps} below the longest trained answer ({longest} tokens, example {where}): "
-            "answers would be cut before their end of turn. Raise the cap(s) to at least "
-            f"{longest}, or set allow_short_cap: true to accept cut answers"
-        )
-    return {"longest_answer_tokens": longest, "example": where, "caps": cfg.sampling_caps(),
-            "short": short}  # fmt: skip
 
 
 # --- train -------------------------------------------------------------------------------------

@@ -1,0 +1,30 @@
+"""The sampling caps of a run against the longest answer it trains on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from limakit.core.errors import LimaError
+from limakit.run.config import RunConfig, training_data
+
+
+def cap_check(cfg: RunConfig, root: Path) -> dict:
+    """The longest trained answer in tokens against every sampling cap of the run.
+
+    A cap below it cuts answers the model was trained to finish, and "stopped at the end of
+    turn" then measures the cap, not the model: the run refuses (naming both numbers) unless the
+    config sets ``allow_short_cap: true``.
+    """
+    from limakit.curation.length import longest_trained_answer
+
+    longest, where = longest_trained_answer(cfg.train.model, root / training_data(cfg))
+    short = {k: v for k, v in cfg.sampling_caps().items() if v < longest}
+    if short and not cfg.allow_short_cap:
+        caps = ", ".join(f"{k}={v}" for k, v in short.items())
+        raise LimaError(
+            f"{caps} below the longest trained answer ({longest} tokens, example {where}): "
+            "answers would be cut before their end of turn. Raise the cap(s) to at least "
+            f"{longest}, or set allow_short_cap: true to accept cut answers"
+        )
+    return {"longest_answer_tokens": longest, "example": where, "caps": cfg.sampling_caps(),
+            "short": short}  # fmt: skip
