@@ -164,12 +164,10 @@ def generate_answers(
             _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, force)
         return [done[(p.id, k)] for p in prompts for k in range(samples)]
     if todo:
-        from limakit.generation.chat_format import ChatFormat
-
         loaded = load_for_generation(
             model, dtype, model_name, device, config.template, runtime=runtime
         )
-        fmt = ChatFormat.for_loaded(loaded)
+        fmt = _format(loaded, config)
         name = loaded.name
         if not force:  # the dtype and format are known now, before anything is generated
             known = {"model": name, "dtype": _dtype(loaded), "template": fmt.name}
@@ -188,6 +186,23 @@ def generate_answers(
     return [done[(p.id, k)] for p in prompts for k in range(samples)]
 
 
+def _format(loaded, config: DecodeConfig):
+    """The chat format answers are sampled in: the loaded model's, or a plain-text layout."""
+    from limakit.generation.chat_format import ChatFormat
+    from limakit.generation.layouts import LAYOUTS
+
+    if config.template not in LAYOUTS:
+        return ChatFormat.for_loaded(loaded)
+    shots = []
+    if config.template == "in-context":
+        from limakit.records.example import read_examples
+
+        if not config.shots:
+            raise LimaError("template in-context needs `shots`: a file of example exchanges")
+        shots = list(read_examples(config.shots, require_answer=True))
+    return ChatFormat.plain(loaded, LAYOUTS[config.template], shots)
+
+
 def decoding_of(config: DecodeConfig) -> dict:
     """The decoding settings an answer records (the chat format is recorded apart, resolved)."""
     return config.model_dump(exclude={"template"})
@@ -199,6 +214,10 @@ def _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, for
 
     loaded = None
     if isinstance(model, (str, os.PathLike)):  # a loaded pair is refused by generate_vllm
+        from limakit.generation.layouts import LAYOUTS
+
+        if config.template in LAYOUTS:
+            raise LimaError(f"template {config.template}: sample with the hf backend")
         # vLLM loads the weights; the tokenizer, template and EOT come from limakit's loader.
         loaded = load_model_for(str(model), template=config.template, weights=False)
         if not force:
@@ -324,16 +343,16 @@ def _requests(engine, fmt, convs, seed, config, limit, answered) -> list:
         stream = streams.setdefault(id(req), TextStream(tok, markers=fmt.markers))
         stream.push(token)
         if stream.stopped:
-            req.finish_reason = "marker"  # the answer ends before the marker, as at an EOT
+            req.finish_reason = fmt.marker_stop  # the answer ends before the marker
 
     def finish(req: Request) -> None:
         p, k = req.tag
         c = by_key[(p.id, k)]
         stream = streams.pop(id(req), None)
         if stream is not None and stream.stopped:
-            text = stream.text.strip()
+            text = fmt.answer_text(stream.text)
         else:
-            text = tok.decode(req.output_ids, skip_special_tokens=True).strip()
+            text = fmt.answer_text(tok.decode(req.output_ids, skip_special_tokens=True))
         c.answer(text, req.finish_reason, len(req.output_ids))
         answered(c)
 

@@ -26,7 +26,8 @@ import re
 from dataclasses import dataclass, field
 
 from limakit.core.errors import LimaError
-from limakit.records.example import Message
+from limakit.generation.layouts import Layout
+from limakit.records.example import Example, Message
 from limakit.records.template import (  # noqa: F401  (recognising a limakit checkpoint lives there)
     TEMPLATES,
     choose_template,
@@ -138,11 +139,13 @@ def own_prompt_ids(messages: list[Message], tokenizer) -> list[int]:
 class ChatFormat:
     """How prompts are rendered and where answers stop, for one model and one chosen format."""
 
-    name: str  # "limakit" | "own"
+    name: str  # "limakit" | "own" | a plain-text layout's name ("plain", "in-context")
     tokenizer: object
     stop_ids: set[int] = field(default_factory=set)
     template: object = None  # limakit's format: the Template prompts are rendered in
     marker_ids: set[int] = field(default_factory=set)  # control tokens that end an answer too
+    layout: Layout | None = None  # a base model's plain-text layout (limakit.generation.layouts)
+    shots: tuple[Example, ...] = ()  # the in-context layout's example exchanges
 
     @classmethod
     def choose(cls, tokenizer, choice: str = "auto", model=None, generation_config=None):
@@ -163,6 +166,15 @@ class ChatFormat:
         return cls("limakit", loaded.tokenizer, {loaded.eot_id}, loaded.template)
 
     @classmethod
+    def plain(cls, loaded, layout: Layout, shots=()) -> ChatFormat:
+        """A pretrained model prompted in a plain-text ``layout``: it stops at its own end of
+        text or where it writes one of the layout's markers (the layout's end of an answer)."""
+        stops = own_stop_ids(loaded.tokenizer, loaded.model)
+        if not stops:
+            raise LimaError(f"template {layout.name}: the model names no end-of-sequence token")
+        return cls(layout.name, loaded.tokenizer, stops, layout=layout, shots=tuple(shots))
+
+    @classmethod
     def _own(cls, tokenizer, model=None, generation_config=None) -> ChatFormat:
         stops = own_stop_ids(tokenizer, model, generation_config)
         if not stops:
@@ -178,6 +190,8 @@ class ChatFormat:
         >>> ChatFormat("limakit", None, {7}, Template()).markers
         ('<|eot|>', '<|system|>', '<|user|>', '<|assistant|>')
         """
+        if self.layout is not None:
+            return self.layout.markers
         if self.template is None:
             return ()
         texts = [self.template.eot, *(h.strip() for h in self.template.headers.values())]
@@ -191,7 +205,22 @@ class ChatFormat:
         eos = self.tokenizer.eos_token_id
         return eos if eos in self.stop_ids else min(self.stop_ids)
 
+    @property
+    def marker_stop(self) -> str:
+        """The stop an answer records when it ends at a marker: in a plain-text layout the marker
+        is the layout's own end of an answer ("eot"); elsewhere the model wrote past its turn."""
+        return "eot" if self.layout is not None else "marker"
+
+    def answer_text(self, text: str) -> str:
+        """The answer as recorded: without a layout's closing text, without outer spaces."""
+        return self.layout.answer(text) if self.layout is not None else text.strip()
+
     def prompt_ids(self, messages: list[Message]) -> list[int]:
+        if self.layout is not None:
+            from limakit.records.template import bos_text, encode_text
+
+            ids = encode_text(self.tokenizer, self.layout.render(messages, list(self.shots)))
+            return ([self.tokenizer.bos_token_id] if bos_text(self.tokenizer) else []) + ids
         if self.name == "own":
             return own_prompt_ids(messages, self.tokenizer)
         from limakit.records.template import render_prompt
