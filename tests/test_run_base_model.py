@@ -52,6 +52,8 @@ def test_a_base_model_run_compares_three_systems_without_a_judge(tmp_path, tiny_
     assert "| measure | model | in-context | base |" in report
     assert "`allow_short_cap: true`" in report  # the tiny run's caps are below its answers
     assert "selection off: the last checkpoint" in report
+    side = report.split("## Answers side by side", 1)[1]
+    assert side.count("**Prompt**") == 2 and side.count("*in-context* (stop: ") == 2
 
 
 def test_a_plain_kind_takes_no_answers_or_template(tmp_path, tiny_model_dir):

@@ -167,6 +167,32 @@ def cap_lines(cfg: RunConfig, root: Path) -> list[str]:
     return [line, ""]
 
 
+def side_by_side_lines(root: Path, names: list[str], k: int = 2, chars: int = 700) -> list[str]:
+    """The first ``k`` test prompts with every system's answer (cut at ``chars`` characters)."""
+    from limakit.evaluation.answers import read_answers
+
+    answers = {n: read_answers(root / "answers" / f"{n}.jsonl", empty_ok=True) for n in names}
+    first = answers[names[0]]
+    keys = [key for key in first if all(key in a for a in answers.values())][:k]
+    if len(names) < 2 or not keys:
+        return []
+    lines = ["## Answers side by side", ""]
+    for key in keys:
+        prompt = first[key].messages[-2].content if len(first[key].messages) > 1 else ""
+        lines += [f"**Prompt** `{first[key].id}`:", "", _quote(prompt, chars), ""]
+        for n in names:
+            ex = answers[n][key]
+            stop = ex.meta.get("stop", "?")
+            lines += [f"*{n}* (stop: {stop}, {ex.meta.get('new_tokens', '?')} tokens):", ""]
+            lines += [_quote(ex.answer or "", chars), ""]
+    return lines
+
+
+def _quote(text: str, chars: int) -> str:
+    cut = text if len(text) <= chars else text[:chars].rstrip() + " [...]"
+    return "\n".join("> " + line if line.strip() else ">" for line in cut.splitlines() or [""])
+
+
 def provenance_lines(root: Path) -> list[str]:
     path = root / "run.json"
     if not path.exists():
@@ -246,6 +272,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
         lines += ["## Automatic checks (no judge)", ""]
         lines += _checks_lines(read_json(checks))
         lines += ["", "From [judge/checks.json](../judge/checks.json).", ""]
+    lines += side_by_side_lines(root, ["model", *(b.name for b in cfg.baselines)])
 
     if cfg.notes:
         lines += ["## Departures from the paper", ""] + [f"- {x}" for x in cfg.notes] + [""]
