@@ -20,10 +20,16 @@ def category_of(ex: Example) -> str:
     return str(ex.meta.get("category") or ex.source or "unknown")
 
 
-def read_answers(path: str | os.PathLike) -> dict[tuple[str, int], Example]:
-    """Answers keyed by (prompt id, sample); a repeated key is an error naming the file."""
+def read_answers(
+    path: str | os.PathLike, *, empty_ok: bool = False
+) -> dict[tuple[str, int], Example]:
+    """Answers keyed by (prompt id, sample); a repeated key is an error naming the file.
+
+    ``empty_ok``: an answer may be empty, as a generated one is when the model ended its turn at
+    once (its tokens are still measured: the end of turn).
+    """
     out: dict[tuple[str, int], Example] = {}
-    for ex in read_examples(path, require_answer=True):
+    for ex in _generated(path) if empty_ok else read_examples(path, require_answer=True):
         key = (ex.id, sample_of(ex))
         if key in out:
             raise LimaError(f"{path}: id {ex.id!r} sample {key[1]} appears twice")
@@ -31,6 +37,17 @@ def read_answers(path: str | os.PathLike) -> dict[tuple[str, int], Example]:
     if not out:
         raise LimaError(f"{path}: no answers")
     return out
+
+
+def _generated(path: str | os.PathLike):
+    from limakit.core.files import read_jsonl_records
+    from limakit.generation.turns import answered_from_dict
+
+    for lineno, row in read_jsonl_records(path):
+        try:
+            yield answered_from_dict(row)
+        except ValueError as e:
+            raise LimaError(f"{path}:{lineno}: {e}") from None
 
 
 def model_name(answers: dict, path: str | os.PathLike) -> str:
