@@ -104,8 +104,8 @@ def test_select_chooses_the_best_epoch(tmp_path, monkeypatch):
         (run / "checkpoints" / f"epoch-{epoch}").mkdir(parents=True)
         (run / "checkpoints" / f"epoch-{epoch}" / "config.json").write_text("{}")
     dev = tmp_path / "dev.jsonl"
-    write_jsonl(dev, [answer(i, "reference answer", "ref") for i in range(4)])
-    fake, calls = _fake_generate({5: 1, 6: 3, 7: 2, 9: 3})
+    write_jsonl(dev, [answer(i, "reference answer", "ref") for i in range(20)])  # 20: enough
+    fake, calls = _fake_generate({5: 2, 6: 20, 7: 4, 9: 8})
     gen = importlib.import_module("limakit.generation")
     monkeypatch.setattr(gen, "generate_answers", fake, raising=False)
     with FakeServer(prefer_marked) as server:
@@ -116,9 +116,9 @@ def test_select_chooses_the_best_epoch(tmp_path, monkeypatch):
         assert rc == 0
         assert fake.received["device"] == "cpu"  # --device reaches the generator
         sel = json.loads((run / "select" / "selection.json").read_text())
-        assert sel["chosen"] == 6  # ties with epoch 9: the earlier epoch wins
+        assert sel["chosen"] == 6 and sel["decided_by"] == "judge"  # clear of every other
         assert [r["epoch"] for r in sel["table"]] == [5, 6, 7, 9]
-        assert sel["table"][1]["win"] == 0.75 and len(sel["notes"]) == 2
+        assert sel["table"][1]["win"] == 1.0 and len(sel["notes"]) == 2
         assert "(chosen)" in (run / "select" / "selection.md").read_text()
         # Rerun: answers reused, verdicts cached.
         assert main(["select", str(run), "--dev", str(dev), "--judge", str(conf)]) == 0
@@ -131,8 +131,8 @@ def test_select_likert_needs_no_reference(tmp_path, monkeypatch):
         (run / "checkpoints" / f"epoch-{epoch}").mkdir(parents=True)
         (run / "checkpoints" / f"epoch-{epoch}" / "config.json").write_text("{}")
     dev = tmp_path / "dev.jsonl"
-    write_jsonl(dev, [{"id": f"d{i}", "source": "dev", "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(3)])  # fmt: skip
-    fake, _ = _fake_generate({5: 3, 6: 0})
+    write_jsonl(dev, [{"id": f"d{i}", "source": "dev", "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(10)])  # fmt: skip
+    fake, _ = _fake_generate({5: 10, 6: 0})
     monkeypatch.setattr(
         importlib.import_module("limakit.generation"), "generate_answers", fake, raising=False
     )
@@ -145,7 +145,7 @@ def test_select_likert_needs_no_reference(tmp_path, monkeypatch):
     with FakeServer(rate) as server:
         cfg = JudgeConfig(backend="openai", model="judge", base_url=server.url)
         res = select_checkpoint(run, dev, cfg, epochs=[5, 6], protocol="likert", samples=2)
-    assert res["chosen"] == 5 and res["table"][0]["score"] == 6.0 and res["table"][0]["n"] == 6
+    assert res["chosen"] == 5 and res["table"][0]["score"] == 6.0 and res["table"][0]["n"] == 20
     from limakit.core.errors import LimaError
 
     with pytest.raises(LimaError, match="reference"):
