@@ -71,6 +71,7 @@ def test_the_training_step_waits_for_the_device_once_per_step(tmp_path, tiny_mod
         by_function.setdefault(fn, []).append(op)
     # Host-side by design: collate finds the trained positions on the host batch before it moves;
     # the loss's backward reads its incoming gradient only on a CPU (a shortcut for the usual 1.0).
-    assert set(by_function) - {"collate", "backward"} == {"train"}, by_function
+    # (the loop itself is loop._train, which train() runs with the run's thread count)
+    assert set(by_function) - {"collate", "backward"} == {"_train"}, by_function
     steps = 2  # 8 examples, 4 per step
-    assert by_function["train"] == ["aten::_local_scalar_dense"] * steps  # the loss, once a step
+    assert by_function["_train"] == ["aten::_local_scalar_dense"] * steps  # the loss, once a step
