@@ -224,3 +224,119 @@ def test_the_backtranslation_ablation_compares_the_seed_with_each_round(tmp_path
         assert run.data.curate.n == 4  # the same seed set in every arm
         grown.append(run.data.backtranslate and run.data.backtranslate.rounds)
     assert grown == [None, 1, 2]
+
+
+def test_custom_arms_are_named_runs_with_their_own_overrides(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text(
+        "run: x.yaml\nseeds: [0, 3]\nset: [train.epochs=1]\nquantity: {enabled: false}\n"
+        "quality: {enabled: false}\ndiversity: {enabled: false}\n"
+        "custom:\n  n: 6\n  arms:\n    plw=0: []\n    plw=0.1: [train.prompt_loss_weight=0.1]\n"
+        "    response tuning: [train.drop_prompts=true]\n"
+    )
+    arms = plan_arms(load_ablate_config(str(path)))
+    assert [a.dir_name for a in arms] == [
+        "custom-plw0-seed0", "custom-plw0.1-seed0", "custom-response-tuning-seed0",
+        "custom-plw0-seed3", "custom-plw0.1-seed3", "custom-response-tuning-seed3",
+    ]  # fmt: skip
+    assert [a.arm for a in arms[:3]] == ["plw=0", "plw=0.1", "response tuning"]
+    plw = arms[4].overrides  # every arm's own overrides after `set`, the seed and size last
+    assert plw[:2] == ("train.epochs=1", "train.prompt_loss_weight=0.1")
+    assert {"data.curate.n=6", "train.seed=3", "evaluate.likert=true"} <= set(plw)
+    for bad, said in (("    a: []\n    a!: []\n", "would share the folder name 'a'"),
+                      ("    '==': []\n", "needs a letter or digit")):  # fmt: skip
+        path.write_text("run: x.yaml\nquantity: {enabled: false}\nquality: {enabled: false}\n"
+                        f"diversity: {{enabled: false}}\ncustom:\n  arms:\n{bad}")  # fmt: skip
+        with pytest.raises(LimaError, match=said):
+            load_ablate_config(str(path))
+    path.write_text("run: x.yaml\ndiversity: {enabled: false}\ncustom: {arms: {}}\n")
+    with pytest.raises(LimaError, match="at least one arm"):
+        load_ablate_config(str(path))
+
+
+def test_the_options_config_plans_valid_runs():
+    """configs/ablate-options.yaml: four arms of the demo run, each a valid run config whose
+    training options are the arm's."""
+    from limakit.run.config import run_config_data, validate_run_config
+
+    cfg = load_ablate_config("configs/ablate-options.yaml")
+    arms = plan_arms(cfg)
+    assert [a.arm for a in arms] == ["plw=0", "plw=0.1", "plw=1", "response-tuning"]
+    train = {}
+    for arm in arms:
+        data, where = run_config_data(cfg.run, arm.overrides)
+        train[arm.arm] = validate_run_config(data, where).train
+    assert [t.prompt_loss_weight for t in train.values()] == [0.0, 0.1, 1.0, 0.0]
+    assert [t.drop_prompts for t in train.values()] == [False, False, False, True]
+    safety = plan_arms(load_ablate_config("configs/ablate-safety.yaml"))
+    assert [a.dir_name for a in safety] == [
+        "custom-with_safety-seed0", "custom-without_safety-seed0"]  # fmt: skip
+
+
+def test_judge_free_measures_and_shift_per_arm_in_the_report(tmp_path):
+    from limakit.core.files import write_json
+    from limakit.run.ablate import arm_checks
+    from limakit.run.ablation_report import write_ablation_report
+
+    m = {"value": 0.75, "ci": [0.5, 1.0], "n": 4}
+    run = tmp_path / "arms" / "custom-plw0.1-seed0"
+    write_json(run / "judge" / "checks.json", {"model": {"measures": {
+        "ends_turn": m, "repetition": {"value": 0.125, "ci": [0.1, 0.15], "n": 4}}},
+        "base": {"measures": {"ends_turn": {"value": 0.0, "ci": [0, 0], "n": 4}}}})  # fmt: skip
+    shares = {k: {"value": v, "ci": [v - 0.01, v + 0.01], "n": 4}
+              for k, v in (("unshifted", 0.9), ("marginal", 0.06), ("shifted", 0.04))}  # fmt: skip
+    write_json(run / "shift" / "shift.json", {"base": "smollm2-135m", "files": [
+        {"answers": str(run / "answers" / "base.jsonl"), "decoding": "greedy", **shares,
+         "shifted": {"value": 0.5, "ci": [0.4, 0.6], "n": 4}},
+        {"answers": str(run / "answers" / "model.jsonl"), "decoding": "greedy", **shares}]})  # fmt: skip
+    got = arm_checks(run)
+    assert got["measures"]["ends_turn"] == m and got["shift"]["shifted"]["value"] == 0.04
+    assert got["shift"]["base"] == "smollm2-135m"
+    assert arm_checks(tmp_path / "nothing") == {"measures": None, "shift": None}
+
+    likert = {"mean": 4.0, "mean_ci": [3.5, 4.5], "prompts": 4, "pairwise": {}}
+    results = {"custom": [
+        {"arm": "plw=0", "examples": 6, "runs": ["arms/custom-plw0-seed0"], **likert,
+         "checks": [{"run": "arms/custom-plw0-seed0", "seed": 0,
+                     **arm_checks(tmp_path / "nothing")}]},
+        {"arm": "plw=0.1", "examples": 6, "runs": ["arms/custom-plw0.1-seed0"], **likert,
+         "checks": [{"run": "arms/custom-plw0.1-seed0", "seed": 0, **got}]}]}  # fmt: skip
+    cfg = type("Cfg", (), {"run": "run.yaml", "seeds": [0]})()
+    text = write_ablation_report(results, cfg, tmp_path).read_text()
+    assert "## Custom arms" in text and (tmp_path / "custom.png").exists()
+    head = (
+        "| arm | seed | ends its turn | repeated 4-grams, mean share | unshifted vs smollm2-135m "
+    )
+    assert head + "| shifted |" in text
+    assert "| plw=0.1 | 0 | 75.0% [50.0, 100.0] | 0.125 [0.100, 0.150] | 90.0% [89.0, 91.0] | " \
+           "4.0% [3.0, 5.0] |" in text  # fmt: skip
+    assert "| plw=0 | 0 | - | - | - | - |" in text
+
+
+def test_training_options_run_as_ablation_arms(tmp_path, tiny_model_dir):
+    """Instruction Modelling and Response Tuning as custom arms of the tiny run, end to end."""
+    with FakeServer(judge_behaviour) as srv:
+        run_config = tiny_config(tmp_path / "setting", tiny_model_dir, srv.url)
+        cfg = {"run": str(run_config),
+               "set": ["baselines=[]", "evaluate.pairwise=false", "select.enabled=false",
+                       "train.epochs=1"],
+               "quantity": {"enabled": False}, "quality": {"enabled": False},
+               "diversity": {"enabled": False},
+               "custom": {"n": 4, "arms": {"lima": [], "im+rt": [
+                   "train.prompt_loss_weight=0.1", "train.drop_prompts=true"]}}}  # fmt: skip
+        path = tmp_path / "ablate.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        out = tmp_path / "ablate"
+        assert main(["ablate", str(path), "--out", str(out)]) == 0
+    arm = out / "arms" / "custom-im-rt-seed0"
+    trained = yaml.safe_load((arm / "train" / "train_config.yaml").read_text())
+    assert trained["prompt_loss_weight"] == 0.1 and trained["drop_prompts"] is True
+    plain = yaml.safe_load((out / "arms" / "custom-lima-seed0" / "train" / "train_config.yaml")
+                           .read_text())  # fmt: skip
+    assert plain["prompt_loss_weight"] == 0.0 and plain["drop_prompts"] is False
+    results = read_json(out / "ablations.json")
+    assert [r["arm"] for r in results["custom"]] == ["lima", "im+rt"]
+    for r in results["custom"]:
+        assert r["checks"][0]["measures"]["ends_turn"]["n"] == 3
+    report = (out / "report.md").read_text()
+    assert "## Custom arms" in report and "| im+rt | 0 | " in report

@@ -2,7 +2,10 @@
 
 - **quantity**: ``2^k`` examples drawn from the same pool, for every k in a range;
 - **quality**: the pool filtered by LIMA's rules vs unfiltered, same size and source;
-- **diversity**: mixed sources (or prompts) vs one homogeneous source, same size.
+- **diversity**: mixed sources (or prompts) vs one homogeneous source, same size;
+- **custom**: named arms, each a list of overrides (training options such as Instruction
+  Modelling's ``train.prompt_loss_weight`` or Response Tuning's ``train.drop_prompts``, a data
+  filter, anything a run config holds).
 
 Every arm is a ``lima run`` of one base run config with a few overrides (its data), so training,
 sampling and judging settings and seeds are identical across arms; with several ``seeds``, every
@@ -10,13 +13,16 @@ arm runs once per seed. Arms share a stage cache: an arm equal to another (quali
 is often a quantity arm) costs nothing. Each arm's answers are scored 1-6 by the judge (Likert);
 the report plots the mean per arm with a 95% bootstrap interval over prompts and says plainly
 whether intervals overlap. Where the arms were also judged pairwise against a baseline, it shows
-each arm's score (win + tie/2) and length-controlled win rate against it.
+each arm's score (win + tie/2) and length-controlled win rate against it. Every arm's judge-free
+measures (``judge/checks.json``) are shown too, and its token-distribution shift against the base
+model where its run measured one (``shift/shift.json``).
 
 >>> report = ablate(load_ablate_config("configs/ablate-cpu.yaml"), Path("ablate"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +32,13 @@ from rich.console import Console
 
 from limakit.core.config import Config, apply_overrides, format_validation_error, read_yaml_mapping
 from limakit.core.errors import LimaError
-from limakit.core.files import read_jsonl_records, write_json
+from limakit.core.files import read_json, read_jsonl_records, write_json
 from limakit.run.config import resolve_ref
+
+# Where a run keeps the fine-tuned model's judge-free measures and, when it measured one, its
+# token-distribution shift against the base model (``limakit.evaluation.shift.shift_summary``).
+CHECKS_FILE = "judge/checks.json"
+SHIFT_FILE = "shift/shift.json"
 
 
 class QuantityAblation(Config):
@@ -93,6 +104,40 @@ class BacktranslationAblation(Config):
     )
 
 
+def dir_part(name: str) -> str:
+    """An arm's name as part of a folder name: ``plw=0.1`` -> ``plw0.1``, spaces -> ``-``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name.replace("=", "")).strip("-")
+
+
+class CustomAblation(Config):
+    """Named arms of one base run, each with its own overrides, applied after ``set``: for
+    instance the prompt loss weight (Instruction Modelling) or answers without their prompts
+    (Response Tuning)."""
+
+    enabled: bool = Field(True, description="Run this ablation.")
+    n: int | None = Field(None, ge=1, description="Examples per arm (None: quantity's largest).")
+    arms: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Arm name -> its overrides, e.g. {plw=0.1: [train.prompt_loss_weight=0.1]}; "
+        "an arm without overrides is the base run itself.",
+    )
+
+    @model_validator(mode="after")
+    def _arms(self) -> CustomAblation:
+        if self.enabled and not self.arms:
+            raise ValueError("custom: give at least one arm (name: [overrides])")
+        seen: dict[str, str] = {}
+        for name in self.arms:
+            part = dir_part(name)
+            if not part:
+                raise ValueError(f"custom: arm name {name!r} needs a letter or digit")
+            if part in seen:
+                raise ValueError(f"custom: arms {seen[part]!r} and {name!r} would share the "
+                                 f"folder name {part!r}; rename one")  # fmt: skip
+            seen[part] = name
+        return self
+
+
 class AblateConfig(Config):
     """One base run config and the arms made from it."""
 
@@ -103,11 +148,14 @@ class AblateConfig(Config):
     quality: QualityAblation = Field(default_factory=QualityAblation)
     diversity: DiversityAblation = Field(default_factory=DiversityAblation)
     backtranslation: BacktranslationAblation = Field(default_factory=BacktranslationAblation)
+    custom: CustomAblation | None = Field(
+        None, description="Named arms with their own overrides (training options and the like)."
+    )
 
     @model_validator(mode="after")
     def _some(self) -> AblateConfig:
-        on = (self.quantity, self.quality, self.diversity, self.backtranslation)
-        if not any(a.enabled for a in on):
+        on = (self.quantity, self.quality, self.diversity, self.backtranslation, self.custom)
+        if not any(a is not None and a.enabled for a in on):
             raise ValueError("every ablation is disabled")
         if not self.seeds:
             raise ValueError("seeds: give at least one")
@@ -129,15 +177,15 @@ def load_ablate_config(path: str, overrides: list[str] | tuple[str, ...] = ()) -
 
 @dataclass(frozen=True)
 class Arm:
-    ablation: str  # quantity | quality | diversity | backtranslation
-    arm: str  # "n=8", "filtered", "homogeneous", ...
+    ablation: str  # quantity | quality | diversity | backtranslation | custom
+    arm: str  # "n=8", "filtered", "homogeneous", a custom arm's name...
     seed: int
     n: int
     overrides: tuple[str, ...]
 
     @property
     def dir_name(self) -> str:
-        return f"{self.ablation}-{self.arm.replace('=', '')}-seed{self.seed}"
+        return f"{self.ablation}-{dir_part(self.arm)}-seed{self.seed}"
 
 
 def plan_arms(cfg: AblateConfig) -> list[Arm]:
@@ -161,6 +209,9 @@ def plan_arms(cfg: AblateConfig) -> list[Arm]:
         for k in range(1, bt.rounds + 1):
             grown = [*bt.set, f"data.backtranslate.rounds={k}"]
             arms.append(("backtranslation", f"round-{k}", n, grown))
+    if cfg.custom is not None and cfg.custom.enabled:
+        n = cfg.custom.n or largest
+        arms += [("custom", name, n, own) for name, own in cfg.custom.arms.items()]
     out = []
     for seed in cfg.seeds:
         for ablation, arm, n, own in arms:
@@ -188,6 +239,23 @@ def arm_pairwise(run_dir: Path) -> dict[str, list[dict]]:
         if (d / "verdicts.jsonl").exists():
             rows = [row for _, row in read_jsonl_records(d / "verdicts.jsonl")]
             out[d.name.removeprefix("pairwise-")] = rows
+    return out
+
+
+def arm_checks(run_dir: Path) -> dict:
+    """The run's judge-free figures of the fine-tuned model's answers: ``measures`` (name ->
+    ``{value, ci, n}``, from ``judge/checks.json``) and ``shift`` (its token-distribution shift
+    against the base, from ``shift/shift.json``), each None where the run has none."""
+    checks = run_dir / CHECKS_FILE
+    model = read_json(checks).get("model") if checks.exists() else None
+    out: dict = {"measures": (model or {}).get("measures"), "shift": None}
+    if (run_dir / SHIFT_FILE).exists():
+        summary = read_json(run_dir / SHIFT_FILE)
+        mine = [f for f in summary["files"] if Path(f["answers"]).name == "model.jsonl"]
+        if mine:
+            out["shift"] = {"base": summary["base"],
+                            **{k: mine[0][k] for k in ("unshifted", "marginal", "shifted",
+                                                       "decoding")}}  # fmt: skip
     return out
 
 
@@ -221,10 +289,12 @@ def ablate(cfg: AblateConfig, out: Path, console: Console | None = None) -> Path
         key = (arm.ablation, arm.arm)
         if key not in by_key:
             by_key[key] = {"ablation": arm.ablation, "arm": arm.arm, "examples": arm.n, "groups": {},
-                           "runs": [], "pairwise": {}}  # fmt: skip
+                           "runs": [], "pairwise": {}, "checks": []}  # fmt: skip
             results[arm.ablation].append(by_key[key])
         entry = by_key[key]
         entry["runs"].append(f"arms/{arm.dir_name}")
+        entry["checks"].append({"run": f"arms/{arm.dir_name}", "seed": arm.seed,
+                                **arm_checks(out / "arms" / arm.dir_name)})  # fmt: skip
         for pid, scores in arm_scores(out / "arms" / arm.dir_name).items():
             entry["groups"].setdefault(pid, []).extend(scores)  # seeds pooled per prompt
         for baseline, rows in arm_pairwise(out / "arms" / arm.dir_name).items():

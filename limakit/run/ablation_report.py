@@ -1,6 +1,7 @@
 """The ablation report: mean Likert score per arm with 95% intervals (the paper's Figures 5 and 6),
-a plain statement of which intervals overlap, and, where the arms were judged pairwise against a
-baseline, each arm's score (win + tie/2) and length-controlled win rate."""
+a plain statement of which intervals overlap, where the arms were judged pairwise against a
+baseline each arm's score (win + tie/2) and length-controlled win rate, and each arm's judge-free
+measures with, where its run measured it, the token-distribution shift against the base."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ TITLES = {
     "quality": "Quality: filtered vs unfiltered, same size and source",
     "diversity": "Diversity: mixed vs homogeneous, same size",
     "backtranslation": "Back-translation: the seed alone vs seed + the pairs kept after each round",
+    "custom": "Custom arms: the base run with each arm's own overrides",
 }
 
 
@@ -153,12 +155,51 @@ def verdict_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _measure(m: dict | None, share: bool) -> str:
+    if not m or m.get("value") is None:
+        return "-"
+    if share:
+        lo, hi = m["ci"]
+        return f"{100 * m['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return f"{m['value']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+
+
+def checks_lines(rows: list[dict]) -> list[str]:
+    """Per arm and run (seed): the judge-free measures of the fine-tuned model's answers, and its
+    token-distribution shift against the base where the run measured it."""
+    from limakit.evaluation.checks import MEASURES
+
+    runs = [(r["arm"], c) for r in rows for c in r.get("checks") or []]
+    names = {n for _, c in runs for n in c["measures"] or {}}
+    shown = [n for n in MEASURES if n in names] + sorted(names - set(MEASURES))
+    shift = [c["shift"] for _, c in runs if c["shift"]]
+    if not shown and not shift:
+        return []
+    words = [MEASURES[n].words if n in MEASURES else n for n in shown]
+    if shift:
+        words += [f"unshifted vs {shift[0]['base']}", "shifted"]
+    lines = ["### Judge-free measures of each arm's answers", "",
+             "| arm | seed | " + " | ".join(words) + " |",
+             "|---|---:|" + "---|" * len(words)]  # fmt: skip
+    for arm, c in runs:
+        measures = c["measures"] or {}
+        cells = [_measure(measures.get(n), n not in MEASURES or MEASURES[n].share) for n in shown]
+        if shift:
+            cells += [_measure((c["shift"] or {}).get(k), True) for k in ("unshifted", "shifted")]
+        lines.append(f"| {arm} | {c['seed']} | " + " | ".join(cells) + " |")
+    sources = "`judge/checks.json`" + (" and `shift/shift.json`" if shift else "")
+    lines += ["", f"From each run's {sources}; 95% intervals over prompts (measures) and over "
+              "answers (shift). Shift: the share of answer tokens the base model ranks first "
+              "(unshifted) or below third (shifted) given the same context.", ""]  # fmt: skip
+    return lines
+
+
 def write_ablation_report(results: dict[str, list[dict]], cfg, out: Path) -> Path:
-    lines = ["# Ablations: data quantity, quality and diversity", ""]
+    lines = ["# Ablations: " + ", ".join(a for a in TITLES if results.get(a)), ""]
     lines += [
         f"Base run config: `{Path(cfg.run).name}`; seeds {cfg.seeds} (scores of all seeds pooled "
         "per prompt). Every arm has the same training, sampling and judging settings; only its "
-        "data differ. Score: the judge's 1-6 helpfulness of the fine-tuned model's answers to "
+        "own overrides differ (its data, or a custom arm's settings). Score: the judge's 1-6 helpfulness of the fine-tuned model's answers to "
         "the test prompts, mean over prompts with a 95% bootstrap interval (prompts resampled).",
         "",
         "Arm settings: [arms.json](arms.json); numbers: [ablations.json](ablations.json).",
@@ -176,7 +217,7 @@ def write_ablation_report(results: dict[str, list[dict]], cfg, out: Path) -> Pat
             "compares the arms. Use a stronger judge.",
             "",
         ]
-    for ablation in ("quantity", "quality", "diversity", "backtranslation"):
+    for ablation in ("quantity", "quality", "diversity", "backtranslation", "custom"):
         rows = results.get(ablation)
         if not rows:
             continue
@@ -202,6 +243,7 @@ def write_ablation_report(results: dict[str, list[dict]], cfg, out: Path) -> Pat
             )
         lines += ["", *verdict_lines(rows), ""]
         lines += pairwise_lines(ablation, rows, out)
+        lines += checks_lines(rows)
     text = "\n".join(lines).rstrip() + "\n"
     with atomic_write(out / "report.md") as f:
         f.write(text)
