@@ -13,6 +13,8 @@ from limakit.core.errors import LimaError
 from limakit.models import bf16_is_fast, parse_dtype, resolve_device
 from limakit.records.example import Example, Message, write_examples
 
+from .serving import free_port
+
 
 def test_auto_device_and_clear_errors_for_missing_ones():
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -63,7 +65,7 @@ def test_every_model_command_refuses_a_device_it_does_not_have(command, tmp_path
         "generate": ["generate", "--model", tiny_model_dir, "--prompts", str(prompts),
                      "--out", str(tmp_path / "out.jsonl")],
         "chat": ["chat", "--model", tiny_model_dir],
-        "serve": ["serve", "--model", tiny_model_dir, "--port", "0"],
+        "serve": ["serve", "--model", tiny_model_dir, "--port", str(free_port())],
         "judge": ["judge", "pairwise", "--a", _answers(tmp_path / "a.jsonl", "a"),
                   "--b", _answers(tmp_path / "b.jsonl", "b"), "--judge", str(judge),
                   "--out", str(tmp_path / "j")],
