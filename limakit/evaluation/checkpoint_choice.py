@@ -255,8 +255,9 @@ def _checks(answers: Path) -> dict:
     from limakit.evaluation.checks import auto_checks
 
     c = auto_checks(answers)
-    return {"ends_turn": c["measures"]["ends_turn"], "repetition": c["repetition"],
-            "repetitive_share": c["repetitive_share"]}  # fmt: skip
+    m = c["measures"]
+    return {"ends_turn": m["ends_turn"], "repetition": m["repetition"]["value"],
+            "looping": m["looping"]["value"]}  # fmt: skip
 
 
 def select_checkpoint(

@@ -187,14 +187,11 @@ def auto_checks(
         "n": len(answers),
         "prompts": len({ex.id for ex in answers}),
         "measures": measures,
-        "eot_share": round(stops.get("eot", 0) / len(answers), 6),
         "stop": dict(sorted(stops.items())),
         "role_breaks": dict(Counter(b.rule for b in breaks.values() if b is not None)),
         "length_chars": _stats([len(t) for t in texts]),
         "length_words": _stats([len(t.split()) for t in texts]),
         "new_tokens": _stats(tokens),
-        "repetition": round(float(np.mean(list(reps.values()))), 6),
-        "repetitive_share": round(sum(r > REPETITIVE for r in reps.values()) / len(reps), 6),
     }
     refs, out["references"] = _references(answers, references)
     if refs:

@@ -16,7 +16,7 @@ from tests.evaluation.helpers import answer
 
 def _row(epoch, score, ci, ends=(1.0, [1.0, 1.0]), n=20):
     checks = {"ends_turn": {"value": ends[0], "ci": ends[1], "n": n}, "repetition": 0.0,
-              "repetitive_share": 0.0}  # fmt: skip
+              "looping": 0.0}  # fmt: skip
     return {"epoch": epoch, "score": score, "score_ci": ci, "checks": checks, "n": n}
 
 
