@@ -224,7 +224,9 @@ def profile(mode: str, data: str, model: str, out: str, dry: bool, steps: int = 
     import limakit.training.loop as loop
     from limakit.core.config import load_config
     from limakit.training import TrainConfig, train
+    from limakit.training.allocator import keep_freed_memory_for_cpu_training
 
+    keep_freed_memory_for_cpu_training()  # as `lima train` does in its process (CPU only)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if torch.cuda.is_available():
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -263,7 +265,9 @@ def profile(mode: str, data: str, model: str, out: str, dry: bool, steps: int = 
 def ours_worker(mode: str, data: str, model: str, out: str, dry: bool) -> dict:
     from limakit.core.config import load_config
     from limakit.training import TrainConfig, train
+    from limakit.training.allocator import keep_freed_memory_for_cpu_training
 
+    keep_freed_memory_for_cpu_training()  # as `lima train` does in its process (CPU only)
     extra = cpu_overrides(mode, os.environ.get("LIMAKIT_BENCH_FAST_BF16") == "1") if dry else []
     cfg = load_config(
         TrainConfig, None, [*common(data, model, settings(dry)), *MODES[mode], *extra]
