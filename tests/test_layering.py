@@ -124,18 +124,3 @@ def test_no_function_over_100_lines_but_the_training_loop():
                 if lines > 100 and f"{name}.{node.name}" not in LONG_FUNCTION_ALLOWED:
                     long.append(f"{name}.{node.name}: {lines} lines")
     assert long == []
-
-
-def test_moved_modules_keep_their_old_import_paths_with_a_warning():
-    import importlib
-    import sys
-    import warnings
-
-    from limakit.records import example
-
-    sys.modules.pop("limakit.example", None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        old = importlib.import_module("limakit.example")
-    assert old is example and old.Example is example.Example
-    assert any("moved to limakit.records.example" in str(w.message) for w in caught)
