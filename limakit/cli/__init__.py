@@ -68,13 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"limakit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in MODULES:
-        try:
-            mod = importlib.import_module(f"limakit.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"limakit.cli.{name}":
-                continue  # stage not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(f"limakit.cli.{name}").register(sub)
     return parser
 
 
