@@ -199,19 +199,21 @@ def test_packaged_safety_examples_are_tagged_first_person_refusals():
 
 @pytest.mark.parametrize("arm, kept", [("with_safety", 6), ("without_safety", 0)])
 def test_safety_ablation_arms_differ_only_in_the_tagged_examples(tmp_path, monkeypatch, arm, kept):
-    """Each arm of configs/ablate-safety.yaml, applied to its base run config, curates the
-    hand-written data with or without the six tagged refusals (the demo's pool left out here:
-    it is the same in both arms)."""
+    """Each custom arm of configs/ablate-safety.yaml, as `lima ablate` plans it, curates the
+    demo's 48 examples with all six tagged refusals, or with none (counted under drop_tags)."""
+    from limakit.run.ablate import load_ablate_config, plan_arms
     from limakit.run.config import load_run_config
 
     monkeypatch.chdir(ROOT)  # the run's data paths are relative to the working folder
-    spec = yaml.safe_load((ROOT / "configs" / "ablate-safety.yaml").read_text())
-    overrides = [*spec["set"], *spec["custom"]["arms"][arm]]
-    run = load_run_config(ROOT / "configs" / spec["run"], overrides)
+    cfg = load_ablate_config("configs/ablate-safety.yaml")
+    (planned,) = [a for a in plan_arms(cfg) if a.arm == arm]
+    assert planned.ablation == "custom" and planned.n == 48
+    run = load_run_config(ROOT / "configs" / cfg.run, list(planned.overrides))
     assert run.sample.prompts.endswith("safety/prompts.jsonl")
     out = tmp_path / arm
-    cur = run.data.curate.model_copy(update={"sharegpt": [], "out": str(out), "splits": False})
-    curate(cur)
+    # (no token-length screen: the arms differ in tags, not lengths, and it is the slow part)
+    summary = curate(run.data.curate.model_copy(update={"out": str(out), "max_len": None}))
+    assert summary.examples == 48
     tagged = [ex for ex in load_examples(out / "examples.jsonl") if "safety" in ex.tags]
     assert len(tagged) == kept
-    assert _rejected(out).get("safety-example-1") == (None if kept else "drop_tags")
+    assert summary.rejected_by_rule.get("drop_tags", 0) == 6 - kept
