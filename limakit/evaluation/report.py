@@ -62,34 +62,6 @@ def score_text(s: dict) -> str:
     return f"{_pct(s.get('score'))} {_ci(s.get('score_ci'))}"
 
 
-def complete_pairwise(d: Path, s: dict) -> dict:
-    """Add ``score`` and the LC fields to a pairwise summary written before they existed (or by
-    a tool that leaves them out), computing them from the folder's verdicts."""
-    if s.get("protocol") != "pairwise" or ("score_ci" in s and "lc_win_rate" in s):
-        return s
-    from limakit.evaluation.lc import MIN_PAIRS, lc_or_reason, read_verdicts
-    from limakit.evaluation.metrics import bootstrap_ci
-
-    s.setdefault("score", round(s["win"] + s["tie"] / 2, 6))
-    try:
-        rows = read_verdicts(d)
-    except LimaError:
-        s.setdefault("score_ci", None)
-        s.setdefault("lc_win_rate", None)
-        s.setdefault("lc_win_rate_ci", None)
-        s.setdefault("lc", {"reason": "no answer lengths in the verdicts", "min_pairs": MIN_PAIRS})
-        return s
-    prefs = [r.preference for r in rows if r.preference is not None]
-    s.setdefault("score_ci", bootstrap_ci(prefs) if prefs else None)
-    if "lc_win_rate" not in s:
-        lc = lc_or_reason(rows)
-        ci = lc["lc_win_rate_ci"]
-        s["lc_win_rate"] = None if lc["lc_win_rate"] is None else lc["lc_win_rate"] / 100
-        s["lc_win_rate_ci"] = None if ci is None else [x / 100 for x in ci]
-        s["lc"] = {"reason": lc["reason"], "min_pairs": MIN_PAIRS}
-    return s
-
-
 def bars_png(pairs: list[dict], out: Path, *, lc: bool = True) -> Path:
     """Stacked horizontal Win / Tie / Lose bars, one per comparison (the paper's Figure 1);
     ``lc``: also each pair's length-controlled win rate (or "LC n/a")."""
@@ -401,7 +373,7 @@ def report_with_lines(dirs: list[Path], out: Path) -> tuple[Path, list[str]]:
     if not dirs:
         raise LimaError("report: give at least one folder written by `lima judge`")
     out = Path(out)
-    summaries = [complete_pairwise(d, load_summary(d)) for d in dirs]
+    summaries = [load_summary(d) for d in dirs]
     names = [f"{s['a']['model']} vs {s['b']['model']}" for s in summaries if "a" in s]
     for d, s in zip(dirs, summaries):
         if s["protocol"] == "pairwise":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from limakit.cli import main
-from limakit.core.files import read_json, write_json
+from limakit.core.files import read_json
 from limakit.evaluation import JudgeConfig, judge_pairwise, write_report
 from limakit.evaluation.lc import (
     MEANING,
@@ -99,23 +99,17 @@ def test_every_verdict_a_win_fits_quietly(capfd):
     assert "WARNING" not in capfd.readouterr().out
 
 
-def test_report_shows_score_and_lc_and_fills_in_old_summaries(tmp_path):
+def test_report_shows_score_and_lc(tmp_path):
     a, b = long_good_pair(tmp_path)
     s = judged(tmp_path, a, b)
-    old = {
-        k: v
-        for k, v in s.items()
-        if k not in ("score", "score_ci", "lc_win_rate", "lc_win_rate_ci", "lc")
-    }
-    write_json(tmp_path / "out" / "summary.json", old)  # as written before these fields
     md = write_report([tmp_path / "out"], tmp_path / "report")
     text = md.read_text()
     header = next(x for x in text.splitlines() if x.startswith("| comparison"))
     assert "score (win + tie/2) [95% CI]" in header and "LC win rate [95% CI]" in header
     row = next(x for x in text.splitlines() if x.startswith("| model-a vs model-b"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[2].startswith(f"{100 * s['score']:.1f}% [")  # interval from the verdicts
-    assert cells[3].startswith(f"{100 * s['lc_win_rate']:.1f}% [")  # recomputed from verdicts
+    assert cells[2].startswith(f"{100 * s['score']:.1f}% [")
+    assert cells[3].startswith(f"{100 * s['lc_win_rate']:.1f}% [")
     assert MEANING in text
     assert "score (win + tie/2)" in text.split("by category")[1]  # the category table too
 
