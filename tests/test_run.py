@@ -13,9 +13,9 @@ import pytest
 
 from limakit.cli import main
 from limakit.core.errors import LimaError
+from limakit.core.files import sha256_file
 from limakit.records.example import read_examples
 from limakit.run import RunConfig, execute, load_run_config
-from limakit.run.stage import sha256_file
 from tests.evaluation.fake_server import FakeServer
 from tests.runkit import judge_behaviour, read_json, report_body, statuses, tiny_config
 

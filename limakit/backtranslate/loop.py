@@ -1,4 +1,4 @@
-"""The back-translation loop, one resumable step at a time (see :mod:`limakit.backtranslate.steps`).
+"""The back-translation loop, one resumable step at a time (see :mod:`limakit.core.steps`).
 
 Folder layout of ``out``::
 
@@ -10,41 +10,26 @@ Folder layout of ``out``::
     round-K/ratings.jsonl, round-K/kept.jsonl, round-K/dropped.jsonl
     examples.jsonl, augmented.jsonl              seed + the last round's kept pairs; those pairs alone
     summary.json, card.md, *.png                 counts, times and the card
+    steps/NAME.json                              each step's marker (key, output hashes)
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 from limakit.backtranslate.config import BacktranslateConfig
-from limakit.backtranslate.steps import StepLog
 from limakit.core.errors import LimaError
 from limakit.core.files import (
-    digest,
     make_folder,
     read_jsonl_records,
     sha256_file,
     write_json,
     write_jsonl,
 )
+from limakit.core.steps import Step, StepFolder
 from limakit.records.example import Example, Message, load_examples, write_examples
-
-
-def _stats(paths: list[str]) -> list:
-    """(path, size, mtime) of every file under the inputs: a cheap fingerprint of large dumps."""
-    out = []
-    for p in paths:
-        root = Path(p)
-        if not root.exists():
-            raise LimaError(f"{root}: texts not found")
-        files = [root] if root.is_file() else sorted(x for x in root.rglob("*") if x.is_file())
-        for f in files:
-            st = f.stat()
-            out.append([str(f), st.st_size, st.st_mtime_ns])
-    return out
 
 
 def _rows(path: Path) -> list[dict]:
@@ -64,7 +49,9 @@ class Loop:
     def __init__(self, cfg: BacktranslateConfig) -> None:
         self.cfg = cfg
         self.root = Path(cfg.out)
-        self.log = StepLog(self.root, quiet=not cfg.progress)
+        self.steps = StepFolder(self.root, "steps", label="backtranslate")
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
         if cfg.seed is None:
             raise LimaError("seed: give the seed pairs (--seed SEED.jsonl)")
         seed_path = Path(cfg.seed)
@@ -79,26 +66,39 @@ class Loop:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _step(self, name, key_parts, outputs, work, clear=()):
-        key = digest(key_parts)
-        self.keys[name] = key
+    def _step(self, name, config, outputs, work, scratch=(), inputs=()):
+        """Run ``work()`` unless done; returns what it counted, with its seconds.
 
-        def timed(resuming: bool) -> dict:
-            t0 = time.perf_counter()
-            info = work(resuming) or {}
-            return {**info, "seconds": round(time.perf_counter() - t0, 2)}
-
-        self.info[name] = self.log.run(name, key, outputs, timed, clear)
+        ``outputs``: the files whose hashes make the marker (small files; a model folder is
+        represented by its summary). ``scratch``: files and folders removed before a fresh start.
+        """
+        step = Step(name, outputs, lambda root: work(), config, inputs=list(inputs),
+                    resumable=True, scratch=list(scratch))  # fmt: skip
+        result = self.steps.run(step, self._starting)
+        self.keys[name] = result.key
+        if result.status == "skipped":
+            self.skipped.append(name)
+            self._say(f"{name}: done earlier, skipped")
+        else:
+            self.ran.append(name)
+        self.info[name] = {**(result.summary or {}), "seconds": round(result.seconds, 2)}
         return self.info[name]
+
+    def _starting(self, step: Step, why: str, resuming: bool) -> None:
+        self._say(f"{step.name}: {'resuming' if resuming else 'running'}")
+
+    def _say(self, text: str) -> None:
+        if self.cfg.progress:
+            print(f"[backtranslate] {text}", file=sys.stderr)
 
     def _train(self, name: str, examples: list[Example], key_parts: dict) -> Path:
         from limakit.backtranslate.models import train_model
 
         folder = self.root / name
 
-        def work(resuming: bool) -> dict:
+        def work() -> dict:
             data = folder / "examples.jsonl"
-            if not (resuming and data.exists()):
+            if not data.exists():  # a fresh start cleared the folder; a resumed one keeps it
                 write_examples(data, examples)
             ckpt = train_model(self.cfg.train, data, folder / "run")
             return {"examples": len(examples), "checkpoint": _rel(ckpt, self.root)}
@@ -108,7 +108,7 @@ class Loop:
             {**key_parts, "train": self.cfg.train.model_dump(mode="json")},
             [f"{name}/run/summary.json"],
             work,
-            clear=[name],
+            scratch=[name],
         )
         return self.root / info["checkpoint"]
 
@@ -119,7 +119,7 @@ class Loop:
 
         cfg = self.cfg
 
-        def work(resuming: bool) -> dict:
+        def work() -> dict:
             drops: list[dict] = []
             read = gather(cfg.texts, cfg.hygiene, drops)
             kept = hygiene(read, self.seed, cfg.hygiene, cfg.random_seed, drops)
@@ -136,13 +136,16 @@ class Loop:
                 "dropped": dict(Counter(d["rule"] for d in drops)),
             }
 
+        for p in cfg.texts:
+            if not Path(p).exists():
+                raise LimaError(f"{p}: texts not found")
         key = {
-            "inputs": _stats(cfg.texts),
             "hygiene": cfg.hygiene.model_dump(mode="json"),
             "seed": self.seed_hash,
             "random_seed": cfg.random_seed,
         }
-        self._step("texts", key, ["texts/texts.jsonl", "texts/dropped.jsonl"], work)
+        outputs = ["texts/texts.jsonl", "texts/dropped.jsonl"]
+        self._step("texts", key, outputs, work, inputs=cfg.texts)
         return _rows(self.root / "texts/texts.jsonl")
 
     def backward(self) -> Path:
@@ -158,7 +161,7 @@ class Loop:
         cfg = self.cfg.augment
         folder = self.root / "augment"
 
-        def work(resuming: bool) -> dict:
+        def work() -> dict:
             from transformers import AutoTokenizer
 
             tok = AutoTokenizer.from_pretrained(backward)
@@ -242,7 +245,7 @@ class Loop:
             key,
             ["augment/pairs.jsonl", "augment/dropped.jsonl"],
             work,
-            clear=["augment/instructions.jsonl"],
+            scratch=["augment/instructions.jsonl"],
         )
         return _rows(folder / "pairs.jsonl")
 
@@ -260,7 +263,7 @@ class Loop:
             cache = Path(judge.cache) if judge.cache else self.root / "judge-cache.sqlite"
             rater = {"judge": judge.model_dump(mode="json", exclude={"cache"})}
 
-        def work(resuming: bool) -> dict:
+        def work() -> dict:
             rows = rate_pairs(pairs, judge, cache, f"round {k}: rating")
             write_jsonl(self.root / name / "ratings.jsonl", rows)
             return {
@@ -274,8 +277,13 @@ class Loop:
             "rater": rater,
             "prompt": rating_prompt().version,
         }
-        clear = [f"{name}/cache.sqlite", f"{name}/cache.sqlite-wal", f"{name}/cache.sqlite-shm"]
-        self._step(f"rate-{k}", key, [f"{name}/ratings.jsonl"], work, clear if forward else [])
+        cache_files = [
+            f"{name}/cache.sqlite",
+            f"{name}/cache.sqlite-wal",
+            f"{name}/cache.sqlite-shm",
+        ]
+        scratch = cache_files if forward else []
+        self._step(f"rate-{k}", key, [f"{name}/ratings.jsonl"], work, scratch)
         return _rows(self.root / name / "ratings.jsonl")
 
     def keep(
@@ -285,7 +293,7 @@ class Loop:
         name = f"round-{k}"
         forward_name = _rel(forward, self.root) if forward else f"judge:{rc.judge.model}"
 
-        def work(resuming: bool) -> dict:
+        def work() -> dict:
             by_id = {r["id"]: r for r in ratings}
             kept, drops = [], []
             for p in pairs:
@@ -346,7 +354,7 @@ class Loop:
 
         tags = self.cfg.system_tags
 
-        def work(resuming: bool) -> dict:
+        def work() -> dict:
             out = [tagged(ex, augmented=True) if tags else ex for ex in kept]
             write_examples(self.root / "augmented.jsonl", out)
             seed = [forward_example(ex, tags) for ex in self.seed]
@@ -359,7 +367,7 @@ class Loop:
     def card(self) -> dict:
         from limakit.backtranslate.card import write_card
 
-        def work(resuming: bool) -> dict:
+        def work() -> dict:
             return write_card(self.root, self.cfg, self.info)
 
         key = {
@@ -398,8 +406,8 @@ class Loop:
         summary = {
             "out": str(self.root),
             "steps": self.info,
-            "ran": self.log.ran,
-            "skipped": self.log.skipped,
+            "ran": self.ran,
+            "skipped": self.skipped,
             "examples": len(self.seed) + len(kept),
             "augmented": len(kept),
         }

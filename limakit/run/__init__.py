@@ -4,7 +4,7 @@
 
 The run directory records what produced it: ``config.yaml`` (the resolved config, defaults
 included), ``run.json`` (package versions, the limakit git commit) and ``stages/NAME.json`` (each
-stage's key and output hashes; see :mod:`limakit.run.stage`).
+stage's key and output hashes; see :mod:`limakit.core.steps`).
 
 >>> cfg = load_run_config("configs/run-demo-cpu.yaml")  # doctest: +SKIP
 >>> results = execute(cfg, Path("runs/demo"))  # doctest: +SKIP
@@ -20,8 +20,9 @@ from importlib import metadata
 from pathlib import Path
 
 from limakit.core.files import atomic_write
+from limakit.core.steps import StepResult
 from limakit.run.config import RunConfig, load_run_config
-from limakit.run.stage import Pipeline, StageResult
+from limakit.run.pipeline import Pipeline
 
 __all__ = ["RunConfig", "execute", "load_run_config", "provenance"]
 
@@ -69,7 +70,7 @@ def execute(
     only: list[str] | None = None,
     cache: Path | None = None,
     console=None,
-) -> list[StageResult]:
+) -> list[StepResult]:
     """Run (or resume) every stage of ``cfg`` in ``run_dir``; returns what each stage did."""
     from limakit.run.stages import stages
 

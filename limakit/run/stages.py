@@ -17,10 +17,10 @@ from pathlib import Path
 
 from limakit.core.errors import LimaError
 from limakit.core.files import read_json, read_jsonl_records, write_json
+from limakit.core.steps import Step as Stage  # a run's stage is a resumable step
 from limakit.records.example import Example, read_examples, write_examples
 from limakit.run.caps import cap_check
 from limakit.run.config import RunConfig, prompts_path, training_data
-from limakit.run.stage import Stage
 from limakit.sources.registry import input_paths
 
 

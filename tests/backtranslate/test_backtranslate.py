@@ -358,7 +358,7 @@ def test_a_failed_step_resumes_and_finished_steps_are_skipped(
         _run(cfg)
     out = tmp_path / "out"
     marker = json.loads((out / "steps/rate-1.json").read_text())
-    assert marker["status"] == "running"
+    assert marker["state"] == "running"
     stamp = (out / "backward/run/summary.json").stat().st_mtime_ns
     monkeypatch.setattr(rating, "rate_pairs", real)
     summary = _run(cfg)
@@ -390,7 +390,7 @@ def test_kill_9_in_the_middle_of_augmentation_resumes(tmp_path, tiny_model_dir):
         out = tmp_path / "out"
         done = rows(out / "augment/instructions.jsonl")
         assert len(done) == 2
-        assert json.loads((out / "steps/augment.json").read_text())["status"] == "running"
+        assert json.loads((out / "steps/augment.json").read_text())["state"] == "running"
         env.pop("LIMAKIT_CRASH_AT")
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 0, second.stderr[-2000:]
