@@ -148,7 +148,7 @@ def build_model(tokenizer_dir: str, dest: Path, dry: bool) -> int:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from limakit.models import load_tokenizer
-    from limakit.records.template import Template, attach
+    from limakit.records.template import Template, attach, save_tokenizer
 
     config = AutoConfig.from_pretrained(tokenizer_dir)
     for k, v in SHAPES["cpu" if dry else "gpu"].items():
@@ -159,7 +159,7 @@ def build_model(tokenizer_dir: str, dest: Path, dry: bool) -> int:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     attach(tok, model, Template.from_tokenizer(tok))
     model.save_pretrained(dest)
-    tok.save_pretrained(dest)
+    save_tokenizer(tok, dest)  # with its template file, as a trained checkpoint
     return sum(p.numel() for p in model.parameters())
 
 

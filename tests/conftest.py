@@ -58,12 +58,13 @@ def make_tiny_model(tokenizer, *, layers: int = 2, hidden: int = 64, seed: int =
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> str:
-    """A saved tiny random Llama with the SmolLM2 tokenizer and limakit format: loads like any model."""
-    from limakit.records.template import attach
+    """A saved tiny random Llama with the SmolLM2 tokenizer and limakit format (its template file
+    beside it, as a trained checkpoint has): loads like any model."""
+    from limakit.records.template import attach, save_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-llama")
     model = make_tiny_model(smollm2_tokenizer)
     attach(smollm2_tokenizer, model)
     model.save_pretrained(path)
-    smollm2_tokenizer.save_pretrained(path)
+    save_tokenizer(smollm2_tokenizer, path)
     return str(path)

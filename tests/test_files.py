@@ -8,8 +8,15 @@ import stat
 
 import pytest
 
+from limakit.core import lines
 from limakit.core.errors import LimaError
-from limakit.core.files import atomic_write, read_jsonl_records, write_jsonl
+from limakit.core.files import (
+    append_jsonl,
+    atomic_write,
+    drop_cut_line,
+    read_jsonl_records,
+    write_jsonl,
+)
 
 
 @pytest.fixture
@@ -67,6 +74,40 @@ def test_a_resumable_file_cut_by_a_kill_reads_back_without_its_last_row(tmp_path
     p.write_text('{"step": 1}\n{"ste\n{"step": 3}\n', encoding="utf-8")
     with pytest.raises(LimaError, match=r"answers\.jsonl:2: invalid JSON"):
         list(read_jsonl_records(p, resumable=True))
+
+
+def test_a_line_cut_by_a_kill_is_taken_off_before_appending_again(tmp_path, monkeypatch):
+    p = tmp_path / "answers.jsonl"
+    kept = '{"step": 1}\n\n{ "step" : 2 }\n'  # bytes before the cut stay exactly as they were
+    p.write_text(kept + '{"step": 3, "te', encoding="utf-8")
+    drop_cut_line(p)
+    assert p.read_text(encoding="utf-8") == kept
+    with p.open("a", encoding="utf-8") as f:
+        append_jsonl(f, {"step": 3})
+    assert [r for _, r in read_jsonl_records(p)] == [{"step": 1}, {"step": 2}, {"step": 3}]
+    # A whole record that lacks only its newline is kept and ended.
+    p.write_text('{"step": 1}\n{"step": 2}', encoding="utf-8")
+    drop_cut_line(p)
+    assert p.read_text(encoding="utf-8") == '{"step": 1}\n{"step": 2}\n'
+    p.write_text('\ufeff{"step": 1}', encoding="utf-8")  # one line, after a byte-order mark
+    drop_cut_line(p)
+    assert [r for _, r in read_jsonl_records(p)] == [{"step": 1}]
+    # A cut line longer than one block is found from the end; one past the line limit is cut.
+    monkeypatch.setattr(lines, "CHUNK_BYTES", 4)
+    p.write_text('{"a": 1}\n{"b": "' + "x" * 50, encoding="utf-8")
+    drop_cut_line(p)
+    assert p.read_text(encoding="utf-8") == '{"a": 1}\n'
+    monkeypatch.setenv("LIMAKIT_MAX_LINE_BYTES", "20")
+    p.write_text('{"a": 1}\n{"b": "' + "x" * 30 + '"}', encoding="utf-8")
+    drop_cut_line(p)
+    assert p.read_text(encoding="utf-8") == '{"a": 1}\n'
+    # Nothing to do: a file that ends cleanly, an empty one, a missing one.
+    for text in ('{"a": 1}\n', ""):
+        p.write_text(text, encoding="utf-8")
+        drop_cut_line(p)
+        assert p.read_text(encoding="utf-8") == text
+    drop_cut_line(tmp_path / "missing.jsonl")
+    assert not (tmp_path / "missing.jsonl").exists()
 
 
 def test_training_metrics_cut_by_a_kill_resume_cleanly(tmp_path):

@@ -78,22 +78,6 @@ def test_a_checkpoint_saved_with_custom_headers_reloads_with_the_same_template(
     assert read_template(again) == CUSTOM
 
 
-def test_an_old_checkpoint_without_the_file_still_loads_as_limakits(smollm2_dir, tmp_path):
-    from tests.conftest import make_tiny_model
-
-    tok = _fresh_tokenizer(smollm2_dir)
-    model = make_tiny_model(tok)
-    attach(tok, model, Template(eot="<|end_of_turn|>"))
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)  # as checkpoints were written before the template file
-    assert not (tmp_path / TEMPLATE_FILE).exists()
-
-    loaded = load_model_for(str(tmp_path), "cpu", "float32")
-    assert is_limakit(loaded.tokenizer)
-    assert loaded.template == Template(eot="<|end_of_turn|>")  # found by the chat template marker
-    assert loaded.eot_id == loaded.tokenizer.convert_tokens_to_ids("<|end_of_turn|>")
-
-
 def test_a_bad_template_file_is_an_error_naming_it(tmp_path):
     (tmp_path / TEMPLATE_FILE).write_text(json.dumps({"version": 99, "eot": "x", "headers": {}}))
     with pytest.raises(LimaError, match=TEMPLATE_FILE):

@@ -60,9 +60,7 @@ def run_shift(args: argparse.Namespace) -> int:
     from limakit.evaluation.shift_page import URIAL_SHIFTED
     from limakit.models import load_model_for
 
-    formats = {
-        p: answer_format(read_answers(p, empty_ok=True), p, args.template) for p in args.answers
-    }
+    formats = {p: answer_format(read_answers(p), p, args.template) for p in args.answers}
     if len(set(formats.values())) > 1:
         said = "; ".join(f"{p}: {f}" for p, f in formats.items())
         raise LimaError(f"answers in several chat formats ({said}); run lima shift once per format")

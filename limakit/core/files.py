@@ -4,7 +4,8 @@
   :func:`write_jsonl` and :func:`write_json` (summaries, stage markers) go through it.
 - :func:`append_jsonl` adds one row to a file that grows as work finishes (answers, metrics), so a
   kill loses at most the row in flight; :func:`read_jsonl_records` with ``resumable=True`` reads
-  such a file back, leaving out a last line the kill cut short.
+  such a file back, leaving out a last line the kill cut short, and :func:`drop_cut_line` takes
+  that line off the file before a resumed writer appends to it again.
 - :func:`read_jsonl_records`, :func:`read_json_records` (a ``.json`` list) and :func:`read_json`
   report a bad record with file and line. Every JSONL line is read through
   :func:`~limakit.core.lines.bounded_lines`: a line longer than
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from limakit.core.errors import LimaError
-from limakit.core.lines import LongLine, bounded_lines, max_line_bytes, read_chunks
+from limakit.core.lines import LongLine, bounded_lines, max_line_bytes, read_chunks, unfinished_line
 
 
 @contextlib.contextmanager
@@ -185,6 +186,27 @@ def append_jsonl(f: IO[str], row: dict, *, flush: bool = True) -> None:
     f.write(jsonl_line(row))
     if flush:
         f.flush()
+
+
+def drop_cut_line(path: str | os.PathLike) -> None:
+    """Make a file that :func:`append_jsonl` grows ready to grow again (call it before reading
+    the rows done): a last line without its newline that is no whole record, the row a kill cut
+    short, is cut off to be redone; a whole record lacking only its newline gets one. Every
+    other byte stays; a missing file is left alone."""
+    if not os.path.exists(path):
+        return
+    with open(path, "r+b") as f:
+        if (last := unfinished_line(f)) is None:
+            return
+        start, line = last
+        try:
+            whole = _parse_line(path, 1 if start == 0 else 2, line) is not None
+        except LimaError:
+            whole = False
+        if whole:
+            f.write(b"\n")
+        else:
+            f.truncate(start)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -53,6 +53,30 @@ def read_chunks(f: IO[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield chunk
 
 
+def unfinished_line(f: IO[bytes]) -> tuple[int, bytes] | None:
+    """A binary file's last line when it lacks its newline, as ``(offset, bytes)`` (its bytes
+    empty when it is longer than :func:`max_line_bytes`: no record); None when the file is
+    empty or ends in a newline. Found reading back from the end in blocks; leaves ``f`` at
+    its end."""
+    end = f.seek(0, os.SEEK_END)
+    f.seek(max(end - 1, 0))
+    if end == 0 or f.read(1) == b"\n":
+        return None
+    pos = end
+    while pos > 0:
+        size = min(CHUNK_BYTES, pos)
+        f.seek(pos - size)
+        at = f.read(size).rfind(b"\n")
+        pos -= size
+        if at >= 0:
+            pos += at + 1
+            break
+    f.seek(pos)
+    line = f.read(end - pos) if end - pos <= max_line_bytes() else b""
+    f.seek(end)
+    return pos, line
+
+
 def _within(line: bytes, limit: int) -> bool:
     """Whether a line, less its line ending (``\\n`` or ``\\r\\n``), is at most ``limit`` bytes."""
     n = len(line)

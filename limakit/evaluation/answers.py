@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from limakit.core.errors import LimaError
-from limakit.records.example import Example, read_examples
+from limakit.records.example import Example
 
 
 def sample_of(ex: Example) -> int:
@@ -20,16 +20,14 @@ def category_of(ex: Example) -> str:
     return str(ex.meta.get("category") or ex.source or "unknown")
 
 
-def read_answers(
-    path: str | os.PathLike, *, empty_ok: bool = False
-) -> dict[tuple[str, int], Example]:
+def read_answers(path: str | os.PathLike) -> dict[tuple[str, int], Example]:
     """Answers keyed by (prompt id, sample); a repeated key is an error naming the file.
 
-    ``empty_ok``: an answer may be empty, as a generated one is when the model ended its turn at
-    once (its tokens are still measured: the end of turn).
+    An answer may be empty, as a generated one is when the model ended its turn at once: it is
+    still an answer (it ended its turn; a judge sees it as it is).
     """
     out: dict[tuple[str, int], Example] = {}
-    for ex in _generated(path) if empty_ok else read_examples(path, require_answer=True):
+    for ex in _generated(path):
         key = (ex.id, sample_of(ex))
         if key in out:
             raise LimaError(f"{path}: id {ex.id!r} sample {key[1]} appears twice")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from limakit.core.errors import LimaError
 from limakit.core.files import atomic_write, write_json
+from limakit.evaluation.answers import read_answers
 from limakit.evaluation.config import JudgeConfig
 from limakit.records.example import Example, read_examples, write_examples
 
@@ -80,7 +81,7 @@ def _generate(
     expected = len(prompts) * samples
     if out.exists():
         try:
-            if sum(1 for _ in read_examples(out, require_answer=True)) == expected:
+            if len(read_answers(out)) == expected:
                 return out  # answers from an earlier run: generation is the slow part
         except LimaError:
             pass  # incomplete or damaged: generate again

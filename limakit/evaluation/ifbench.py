@@ -23,8 +23,9 @@ import numpy as np
 
 from limakit.core.errors import LimaError
 from limakit.core.files import read_jsonl_records
+from limakit.evaluation.answers import read_answers
 from limakit.evaluation.metrics import measure
-from limakit.records.example import Example, Message, read_examples, write_examples
+from limakit.records.example import Example, Message, write_examples
 
 ID_PREFIX = "ifbench-"
 DATA = "data/IFBench_test.jsonl"
@@ -145,7 +146,7 @@ def score_answers(answers_path: str | os.PathLike) -> dict:
     not_scorable: Counter = Counter()
     unmatched, seen, answers = [], set(), 0
     strict_by_prompt: dict[str, list[bool]] = defaultdict(list)  # samples of one prompt together
-    for ex in read_examples(answers_path, require_answer=True):
+    for ex in read_answers(answers_path).values():
         answers += 1
         key = ex.id[len(ID_PREFIX) :] if ex.id.startswith(ID_PREFIX) else ex.id
         row = by_key.get(key) or by_prompt.get(ex.prompt.strip())

@@ -210,27 +210,28 @@ def rank_tokens(loaded, items: list[Item], *, batch_tokens: int = 8192, chunk: i
     with torch.inference_mode():
         for batch in _batches([it for it in items if it.answer], batch_tokens):
             T = _length(batch[0])
+            # Right padding needs no attention mask: under causal attention no real token looks
+            # ahead at it, and the padding's own outputs are never read (the fast causal kernel).
             ids = [it.context + it.answer + [pad] * (T - _length(it)) for it in batch]
-            mask = [[1] * _length(it) + [0] * (T - _length(it)) for it in batch]
             # Position p predicts token p + 1: the answer's tokens, from the context's last on.
             where = [b * T + p for b, it in enumerate(batch)
                      for p in range(len(it.context) - 1, _length(it) - 1)]  # fmt: skip
             hidden = backbone(
-                input_ids=host_to_device(ids, device, torch.long),
-                attention_mask=host_to_device(mask, device, torch.long),
-                use_cache=False,
+                input_ids=host_to_device(ids, device, torch.long), use_cache=False
             ).last_hidden_state  # (B, T, H)
             index = host_to_device(where, device, torch.long)
             h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)  # (N, H)
             y = host_to_device([t for it in batch for t in it.answer], device, torch.long)  # (N,)
             ranks, tops, ties = [], [], []
             for s in range(0, h.shape[0], chunk):
-                logits = head(h[s : s + chunk]).float()  # (n, V)
+                # In the head's own dtype: an upcast copy would add no precision to its logits.
+                logits = head(h[s : s + chunk])  # (n, V)
                 picked = logits.gather(1, y[s : s + chunk, None])  # (n, 1)
                 rank = (logits > picked).sum(1) + 1
+                best = logits.topk(2, dim=1)  # the first choice, and the runner-up for ties
                 ranks.append(rank)
-                tops.append(logits.argmax(1))
-                ties.append(((logits == picked).sum(1) > 1) & (rank == 1))
+                tops.append(best.indices[:, 0])
+                ties.append((rank == 1) & (best.values[:, 1] == picked[:, 0]))
             found = torch.stack([torch.cat(ranks), torch.cat(tops), torch.cat(ties).long()])
             rank_list, top_list, tie_list = found.tolist()  # one wait for the device per batch
             at = 0
@@ -388,9 +389,7 @@ def shift_summary(
         models = models * len(paths)
     if len(models) != len(paths):
         raise LimaError(f"{len(models)} answers models for {len(paths)} answers files")
-    read = [
-        read_answers(p, empty_ok=True) for p in paths
-    ]  # every file is read before the model runs
+    read = [read_answers(p) for p in paths]  # every file is read before the model runs
     for path, answers, model in zip(paths, read, models, strict=True):
         fmt = answer_format(answers, path, template)
         if fmt != base_format(base):

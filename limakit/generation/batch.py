@@ -22,7 +22,7 @@ from pathlib import Path
 
 from limakit.core.errors import LimaError
 from limakit.core.faults import crash_point
-from limakit.core.files import append_jsonl, read_jsonl_records, write_jsonl
+from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records
 from limakit.generation.config import DecodeConfig
 from limakit.records.example import Example
 
@@ -79,25 +79,20 @@ def context_length(model) -> int:
 
 
 def read_done(out: Path) -> dict[tuple[str, int], Example]:
-    """Answers already in ``out``, keyed by (id, sample). A cut-off last line (killed run) is dropped
-    and the file rewritten without it; a bad line elsewhere is an error naming the line."""
+    """Answers already in ``out``, keyed by (id, sample). A last line a killed run cut short is
+    taken off the file (it is generated again); a bad line elsewhere is an error naming the line."""
     if not out.exists():
         return {}
     from limakit.generation.turns import answered_from_dict
 
+    drop_cut_line(out)
     done: dict[tuple[str, int], Example] = {}
-    for lineno, row in read_jsonl_records(out, resumable=True):
+    for lineno, row in read_jsonl_records(out):
         try:
             ex = answered_from_dict(row)
         except ValueError as e:
             raise LimaError(f"{out}:{lineno}: not a generated answer ({e})") from None
         done[(ex.id, int(ex.meta.get("sample", 0)))] = ex
-    size = out.stat().st_size
-    with open(out, "rb") as f:
-        f.seek(max(size - 1, 0))
-        ends_cleanly = size == 0 or f.read(1) == b"\n"
-    if not ends_cleanly:  # the writer died mid-line: rewrite without it (it is generated again)
-        write_jsonl(out, (ex.to_dict() for ex in done.values()))
     return done
 
 

@@ -194,7 +194,6 @@ class Engine:
     def __init__(
         self,
         loaded: LoadedModel,
-        tokenizer=None,
         *,
         max_batch: int = 16,
         eot_id: int | None = None,
@@ -203,14 +202,11 @@ class Engine:
         stop_ids: Iterable[int] = (),
         marker_ids: Iterable[int] = (),
     ):
-        """``loaded``: the model with its device, dtype and EOT decided (``load_model_for``).
-        ``Engine(model, tokenizer)`` still works: the pair is wrapped where it is.
-        ``eot_id`` and ``stop_ids`` replace and extend where answers stop (a model sampled in its
-        own chat format stops at its own end-of-turn tokens); ``marker_ids`` (a chat template's
-        other control tokens, such as a role header) end an answer too, as ``"marker"``."""
-        if not isinstance(loaded, LoadedModel):
-            template = "limakit" if eot_id is None else None  # an explicit EOT needs no lookup
-            loaded = LoadedModel.of(loaded, tokenizer, template)
+        """``loaded``: the model with its device, dtype and EOT decided (``load_model_for``, or
+        ``LoadedModel.of`` for a model already in memory). ``eot_id`` and ``stop_ids`` replace
+        and extend where answers stop (a model sampled in its own chat format stops at its own
+        end-of-turn tokens); ``marker_ids`` (a chat template's other control tokens, such as a
+        role header) end an answer too, as ``"marker"``."""
         model = loaded.model
         self.loaded = loaded
         self.model = model.eval()

@@ -17,8 +17,7 @@ checkpoint reproduces the training format in plain transformers, vLLM or ``lima 
 
 The whole template (EOT and role headers) also travels beside the weights, in
 ``limakit_template.json``: :func:`save_tokenizer` writes it with the tokenizer and
-:func:`read_template` reads it back. A checkpoint saved before that file existed is still
-recognised by the marker in its ``chat_template`` (only its EOT is known then).
+:func:`read_template` reads it back; a tokenizer is limakit's when it carries a template.
 """
 
 from __future__ import annotations
@@ -56,15 +55,10 @@ class Template:
 
     @classmethod
     def from_tokenizer(cls, tokenizer, default_eot: str = "<|eot|>") -> Template:
-        """The template ``tokenizer`` carries: the one attached to it or read with it from a
-        checkpoint's template file (whole); else, for a checkpoint saved without that file, the
-        EOT its limakit chat template names (its EOS), with the default headers."""
+        """The template ``tokenizer`` carries (attached to it, or read with it from a
+        checkpoint's template file); else the default one, with ``default_eot``."""
         known = carried(tokenizer)
-        if known is not None:
-            return known
-        if _has_marker(tokenizer):
-            return cls(eot=tokenizer.eos_token)
-        return cls(eot=default_eot)
+        return cls(eot=default_eot) if known is None else known
 
     def token_id(self, tokenizer) -> int:
         """The EOT's id in ``tokenizer`` (which must already have it)."""
@@ -109,14 +103,9 @@ def carry(tokenizer, template: Template) -> None:
         pass
 
 
-def _has_marker(tokenizer) -> bool:
-    marker = getattr(tokenizer, "chat_template", None) or ""
-    return isinstance(marker, str) and "limakit" in marker and bool(tokenizer.eos_token)
-
-
 def is_limakit(tokenizer) -> bool:
     """Whether ``tokenizer`` carries limakit's chat format (as a limakit checkpoint's does)."""
-    return carried(tokenizer) is not None or _has_marker(tokenizer)
+    return carried(tokenizer) is not None
 
 
 def has_own_template(tokenizer) -> bool:
@@ -150,8 +139,8 @@ def save_template(folder: str | Path, template: Template) -> Path:
 
 
 def read_template(folder: str | Path) -> Template | None:
-    """The template saved in ``folder``, or None when it has no template file (an older
-    checkpoint, or not a limakit one)."""
+    """The template saved in ``folder``, or None when it has no template file (not a limakit
+    checkpoint)."""
     path = Path(folder) / TEMPLATE_FILE
     if not path.is_file():
         return None

@@ -5,7 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from limakit.core.errors import LimaError
+from limakit.core.files import read_json, write_json
 from limakit.run.config import RunConfig, training_data
+
+LENGTHS = "train/lengths.json"  # written by the train stage, read by every later one
+
+
+def longest_answer(cfg: RunConfig, root: Path) -> tuple[int, str | None]:
+    """The longest trained answer in the training tokenizer's tokens and its example's id:
+    measured once, when training starts, and kept in ``train/lengths.json``."""
+    path = root / LENGTHS
+    if path.exists():
+        got = read_json(path)
+        return int(got["longest_answer_tokens"]), got.get("example")
+    from limakit.curation.length import longest_trained_answer
+
+    longest, where = longest_trained_answer(cfg.train.model, root / training_data(cfg))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"longest_answer_tokens": longest, "example": where,
+                      "tokenizer": cfg.train.model})  # fmt: skip
+    return longest, where
 
 
 def cap_check(cfg: RunConfig, root: Path) -> dict:
@@ -15,9 +34,7 @@ def cap_check(cfg: RunConfig, root: Path) -> dict:
     turn" then measures the cap, not the model: the run refuses (naming both numbers) unless the
     config sets ``allow_short_cap: true``.
     """
-    from limakit.curation.length import longest_trained_answer
-
-    longest, where = longest_trained_answer(cfg.train.model, root / training_data(cfg))
+    longest, where = longest_answer(cfg, root)
     short = {k: v for k, v in cfg.sampling_caps().items() if v < longest}
     if short and not cfg.allow_short_cap:
         caps = ", ".join(f"{k}={v}" for k, v in short.items())

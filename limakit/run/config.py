@@ -129,6 +129,21 @@ class SampleSection(Config):
     device: str = Field("auto", description="auto (cuda when present), cpu, cuda:N.")
     dtype: str = Field("auto", description="Weights dtype for sampling (auto: bf16 where fast).")
     batch_size: int = Field(16, ge=1, description="Sequences decoded together.")
+    subsets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named prompt sets sampled apart from `prompts`, e.g. {safety: "
+        "packaged:safety/prompts.jsonl}: the model and every sampled baseline answer them into "
+        "answers/NAME.SUBSET.jsonl; their judge-free measures (refusal, over_refusal...) go to "
+        "judge/checks-SUBSET.json and the report. `limit` does not apply to them.",
+    )
+
+    @field_validator("subsets")
+    @classmethod
+    def _subset_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+                raise ValueError(f"subset name {name!r}: use letters, digits, '_' and '-'")
+        return v
 
 
 class Baseline(Config):

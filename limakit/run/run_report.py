@@ -149,13 +149,26 @@ def _checks_lines(checks: dict) -> list[str]:
     return [*measures_table(checks), "", f"Mean answer length in words: {words}."]
 
 
+def subset_lines(cfg: RunConfig, root: Path) -> list[str]:
+    """The judge-free measures of each prompt subset (``sample.subsets``), e.g. safety."""
+    from limakit.evaluation.checks import measures_table
+
+    lines: list[str] = []
+    for k, path in cfg.sample.subsets.items():
+        checks = root / "judge" / f"checks-{k}.json"
+        if checks.exists():
+            lines += [f"### Prompt subset `{k}`", "", f"Prompts: `{_shown(Path(path))}`.", ""]
+            lines += [*measures_table(read_json(checks)), ""]
+            lines += [f"From [judge/checks-{k}.json](../judge/checks-{k}.json).", ""]
+    return lines
+
+
 def cap_lines(cfg: RunConfig, root: Path) -> list[str]:
     """The sampling caps against the longest trained answer (the run refused a shorter cap
     unless ``allow_short_cap`` was set, which is said here)."""
-    from limakit.run.caps import cap_check
-    from limakit.run.config import training_data
+    from limakit.run.caps import LENGTHS, cap_check
 
-    if not (root / training_data(cfg)).exists():
+    if not (root / LENGTHS).exists():  # measured when training started
         return []
     c = cap_check(cfg, root)
     caps = ", ".join(f"`{k}` {v}" for k, v in c["caps"].items())
@@ -171,10 +184,13 @@ def side_by_side_lines(root: Path, names: list[str], k: int = 2, chars: int = 70
     """The first ``k`` test prompts with every system's answer (cut at ``chars`` characters)."""
     from limakit.evaluation.answers import read_answers
 
-    answers = {n: read_answers(root / "answers" / f"{n}.jsonl", empty_ok=True) for n in names}
+    paths = {n: root / "answers" / f"{n}.jsonl" for n in names}
+    if len(names) < 2 or not all(p.exists() for p in paths.values()):
+        return []
+    answers = {n: read_answers(p) for n, p in paths.items()}
     first = answers[names[0]]
     keys = [key for key in first if all(key in a for a in answers.values())][:k]
-    if len(names) < 2 or not keys:
+    if not keys:
         return []
     lines = ["## Answers side by side", ""]
     for key in keys:
@@ -272,6 +288,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
         lines += ["## Automatic checks (no judge)", ""]
         lines += _checks_lines(read_json(checks))
         lines += ["", "From [judge/checks.json](../judge/checks.json).", ""]
+    lines += subset_lines(cfg, root)
     lines += side_by_side_lines(root, ["model", *(b.name for b in cfg.baselines)])
 
     if cfg.notes:

@@ -19,7 +19,7 @@ from limakit.core.errors import LimaError
 from limakit.core.files import read_json, read_jsonl_records, write_json
 from limakit.core.steps import Step as Stage  # a run's stage is a resumable step
 from limakit.records.example import Example, read_examples, write_examples
-from limakit.run.caps import cap_check
+from limakit.run.caps import LENGTHS, cap_check
 from limakit.run.config import RunConfig, prompts_path, training_data
 from limakit.sources.registry import input_paths
 
@@ -37,16 +37,27 @@ def epochs_in(ckpts: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in ckpts.glob("epoch-*") if p.is_dir())
 
 
-def test_prompts(cfg: RunConfig, root: Path) -> list[Example]:
-    """The test prompts (a trailing reference answer is dropped), the first ``limit`` of them."""
+def read_prompts(path: Path) -> list[Example]:
+    """The prompts of a file, a trailing reference answer dropped; an empty file is an error."""
     prompts = []
-    for ex in read_examples(prompts_path(cfg, root), require_answer=None):
+    for ex in read_examples(path, require_answer=None):
         if ex.messages[-1].role == "assistant":
             ex = Example(ex.messages[:-1], ex.source, ex.id, dict(ex.meta))
         prompts.append(ex)
     if not prompts:
-        raise LimaError(f"{prompts_path(cfg, root)}: no test prompts")
+        raise LimaError(f"{path}: no test prompts")
+    return prompts
+
+
+def test_prompts(cfg: RunConfig, root: Path) -> list[Example]:
+    """The test prompts (a trailing reference answer is dropped), the first ``limit`` of them."""
+    prompts = read_prompts(prompts_path(cfg, root))
     return prompts[: cfg.sample.limit] if cfg.sample.limit else prompts
+
+
+def subset_file(name: str, subset: str) -> str:
+    """Where a system's answers to a prompt subset go: ``answers/NAME.SUBSET.jsonl``."""
+    return f"answers/{name}.{subset}.jsonl"
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -159,6 +170,7 @@ def train_stage(cfg: RunConfig) -> Stage:
     keyed = cfg.train.model_copy(update={"data": data})
 
     def run(root: Path) -> str:
+        (root / LENGTHS).unlink(missing_ok=True)  # measured anew on this stage's data
         cap_check(cfg, root)  # before the expensive part: a run that cannot sample stops here
         out = root / "train"
         resume = (out / "checkpoints").exists()  # a killed run's checkpoints (same key)
@@ -285,9 +297,17 @@ def _sample_key(cfg: RunConfig) -> tuple[dict, list[str]]:
     """The sampling settings and the prompts themselves (or the curated test file, read)."""
     s = cfg.sample
     if s.prompts == "curated":
-        return {"sample": _dump(s)}, ["data/test.jsonl"]
+        return {"sample": _dump(s), **_subsets_key(cfg)}, ["data/test.jsonl"]
     prompts = [p.to_dict() for p in test_prompts(cfg, Path("."))]
-    return {"sample": _dump(s) | {"prompts": None}, "prompts": prompts}, []
+    return {"sample": _dump(s) | {"prompts": None}, "prompts": prompts, **_subsets_key(cfg)}, []
+
+
+def _subsets_key(cfg: RunConfig) -> dict:
+    """The subsets' prompts themselves (a packaged file's path moves with the install)."""
+    subsets = {
+        k: [p.to_dict() for p in read_prompts(Path(v))] for k, v in cfg.sample.subsets.items()
+    }
+    return {"subsets": subsets} if subsets else {}
 
 
 def _generate(
@@ -301,11 +321,18 @@ def _generate(
     if shots is not None:
         decode = decode.model_copy(update={"shots": shots})
     out.parent.mkdir(parents=True, exist_ok=True)
-    answers = generate_answers(
-        model, test_prompts(cfg, root), samples=s.samples, seed=s.seed, config=decode, out=out,
-        batch_size=s.batch_size, model_name=name, dtype=s.dtype, backend=s.backend, device=s.device,
-    )  # fmt: skip
-    return len(answers)
+    sets = [(out, test_prompts(cfg, root))]
+    sets += [(root / subset_file(out.stem, k), read_prompts(Path(v)))
+             for k, v in s.subsets.items()]  # fmt: skip
+    counts = [
+        len(generate_answers(
+            model, prompts, samples=s.samples, seed=s.seed, config=decode, out=path,
+            batch_size=s.batch_size, model_name=name, dtype=s.dtype, backend=s.backend,
+            device=s.device,
+        ))
+        for path, prompts in sets
+    ]  # fmt: skip
+    return counts[0]
 
 
 def sample_stage(cfg: RunConfig) -> Stage:
@@ -317,7 +344,8 @@ def sample_stage(cfg: RunConfig) -> Stage:
         return f"{n} answers from {choice['checkpoint']} -> answers/model.jsonl"
 
     config, reads = _sample_key(cfg)
-    return Stage("sample", ["answers/model.jsonl"], run, config | {"name": cfg.name},
+    outputs = ["answers/model.jsonl", *(subset_file("model", k) for k in cfg.sample.subsets)]
+    return Stage("sample", outputs, run, config | {"name": cfg.name},
                  reads=["select/choice.json", "train/checkpoints", *reads], resumable=True,
                  help="test prompts, LIMA decoding, chosen checkpoint")  # fmt: skip
 
@@ -347,6 +375,8 @@ def baseline_stages(cfg: RunConfig) -> list[Stage]:
 
         config, reads = _sample_key(cfg)
         outputs = [out]
+        if b.model is not None:
+            outputs += [subset_file(b.name, k) for k in cfg.sample.subsets]
         if b.kind == "in-context":
             outputs.append(_shots_file(b))
             reads = [*reads, training_data(cfg)]
@@ -394,6 +424,10 @@ def judge_stage(cfg: RunConfig) -> Stage:
             refs = prompts_path(cfg, root)  # held-out curated answers are references
             checks = {n: auto_checks(ans / f"{n}.jsonl", references=refs) for n in names}
             write_json(out / "checks.json", checks)
+            for k in cfg.sample.subsets:  # each system that answered the subset
+                sub = {n: auto_checks(root / subset_file(n, k))
+                       for n in names if (root / subset_file(n, k)).exists()}  # fmt: skip
+                write_json(out / f"checks-{k}.json", sub)
             parts.append("ends its turn: " + ", ".join(
                 f"{n} {c['measures']['ends_turn']['value']:.0%}" for n, c in checks.items()))  # fmt: skip
         for b in names[1:] if ev.pairwise else []:
@@ -416,6 +450,8 @@ def judge_stage(cfg: RunConfig) -> Stage:
               "answers": names}  # fmt: skip
     reads = [f"answers/{n}.jsonl" for n in names]
     reads += ["data/test.jsonl"] if cfg.sample.prompts == "curated" and ev.checks else []
+    sampled = ["model", *(b.name for b in cfg.baselines if b.model is not None)]
+    reads += [subset_file(n, k) for k in cfg.sample.subsets for n in sampled] if ev.checks else []
     return Stage("judge", ["judge"], run, config, reads=reads,
                  help="pairwise in both orders, Likert, rating, automatic checks")  # fmt: skip
 

@@ -51,6 +51,15 @@ def test_an_answer_cut_at_a_marker_it_wrote_neither_ends_its_turn_nor_stays_in_r
     assert c["role_breaks"] == {"chat marker": 1}
 
 
+def test_an_empty_answer_is_an_answer_that_ended_its_turn_at_once(tmp_path):
+    # A model may end its turn before writing anything: the checks (and the checkpoint choice
+    # that reads them) count it, as a judge would see it, instead of refusing the file.
+    write_jsonl(tmp_path / "a.jsonl", [answer(0, "", "m", stop="eot"), answer(1, "Hi.", "m")])
+    c = auto_checks(tmp_path / "a.jsonl")
+    assert c["n"] == 2 and c["measures"]["ends_turn"]["value"] == 1.0
+    assert c["length_chars"]["min"] == 0
+
+
 def test_measures_average_samples_per_prompt_and_carry_intervals(tmp_path):
     rows = [
         answer(0, "Fine.", "m", sample=0, stop="eot"),

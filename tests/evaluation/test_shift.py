@@ -118,13 +118,14 @@ def test_greedy_tokens_in_limakits_format_are_all_ranked_first(smollm2_own):
     assert len(ranks) >= 3 * 4 and ranks == [1] * len(ranks)
 
 
-def test_limakit_answers_count_the_eot_apart_and_say_which_lost_tokens(tmp_path, tiny_model_dir):
-    """The EOT limakit's format adds is no token of the base: counted apart. An answer whose text
-    does not give back as many tokens as were generated is counted as re-tokenised."""
+def test_limakit_answers_count_the_eot_apart_and_say_which_lost_tokens(tmp_path, tiny_own_dir):
+    """The EOT limakit's format adds is no token of a base model: counted apart (a limakit
+    checkpoint as the base has learned it: ranked). An answer whose text does not give back as
+    many tokens as were generated is counted as re-tokenised."""
     from limakit.models import load_model_for
-    from limakit.records.template import encode_text
+    from limakit.records.template import encode_text, save_tokenizer
 
-    base = load_model_for(tiny_model_dir, "cpu", "float32")
+    base = load_model_for(tiny_own_dir, "cpu", "float32")  # limakit's format attached here
     n = len(encode_text(base.tokenizer, "Blue, like the sea."))
     meta = {"model": "smollm2-135m", "template": "limakit",
             "decoding": {"temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.0}}  # fmt: skip
@@ -143,6 +144,12 @@ def test_limakit_answers_count_the_eot_apart_and_say_which_lost_tokens(tmp_path,
     assert faithful == {"a": True, "b": False, "c": True}
     assert "1 of 2 answers do not give back" in "\n".join(shift_lines(read_json(
         tmp_path / "shift" / "shift.json")))  # fmt: skip
+    checkpoint = tmp_path / "checkpoint"
+    base.model.save_pretrained(checkpoint)
+    save_tokenizer(base.tokenizer, checkpoint)  # with its template file, as training saves it
+    trained = load_model_for(str(checkpoint), "cpu", "float32")
+    f = shift_summary(trained, [path], tmp_path / "again", models=[tiny_own_dir])["files"][0]
+    assert f["apart"] == {} and f["tokens"] == 2 * n + 2  # the two EOTs ranked too
 
 
 def test_ranks_are_those_of_the_full_forward_pass(tiny_model_dir):

@@ -160,7 +160,7 @@ def test_cli_resume_after_sigkill(tiny_model_dir, tmp_path):
     import signal
 
     src = tmp_path / "prompts.jsonl"
-    write_examples(src, prompts(24))
+    write_examples(src, prompts(5))
     out = tmp_path / "out.jsonl"
     cmd = [
         sys.executable,
@@ -174,7 +174,7 @@ def test_cli_resume_after_sigkill(tiny_model_dir, tmp_path):
         "--out",
         str(out),
         "--max-new-tokens",
-        "48",
+        "4",
         "--batch-size",
         "1",
         "--dtype",
@@ -193,4 +193,4 @@ def test_cli_resume_after_sigkill(tiny_model_dir, tmp_path):
     after = out.read_text()
     assert after.startswith(kept)
     keys = [(x["id"], x["meta"]["sample"]) for x in map(json.loads, after.splitlines())]
-    assert len(keys) == len(set(keys)) == 24
+    assert len(keys) == len(set(keys)) == 5

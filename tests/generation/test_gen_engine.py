@@ -7,6 +7,7 @@ import torch
 
 from limakit.generation.engine import Engine, Request
 from limakit.generation.sampler import generator_for
+from limakit.models import LoadedModel
 from limakit.records.template import render_prompt
 
 from .conftest import boost_eot, prompts, sharpen
@@ -24,10 +25,10 @@ def test_sampled_text_does_not_depend_on_batch_composition(tiny):
     model, tok = tiny
     boost_eot(model, tok, 6.0)  # random lengths: rows finish at different steps and are replaced
     pooled = _requests(tok, 7, max_new_tokens=20)  # some stop at EOT, one at the length cap
-    Engine(model, tok, max_batch=3).run(pooled)
+    Engine(LoadedModel.of(model, tok), max_batch=3).run(pooled)
     alone = _requests(tok, 7, max_new_tokens=20)
     for r in alone:
-        Engine(model, tok, max_batch=1).run([r])
+        Engine(LoadedModel.of(model, tok), max_batch=1).run([r])
     assert [r.output_ids for r in pooled] == [r.output_ids for r in alone]
     lengths = {len(r.output_ids) for r in pooled}
     assert len(lengths) > 2  # the pool really had sequences leaving at different times
@@ -38,7 +39,7 @@ def test_stops_at_eot_and_eot_never_in_output(tiny):
     model, tok = tiny
     boost_eot(model, tok, 9.0)
     reqs = _requests(tok, 6, max_new_tokens=200)
-    engine = Engine(model, tok, max_batch=4)
+    engine = Engine(LoadedModel.of(model, tok), max_batch=4)
     engine.run(reqs)
     assert all(r.finish_reason == "eot" for r in reqs)
     for r in reqs:
@@ -51,7 +52,7 @@ def test_length_stop_and_cancel(tiny):
     model, tok = tiny
     reqs = _requests(tok, 3, max_new_tokens=7, temperature=0.0, repetition_penalty=1.0)
     reqs[1].cancelled = True
-    Engine(model, tok, max_batch=2).run(reqs)
+    Engine(LoadedModel.of(model, tok), max_batch=2).run(reqs)
     assert [r.finish_reason for r in reqs] == ["length", "cancelled", "length"]
     assert len(reqs[0].output_ids) == 7
 
@@ -61,7 +62,7 @@ def _greedy_matches_generate(model, tok, n_prompts, new_tokens):
     reqs = [
         Request(p, max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0) for p in ps
     ]
-    engine = Engine(model, tok, max_batch=n_prompts)
+    engine = Engine(LoadedModel.of(model, tok), max_batch=n_prompts)
     engine.run(reqs)
     # transformers, one prompt at a time and as one left-padded batch.
     tok.padding_side = "left"
@@ -98,20 +99,20 @@ def test_batched_prefill_gives_what_one_prompt_at_a_time_gives(tiny, monkeypatch
         Engine, "_prefill", lambda self, reqs: calls.append(len(reqs)) or real(self, reqs)
     )
     together = _requests(tok, 8, max_new_tokens=12, temperature=0.0)
-    Engine(model, tok, max_batch=8, prefill_tokens=10**6).run(together)
+    Engine(LoadedModel.of(model, tok), max_batch=8, prefill_tokens=10**6).run(together)
     assert calls == [8]  # one forward pass for all eight prompts of different lengths
     calls.clear()
     apart = _requests(tok, 8, max_new_tokens=12, temperature=0.0)
-    Engine(model, tok, max_batch=8, prefill_tokens=1).run(apart)
+    Engine(LoadedModel.of(model, tok), max_batch=8, prefill_tokens=1).run(apart)
     assert calls == [1] * 8
     assert [r.output_ids for r in together] == [r.output_ids for r in apart]
     calls.clear()
-    Engine(model, tok, max_batch=8).run(_requests(tok, 3, max_new_tokens=1))
+    Engine(LoadedModel.of(model, tok), max_batch=8).run(_requests(tok, 3, max_new_tokens=1))
     assert calls == ([1, 1, 1] if model.device.type == "cpu" else [3])  # the device's default
     calls.clear()
     budget = _requests(tok, 8, max_new_tokens=1)
     width = max(len(r.prompt_ids) for r in budget)
-    Engine(model, tok, max_batch=8, prefill_tokens=3 * width).run(budget)
+    Engine(LoadedModel.of(model, tok), max_batch=8, prefill_tokens=3 * width).run(budget)
     assert sum(calls) == 8 and max(calls) <= 3 and len(calls) >= 3  # chunks within the budget
 
 
@@ -144,7 +145,7 @@ def test_a_step_that_raises_in_prefill_leaves_no_request_behind(tiny):
         raise RuntimeError("device lost")
 
     handle = model.register_forward_pre_hook(explode)
-    engine = Engine(model, tok, max_batch=4)
+    engine = Engine(LoadedModel.of(model, tok), max_batch=4)
     ended = []
     reqs = [
         Request(render_prompt(p.messages, tok), max_new_tokens=4, on_finish=ended.append)
@@ -175,10 +176,10 @@ def test_fixed_shape_decode_gives_what_dynamic_decode_gives(tiny, monkeypatch):
         lambda self, rows, span: shapes.append((rows, span)) or real(self, rows, span),
     )
     fixed = _requests(tok, 9, max_new_tokens=20)
-    engine = Engine(model, tok, max_batch=6, cuda_graphs=True)
+    engine = Engine(LoadedModel.of(model, tok), max_batch=6, cuda_graphs=True)
     engine.run(fixed)
     dynamic = _requests(tok, 9, max_new_tokens=20)
-    Engine(model, tok, max_batch=6, cuda_graphs=False).run(dynamic)
+    Engine(LoadedModel.of(model, tok), max_batch=6, cuda_graphs=False).run(dynamic)
     assert [r.output_ids for r in fixed] == [r.output_ids for r in dynamic]
     assert [r.finish_reason for r in fixed] == [r.finish_reason for r in dynamic]
     rows = {r for r, _ in shapes}
@@ -191,7 +192,7 @@ def test_fixed_shape_decode_pads_rows_without_touching_live_ones(tiny):
     """A padding row writes only at position 0 of a free slot; live rows' caches stay intact."""
     model, tok = tiny
     reqs = _requests(tok, 3, max_new_tokens=6, temperature=0.0)
-    engine = Engine(model, tok, max_batch=8, cuda_graphs=True)
+    engine = Engine(LoadedModel.of(model, tok), max_batch=8, cuda_graphs=True)
     for r in reqs:
         engine.add(r)
     engine.step()  # prefill 3 rows and decode them at a bucket of 4 rows
@@ -245,11 +246,11 @@ def test_graph_bookkeeping_recaptures_when_the_cache_grows(tiny, monkeypatch):
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: object())
     monkeypatch.setattr(StaticDecode, "span_step", 64)
     graphed = _requests(tok, 5, max_new_tokens=300)  # past the first capacity of the cache
-    engine = Engine(model, tok, max_batch=4, cuda_graphs=True)
+    engine = Engine(LoadedModel.of(model, tok), max_batch=4, cuda_graphs=True)
     engine.static.use_graphs = True
     engine.run(graphed)
     dynamic = _requests(tok, 5, max_new_tokens=300)
-    Engine(model, tok, max_batch=4, cuda_graphs=False).run(dynamic)
+    Engine(LoadedModel.of(model, tok), max_batch=4, cuda_graphs=False).run(dynamic)
     assert [r.output_ids for r in graphed] == [r.output_ids for r in dynamic]
     assert engine.cache.capacity > 256 and engine.static.captured_capacity == engine.cache.capacity
     assert engine.static.captures > len(engine.static.graphs)  # some were dropped and recaptured
@@ -282,7 +283,9 @@ def test_the_fixed_shape_decode_step_never_waits_for_the_host(tiny, monkeypatch)
     in_step.calls.clear()
     whole = HostSyncs()
     with whole:
-        Engine(model, tok, max_batch=6, cuda_graphs=True).run(_requests(tok, 9, max_new_tokens=20))
+        Engine(LoadedModel.of(model, tok), max_batch=6, cuda_graphs=True).run(
+            _requests(tok, 9, max_new_tokens=20)
+        )
     assert len(shapes) > 2 and in_step.calls == []
     # Around the step: only the sampler's CPU shortcut (is the nucleus inside the top 512?) reads
     # back; on an accelerator it sorts fully instead, and the sampled ids are the one read.

@@ -13,6 +13,7 @@ from limakit.generation import DecodeConfig, generate_answers
 from limakit.generation.chat_format import ChatFormat
 from limakit.generation.engine import Engine, Request
 from limakit.generation.streaming import TextStream
+from limakit.models import LoadedModel
 from limakit.records.example import Example, Message
 from limakit.records.template import Template
 
@@ -52,7 +53,7 @@ def test_the_engine_ends_a_sequence_at_a_marker_id(tiny):
     marker = tok("sea", add_special_tokens=False)["input_ids"][0]
     words = tok(" hello world", add_special_tokens=False)["input_ids"]
     script(model, [*words, marker, *words])
-    engine = Engine(model, tok, marker_ids={marker}, max_batch=1)
+    engine = Engine(LoadedModel.of(model, tok), marker_ids={marker}, max_batch=1)
     req = Request(prompt_ids=tok("Hi there")["input_ids"], max_new_tokens=20, logprobs=0)
     engine.run([req])
     assert req.finish_reason == "marker" and req.end_token == marker

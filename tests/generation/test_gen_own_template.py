@@ -15,7 +15,7 @@ from limakit.generation import DecodeConfig, generate_answers
 from limakit.generation import batch as batch_mod
 from limakit.generation import engine as engine_mod
 from limakit.generation.chat_format import ChatFormat, choose_template, own_prompt_ids
-from limakit.models import load_tokenizer
+from limakit.models import LoadedModel, load_tokenizer
 from limakit.records.example import Example, Message
 
 from ..conftest import make_tiny_model
@@ -77,10 +77,10 @@ def test_own_template_sampling_stops_at_im_end(chatml_dir, raw_tokenizer, monkey
     engines = []
     real_init = engine_mod.Engine.__init__
 
-    def init(self, loaded, tokenizer=None, **kw):
+    def init(self, loaded, **kw):
         # <|im_end|> likely (at T 0.7): answers end within a few tokens
         _boost(loaded.model, IM_END, 7.0)
-        real_init(self, loaded, tokenizer, **kw)
+        real_init(self, loaded, **kw)
         engines.append(self)
 
     monkeypatch.setattr(engine_mod.Engine, "__init__", init)
@@ -163,7 +163,9 @@ def test_vllm_renders_and_stops_in_the_models_own_format_turn_by_turn(
 def test_the_engine_stops_at_any_of_its_stop_ids(raw_tokenizer):
     """Stop ids are checked on the host, after the step's one read: nothing new on the device."""
     model = make_tiny_model(raw_tokenizer, seed=2)
-    engine = engine_mod.Engine(model, raw_tokenizer, eot_id=IM_END, stop_ids=[ENDOFTEXT])
+    engine = engine_mod.Engine(
+        LoadedModel.of(model, raw_tokenizer, None), eot_id=IM_END, stop_ids=[ENDOFTEXT]
+    )
     assert engine.stop_ids == {IM_END, ENDOFTEXT}
     assert engine.seen.device == next(model.parameters()).device
     req = engine_mod.Request(prompt_ids=[IM_START, 5, 6], max_new_tokens=4, temperature=0)
@@ -180,9 +182,9 @@ def test_own_template_marker_ends_the_answer_as_marker(chatml_dir, raw_tokenizer
     answer = raw_tokenizer("The sea is blue.", add_special_tokens=False)["input_ids"]
     more = raw_tokenizer("user\nAnd more", add_special_tokens=False)["input_ids"]
 
-    def init(self, loaded, tokenizer=None, **kw):
+    def init(self, loaded, **kw):
         script(loaded.model, [*answer, IM_START, *more, IM_END])
-        real_init(self, loaded, tokenizer, **kw)
+        real_init(self, loaded, **kw)
 
     monkeypatch.setattr(engine_mod.Engine, "__init__", init)
     prompts = [Example([Message("user", "Tell me about the sea.")], id="p0")]

@@ -18,6 +18,7 @@ import torch
 
 from limakit.generation.config import DecodeConfig
 from limakit.generation.engine import Engine, Request
+from limakit.models import LoadedModel
 from limakit.records.template import render_prompt
 
 from .conftest import prompts
@@ -72,7 +73,7 @@ def test_engine_logprobs_are_the_models_log_softmax(tiny, fixed_shape):
         )
         for i, p in enumerate(ps)
     ]
-    Engine(model, tok, max_batch=4, cuda_graphs=fixed_shape).run(reqs)
+    Engine(LoadedModel.of(model, tok), max_batch=4, cuda_graphs=fixed_shape).run(reqs)
     for i, r in enumerate(reqs):
         if i % 2:
             assert r.token_logprobs == [] and r.prompt_token_logprobs == []
@@ -96,7 +97,7 @@ def test_engine_scores_a_prompt_without_generating(tiny):
     model, tok = tiny
     ids = render_prompt(prompts(1)[0].messages, tok)
     req = Request(ids, max_new_tokens=0, prompt_logprobs=0)
-    Engine(model, tok).run([req])
+    Engine(LoadedModel.of(model, tok)).run([req])
     ref = log_softmax(model, ids)
     got = [s.logprob for s in req.prompt_token_logprobs]
     want = [ref[t, ids[t + 1]].item() for t in range(len(ids) - 1)]

@@ -78,14 +78,14 @@ def test_the_bench_says_when_decode_steps_fell_back_from_cuda_graphs(tiny_model_
     import torch
 
     from limakit.generation.engine import Engine, Request
-    from limakit.models import load
+    from limakit.models import LoadedModel, load
 
     bench = _bench_module()
     model, tok = load(tiny_model_dir, torch.float32)
 
     def run(**kw):
         with bench.EngineWatch() as watch:
-            engine = Engine(model, tok, max_batch=2, **kw)
+            engine = Engine(LoadedModel.of(model, tok), max_batch=2, **kw)
             if kw.get("cuda_graphs"):
                 engine.static.use_graphs = True  # as on a GPU: the capture is tried
             engine.run([Request(tok("hi")["input_ids"], max_new_tokens=3) for _ in range(2)])

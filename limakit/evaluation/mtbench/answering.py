@@ -15,11 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from limakit.core.errors import LimaError
-from limakit.core.files import append_jsonl
+from limakit.core.files import append_jsonl, drop_cut_line
 from limakit.evaluation.mtbench.files import (
     answer_path,
     default_paths,
-    drop_cut_line,
     place_answers,
     read_answer_file,
     read_answers_input,
@@ -73,8 +72,8 @@ def answer_questions(
     answer_file.parent.mkdir(parents=True, exist_ok=True)
     done = {}
     if answer_file.exists():
-        done = read_answer_file(answer_file, resumable=True)
-        drop_cut_line(answer_file)  # a killed run cut its last line: rewritten without it
+        drop_cut_line(answer_file)  # a killed run cut its last line: answered again
+        done = read_answer_file(answer_file)
     todo = [q for q in questions if q["question_id"] not in done]
     if not todo:
         return answer_file

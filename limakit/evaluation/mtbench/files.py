@@ -228,17 +228,6 @@ def read_judge_prompts(path: str | os.PathLike) -> dict[str, dict]:
     return out
 
 
-def drop_cut_line(path: Path) -> None:
-    """Rewrite an appended file whose last line a kill cut short, without that line."""
-    if not path.stat().st_size:
-        return
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-    write_jsonl(path, (row for _, row in read_jsonl_records(path, resumable=True)))
-
-
 def grading_inputs(
     answer_files: dict[str, Path],
     judge_prompts_path: str | os.PathLike | None = None,

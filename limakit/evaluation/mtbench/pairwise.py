@@ -23,12 +23,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from limakit.core.errors import LimaError
-from limakit.core.files import append_jsonl, read_jsonl_records, write_json
+from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records, write_json
 from limakit.evaluation.judges import Outcome
 from limakit.evaluation.mtbench.answering import collect_answers
 from limakit.evaluation.mtbench.asking import ask_into, require_openai_judge
 from limakit.evaluation.mtbench.files import (
-    drop_cut_line,
     grading_inputs,
     judgment_file,
     safe_name,
@@ -99,10 +98,9 @@ def judge_pairwise(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()  # there even when nothing is left to judge: the summary reads it
     done = set()
-    if path.exists():
-        for _, row in read_jsonl_records(path, resumable=True):
-            done.add(game_key(row["question_id"], row["model_1"], row["model_2"], row["turn"]))
-        drop_cut_line(path)
+    drop_cut_line(path)  # a killed run cut its last line: judged again
+    for _, row in read_jsonl_records(path):
+        done.add(game_key(row["question_id"], row["model_1"], row["model_2"], row["turn"]))
     matches, skipped = [], set()
     for m in pair_matches(questions, answers, prompts, refs, pairs):
         key = game_key(m.question_id, m.model_1, m.model_2, m.turn)

@@ -15,12 +15,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from limakit.core.files import append_jsonl, read_jsonl_records, write_json
+from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records, write_json
 from limakit.evaluation.judges import Outcome
 from limakit.evaluation.mtbench.answering import collect_answers
 from limakit.evaluation.mtbench.asking import ask_into, require_openai_judge
 from limakit.evaluation.mtbench.files import (
-    drop_cut_line,
     grading_inputs,
     judgment_file,
     safe_name,
@@ -69,10 +68,9 @@ def judge_single(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()  # there even when nothing is left to judge: the summary reads it
     done = set()
-    if path.exists():
-        for _, row in read_jsonl_records(path, resumable=True):
-            done.add((row["question_id"], row["model"], row["turn"]))
-        drop_cut_line(path)
+    drop_cut_line(path)  # a killed run cut its last line: graded again
+    for _, row in read_jsonl_records(path):
+        done.add((row["question_id"], row["model"], row["turn"]))
     matches = [
         m
         for m in single_matches(questions, answers, prompts, refs)
