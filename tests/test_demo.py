@@ -77,7 +77,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, smollm2_dir, capsys):
     assert set(checks) == {"model", "base"}
     report = (out / "report" / "report.md").read_text()
     for part in ("winrates.png", "Automatic checks", "Checkpoint choice", "train_loss.png",
-                 "Data card", "1e-4"):  # fmt: skip
+                 "Data card", "1e-4", "What the fine-tuning changed, token by token"):  # fmt: skip
         assert part in report, part
 
     # run.json records the limakit commit of each invocation, which moves while the suite runs.
@@ -89,5 +89,5 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, smollm2_dir, capsys):
     before = stamps()
     capsys.readouterr()
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    assert capsys.readouterr().err.count("done earlier") == 7
+    assert capsys.readouterr().err.count("done earlier") == 8  # shift too: the base is in the run
     assert stamps() == before

@@ -19,7 +19,7 @@ from limakit.run import RunConfig, execute, load_run_config
 from tests.evaluation.fake_server import FakeServer
 from tests.runkit import judge_behaviour, read_json, report_body, statuses, tiny_config
 
-STAGES = ["data", "train", "select", "sample", "baseline-base", "judge", "report"]
+STAGES = ["data", "train", "select", "sample", "baseline-base", "judge", "shift", "report"]
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_changed_judge_setting_reruns_only_judging_and_reporting(tmp_path, confi
     cfg = load_run_config(config_path, ["judge.temperature=0.5"])
     results = execute(cfg, out)
     assert statuses(results) == {**dict.fromkeys(STAGES[:5], "skipped"), "judge": "ran",
-                                 "report": "ran"}  # fmt: skip
+                                 "shift": "skipped", "report": "ran"}  # fmt: skip
     assert read_json(out / "judge" / "pairwise-base" / "summary.json")["n"] >= 1
 
 
@@ -146,7 +146,8 @@ def test_the_choice_judged_by_the_run_judge_reruns_but_keeps_the_answers(
     cfg = load_run_config(config_path, ["select.judge=null", "judge.temperature=0.5"])
     assert statuses(execute(cfg, out)) == {"data": "skipped", "train": "skipped", "select": "ran",
                                            "sample": "skipped", "baseline-base": "skipped",
-                                           "judge": "ran", "report": "ran"}  # fmt: skip
+                                           "judge": "ran", "shift": "skipped",
+                                           "report": "ran"}  # fmt: skip
 
 
 def test_damaged_outputs_are_found_and_redone(tmp_path, config_path, run_a):
@@ -198,7 +199,8 @@ def test_baselines_from_another_run_and_from_a_file(tmp_path, config_path, run_a
     ]
     results = statuses(execute(load_run_config(config_path, extra), out))
     assert results == {**dict.fromkeys(STAGES[:5], "skipped"), "baseline-earlier": "ran",
-                       "baseline-file": "ran", "judge": "ran", "report": "ran"}  # fmt: skip
+                       "baseline-file": "ran", "judge": "ran", "shift": "skipped",
+                       "report": "ran"}  # fmt: skip
     assert (out / "answers" / "earlier.jsonl").read_bytes() == (
         run_a / "answers" / "model.jsonl"
     ).read_bytes()

@@ -62,7 +62,15 @@ def test_a_base_model_run_compares_three_systems_without_a_judge(tmp_path, tiny_
     for c in safety.values():
         assert c["measures"]["refusal"]["n"] == 1 and c["measures"]["over_refusal"]["n"] == 1
     assert len(list(read_examples(root / "answers" / "base.safety.jsonl"))) == 2
+    shift = read_json(root / "shift" / "shift.json")  # the base is in the run: ranked under it
+    assert shift["base"] == tiny_model_dir and len(shift["files"]) == 1
+    f = shift["files"][0]
+    assert f["n"] == 3 and f["tokens"] > 0 and (root / "shift" / "shift.html").exists()
+    shares = sum(f[k]["value"] for k in ("unshifted", "marginal", "shifted"))
+    assert shares == pytest.approx(1.0)
     report = (root / "report" / "report.md").read_text()
+    assert "## What the fine-tuning changed, token by token" in report
+    assert "](../shift/shift_positions.svg)" in report
     assert "### Prompt subset `safety`" in report
     assert "| measure | model | in-context | base |" in report
     assert "`allow_short_cap: true`" in report  # the tiny run's caps are below its answers

@@ -365,6 +365,7 @@ def shift_summary(
     out_dir: str | os.PathLike,
     *,
     models: list[str | None] | None = None,
+    labels: list[str] | None = None,
     template: str | None = None,
     batch_tokens: int | None = None,
 ) -> ShiftSummary:
@@ -373,7 +374,8 @@ def shift_summary(
     write ``out_dir/shift.json``, ``tokens.jsonl``, ``shift.html`` and ``shift_positions.svg``.
 
     ``models``: per file, the model or checkpoint that wrote it (default: its ``meta.model``),
-    whose tokenizer must be the base's. ``template`` overrides the answers' recorded format.
+    whose tokenizer must be the base's; ``labels``: per file, the name figures and pages show
+    (default: that model). ``template`` overrides the answers' recorded format.
 
     >>> s = shift_summary(load_model_for("smollm2-135m"), ["answers.jsonl"], "shift")  # doctest: +SKIP
     >>> s["files"][0]["unshifted"]["value"]  # doctest: +SKIP
@@ -387,8 +389,8 @@ def shift_summary(
     models = list(models) if models else [None] * len(paths)
     if len(models) == 1 and len(paths) > 1:
         models = models * len(paths)
-    if len(models) != len(paths):
-        raise LimaError(f"{len(models)} answers models for {len(paths)} answers files")
+    if len(models) != len(paths) or (labels is not None and len(labels) != len(paths)):
+        raise LimaError(f"{len(models)} answers models (or labels) for {len(paths)} answers files")
     read = [read_answers(p) for p in paths]  # every file is read before the model runs
     for path, answers, model in zip(paths, read, models, strict=True):
         fmt = answer_format(answers, path, template)
@@ -407,14 +409,15 @@ def shift_summary(
 
     budget = batch_tokens or (8192 if base.device.type == "cpu" else 65536)
     files, rows = [], []
-    for path, answers, model in zip(paths, read, models, strict=True):
+    for i, (path, answers, model) in enumerate(zip(paths, read, models, strict=True)):
         items, cut = items_for(answers, chat, context_length(base.model))
         rank_tokens(base, items, batch_tokens=budget)
         for it in items:
             it.ranks = [None if t in apart else r for t, r in zip(it.answer, it.ranks)]
         decoding, note = decoding_text(answers)
         figures = summarise(items, text)
-        files.append({"answers": path, "model": model or model_name(answers, path),
+        label = labels[i] if labels else model or model_name(answers, path)
+        files.append({"answers": path, "model": label,
                       "template": base_format(base), "decoding": decoding, "note": note,
                       "cut": cut, **figures})  # fmt: skip
         rows += token_rows(path, items, text)

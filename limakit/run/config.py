@@ -193,6 +193,11 @@ class EvaluateSection(Config):
     likert: bool = Field(False, description="1-6 helpfulness of every answer set.")
     rate: bool = Field(False, description="Fail / Pass / Excellent of every answer set.")
     checks: bool = Field(True, description="Judge-free checks: EOT stops, length, repetition.")
+    shift: bool = Field(
+        True,
+        description="Token-distribution shift (URIAL) of the fine-tuned answers against the base "
+        "model, when a baseline samples train.model (the base the run fine-tunes): shift/.",
+    )
 
 
 class RuntimeSection(Config):
@@ -270,6 +275,14 @@ class RunConfig(Config):
             cur.tokenizer = self.train.model
         if "max_len" not in cur.model_fields_set:
             cur.max_len = self.train.max_len
+
+    def shift_base(self) -> str | None:
+        """The base model the fine-tuned answers are ranked under (``evaluate.shift``): the run's
+        ``train.model`` when some baseline samples it, else None (no base in the run)."""
+        if not self.evaluate.shift:
+            return None
+        sampled = {b.model for b in self.baselines if b.model is not None}
+        return self.train.model if self.train.model in sampled else None
 
     def sampling_caps(self) -> dict[str, int]:
         """Every token cap the run samples under, by where it is set."""

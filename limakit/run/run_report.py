@@ -204,6 +204,18 @@ def side_by_side_lines(root: Path, names: list[str], k: int = 2, chars: int = 70
     return lines
 
 
+def shift_report_lines(root: Path) -> list[str]:
+    """The shift stage's figures (``shift/shift.json``), when the run measured them."""
+    from limakit.evaluation.shift_page import shift_lines
+
+    path = root / "shift" / "shift.json"
+    if not path.exists():
+        return []
+    lines = ["## What the fine-tuning changed, token by token", ""]
+    lines += shift_lines(read_json(path), "../shift/")
+    return [*lines, "From [shift/shift.json](../shift/shift.json).", ""]
+
+
 def _quote(text: str, chars: int) -> str:
     cut = text if len(text) <= chars else text[:chars].rstrip() + " [...]"
     return "\n".join("> " + line if line.strip() else ">" for line in cut.splitlines() or [""])
@@ -289,6 +301,7 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
         lines += _checks_lines(read_json(checks))
         lines += ["", "From [judge/checks.json](../judge/checks.json).", ""]
     lines += subset_lines(cfg, root)
+    lines += shift_report_lines(root)
     lines += side_by_side_lines(root, ["model", *(b.name for b in cfg.baselines)])
 
     if cfg.notes:

@@ -464,6 +464,7 @@ def report_stage(cfg: RunConfig) -> Stage:
         return f"report -> {path.relative_to(root)}"
 
     reads = ["data/examples.jsonl", "train/metrics.jsonl", "select/choice.json", "judge"]
+    reads += ["shift"] if cfg.shift_base() else []
     config = {"notes": cfg.notes, "name": cfg.name, "baselines": [b.name for b in cfg.baselines],
               "caps": cfg.sampling_caps(), "allow_short_cap": cfg.allow_short_cap}  # fmt: skip
     return Stage("report", ["report"], run, config, reads=reads,
@@ -471,6 +472,9 @@ def report_stage(cfg: RunConfig) -> Stage:
 
 
 def stages(cfg: RunConfig) -> list[Stage]:
+    from limakit.run.shift_stage import shift_stage
+
     grow = [backtranslate_stage(cfg)] if cfg.data.backtranslate else []
+    shift = [s] if (s := shift_stage(cfg)) is not None else []
     return [data_stage(cfg), *grow, train_stage(cfg), select_stage(cfg), sample_stage(cfg),
-            *baseline_stages(cfg), judge_stage(cfg), report_stage(cfg)]  # fmt: skip
+            *baseline_stages(cfg), judge_stage(cfg), *shift, report_stage(cfg)]  # fmt: skip
