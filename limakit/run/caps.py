@@ -11,9 +11,10 @@ from limakit.run.config import RunConfig, training_data
 LENGTHS = "train/lengths.json"  # written by the train stage, read by every later one
 
 
-def longest_answer(cfg: RunConfig, root: Path) -> tuple[int, str | None]:
+def longest_answer(cfg: RunConfig, root: Path, keep: bool = False) -> tuple[int, str | None]:
     """The longest trained answer in the training tokenizer's tokens and its example's id:
-    measured once, when training starts, and kept in ``train/lengths.json``."""
+    measured when training starts and kept in ``train/lengths.json`` (``keep``: only the train
+    stage writes there, since the folder is its output); later stages read it back."""
     path = root / LENGTHS
     if path.exists():
         got = read_json(path)
@@ -21,20 +22,22 @@ def longest_answer(cfg: RunConfig, root: Path) -> tuple[int, str | None]:
     from limakit.curation.length import longest_trained_answer
 
     longest, where = longest_trained_answer(cfg.train.model, root / training_data(cfg))
+    if not keep:
+        return longest, where
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"longest_answer_tokens": longest, "example": where,
                       "tokenizer": cfg.train.model})  # fmt: skip
     return longest, where
 
 
-def cap_check(cfg: RunConfig, root: Path) -> dict:
+def cap_check(cfg: RunConfig, root: Path, keep: bool = False) -> dict:
     """The longest trained answer in tokens against every sampling cap of the run.
 
     A cap below it cuts answers the model was trained to finish, and "stopped at the end of
     turn" then measures the cap, not the model: the run refuses (naming both numbers) unless the
-    config sets ``allow_short_cap: true``.
+    config sets ``allow_short_cap: true``. ``keep``: see :func:`longest_answer`.
     """
-    longest, where = longest_answer(cfg, root)
+    longest, where = longest_answer(cfg, root, keep)
     short = {k: v for k, v in cfg.sampling_caps().items() if v < longest}
     if short and not cfg.allow_short_cap:
         caps = ", ".join(f"{k}={v}" for k, v in short.items())

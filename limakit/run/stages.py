@@ -171,7 +171,9 @@ def train_stage(cfg: RunConfig) -> Stage:
 
     def run(root: Path) -> str:
         (root / LENGTHS).unlink(missing_ok=True)  # measured anew on this stage's data
-        cap_check(cfg, root)  # before the expensive part: a run that cannot sample stops here
+        cap_check(
+            cfg, root, keep=True
+        )  # before the expensive part: a run that cannot sample stops here
         out = root / "train"
         resume = (out / "checkpoints").exists()  # a killed run's checkpoints (same key)
         real = cfg.train.model_copy(update={"data": str(root / data)})
