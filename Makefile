@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM := false
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.limakit-installed
 
-.PHONY: venv venv-gemma venv-bench bench-train test lint demo clean
+.PHONY: venv venv-gemma venv-bench bench-train test lint demo demo-base clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,9 @@ test: lint
 
 demo: venv
 	$(BIN)/lima demo
+
+demo-base: venv-gemma
+	$(BIN)/lima demo --base
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info demo-run

@@ -100,3 +100,5 @@ def test_the_base_demo_configs():
     assert min(full.sampling_caps().values()) >= full.train.max_len and not full.allow_short_cap
     assert full.sample.prompts == "curated" and full.data.curate.test >= 16
     assert quick.allow_short_cap and quick.train.epochs == 1
+    assert list(full.sample.subsets) == ["safety"] and quick.sample.subsets == {}
+    assert full.shift_base() == "gemma3-270m"  # the fine-tuned answers ranked under the base
