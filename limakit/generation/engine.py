@@ -115,6 +115,20 @@ class Request:
         return self.finish_reason is not None
 
 
+def sliding_window(config) -> tuple[int | None, bool]:
+    """A model's attention window from its config's ``layer_types``: ``(window, only)``, where
+    ``only`` says every layer is a sliding-window one (one mask serves them all); ``(None,
+    False)`` when no layer slides. Gemma 3, for one, mixes local layers that see the last 512
+    keys with global ones: a decode mask that ignored the window would show its local layers
+    keys they never saw in training, and answers to prompts past the window turn to noise."""
+    config = getattr(config, "get_text_config", lambda: config)()
+    types = set(getattr(config, "layer_types", None) or ())
+    window = getattr(config, "sliding_window", None)
+    if "sliding_attention" not in types or not window:
+        return None, False
+    return int(window), types == {"sliding_attention"}
+
+
 class _SlotLayer(DynamicLayer):
     """One layer's KV buffers; ``update`` writes the step's keys at each row's own position."""
 
@@ -232,6 +246,7 @@ class Engine:
         self.marker_ids = frozenset(int(i) for i in marker_ids)
         self.stop_ids = frozenset({self.eot_id, *(int(i) for i in stop_ids)}) | self.marker_ids
         self.vocab = model.get_output_embeddings().weight.shape[0]
+        self.window, self.window_only = sliding_window(model.config)
         self.dtype = loaded.dtype
         self.waiting: FairQueue[Request] = FairQueue()  # the requests' groups take turns
         self.active: list[Request] = []
@@ -408,9 +423,12 @@ class Engine:
         """
         cache = self.cache
         cache.write_pos, cache.span = pos, span
-        visible = torch.arange(span, device=self.device)[None, :] <= pos[:, None]  # own + new
-        mask = torch.zeros(len(ids), 1, 1, span, dtype=self.dtype, device=self.device)
-        mask.masked_fill_(~visible[:, None, None, :], torch.finfo(self.dtype).min)
+        at = torch.arange(span, device=self.device)[None, :]
+        visible = at <= pos[:, None]  # own + new
+        mask: torch.Tensor | dict[str, torch.Tensor] = self._additive(visible)
+        if self.window is not None:  # sliding-window layers see only the last `window` keys
+            near = self._additive(visible & (at > pos[:, None] - self.window))
+            mask = near if self.window_only else {"full_attention": mask, "sliding_attention": near}
         out = self.model(
             input_ids=ids,
             position_ids=pos[:, None],
@@ -420,6 +438,12 @@ class Engine:
             **{self.cache_arg: cache},
         )
         return out.logits[:, -1]
+
+    def _additive(self, visible: torch.Tensor) -> torch.Tensor:
+        """A (rows, 1, 1, span) additive mask: 0 where ``visible``, the dtype's minimum elsewhere."""
+        mask = torch.zeros(visible.shape[0], 1, 1, visible.shape[1], dtype=self.dtype,
+                           device=self.device)  # fmt: skip
+        return mask.masked_fill_(~visible[:, None, None, :], torch.finfo(self.dtype).min)
 
     def _emit(self, logits: torch.Tensor, rows: list[int]) -> None:
         """Sample one token for ``rows`` (logits in the same order), record it, retire finished rows."""

@@ -49,7 +49,7 @@ def read_prompts(path: Path) -> list[Example]:
     return prompts
 
 
-def test_prompts(cfg: RunConfig, root: Path) -> list[Example]:
+def sampled_prompts(cfg: RunConfig, root: Path) -> list[Example]:
     """The test prompts (a trailing reference answer is dropped), the first ``limit`` of them."""
     prompts = read_prompts(prompts_path(cfg, root))
     return prompts[: cfg.sample.limit] if cfg.sample.limit else prompts
@@ -300,7 +300,7 @@ def _sample_key(cfg: RunConfig) -> tuple[dict, list[str]]:
     s = cfg.sample
     if s.prompts == "curated":
         return {"sample": _dump(s), **_subsets_key(cfg)}, ["data/test.jsonl"]
-    prompts = [p.to_dict() for p in test_prompts(cfg, Path("."))]
+    prompts = [p.to_dict() for p in sampled_prompts(cfg, Path("."))]
     return {"sample": _dump(s) | {"prompts": None}, "prompts": prompts, **_subsets_key(cfg)}, []
 
 
@@ -323,7 +323,7 @@ def _generate(
     if shots is not None:
         decode = decode.model_copy(update={"shots": shots})
     out.parent.mkdir(parents=True, exist_ok=True)
-    sets = [(out, test_prompts(cfg, root))]
+    sets = [(out, sampled_prompts(cfg, root))]
     sets += [(root / subset_file(out.stem, k), read_prompts(Path(v)))
              for k, v in s.subsets.items()]  # fmt: skip
     counts = [
@@ -367,7 +367,7 @@ def baseline_stages(cfg: RunConfig) -> list[Stage]:
                 return f"{n} answers from {b.model} -> {out}"
             src = Path(b.answers) if b.answers else Path(b.run) / "answers" / "model.jsonl"
             rows = list(read_examples(src, require_answer=True))
-            ids = {p.id for p in test_prompts(cfg, root)}
+            ids = {p.id for p in sampled_prompts(cfg, root)}
             missing = ids - {r.id for r in rows}
             if missing:
                 raise LimaError(f"{src}: no answer for {len(missing)} test prompt(s), e.g. "
