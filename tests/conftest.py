@@ -56,6 +56,25 @@ def make_tiny_model(tokenizer, *, layers: int = 2, hidden: int = 64, seed: int =
     return LlamaForCausalLM(config)
 
 
+def make_tiny_gemma3(tokenizer, window: int, seed: int = 0):
+    """A random two-layer Gemma 3 (one sliding-window layer of ``window`` keys, one global) with
+    ``tokenizer`` and limakit's format attached, fp32."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from limakit.records.template import attach
+
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=window,
+        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id or 0, attn_implementation="sdpa",
+    )  # fmt: skip
+    model = Gemma3ForCausalLM(config).eval()
+    attach(tokenizer, model)
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> str:
     """A saved tiny random Llama with the SmolLM2 tokenizer and limakit format (its template file

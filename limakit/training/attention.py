@@ -155,14 +155,22 @@ class PackedRows:
             self._cache["seg"] = host_to_device(torch.stack(rows), self.device)
         return self._cache["seg"]
 
-    def dense_mask(self) -> torch.Tensor:
-        """(B, 1, T, T) boolean block-diagonal causal mask (True = may attend), built on the device."""
-        if "mask" not in self._cache:
+    def longest(self) -> int:
+        """The longest segment of the micro-batch."""
+        return max(n for row in self.lengths for n in row)
+
+    def dense_mask(self, window: int | None = None) -> torch.Tensor:
+        """(B, 1, T, T) boolean block-diagonal causal mask (True = may attend), built on the device;
+        ``window``: each position also sees only the last ``window`` keys (itself included)."""
+        if ("mask", window) not in self._cache:
             seg = self.segment_ids()
             T = seg.shape[1]
             causal = torch.ones(T, T, dtype=torch.bool, device=self.device).tril_()
-            self._cache["mask"] = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
-        return self._cache["mask"]
+            if window:
+                causal.triu_(-(window - 1))
+            mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
+            self._cache[("mask", window)] = mask
+        return self._cache[("mask", window)]
 
     def block_mask(self):
         """FlexAttention's document-causal block mask for this micro-batch."""
@@ -231,13 +239,20 @@ def packed_attention(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     packed: PackedRows | None = kwargs.pop("limakit_packed", None)
-    if packed is None or attention_mask is not None or kwargs.get("softcap") is not None:
+    window = kwargs.get("sliding_window")
+    # A sliding-window layer (Gemma 3's local ones) over a row longer than its window: the mask
+    # transformers hands down is causal within the window over the whole packed row, so the
+    # row's examples would see each other. One dense mask keeps both rules.
+    windowed = packed is not None and bool(window) and packed.longest() > window
+    if packed is None or (attention_mask is not None and not windowed) or kwargs.get("softcap"):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     kernel = packed.kernel
     if kernel == "auto" or (kernel == "varlen" and dropout > 0.0):  # varlen has no dropout
         kernel = pick_kernel("auto", query.device, query.dtype, dropout)
+    if windowed:
+        kernel = "sdpa-mask"
     if kernel == "varlen":
         return _varlen_attention(query, key, value, packed, scaling), None
     n_rep = query.shape[1] // key.shape[1]
@@ -255,8 +270,9 @@ def packed_attention(
         flex = _compiled_flex() if query.device.type == "cuda" else _flex()[0]
         out = flex(query, key, value, block_mask=packed.block_mask(), scale=scaling)
     elif kernel == "sdpa-mask":
+        mask = packed.dense_mask(window if windowed else None)
         out = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=packed.dense_mask(), dropout_p=dropout, scale=scaling
+            query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling
         )
     else:
         raise ValueError(f"unknown packed attention kernel {kernel!r}; choose from {KERNELS}")

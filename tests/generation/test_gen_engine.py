@@ -292,30 +292,14 @@ def test_the_fixed_shape_decode_step_never_waits_for_the_host(tiny, monkeypatch)
     assert {fn for _, fn in whole.calls} == {"sample_next"}
 
 
-def _tiny_gemma3(tok, window: int):
-    """A random two-layer Gemma 3 (one sliding-window layer of ``window`` keys, one global)."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    from limakit.records.template import attach
-
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=window,
-        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=2048,
-        pad_token_id=tok.pad_token_id or 0, attn_implementation="sdpa",
-    )  # fmt: skip
-    model = Gemma3ForCausalLM(config).eval()
-    attach(tok, model)
-    return model
-
-
 def test_sliding_window_layers_see_only_their_window_while_decoding(smollm2_tokenizer):
     """Gemma 3's local layers attend to the last `sliding_window` keys only: with prompts and
     answers far past the window, greedy decoding still equals transformers' own."""
+    from conftest import make_tiny_gemma3
+
     from limakit.generation.engine import sliding_window
 
-    model = _tiny_gemma3(smollm2_tokenizer, window=8)
+    model = make_tiny_gemma3(smollm2_tokenizer, window=8)
     assert sliding_window(model.config) == (8, False)
     assert all(len(render_prompt(p.messages, smollm2_tokenizer)) > 8 for p in prompts(3))
     _greedy_matches_generate(model, smollm2_tokenizer, 3, 24)

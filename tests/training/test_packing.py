@@ -190,3 +190,42 @@ def _args(b: dict) -> dict:
         "position_ids": b["position_ids"],
         "target_index": b["target_index"],
     }
+
+
+@pytest.mark.parametrize("kernel", ["segments", "sdpa-mask"])
+def test_packed_rows_keep_a_sliding_window_and_the_example_boundaries(smollm2_tokenizer, kernel):
+    """Gemma 3's local layers see the last `sliding_window` keys: a packed row longer than the
+    window still gives each example alone's loss and gradients (neither the window nor the
+    boundaries are lost), and the window changes the loss (it is really in play)."""
+    from conftest import make_tiny_gemma3
+
+    from limakit.training.attention import register
+
+    model = make_tiny_gemma3(smollm2_tokenizer, window=4).float().train()
+    items = _examples(smollm2_tokenizer, TEXTS)
+    assert min(len(x.ids) for x in items) > 4
+    pad = smollm2_tokenizer.pad_token_id
+    alone, ref = [], 0.0
+    for x in items:  # the reference: each example in its own row, transformers' own masks
+        b = collate([[x]], pad)
+        model.zero_grad(set_to_none=True)
+        loss = LossModel(model)(b["input_ids"], b["targets"], b["position_ids"], None)
+        loss.backward()
+        ref += loss.item()
+        alone.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    model.config._attn_implementation = register()
+    b = collate([[items[0], items[2]], [items[1]]], pad, with_mask=False)
+    model.zero_grad(set_to_none=True)
+    packed = LossModel(model, kernel=kernel)(**_args(b), segments=b["segments"])
+    packed.backward()
+    assert packed.item() == pytest.approx(ref, rel=1e-5)
+    grad = model.model.layers[0].self_attn.q_proj.weight.grad
+    gap = (grad - sum(alone)).abs().max()
+    assert gap < 1e-5 * grad.abs().max(), gap
+    model.config.sliding_window = 10_000  # the same weights with no effective window: differs
+    for layer in model.model.layers:
+        if layer.self_attn.sliding_window:
+            layer.self_attn.sliding_window = 10_000
+    with torch.no_grad():
+        wide = LossModel(model, kernel=kernel)(**_args(b), segments=b["segments"])
+    assert wide.item() != pytest.approx(ref, rel=1e-4)
