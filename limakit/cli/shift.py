@@ -50,6 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_shift)
 
 
+def labels(paths: list[str]) -> list[str]:
+    """Each answers file's name in tables and pages: the model its answers record, or, where two
+    files record the same one, the file's name too."""
+    from pathlib import Path
+
+    from limakit.evaluation.answers import model_name, read_answers
+
+    names = [model_name(read_answers(p), p) for p in paths]
+    return [f"{n} ({Path(p).name})" if names.count(n) > 1 else n for n, p in zip(names, paths)]
+
+
 def run_shift(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -69,8 +80,8 @@ def run_shift(args: argparse.Namespace) -> int:
         raise LimaError(f"--batch-tokens {args.batch_tokens}: give a positive number")
     base = load_model_for(args.base, args.device or "auto", args.dtype or "auto", fmt)
     models = args.answers_model or None
-    summary = shift_summary(base, args.answers, args.out, models=models, template=args.template,
-                            batch_tokens=args.batch_tokens)  # fmt: skip
+    summary = shift_summary(base, args.answers, args.out, models=models, labels=labels(args.answers),
+                            template=args.template, batch_tokens=args.batch_tokens)  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0

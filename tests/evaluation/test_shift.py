@@ -260,3 +260,16 @@ def test_the_command(smollm2_own, tmp_path, tiny_own_dir, capsys):
     assert "unshifted" in capsys.readouterr().out
     assert main([*args, "--answers-model", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+    # Files are named by the model their answers record (the file's name where two record one),
+    # not by the checkpoint whose tokenizer was checked.
+    again = tmp_path / "again.jsonl"
+    again.write_bytes(answers.read_bytes())
+    recorded = json.loads(answers.read_text().splitlines()[0])["meta"]["model"]
+    two = ["shift", "--base", tiny_own_dir, "--answers", str(answers), str(again), "--out",
+           str(tmp_path / "two"), "--answers-model", tiny_own_dir, "--device", "cpu", "--json"]  # fmt: skip
+    assert main(two) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert [f["model"] for f in files] == [
+        f"{recorded} ({answers.name})",
+        f"{recorded} (again.jsonl)",
+    ]
