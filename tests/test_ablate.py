@@ -265,12 +265,17 @@ def test_the_options_config_plans_valid_runs():
     train = {}
     for arm in arms:
         data, where = run_config_data(cfg.run, arm.overrides)
-        train[arm.arm] = validate_run_config(data, where).train
+        run = validate_run_config(data, where)
+        train[arm.arm] = run.train
+        assert run.shift_base() == run.train.model  # each arm's shift against the base
     assert [t.prompt_loss_weight for t in train.values()] == [0.0, 0.1, 1.0, 0.0]
     assert [t.drop_prompts for t in train.values()] == [False, False, False, True]
-    safety = plan_arms(load_ablate_config("configs/ablate-safety.yaml"))
+    safety_cfg = load_ablate_config("configs/ablate-safety.yaml")
+    safety = plan_arms(safety_cfg)
     assert [a.dir_name for a in safety] == [
         "custom-with_safety-seed0", "custom-without_safety-seed0"]  # fmt: skip
+    for arm in safety:  # answers capped short on purpose, and the run says so
+        assert validate_run_config(*run_config_data(safety_cfg.run, arm.overrides)).allow_short_cap
 
 
 def test_judge_free_measures_and_shift_per_arm_in_the_report(tmp_path):
