@@ -147,8 +147,8 @@ def build_model(tokenizer_dir: str, dest: Path, dry: bool) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from limakit.models import load_tokenizer
-    from limakit.records.template import Template, attach, save_tokenizer
+    from limakit.models import attach, load_tokenizer
+    from limakit.records.template import Template, save_tokenizer
 
     config = AutoConfig.from_pretrained(tokenizer_dir)
     for k, v in SHAPES["cpu" if dry else "gpu"].items():

@@ -209,8 +209,8 @@ def trl_worker(mode: str, tokens: str, out: str) -> None:
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from limakit.models import load_tokenizer, resolve
-    from limakit.records.template import Template, attach
+    from limakit.models import attach, load_tokenizer, resolve
+    from limakit.records.template import Template
 
     tokenizer = load_tokenizer("smollm2-135m")
     model = AutoModelForCausalLM.from_pretrained(resolve("smollm2-135m"), dtype=torch.float32)

@@ -19,12 +19,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from limakit.core.errors import LimaError
 from limakit.core.files import give_usual_mode
+
+if TYPE_CHECKING:
+    from limakit.records.template import Template
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -267,12 +270,12 @@ class LoadedModel:
         from its weights. ``template``: a Template, "limakit" (the one the tokenizer carries,
         EOT added to the tokenizer if missing), "auto"/"own" (see ``choose_template``), or None
         (no format decided: no template, no EOT id)."""
-        from limakit.records.template import add_eot
+        from limakit.records.template import add_eot_token
 
         first = next(model.parameters())
         name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         chosen = _chosen_template(tokenizer, template)
-        eot_id = None if chosen is None else add_eot(tokenizer, None, chosen)
+        eot_id = None if chosen is None else add_eot_token(tokenizer, chosen)
         return cls(model, tokenizer, chosen, eot_id, first.device, first.dtype, name)
 
     @property
@@ -311,7 +314,7 @@ def load_model_for(
     template of its own is then loaded as it is, without limakit's format). ``weights=False``
     reads the tokenizer and template only (``model`` is None).
     """
-    from limakit.records.template import add_eot, attach
+    from limakit.records.template import add_eot_token
 
     runtime = resolve_runtime(device, dtype)
     tokenizer = load_tokenizer(name)
@@ -324,7 +327,7 @@ def load_model_for(
     if chosen is not None and model is not None:
         eot_id = attach(tokenizer, model, chosen, eot_init=eot_init)
     elif chosen is not None:
-        eot_id = add_eot(tokenizer, None, chosen)
+        eot_id = add_eot_token(tokenizer, chosen)
     return LoadedModel(model, tokenizer, chosen, eot_id, runtime.device, runtime.dtype, str(name))
 
 
@@ -394,3 +397,67 @@ def offline():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# --- model surgery: the EOT's embedding rows ---------------------------------------------------
+
+
+def add_eot(tokenizer, model=None, template: Template | None = None, init: str = "mean") -> int:
+    """Add the EOT special token and grow the embeddings; returns the EOT id.
+
+    The new row(s) start as the mean row (``init="mean"``), or as a copy of the base model's EOS
+    row (``init="eos"``): the new token then starts about as likely after an answer as the
+    model's own end-of-text, instead of near zero, so even a short run learns to stop.
+    Idempotent: a tokenizer that already has the EOT is left alone.
+    """
+    from limakit.records.template import Template, add_eot_token
+
+    template = template or Template()
+    if init not in ("mean", "eos"):
+        raise LimaError(f"eot_init: {init!r} is not one of 'mean', 'eos'")
+    source = tokenizer.eos_token_id if init == "eos" else None
+    eot_id = add_eot_token(tokenizer, template)
+    if model is not None and model.get_input_embeddings().weight.shape[0] <= eot_id:
+        old = model.get_input_embeddings().weight.shape[0]
+        if init == "eos" and (source is None or source >= old):
+            raise LimaError(
+                "eot_init=eos: the tokenizer has no EOS token of its own to copy; use eot_init=mean"
+            )
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+
+        def start(rows: torch.Tensor) -> torch.Tensor:
+            return rows[source : source + 1] if source is not None else rows[:old].mean(0, True)
+
+        with torch.no_grad():
+            emb = model.get_input_embeddings().weight
+            emb[old:] = start(emb)
+            out = model.get_output_embeddings()
+            if out is not None and out.weight.data_ptr() != emb.data_ptr():
+                out.weight[old:] = start(out.weight)
+                if getattr(out, "bias", None) is not None:
+                    out.bias[old:] = start(out.bias[:, None])[:, 0]
+    return eot_id
+
+
+def attach(tokenizer, model=None, template: Template | None = None, eot_init: str = "mean") -> int:
+    """Make ``tokenizer`` (and ``model``) speak the limakit format; returns the EOT id.
+
+    Adds the EOT, stores the Jinja ``chat_template``, makes the EOT the tokenizer's EOS and the
+    model's generation EOS, and gives the tokenizer a pad token if it has none. The tokenizer
+    then carries the whole template: :func:`save_tokenizer` writes it beside the checkpoint.
+    """
+    from limakit.records.template import Template, carry, chat_template
+
+    template = template or Template()
+    eot_id = add_eot(tokenizer, model, template, init=eot_init)
+    carry(tokenizer, template)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or template.eot
+    tokenizer.chat_template = chat_template(tokenizer, template)
+    tokenizer.eos_token = template.eot
+    if model is not None:
+        model.config.eos_token_id = eot_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.eos_token_id = eot_id
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return eot_id

@@ -28,7 +28,7 @@ def smollm2_tokenizer(smollm2_dir):
     """A fresh SmolLM2 tokenizer with the limakit format (EOT) attached."""
     from transformers import AutoTokenizer
 
-    from limakit.records.template import attach
+    from limakit.models import attach
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     attach(tok)
@@ -61,7 +61,7 @@ def make_tiny_gemma3(tokenizer, window: int, seed: int = 0):
     ``tokenizer`` and limakit's format attached, fp32."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from limakit.records.template import attach
+    from limakit.models import attach
 
     torch.manual_seed(seed)
     config = Gemma3TextConfig(
@@ -79,7 +79,8 @@ def make_tiny_gemma3(tokenizer, window: int, seed: int = 0):
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> str:
     """A saved tiny random Llama with the SmolLM2 tokenizer and limakit format (its template file
     beside it, as a trained checkpoint has): loads like any model."""
-    from limakit.records.template import attach, save_tokenizer
+    from limakit.models import attach
+    from limakit.records.template import save_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-llama")
     model = make_tiny_model(smollm2_tokenizer)

@@ -124,3 +124,15 @@ def test_no_function_over_100_lines_but_the_training_loop():
                 if lines > 100 and f"{name}.{node.name}" not in LONG_FUNCTION_ALLOWED:
                     long.append(f"{name}.{node.name}: {lines} lines")
     assert long == []
+
+
+def test_the_data_layers_do_not_import_torch():
+    """Records and core are data: model surgery (the EOT's embedding rows) lives with the models."""
+    heavy = []
+    for name, path in _modules().items():
+        if not name.startswith(("limakit.core", "limakit.records")):
+            continue
+        for node in _imports(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            heavy += [f"{name} -> {n}" for n in names if n and n.split(".")[0] == "torch"]
+    assert heavy == []

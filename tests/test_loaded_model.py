@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from limakit.core.errors import LimaError
-from limakit.models import LoadedModel, load_model_for, resolve_runtime
+from limakit.models import LoadedModel, attach, load_model_for, resolve_runtime
 from limakit.records.example import Message
 from limakit.records.template import (
     TEMPLATE_FILE,
     Template,
-    attach,
     is_limakit,
     read_template,
     render_prompt,

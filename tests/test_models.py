@@ -28,7 +28,7 @@ def test_packaged_model_loads_offline_and_generates(smollm2_dir, monkeypatch):
     out = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)
     assert "Paris" in tok.decode(out[0, len(ids) :], skip_special_tokens=True)
     # With the limakit format attached it still generates, in the EOT format.
-    from limakit.records.template import attach
+    from limakit.models import attach
 
     eot = attach(tok, model)
     assert eot == len(tok) - 1 == model.get_input_embeddings().weight.shape[0] - 1

@@ -7,8 +7,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from limakit.models import attach
 from limakit.records.example import Example, Message
-from limakit.records.template import IGNORE, Template, attach, render, render_prompt, special_ids
+from limakit.records.template import IGNORE, Template, render, render_prompt, special_ids
 
 CORPUS = [
     "How do I reverse a list in Python? Use slicing: items[::-1] returns a reversed copy.",

@@ -25,7 +25,7 @@ class TokenLengths:
     added, as training adds it), so the counts are the ones training sees."""
 
     def __init__(self, model: str, max_len: int | None = None, tokenizer=None) -> None:
-        from limakit.records.template import Template, add_eot
+        from limakit.records.template import Template, add_eot_token
 
         if tokenizer is None:
             from limakit.models import load_tokenizer
@@ -33,7 +33,7 @@ class TokenLengths:
             tokenizer = load_tokenizer(model)
         self.tokenizer = tokenizer
         self.template = Template.from_tokenizer(tokenizer)
-        add_eot(tokenizer, None, self.template)  # the tokenizer only: no model is touched
+        add_eot_token(tokenizer, self.template)
         self.max_len = max_len
 
     def too_long(self, ex: Example) -> str | None:

@@ -152,10 +152,10 @@ class ChatFormat:
         name = choose_template(tokenizer, choice)
         if name == "own":
             return cls._own(tokenizer, model, generation_config)
-        from limakit.records.template import Template, add_eot
+        from limakit.records.template import Template, add_eot_token
 
         template = Template.from_tokenizer(tokenizer)
-        return cls(name, tokenizer, {add_eot(tokenizer, None, template)}, template)
+        return cls(name, tokenizer, {add_eot_token(tokenizer, template)}, template)
 
     @classmethod
     def for_loaded(cls, loaded, generation_config=None) -> ChatFormat:

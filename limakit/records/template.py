@@ -11,7 +11,7 @@ and on role headers, and equal the ids on assistant contents and their EOT. Labe
 ``input_ids`` (the model shifts them for next-token prediction, as transformers does). Each token
 also has a loss weight: 1 on answers, ``prompt_weight`` elsewhere (0: LIMA's protocol).
 
-:func:`attach` adds the EOT to a tokenizer and model and stores this same format as the tokenizer's
+:func:`limakit.models.attach` adds the EOT to a tokenizer and model and stores this same format as the tokenizer's
 ``chat_template`` (with the EOT as its ``eos_token`` and the model's generation EOS), so a saved
 checkpoint reproduces the training format in plain transformers, vLLM or ``lima chat``.
 
@@ -27,8 +27,6 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-
-import torch
 
 from limakit.core.errors import LimaError
 from limakit.records.example import Example, Message
@@ -383,7 +381,7 @@ def _render_whole(
     """:func:`render` without the cut: every character of every message is tokenised."""
     template = template or Template.from_tokenizer(tokenizer)
     if not has_token(tokenizer, template.eot):
-        add_eot(tokenizer, None, template)  # never split the EOT into text pieces
+        add_eot_token(tokenizer, template)  # never split the EOT into text pieces
     text, spans, markers = _layout(messages, tokenizer, template, train_on, prompt_weight)
     ids, offsets = _encode(tokenizer, text, markers)
     labels = [IGNORE] * len(ids)
@@ -407,7 +405,7 @@ def render_prompt(
     """Token ids of a conversation prefix followed by the assistant header: what generation feeds."""
     template = template or Template.from_tokenizer(tokenizer)
     if not has_token(tokenizer, template.eot):
-        add_eot(tokenizer, None, template)
+        add_eot_token(tokenizer, template)
     text, _, markers = _layout(messages, tokenizer, template)
     text += template.headers["assistant"]
     return _encode(tokenizer, text, markers)[0]
@@ -444,60 +442,10 @@ def chat_template(tokenizer, template: Template) -> str:
     )
 
 
-def add_eot(tokenizer, model=None, template: Template | None = None, init: str = "mean") -> int:
-    """Add the EOT special token and grow the embeddings; returns the EOT id.
-
-    The new row(s) start as the mean row (``init="mean"``), or as a copy of the base model's EOS
-    row (``init="eos"``): the new token then starts about as likely after an answer as the
-    model's own end-of-text, instead of near zero, so even a short run learns to stop.
-    Idempotent: a tokenizer that already has the EOT is left alone.
-    """
+def add_eot_token(tokenizer, template: Template | None = None) -> int:
+    """Add the template's EOT to ``tokenizer`` as a special token (if it lacks it); its id. The
+    model's side, growing the embeddings to match, is :func:`limakit.models.add_eot`."""
     template = template or Template()
-    if init not in ("mean", "eos"):
-        raise LimaError(f"eot_init: {init!r} is not one of 'mean', 'eos'")
-    source = tokenizer.eos_token_id if init == "eos" else None
     if not has_token(tokenizer, template.eot):
         tokenizer.add_special_tokens({"additional_special_tokens": [template.eot]})
-    eot_id = tokenizer.convert_tokens_to_ids(template.eot)
-    if model is not None and model.get_input_embeddings().weight.shape[0] <= eot_id:
-        old = model.get_input_embeddings().weight.shape[0]
-        if init == "eos" and (source is None or source >= old):
-            raise LimaError(
-                "eot_init=eos: the tokenizer has no EOS token of its own to copy; use eot_init=mean"
-            )
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-
-        def start(rows: torch.Tensor) -> torch.Tensor:
-            return rows[source : source + 1] if source is not None else rows[:old].mean(0, True)
-
-        with torch.no_grad():
-            emb = model.get_input_embeddings().weight
-            emb[old:] = start(emb)
-            out = model.get_output_embeddings()
-            if out is not None and out.weight.data_ptr() != emb.data_ptr():
-                out.weight[old:] = start(out.weight)
-                if getattr(out, "bias", None) is not None:
-                    out.bias[old:] = start(out.bias[:, None])[:, 0]
-    return eot_id
-
-
-def attach(tokenizer, model=None, template: Template | None = None, eot_init: str = "mean") -> int:
-    """Make ``tokenizer`` (and ``model``) speak the limakit format; returns the EOT id.
-
-    Adds the EOT, stores the Jinja ``chat_template``, makes the EOT the tokenizer's EOS and the
-    model's generation EOS, and gives the tokenizer a pad token if it has none. The tokenizer
-    then carries the whole template: :func:`save_tokenizer` writes it beside the checkpoint.
-    """
-    template = template or Template()
-    eot_id = add_eot(tokenizer, model, template, init=eot_init)
-    carry(tokenizer, template)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or template.eot
-    tokenizer.chat_template = chat_template(tokenizer, template)
-    tokenizer.eos_token = template.eot
-    if model is not None:
-        model.config.eos_token_id = eot_id
-        if getattr(model, "generation_config", None) is not None:
-            model.generation_config.eos_token_id = eot_id
-            model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return eot_id
+    return tokenizer.convert_tokens_to_ids(template.eot)

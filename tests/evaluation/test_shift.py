@@ -99,7 +99,8 @@ def test_greedy_tokens_in_limakits_format_are_all_ranked_first(smollm2_own):
     limakit's format (with the EOT the format adds) are each the first choice of the same model
     run teacher-forced over them."""
     from limakit.generation.chat_format import ChatFormat
-    from limakit.records.template import Template, attach
+    from limakit.models import attach
+    from limakit.records.template import Template
 
     _, own = smollm2_own
     model, tok = own.model, own.tokenizer

@@ -297,7 +297,7 @@ def test_sliding_window_layers_see_only_their_window_while_decoding(smollm2_toke
     answers far past the window, greedy decoding still equals transformers' own."""
     from conftest import make_tiny_gemma3
 
-    from limakit.generation.engine import sliding_window
+    from limakit.generation.kv_cache import sliding_window
 
     model = make_tiny_gemma3(smollm2_tokenizer, window=8)
     assert sliding_window(model.config) == (8, False)

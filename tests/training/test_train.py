@@ -158,7 +158,7 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
 def test_clear_errors(tmp_path, tiny_model_dir, smollm2_tokenizer):
     from conftest import make_tiny_model
 
-    from limakit.records.template import attach
+    from limakit.models import attach
 
     data = write_data(tmp_path / "d.jsonl", 4)
     with pytest.raises(LimaError, match="unknown field 'epoch'"):
