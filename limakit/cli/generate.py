@@ -112,7 +112,8 @@ def register(sub) -> None:
         "--prompts",
         required=True,
         help="Example JSONL, each ending with a user message (user messages in a row are turns "
-        "to answer in order), or FastChat questions (question_id, category, turns)",
+        "to answer in order), FastChat questions (question_id, category, turns), or a file "
+        "shipped in limakit: packaged:safety/prompts.jsonl, packaged:demo/dev_prompts.jsonl",
     )
     p.add_argument("--out", required=True, help="answers JSONL (appended to and resumed)")
     p.add_argument("--samples", type=int, default=1, help="answers per prompt (default 1)")
@@ -234,9 +235,10 @@ def run_generate(args) -> int:
 
     from limakit.generation import generate_answers
     from limakit.generation.turns import read_prompts
+    from limakit.run.config import resolve_ref
 
     config = _config(args)
-    prompts = list(read_prompts(args.prompts))
+    prompts = list(read_prompts(resolve_ref(args.prompts)))
     answers = generate_answers(
         args.model,
         prompts,

@@ -202,3 +202,20 @@ def test_cli_answers_a_fastchat_question_file(tiny_model_dir, tmp_path, monkeypa
     assert rows["82"].meta["template"] == "limakit"
     before = out.read_text()
     assert main(args) == 0 and out.read_text() == before  # resumed: nothing left to do
+
+
+def test_generate_reads_a_packaged_prompts_file_by_name(tmp_path, tiny_model_dir, capsys):
+    """`--prompts packaged:NAME` is a file shipped in limakit (the safety prompts, for one): the
+    answers keep each prompt's meta."""
+    out = tmp_path / "safety.jsonl"
+    args = ["generate", "--model", tiny_model_dir, "--prompts", "packaged:safety/prompts.jsonl",
+            "--out", str(out), "--max-new-tokens", "1", "--dtype", "float32", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    rows = list(read_examples(out, require_answer=None))
+    assert len(rows) == 72 and {r.meta["safety"] for r in rows} == {"sensitive", "benign"}
+    missing = ["generate", "--model", tiny_model_dir, "--prompts", "packaged:nope.jsonl",
+               "--out", str(tmp_path / "x.jsonl")]  # fmt: skip
+    assert (
+        main(missing) == 2
+        and "packaged:nope.jsonl: no such packaged file" in capsys.readouterr().err
+    )
