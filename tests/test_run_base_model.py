@@ -102,3 +102,6 @@ def test_the_base_demo_configs():
     assert quick.allow_short_cap and quick.train.epochs == 1
     assert list(full.sample.subsets) == ["safety"] and quick.sample.subsets == {}
     assert full.shift_base() == "gemma3-270m"  # the fine-tuned answers ranked under the base
+    assert demo_config(False, ["evaluate.shift=false"], True).shift_base() is None
+    with pytest.raises(LimaError, match="subset name 'a b'"):
+        demo_config(False, ["sample.subsets={a b: packaged:safety/prompts.jsonl}"], True)

@@ -50,15 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_shift)
 
 
-def labels(paths: list[str]) -> list[str]:
-    """Each answers file's name in tables and pages: the model its answers record, or, where two
-    files record the same one, the file's name too."""
+def labels(read: dict[str, dict]) -> list[str]:
+    """Each answers file's name in tables and pages (``read``: path -> its answers): the model its
+    answers record, or, where two files record the same one, the file's name too."""
     from pathlib import Path
 
-    from limakit.evaluation.answers import model_name, read_answers
+    from limakit.evaluation.answers import model_name
 
-    names = [model_name(read_answers(p), p) for p in paths]
-    return [f"{n} ({Path(p).name})" if names.count(n) > 1 else n for n, p in zip(names, paths)]
+    names = [model_name(answers, p) for p, answers in read.items()]
+    return [f"{n} ({Path(p).name})" if names.count(n) > 1 else n for n, p in zip(names, read)]
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -71,7 +71,8 @@ def run_shift(args: argparse.Namespace) -> int:
     from limakit.evaluation.shift_page import URIAL_SHIFTED
     from limakit.models import load_model_for
 
-    formats = {p: answer_format(read_answers(p), p, args.template) for p in args.answers}
+    read = {p: read_answers(p) for p in args.answers}
+    formats = {p: answer_format(answers, p, args.template) for p, answers in read.items()}
     if len(set(formats.values())) > 1:
         said = "; ".join(f"{p}: {f}" for p, f in formats.items())
         raise LimaError(f"answers in several chat formats ({said}); run lima shift once per format")
@@ -80,7 +81,7 @@ def run_shift(args: argparse.Namespace) -> int:
         raise LimaError(f"--batch-tokens {args.batch_tokens}: give a positive number")
     base = load_model_for(args.base, args.device or "auto", args.dtype or "auto", fmt)
     models = args.answers_model or None
-    summary = shift_summary(base, args.answers, args.out, models=models, labels=labels(args.answers),
+    summary = shift_summary(base, args.answers, args.out, models=models, labels=labels(read),
                             template=args.template, batch_tokens=args.batch_tokens)  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -11,9 +11,10 @@ and on role headers, and equal the ids on assistant contents and their EOT. Labe
 ``input_ids`` (the model shifts them for next-token prediction, as transformers does). Each token
 also has a loss weight: 1 on answers, ``prompt_weight`` elsewhere (0: LIMA's protocol).
 
-:func:`limakit.models.attach` adds the EOT to a tokenizer and model and stores this same format as the tokenizer's
-``chat_template`` (with the EOT as its ``eos_token`` and the model's generation EOS), so a saved
-checkpoint reproduces the training format in plain transformers, vLLM or ``lima chat``.
+:func:`limakit.models.attach` adds the EOT to a tokenizer and model and stores this same format as
+the tokenizer's ``chat_template`` (with the EOT as its ``eos_token`` and the model's generation
+EOS), so a saved checkpoint reproduces the training format in plain transformers, vLLM or
+``lima chat``.
 
 The whole template (EOT and role headers) also travels beside the weights, in
 ``limakit_template.json``: :func:`save_tokenizer` writes it with the tokenizer and

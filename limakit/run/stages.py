@@ -37,7 +37,7 @@ def epochs_in(ckpts: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in ckpts.glob("epoch-*") if p.is_dir())
 
 
-def read_prompts(path: Path) -> list[Example]:
+def prompts_in(path: Path) -> list[Example]:
     """The prompts of a file, a trailing reference answer dropped; an empty file is an error."""
     prompts = []
     for ex in read_examples(path, require_answer=None):
@@ -51,7 +51,7 @@ def read_prompts(path: Path) -> list[Example]:
 
 def sampled_prompts(cfg: RunConfig, root: Path) -> list[Example]:
     """The test prompts (a trailing reference answer is dropped), the first ``limit`` of them."""
-    prompts = read_prompts(prompts_path(cfg, root))
+    prompts = prompts_in(prompts_path(cfg, root))
     return prompts[: cfg.sample.limit] if cfg.sample.limit else prompts
 
 
@@ -171,9 +171,8 @@ def train_stage(cfg: RunConfig) -> Stage:
 
     def run(root: Path) -> str:
         (root / LENGTHS).unlink(missing_ok=True)  # measured anew on this stage's data
-        cap_check(
-            cfg, root, keep=True
-        )  # before the expensive part: a run that cannot sample stops here
+        # Before the expensive part: a run that cannot sample stops here.
+        cap_check(cfg, root, keep=True)
         out = root / "train"
         resume = (out / "checkpoints").exists()  # a killed run's checkpoints (same key)
         real = cfg.train.model_copy(update={"data": str(root / data)})
@@ -306,9 +305,7 @@ def _sample_key(cfg: RunConfig) -> tuple[dict, list[str]]:
 
 def _subsets_key(cfg: RunConfig) -> dict:
     """The subsets' prompts themselves (a packaged file's path moves with the install)."""
-    subsets = {
-        k: [p.to_dict() for p in read_prompts(Path(v))] for k, v in cfg.sample.subsets.items()
-    }
+    subsets = {k: [p.to_dict() for p in prompts_in(Path(v))] for k, v in cfg.sample.subsets.items()}
     return {"subsets": subsets} if subsets else {}
 
 
@@ -324,7 +321,7 @@ def _generate(
         decode = decode.model_copy(update={"shots": shots})
     out.parent.mkdir(parents=True, exist_ok=True)
     sets = [(out, sampled_prompts(cfg, root))]
-    sets += [(root / subset_file(out.stem, k), read_prompts(Path(v)))
+    sets += [(root / subset_file(out.stem, k), prompts_in(Path(v)))
              for k, v in s.subsets.items()]  # fmt: skip
     counts = [
         len(generate_answers(
@@ -334,7 +331,7 @@ def _generate(
         ))
         for path, prompts in sets
     ]  # fmt: skip
-    return counts[0]
+    return counts[0]  # the test prompts' answers (the subsets' are counted in their checks)
 
 
 def sample_stage(cfg: RunConfig) -> Stage:

@@ -244,7 +244,8 @@ def packed_attention(
     # transformers hands down is causal within the window over the whole packed row, so the
     # row's examples would see each other. One dense mask keeps both rules.
     windowed = packed is not None and bool(window) and packed.longest() > window
-    if packed is None or (attention_mask is not None and not windowed) or kwargs.get("softcap"):
+    softcap = kwargs.get("softcap") is not None
+    if packed is None or (attention_mask is not None and not windowed) or softcap:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
