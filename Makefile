@@ -47,6 +47,7 @@ bench-train: venv venv-bench
 lint: venv
 	$(BIN)/ruff check limakit tests bench
 	$(BIN)/ruff format --check limakit tests bench
+	$(BIN)/mypy limakit
 
 test: lint
 	$(BIN)/python -m pytest -q -ra

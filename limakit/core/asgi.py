@@ -8,22 +8,29 @@ in its own shape (OpenAI's error JSON, a plain page), through the ``too_large`` 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
-Asgi = Callable[[dict, Callable, Callable], Awaitable[None]]
+# The ASGI shapes, as Starlette spells them, so a Starlette app is an `Asgi` and back.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyLimit:
     def __init__(self, app: Asgi, max_bytes: int, too_large: Asgi):
         self.app, self.max_bytes, self.too_large = app, max_bytes, too_large
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self.too_large(scope, receive, send)
-        chunks, seen, more = [], 0, True
+        chunks: list[bytes] = []
+        seen, more = 0, True
         while more:
             message = await receive()
             if message["type"] != "http.request":
@@ -35,7 +42,7 @@ class BodyLimit:
             more = message.get("more_body", False)
         replayed = False
 
-        async def replay():
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True

@@ -35,7 +35,9 @@ from limakit.core.lines import LongLine, bounded_lines, max_line_bytes, read_chu
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+def atomic_write(
+    path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; rename it over ``path`` only if the block succeeds.
 
     >>> with atomic_write("out.jsonl") as f:  # doctest: +SKIP
@@ -62,7 +64,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
 
 
 def open_sqlite(
-    path: str | os.PathLike, schema: str = "", *, durable: bool = False, **connect
+    path: str | os.PathLike, schema: str = "", *, durable: bool = False, **connect: Any
 ) -> sqlite3.Connection:
     """An SQLite database in WAL mode (readers never wait for the writer), its folder made.
 
@@ -71,7 +73,7 @@ def open_sqlite(
     """
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False, **connect)
+    conn: sqlite3.Connection = sqlite3.connect(str(path), check_same_thread=False, **connect)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     if schema:

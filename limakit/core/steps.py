@@ -102,7 +102,8 @@ class InputHasher:
 
     def __init__(self, path: Path):
         self.path = path
-        self.known: dict[str, list] = {}
+        # path -> [size, mtime_ns, inode, sha256]
+        self.known: dict[str, list[int | str]] = {}
         with contextlib.suppress(FileNotFoundError, NotADirectoryError, ValueError):  # start afresh
             loaded = json.loads(path.read_text(encoding="utf-8"))
             self.known = loaded if isinstance(loaded, dict) else {}
@@ -114,7 +115,7 @@ class InputHasher:
         key = str(p.resolve())
         hit = self.known.get(key)
         if hit and hit[:3] == stamp:
-            return hit[3]
+            return str(hit[3])
         h = sha256_file(p)
         self.known[key] = [*stamp, h]
         self.dirty = True

@@ -309,7 +309,7 @@ def from_openai(obj: dict) -> Example:
             )
         if "content" not in m:
             raise ValueError(f"message {i} needs 'role' and 'content'")
-        role = _OPENAI_ROLES.get(m["role"], m["role"])  # an unknown role fails validation by name
+        role = _OPENAI_ROLES.get(m["role"]) or m["role"]  # an unknown role fails validation by name
         msgs.append(Message(role, _content_text(m["content"], i)))
     meta = obj.get("meta")
     if meta is not None and not isinstance(meta, dict):

@@ -64,7 +64,7 @@ class Example:
         cls,
         obj: dict,
         *,
-        require_answer: bool = True,
+        require_answer: bool | None = True,
         empty_answer_ok: bool = False,
         check: Callable[[list[Message]], None] | None = None,
         also_allowed: str = "",

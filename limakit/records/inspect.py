@@ -61,7 +61,7 @@ def inspect_examples(
         totals.trimmed += int(r.trimmed)
         totals.untrained += int(r.n_trained == 0)
         if as_json:
-            row = {
+            record = {
                 "id": ex.id,
                 "input_ids": r.input_ids,
                 "labels": r.labels,
@@ -71,7 +71,7 @@ def inspect_examples(
                 "weight": round(weight, 6),
                 "trimmed": r.trimmed,
             }
-            append_jsonl(out, row, flush=False)
+            append_jsonl(out, record, flush=False)
             continue
         console.rule(f"[bold]{ex.id}[/bold]  ({ex.source})")
         console.print(_shown(r, tokenizer, plain=not console.is_terminal))

@@ -355,7 +355,6 @@ def render(
     messages = example.messages if isinstance(example, Example) else example
     if drop_prompts:
         messages = [Message(m.role, "") if m.role == "user" else m for m in messages]
-    loss = {"train_on": train_on, "prompt_weight": prompt_weight}
     # A 100 MB answer is tokenised as its first few hundred thousand characters, not whole, only
     # to be trimmed to ``max_len`` tokens. A message shorter than 2 * max_len characters is never
     # cut (cheap to test first); a cut conversation that does not fill ``max_len`` tokens (a
@@ -364,10 +363,24 @@ def render(
         cap = char_cap(tokenizer, max_len)
         if any(len(m.content) > cap for m in messages):
             cut = [Message(m.role, m.content[:cap]) for m in messages]
-            r = _render_whole(cut, tokenizer, template, max_len=max_len, **loss)
+            r = _render_whole(
+                cut,
+                tokenizer,
+                template,
+                max_len=max_len,
+                train_on=train_on,
+                prompt_weight=prompt_weight,
+            )
             if len(r.input_ids) >= max_len:
                 return Rendered(r.input_ids, r.labels, r.weights, trimmed=True)
-    return _render_whole(messages, tokenizer, template, max_len=max_len, **loss)
+    return _render_whole(
+        messages,
+        tokenizer,
+        template,
+        max_len=max_len,
+        train_on=train_on,
+        prompt_weight=prompt_weight,
+    )
 
 
 def _render_whole(
