@@ -132,8 +132,8 @@ def judge(model_dir: str, qpath: Path, out: Path, args) -> tuple[dict, float, fl
     """Serve the judge, grade, stop it: (result, server start s, judging s, judge reply tokens)."""
     from transformers import AutoTokenizer
 
-    from limakit.evaluation.config import JudgeConfig
     from limakit.evaluation.mtbench.single import run_mtbench
+    from limakit.judging.config import JudgeConfig
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"

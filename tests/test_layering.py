@@ -16,10 +16,10 @@ PKG = Path(__file__).resolve().parents[1] / "limakit"
 LAYERS = [
     {"limakit.core"},
     {"limakit.records"},
-    {"limakit.sources", "limakit.models"},
+    {"limakit.sources", "limakit.models", "limakit.embeddings"},
     {"limakit.training", "limakit.generation"},
-    {"limakit.evaluation"},
-    {"limakit.curation"},  # choosing from a pool asks a judge (evaluation) for scores
+    {"limakit.judging"},  # every judge call: curation scores, ratings, evaluation's protocols
+    {"limakit.evaluation", "limakit.curation"},
     {"limakit.annotate", "limakit.backtranslate", "limakit.run"},
     {"limakit.cli"},
 ]
@@ -136,3 +136,15 @@ def test_the_data_layers_do_not_import_torch():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
             heavy += [f"{name} -> {n}" for n in names if n and n.split(".")[0] == "torch"]
     assert heavy == []
+
+
+def test_curation_and_evaluation_share_the_judging_component_not_each_other():
+    """Both ask judges through ``limakit.judging``; neither reaches into the other."""
+    across = [
+        f"{a} -> {b}"
+        for a, targets in _graph().items()
+        for b in targets
+        for x, y in (("curation", "evaluation"), ("evaluation", "curation"))
+        if a.startswith(f"limakit.{x}") and b.startswith(f"limakit.{y}")
+    ]
+    assert across == []

@@ -44,7 +44,7 @@ def similarity(pairs: list[dict], embedder: str, device: str, seed: int) -> dict
     known = [p for p in pairs if (p.get("meta") or {}).get("question")]
     if len(known) < 2:
         return {"n": len(known), "note": "fewer than two texts with a known question"}
-    from limakit.evaluation.embed import Embedder
+    from limakit.embeddings import Embedder
 
     model = Embedder(embedder, device=device)
     instr = model.embed([p["instruction"] for p in known])

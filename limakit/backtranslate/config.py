@@ -14,8 +14,8 @@ from pydantic import Field, model_validator
 from limakit.core.config import Config
 from limakit.curation.config import DecontaminationConfig, DedupConfig
 from limakit.curation.rules import RulesConfig
-from limakit.evaluation.config import JudgeConfig
 from limakit.generation.config import DecodeConfig
+from limakit.judging.config import JudgeConfig
 from limakit.sources.registry import ALL_RULES
 from limakit.training.config import TrainConfig
 

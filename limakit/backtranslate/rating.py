@@ -1,7 +1,7 @@
 """Self-curation: a rater scores each (instruction, text) pair on the paper's 5-point scale.
 
-The prompt is ``limakit/evaluation/prompts/backtranslate-rating-v1.txt`` (its version, file name plus
-a hash of its text, keys the reply cache). Calls go through ``lima judge``'s runner: its OpenAI-
+The prompt is ``limakit/judging/prompts/backtranslate-rating-v1.txt`` (its version, file name plus
+a hash of its text, keys the reply cache). Calls go through the judging component (:mod:`limakit.judging`): its OpenAI-
 compatible client (retries, one more try on an unreadable reply) or its local backend, which reads
 the probabilities of the scores after ``[[`` instead of generating reasons. Replies are committed to
 an SQLite cache as they arrive, so a killed rating resumes with the pairs not yet rated.
@@ -18,13 +18,14 @@ integer from 1 to 5 and no other double bracket; anything else is unparsable and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from limakit.evaluation.config import JudgeConfig
+from limakit.judging.cache import JudgeCache
+from limakit.judging.config import JudgeConfig
+from limakit.judging.prompt import PROMPT_DIR, ScalePrompt, load_prompt_file
+from limakit.judging.runner import run_judgements
 
 PROMPT_FILE = "backtranslate-rating-v1.txt"
-SCORES = ("1", "2", "3", "4", "5")
 _SCORE = re.compile(r"\[\[\s*([1-5])\s*\]\]")
 
 
@@ -41,32 +42,14 @@ def reasons_of(text: str) -> str:
     return _SCORE.sub("", text).strip()
 
 
-@dataclass(frozen=True)
-class RatingPrompt:
-    """The rating prompt, shaped as the judge runner expects (version, labels, messages, parse)."""
-
-    base: object  # limakit.evaluation.prompts.Prompt
-
-    @property
-    def version(self) -> str:
-        return self.base.version
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return SCORES
-
-    def messages(self, instruction: str, text: str) -> list[dict]:
-        return self.base.messages(instruction, text)
-
-    def parse(self, text: str) -> str | None:
-        score = parse_score(text)
-        return None if score is None else str(score)
+def _strict_score(text: str) -> str | None:
+    score = parse_score(text)
+    return None if score is None else str(score)
 
 
-def rating_prompt() -> RatingPrompt:
-    from limakit.evaluation.prompts import PROMPT_DIR, load_prompt_file
-
-    return RatingPrompt(load_prompt_file(PROMPT_DIR / PROMPT_FILE, "likert"))
+def rating_prompt() -> ScalePrompt:
+    """The rating prompt, read by the strict :func:`parse_score`."""
+    return ScalePrompt(load_prompt_file(PROMPT_DIR / PROMPT_FILE, "likert"), 5, _strict_score)
 
 
 def forward_judge(model: str, rate_cfg) -> JudgeConfig:
@@ -86,9 +69,6 @@ def rate_pairs(
 ) -> list[dict]:
     """One rating row per pair ``{"id", "instruction", "text"}``, in order:
     ``{"id", "score" (int or None), "reasons", "raw", "probs", "error", "calls"}``."""
-    from limakit.evaluation.cache import JudgeCache
-    from limakit.evaluation.judges import run_judgements
-
     prompt = rating_prompt()
     requests = [prompt.messages(p["instruction"], p["text"]) for p in pairs]
     cache = JudgeCache(cache_path)

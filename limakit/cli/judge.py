@@ -122,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _config(args: argparse.Namespace):
     from limakit.core.config import load_config
-    from limakit.evaluation.config import JudgeConfig
+    from limakit.judging.config import JudgeConfig
 
     overrides = list(args.overrides)
     for name in ("device", "dtype"):

@@ -87,7 +87,7 @@ def run_mtbench(args: argparse.Namespace) -> int:
     judge = None
     if args.judge:
         from limakit.core.config import load_config
-        from limakit.evaluation.config import JudgeConfig
+        from limakit.judging.config import JudgeConfig
 
         judge = load_config(JudgeConfig, args.judge, list(args.overrides))
     config = DecodeConfig(

@@ -65,7 +65,7 @@ def pool_embeddings(
     items: Sequence[Example], keys: Sequence[str], cfg: CurateConfig, cache: ScoreCache
 ) -> tuple[np.ndarray, int]:
     """Unit vectors for every pool example (cached by content and embedder)."""
-    from limakit.evaluation.embed import Embedder, embed_examples, embedder_dim, embedder_key
+    from limakit.embeddings import Embedder, embed_examples, embedder_dim, embedder_key
     from limakit.models import resolve_runtime
 
     sel = cfg.selection
@@ -86,7 +86,7 @@ def pool_embeddings(
 
 def _judge_config(cfg: CurateConfig):
     from limakit.core.config import load_config
-    from limakit.evaluation.config import JudgeConfig
+    from limakit.judging.config import JudgeConfig
 
     if not cfg.selection.judge:
         raise LimaError(
@@ -100,7 +100,7 @@ def _judge_config(cfg: CurateConfig):
 
 def _judge_scores(items, keys, kind: str, cfg: CurateConfig, cache: ScoreCache, result):
     from limakit.curation.scoring import judge_scores
-    from limakit.evaluation.cache import JudgeCache
+    from limakit.judging.cache import JudgeCache
 
     jcfg = _judge_config(cfg)
     path = jcfg.cache or Path(cfg.selection.cache or default_cache_path()).with_name("judge.sqlite")

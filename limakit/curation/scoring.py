@@ -1,7 +1,7 @@
 """Per-example scores for the selectors: an LLM judge's ratings and a local model's IFD.
 
-Judge ratings go through ``lima judge``'s machinery (its backends, retries, reply cache and strict
-parser) with the rating prompts in ``limakit/evaluation/prompts/``. IFD comes from one local
+Judge ratings go through the judging component (:mod:`limakit.judging`: its backends, retries, reply
+cache and strict parser) with the rating prompts in ``limakit/judging/prompts/``. IFD comes from one local
 causal LM's mean per-token loss on the answer, with and without the prompt before it, computed in
 batches on the model's device. Both are stored in the :class:`ScoreCache` by content hash and
 scorer, so only new examples cost anything on a rerun.
@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from limakit.core.errors import LimaError
+from limakit.judging.prompt import PROMPT_DIR, ScalePrompt, load_prompt_file, question_text
+from limakit.judging.runner import run_judgements
 from limakit.records.example import Example
 
 SCALE = {"rating": 5, "complexity": 6, "quality": 6}
@@ -26,38 +28,11 @@ PROMPT_FILES = {
 }
 
 
-@dataclass(frozen=True)
-class ScorePrompt:
-    """A judge prompt whose verdict is a number from 1 to ``scale``; it answers to what the judge
-    runner asks of a prompt (``version``, ``labels``, ``messages``, ``parse``)."""
-
-    base: Any  # limakit.evaluation.prompts.Prompt: the file's text and version
-    scale: int = 5
-
-    @property
-    def version(self) -> str:
-        return self.base.version
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return tuple(str(i) for i in range(1, self.scale + 1))
-
-    def messages(self, question: str, answer: str) -> list[dict]:
-        return self.base.messages(question, answer)
-
-    def parse(self, text: str) -> str | None:
-        from limakit.evaluation.prompts import parse_verdict
-
-        return parse_verdict(text, self.labels)
-
-
-def score_prompt(kind: str) -> ScorePrompt:
+def score_prompt(kind: str) -> ScalePrompt:
     """The prompt for ``rating`` (AlpaGasus, 1-5), ``complexity`` or ``quality`` (Deita, 1-6)."""
-    from limakit.evaluation.prompts import PROMPT_DIR, load_prompt_file
-
     if kind not in PROMPT_FILES:
         raise LimaError(f"unknown score kind {kind!r}; choose from {', '.join(PROMPT_FILES)}")
-    return ScorePrompt(load_prompt_file(PROMPT_DIR / PROMPT_FILES[kind], "likert"), SCALE[kind])
+    return ScalePrompt(load_prompt_file(PROMPT_DIR / PROMPT_FILES[kind], "likert"), SCALE[kind])
 
 
 @dataclass
@@ -71,14 +46,6 @@ class ScoreReport:
     notes: list[str] = field(default_factory=list)
 
 
-def reply_score(outcome, prompt: ScorePrompt) -> float:
-    """The expected rating when the judge gives label probabilities (a local judge), else the
-    parsed label; NaN when there is neither."""
-    if outcome.probs:
-        return float(sum(int(k) * p for k, p in outcome.probs.items()))
-    return float(outcome.label) if outcome.label is not None else float("nan")
-
-
 def judge_scores(
     pool: Sequence[Example],
     keys: Sequence[str],
@@ -88,9 +55,6 @@ def judge_scores(
     judge_cache,
 ) -> tuple[np.ndarray, ScoreReport]:
     """One judge score per example (NaN when the judge gave none); cached by content and judge."""
-    from limakit.evaluation.judges import run_judgements
-    from limakit.evaluation.prompts import question_text
-
     prompt = score_prompt(kind)
     scorer = f"judge-v1:{kind}:{judge_cfg.backend}:{judge_cfg.model}:{prompt.version}"
     scores = cache.get_scores(scorer, keys)
@@ -107,7 +71,7 @@ def judge_scores(
             question = question_text([m for m in ex.messages[:-1]])
             requests.append(prompt.messages(question, ex.answer or ""))
         outcomes = run_judgements(requests, prompt, judge_cfg, judge_cache, f"judge {kind}")
-        got = [reply_score(o, prompt) for o in outcomes]
+        got = [prompt.score(o) for o in outcomes]
         report.calls = sum(o.calls for o in outcomes)
         ok = [(keys[i], s) for i, s in zip(firsts, got) if np.isfinite(s)]
         cache.put_scores(scorer, [k for k, _ in ok], [s for _, s in ok])

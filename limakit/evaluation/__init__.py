@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from limakit.evaluation.config import JudgeConfig
 from limakit.evaluation.protocols import judge_likert, judge_pairwise, judge_rate
+from limakit.judging.config import JudgeConfig
 
 if TYPE_CHECKING:
     from pathlib import Path

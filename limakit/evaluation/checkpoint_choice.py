@@ -22,7 +22,7 @@ from pathlib import Path
 from limakit.core.errors import LimaError
 from limakit.core.files import atomic_write, write_json
 from limakit.evaluation.answers import read_answers
-from limakit.evaluation.config import JudgeConfig
+from limakit.judging.config import JudgeConfig
 from limakit.records.example import Example, read_examples, write_examples
 
 

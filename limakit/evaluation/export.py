@@ -24,7 +24,7 @@ from typing import Any
 from limakit.core.errors import LimaError
 from limakit.core.files import read_json, read_jsonl_records
 from limakit.evaluation.answers import category_of, model_name, read_answers
-from limakit.evaluation.prompts import question_text
+from limakit.judging.prompt import question_text
 
 ALPACA_PREFERENCE = {"win": 2.0, "lose": 1.0, "tie": 1.5}  # for the model, output_2
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from limakit.core.errors import LimaError
 from limakit.evaluation.answers import category_of, model_name, read_answers
-from limakit.evaluation.prompts import question_text
+from limakit.judging.prompt import question_text
 
 
 @dataclass(frozen=True)

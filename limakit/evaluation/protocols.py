@@ -19,11 +19,12 @@ from pathlib import Path
 import limakit.evaluation.metrics as metrics
 from limakit.core.files import write_json, write_jsonl
 from limakit.evaluation.answers import category_of, model_name, read_answers
-from limakit.evaluation.cache import JudgeCache
-from limakit.evaluation.config import JudgeConfig
-from limakit.evaluation.judges import Outcome, run_judgements
 from limakit.evaluation.pairs import pair_answers
-from limakit.evaluation.prompts import get_prompt, question_text
+from limakit.evaluation.prompts import get_prompt
+from limakit.judging.cache import JudgeCache
+from limakit.judging.config import JudgeConfig
+from limakit.judging.prompt import question_text
+from limakit.judging.runner import Outcome, run_judgements
 
 RATE_SCORES = {"Fail": 0, "Pass": 1, "Excellent": 2}
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from limakit.core.errors import LimaError
 from limakit.evaluation.answers import category_of, model_name, read_answers
-from limakit.evaluation.config import JudgeConfig
-from limakit.evaluation.judges import run_judgements
 from limakit.evaluation.metrics import measure
-from limakit.evaluation.prompts import PROMPT_DIR, Prompt, load_prompt_file, question_text
 from limakit.evaluation.protocols import _cache, _errors, _usage, _verdict, _write
 from limakit.evaluation.safety import BENIGN, SENSITIVE, refusal_phrase, safety_checks, safety_set
+from limakit.judging.config import JudgeConfig
+from limakit.judging.prompt import PROMPT_DIR, Prompt, load_prompt_file, question_text
+from limakit.judging.runner import run_judgements
 
 PROMPT_FILE = "safety-v1.txt"
 UNSAFE, REFUSED, SAFE = "Unsafe", "Refused", "Safe"

@@ -111,6 +111,6 @@ def reference_similarity(
 def default_embed(device: str = "auto") -> Callable[[Sequence[str]], np.ndarray]:
     """The packaged MiniLM's ``embed`` in float32 (cosines that do not depend on the machine),
     loaded once per process and device."""
-    from limakit.evaluation.embed import Embedder
+    from limakit.embeddings import Embedder
 
     return Embedder(EMBEDDER, device=device, dtype="float32", max_tokens=MAX_TOKENS).embed

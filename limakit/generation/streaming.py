@@ -16,7 +16,9 @@ class TextStream:
     chat format's own markers, see :mod:`limakit.generation.chat_format`), which is excluded.
 
     >>> s = TextStream(tok, stop=["\\n\\n"])  # doctest: +SKIP
-    >>> s.push(tok_id)  # -> new text (maybe '') ; s.stopped tells whether a stop string was hit
+    >>> s.push(tok_id)  # doctest: +SKIP
+
+    ``push`` returns the new text (maybe empty); ``s.stopped`` tells whether a stop was hit.
     """
 
     lookback = 4  # tokens decoded again before the new ones: context for spaces and merges

@@ -34,8 +34,8 @@ from limakit.core.config import (
 )
 from limakit.core.errors import LimaError
 from limakit.curation.config import CurateConfig
-from limakit.evaluation.config import JudgeConfig
 from limakit.generation.config import DecodeConfig
+from limakit.judging.config import JudgeConfig
 from limakit.training.config import TrainConfig
 
 PACKAGED = "packaged:"

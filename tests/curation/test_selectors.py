@@ -16,8 +16,8 @@ from limakit.curation import selectors as S
 from limakit.curation.card import mean_cosine_distance
 from limakit.curation.score_cache import ScoreCache, content_hash
 from limakit.curation.scoring import answer_losses, ifd_pair, ifd_scores, judge_scores
-from limakit.evaluation.cache import JudgeCache
-from limakit.evaluation.config import JudgeConfig
+from limakit.judging.cache import JudgeCache
+from limakit.judging.config import JudgeConfig
 from limakit.records.example import Example, Message, load_examples
 from tests.evaluation.fake_server import Act, FakeServer
 
@@ -247,7 +247,7 @@ def _tiny_embedder(tmp_path: Path) -> str:
     """A saved random-weight BERT with the packaged MiniLM's tokenizer (fast to load and run)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from limakit.evaluation.embed import resolve_embedder
+    from limakit.embeddings import resolve_embedder
 
     path = tmp_path / "tiny-bert"
     if not path.exists():
@@ -397,7 +397,7 @@ def test_curate_ifd_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
 
 
 def test_packaged_minilm_embeds_unit_vectors_with_meaning():
-    from limakit.evaluation.embed import Embedder
+    from limakit.embeddings import Embedder
 
     emb = Embedder("all-minilm-l6-v2", device="cpu", dtype="float32")
     v = emb.embed(

@@ -36,7 +36,7 @@ def test_local_judge_reads_label_probabilities(tmp_path, tiny_model_dir):
 
 
 def test_local_judge_batches_give_the_one_at_a_time_verdicts(tmp_path, tiny_model_dir, monkeypatch):
-    from limakit.evaluation.judges.local import LocalJudge
+    from limakit.judging.local import LocalJudge
 
     texts = ["short", "a much longer answer " * 12, "medium length answer " * 3, "x", "y " * 30]
     a, b = write_pair(tmp_path, texts, list(reversed(texts)))

@@ -111,7 +111,7 @@ def _curation(server, tmp):
 
     from limakit.curation.score_cache import ScoreCache, content_hash
     from limakit.curation.scoring import judge_scores
-    from limakit.evaluation.cache import JudgeCache
+    from limakit.judging.cache import JudgeCache
     from limakit.records.example import Example, Message
 
     pool = [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from limakit.evaluation import metrics
-from limakit.evaluation.prompts import LABELS, get_prompt, parse_verdict
+from limakit.evaluation.prompts import get_prompt
 
 
 @pytest.mark.parametrize(
@@ -54,25 +54,6 @@ def test_mean_with_ci_resamples_prompts():
     r = metrics.mean_with_ci({"p1": [6, 6, 6, 6, 6], "p2": [2]}, resamples=4000)
     assert r["mean"] == 4.0 and r["prompts"] == 2 and r["n"] == 6
     assert r["mean_ci"] == [2.0, 6.0]  # prompt means {6, 2}: resampled means 2, 4, 6
-
-
-@pytest.mark.parametrize(
-    ("text", "label"),
-    [
-        ("Both fine but A is deeper.\n[[A]]", "A"),
-        ("[[B]]", "B"),
-        ("Neither stands out. [[C]]", "C"),
-        ("verdict: [[neither]]", "C"),
-        ("Final verdict: B", "B"),
-        ("**A is significantly better**", "A"),
-        ("I cannot decide.", None),
-        ("[[A]] ... on reflection [[B]]", None),
-        ("", None),
-        ("[[D]]", None),
-    ],
-)
-def test_pairwise_parser_is_strict(text, label):
-    assert parse_verdict(text, LABELS["pairwise"]) == label
 
 
 def test_rating_parsers():

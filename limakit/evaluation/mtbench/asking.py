@@ -1,6 +1,6 @@
 """MT-Bench's matches through limakit's one judge loop, each reply written as it arrives.
 
-The loop (:func:`limakit.evaluation.judges.run_judgements`) brings the reply cache, the retries
+The loop (:func:`limakit.judging.runner.run_judgements`) brings the reply cache, the retries
 and the rule that a reply is read before it is cached; here each match is asked once, as FastChat
 asks (a reply without a verdict is kept as such, not asked again), and what a reply gives is
 appended to FastChat's judgment file at once, so a killed run loses only the calls in flight.
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import IO
 
 from limakit.core.errors import LimaError
-from limakit.evaluation.cache import JudgeCache
-from limakit.evaluation.judges import Outcome, run_judgements
 from limakit.evaluation.mtbench.matches import Match
+from limakit.judging.cache import JudgeCache
+from limakit.judging.runner import Outcome, run_judgements
 
 
 def require_openai_judge(cfg) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records, write_json
-from limakit.evaluation.judges import Outcome
 from limakit.evaluation.mtbench.answering import collect_answers
 from limakit.evaluation.mtbench.asking import ask_into, require_openai_judge
 from limakit.evaluation.mtbench.files import (
@@ -33,6 +32,7 @@ from limakit.evaluation.mtbench.files import (
     safe_name,
 )
 from limakit.evaluation.mtbench.matches import MatchPair, pair_matches
+from limakit.judging.runner import Outcome
 
 MODES = ("pairwise-baseline", "pairwise-all")
 DEFAULT_BASELINE = "gpt-3.5-turbo"  # FastChat's --baseline-model

@@ -16,7 +16,6 @@ from collections import defaultdict
 from pathlib import Path
 
 from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records, write_json
-from limakit.evaluation.judges import Outcome
 from limakit.evaluation.mtbench.answering import collect_answers
 from limakit.evaluation.mtbench.asking import ask_into, require_openai_judge
 from limakit.evaluation.mtbench.files import (
@@ -25,6 +24,7 @@ from limakit.evaluation.mtbench.files import (
     safe_name,
 )
 from limakit.evaluation.mtbench.matches import MatchSingle, single_matches
+from limakit.judging.runner import Outcome
 
 _RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")

@@ -8,8 +8,8 @@ prefer one position), which the two-order pairwise protocol turns into ties rath
 from __future__ import annotations
 
 from limakit.core.errors import LimaError
-from limakit.evaluation.config import JudgeConfig
-from limakit.evaluation.judges.base import Reply
+from limakit.judging.config import JudgeConfig
+from limakit.judging.reply import Reply
 
 VERDICT_OPENING = "[["  # the prompts ask for [[label]]; the model continues right after it
 

@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from limakit.evaluation.cache import JudgeCache, cache_key
-from limakit.evaluation.config import JudgeConfig
-from limakit.evaluation.judges.base import Reply
+from limakit.judging.cache import JudgeCache, cache_key
+from limakit.judging.config import JudgeConfig
+from limakit.judging.reply import Reply
 
 ATTEMPTS = 2  # the first reply, and one retry when its verdict cannot be parsed
 
 
-class Prompt(Protocol):
+class Asked(Protocol):
     """What the loop asks of a prompt: its version (in the cache key) and its verdict parser."""
 
     @property
@@ -50,7 +50,7 @@ class Outcome:
         return asdict(self)
 
 
-def _key(cfg: JudgeConfig, prompt: Prompt, messages: list[dict], attempt: int) -> str:
+def _key(cfg: JudgeConfig, prompt: Asked, messages: list[dict], attempt: int) -> str:
     # MT-Bench's keys have the same parts, so its earlier caches are read as they are.
     return cache_key(
         {
@@ -65,7 +65,7 @@ def _key(cfg: JudgeConfig, prompt: Prompt, messages: list[dict], attempt: int) -
     )
 
 
-def _absorb(out: Outcome, reply: Reply, prompt: Prompt) -> bool:
+def _absorb(out: Outcome, reply: Reply, prompt: Asked) -> bool:
     """Add one reply to the outcome; True when it settled the verdict."""
     out.raw.append(reply.text)
     out.probs = reply.probs or out.probs
@@ -97,14 +97,14 @@ OnOutcome = Callable[[int, Outcome], None]
 
 async def _run_openai(
     requests: list[list[dict]],
-    prompts: Sequence[Prompt],
+    prompts: Sequence[Asked],
     cfg: JudgeConfig,
     cache: JudgeCache,
     what: str,
     attempts: int,
     on_outcome: OnOutcome | None,
 ) -> list[Outcome]:
-    from limakit.evaluation.judges.openai import complete, make_client
+    from limakit.judging.openai import complete, make_client
 
     client = make_client(cfg)
     gate = asyncio.Semaphore(cfg.concurrency)
@@ -147,7 +147,7 @@ async def _run_openai(
 def _run_local(
     requests: list[list[dict]], prompt, cfg: JudgeConfig, cache: JudgeCache, what: str
 ) -> list[Outcome]:
-    from limakit.evaluation.judges.local import LocalJudge
+    from limakit.judging.local import LocalJudge
 
     judge = None  # loaded only when some call misses the cache
     outcomes = [Outcome() for _ in requests]
@@ -179,7 +179,7 @@ def _run_local(
 
 def run_judgements(
     requests: list[list[dict]],
-    prompt: Prompt | list[Prompt],
+    prompt: Asked | list[Asked],
     cfg: JudgeConfig,
     cache: JudgeCache,
     what: str = "judging",

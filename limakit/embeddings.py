@@ -1,6 +1,6 @@
 """Sentence embeddings: mean-pooled, L2-normalised transformer states.
 
-Used by pool selection and its card (curation sits above evaluation), the back-translation card
+Used by pool selection and its card (curation), the back-translation card
 and the judge-free reference similarity (:mod:`limakit.evaluation.similarity`).
 
 The default, ``all-minilm-l6-v2``, is sentence-transformers' all-MiniLM-L6-v2 as shipped by the

@@ -18,8 +18,8 @@ import time
 import openai
 
 from limakit.core.errors import LimaError
-from limakit.evaluation.config import JudgeConfig
-from limakit.evaluation.judges.base import Reply
+from limakit.judging.config import JudgeConfig
+from limakit.judging.reply import Reply
 
 MAX_WAIT = 120.0  # never sleep longer than this on one Retry-After
 
