@@ -92,7 +92,7 @@ class Loop:
             print(f"[backtranslate] {text}", file=sys.stderr)
 
     def _train(self, name: str, examples: list[Example], key_parts: dict) -> Path:
-        from limakit.backtranslate.models import train_model
+        from limakit.backtranslate.training import train_model
 
         folder = self.root / name
 
@@ -149,7 +149,7 @@ class Loop:
         return _rows(self.root / "texts/texts.jsonl")
 
     def backward(self) -> Path:
-        from limakit.backtranslate.models import reversed_example
+        from limakit.backtranslate.training import reversed_example
 
         return self._train(
             "backward", [reversed_example(ex) for ex in self.seed], {"seed": self.seed_hash}
@@ -339,7 +339,7 @@ class Loop:
         return load_examples(self.root / name / "kept.jsonl")
 
     def forward(self, k: int, kept: list[Example]) -> Path:
-        from limakit.backtranslate.models import forward_example, tagged
+        from limakit.backtranslate.training import forward_example, tagged
 
         tags = self.cfg.system_tags
         data = [forward_example(ex, tags) for ex in self.seed]
@@ -350,7 +350,7 @@ class Loop:
         return self._train(f"forward-{k}", data, key)
 
     def final(self, kept: list[Example]) -> dict:
-        from limakit.backtranslate.models import forward_example, tagged
+        from limakit.backtranslate.training import forward_example, tagged
 
         tags = self.cfg.system_tags
 

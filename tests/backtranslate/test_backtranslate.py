@@ -80,7 +80,7 @@ def test_parser_refuses_anything_else(text):
 
 
 def test_reversed_examples_train_exactly_the_instruction(smollm2_tokenizer):
-    from limakit.backtranslate.models import reversed_example
+    from limakit.backtranslate.training import reversed_example
     from limakit.records.template import IGNORE, Template, render
 
     template = Template.from_tokenizer(smollm2_tokenizer)

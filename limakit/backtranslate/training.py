@@ -1,4 +1,4 @@
-"""The backward and forward models: their training data, and training with limakit's trainer.
+"""Training the backward and forward models: their data, and the runs of limakit's trainer.
 
 The backward model learns p(instruction | answer): each seed pair is turned round, the answer as
 the user turn and the instruction as the assistant turn, so limakit's template trains exactly the
