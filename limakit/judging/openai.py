@@ -14,12 +14,16 @@ import os
 import random
 import sys
 import time
+from typing import TYPE_CHECKING, cast
 
 import openai
 
 from limakit.core.errors import LimaError
 from limakit.judging.config import JudgeConfig
 from limakit.judging.reply import Reply
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 MAX_WAIT = 120.0  # never sleep longer than this on one Retry-After
 
@@ -70,7 +74,8 @@ async def complete(client: openai.AsyncOpenAI, cfg: JudgeConfig, messages: list[
         try:
             resp = await client.chat.completions.create(
                 model=cfg.model,
-                messages=messages,
+                # role/content dicts, as the prompts build them
+                messages=cast("list[ChatCompletionMessageParam]", messages),
                 temperature=cfg.temperature,
                 max_tokens=cfg.max_tokens,
             )
