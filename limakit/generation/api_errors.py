@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from limakit.generation.api_models import error_body
+from limakit.generation.api_schemas import error_body
 
 SURROGATE = "contains a lone UTF-16 surrogate, which is not Unicode text"
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from limakit.generation.api_models import logprob_entry
+from limakit.generation.api_schemas import logprob_entry
 from limakit.generation.streaming import TokenPieces
 
 

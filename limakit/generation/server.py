@@ -7,7 +7,7 @@ each choice is one engine sequence. A request may ask for at most ``max_sequence
 (prompts times ``n``), and waiting requests take turns for free batch slots, so a small request
 behind a large one starts within a few decode steps. Chat prompts are rendered in the chat format
 the model was loaded for (``lima serve --template``, as ``lima generate``). Requests are validated
-by FastAPI against :class:`~limakit.generation.api_models.ChatRequest` and ``CompletionRequest``; a
+by FastAPI against :class:`~limakit.generation.api_schemas.ChatRequest` and ``CompletionRequest``; a
 field this server does not honour is refused, never ignored. Every error has OpenAI's shape
 ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad request, 401 for a wrong key,
 404 for an unknown model, 413 for a body over ``max_body_bytes``, 5xx (``server_error``) for a
@@ -43,7 +43,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from limakit.core.asgi import BodyLimit
 from limakit.core.errors import LimaError
 from limakit.generation.api_errors import ApiError, install_errors, too_large
-from limakit.generation.api_models import ChatRequest, Completion, CompletionRequest, TextCompletion
+from limakit.generation.api_schemas import (
+    ChatRequest,
+    Completion,
+    CompletionRequest,
+    TextCompletion,
+)
 from limakit.generation.batch import context_length
 from limakit.generation.chat_format import ChatFormat
 from limakit.generation.config import DecodeConfig
