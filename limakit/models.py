@@ -134,11 +134,9 @@ def resolve(name: str = DEFAULT_MODEL) -> str:
     if name in ALIASES:
         dest = limakit_home() / "models" / name
         if not (dest / "config.json").exists():
-            from rich.console import Console
+            from limakit.core.console import note
 
-            Console(stderr=True).print(
-                f"[dim]Preparing {name} once (dequantising GGUF to {dest})...[/dim]"
-            )
+            note(f"Preparing {name} once (dequantising GGUF to {dest})...", style="dim")
             _build_cache(name, dest)
         return str(dest)
     if os.path.isdir(name):

@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
 from limakit.annotate import db
 from limakit.annotate.export import BUTTONS, summarise, verdict_row
+from limakit.core.console import note, warn
 from limakit.core.errors import LimaError
 from limakit.core.files import atomic_write, read_json, read_jsonl_records, write_json, write_jsonl
 from limakit.evaluation.pairs import pair_answers
@@ -243,11 +243,10 @@ class _Collect:
         per_pair = Counter((pair_id, sample) for pair_id, sample, _who in people)
         if not per_pair or max(per_pair.values()) > 1:
             return
-        print(
-            f"warning: {self.export_path}: each of its {len(per_pair)} answered pairs has one "
+        warn(
+            f"{self.export_path}: each of its {len(per_pair)} answered pairs has one "
             "person's answer, so agreement between annotators cannot be computed; "
-            f"{ONE_PER_PAIR[self.tool]} before annotating",
-            file=sys.stderr,
+            f"{ONE_PER_PAIR[self.tool]} before annotating"
         )
 
 
@@ -339,10 +338,9 @@ def import_labelstudio(export_path, mapping_path, out) -> tuple[Path, dict]:
                 "project as JSON"
             )
     if flat:
-        print(
+        note(
             f"note: {export_path} is a JSON-MIN export, which leaves out cancelled (skipped) "
-            "annotations, so they are not counted; export as JSON to count them",
-            file=sys.stderr,
+            "annotations, so they are not counted; export as JSON to count them"
         )
     return c.write(out)
 

@@ -1,16 +1,18 @@
-"""Running the app: load answer sets into the database, bind, print the address, serve.
+"""Running the app: load answer sets into the database, bind, announce the address, serve.
 
-The listening socket is bound before the address is printed, so whoever reads the address (a
-person, a test, a script) can connect at once; ``port=0`` picks a free port.
+The listening socket is bound before the address is announced (``lima annotate serve`` prints it
+on stdout), so whoever reads the address (a person, a test, a script) can connect at once;
+``port=0`` picks a free port.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import sys
+from collections.abc import Callable
 
 from limakit.annotate import db
+from limakit.core.console import warn
 from limakit.core.errors import LimaError
 from limakit.evaluation.pairs import pair_answers
 
@@ -47,8 +49,9 @@ def serve(
     port: int = 8000,
     *,
     secure_cookies: bool = False,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the app until interrupted; prints ``serving on http://HOST:PORT`` once bound."""
+    """Serve the app until interrupted; ``on_listening("http://HOST:PORT")`` once bound."""
     import uvicorn
 
     from limakit.annotate.app import create_app
@@ -63,12 +66,10 @@ def serve(
     sock = bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    print(f"serving on http://{shown}:{bound}", flush=True)
+    if on_listening is not None:
+        on_listening(f"http://{shown}:{bound}")
     if host not in ("127.0.0.1", "::1", "localhost") and not secure_cookies:
-        print(
-            "warning: listening beyond this machine; put it behind HTTPS before sharing links",
-            file=sys.stderr,
-        )
+        warn("listening beyond this machine; put it behind HTTPS before sharing links")
     app = create_app(db_path, secure_cookies=secure_cookies)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])

@@ -15,11 +15,11 @@ Folder layout of ``out``::
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
 from limakit.backtranslate.config import BacktranslateConfig
+from limakit.core.console import note
 from limakit.core.errors import LimaError
 from limakit.core.files import (
     make_folder,
@@ -89,7 +89,7 @@ class Loop:
 
     def _say(self, text: str) -> None:
         if self.cfg.progress:
-            print(f"[backtranslate] {text}", file=sys.stderr)
+            note(f"[backtranslate] {text}")
 
     def _train(self, name: str, examples: list[Example], key_parts: dict) -> Path:
         from limakit.backtranslate.training import train_model
@@ -419,5 +419,5 @@ def backtranslate(cfg: BacktranslateConfig) -> dict:
     """Run (or resume) instruction back-translation into ``cfg.out``; returns the summary
     (per step: its counts and seconds; which steps ran and which were skipped)."""
     summary = Loop(cfg).run()
-    print(f"[backtranslate] done: {cfg.out}/examples.jsonl", file=sys.stderr)
+    note(f"[backtranslate] done: {cfg.out}/examples.jsonl")
     return summary

@@ -86,9 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             keep_freed_memory_for_cpu_training()
         rc = args.func(args)
     except LimaError as e:
-        from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {e}", markup=True)
+        from limakit.core.console import console
+
+        console().print(f"[bold red]error:[/bold red] {escape(str(e))}")
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

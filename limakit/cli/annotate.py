@@ -139,7 +139,13 @@ def run_serve(args: argparse.Namespace) -> int:
                 f"warning: {only_a} answers only in {args.a}, {only_b} only in {args.b} (not shown)",
                 file=sys.stderr,
             )
-    serve(args.db, args.host, args.port, secure_cookies=args.secure_cookies)
+    serve(
+        args.db,
+        args.host,
+        args.port,
+        secure_cookies=args.secure_cookies,
+        on_listening=lambda url: print(f"serving on {url}", flush=True),
+    )
     return 0
 
 

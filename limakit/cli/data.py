@@ -146,6 +146,7 @@ def run_inspect(args: argparse.Namespace) -> int:
             drop_prompts=args.drop_prompts,
             as_json=args.json,
             limit=args.limit,
+            out=sys.stdout,
             template=loaded.template,
         )
     print(

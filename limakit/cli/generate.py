@@ -231,8 +231,7 @@ the x-queue-time header (whole responses) and the per-request log line.
 
 
 def run_generate(args) -> int:
-    from rich.console import Console
-
+    from limakit.core.console import note
     from limakit.generation import generate_answers
     from limakit.generation.turns import read_prompts
     from limakit.run.config import resolve_ref
@@ -258,7 +257,7 @@ def run_generate(args) -> int:
     for a in answers:
         stops[a.meta.get("stop")] = stops.get(a.meta.get("stop"), 0) + 1
     summary = ", ".join(f"{v} {k}" for k, v in sorted(stops.items(), key=lambda kv: str(kv[0])))
-    Console(stderr=True).print(
+    note(
         f"{len(answers)} answers ({len(prompts)} prompts x {args.samples}) in {args.out}: "
         f"stopped by {summary}"
     )
@@ -306,7 +305,7 @@ def run_serve(args) -> int:
     )
     import logging
 
-    from rich.console import Console
+    from limakit.core.console import note
 
     request_log = logging.getLogger("limakit.serve")
     if not request_log.handlers:  # one line per request, with its queue time
@@ -315,9 +314,7 @@ def run_serve(args) -> int:
         request_log.addHandler(handler)
         request_log.setLevel(logging.INFO)
     key = " (API key required)" if args.api_key else ""
-    Console(stderr=True).print(
-        f"serving {args.model} on http://{args.host}:{args.port}/v1{key} - Ctrl-C stops"
-    )
+    note(f"serving {args.model} on http://{args.host}:{args.port}/v1{key} - Ctrl-C stops")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

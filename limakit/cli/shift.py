@@ -62,9 +62,9 @@ def labels(read: dict[str, dict]) -> list[str]:
 
 
 def run_shift(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from limakit.core.console import console_on
     from limakit.core.errors import LimaError
     from limakit.evaluation.answers import read_answers
     from limakit.evaluation.shift import answer_format, shift_summary
@@ -86,7 +86,7 @@ def run_shift(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
-    console = Console(highlight=False)
+    console = console_on(sys.stdout)
 
     def pct(m) -> str:
         if m["value"] is None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from limakit.core.console import progress
 from limakit.core.errors import LimaError
 from limakit.core.files import atomic_write
 from limakit.curation.card import CurationSummary, selection_stats, write_card
@@ -41,30 +42,14 @@ from limakit.records.example import Example, write_examples
 
 
 def _progress_factory(enabled: bool):
+    """``ctx.progress(label, total)`` of the sources: a bar over the bytes of a dump read."""
+
     @contextlib.contextmanager
-    def progress(label: str, total: int):
-        if not enabled:
-            yield lambda n: None
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    def bytes_read(label: str, total: int) -> Iterator[Callable[[int], None]]:
+        with progress(label, total, unit="bytes", enabled=enabled) as bar:
+            yield bar.advance
 
-        console = Console(stderr=True)
-        if not console.is_terminal:  # logs and pipes get the summary, not bar redraws
-            yield lambda n: None
-            return
-        with Progress(
-            "{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=console,
-            transient=not console.is_terminal,
-        ) as bar:
-            task = bar.add_task(label, total=total)
-            yield lambda n: bar.advance(task, n)
-
-    return progress
+    return bytes_read
 
 
 @dataclass

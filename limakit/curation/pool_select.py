@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import limakit.curation.selectors as selectors
+from limakit.core.console import progress
 from limakit.core.errors import LimaError
 from limakit.curation.config import CurateConfig
 from limakit.curation.score_cache import ScoreCache, content_hash, default_cache_path
@@ -34,27 +34,6 @@ class SelectionResult:
     kmeans: tuple[int, np.ndarray] | None = (
         None  # (k, labels) when clusters ran: the card reuses it
     )
-
-
-@contextlib.contextmanager
-def progress_bar(enabled: bool, label: str, total: int):
-    """An n/total bar on a terminal's stderr; a no-op elsewhere (logs get the summary)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
-        yield lambda n: None
-        return
-    with Progress(
-        "{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def open_cache(cfg: CurateConfig) -> ScoreCache:
@@ -80,8 +59,9 @@ def pool_embeddings(
             batch_size=sel.embed_batch_size,
         )
 
-    with progress_bar(cfg.progress, f"embedding ({sel.embedder})", len(items)) as advance:
-        return embed_examples(items, keys, load, cache, scorer, embedder_dim(sel.embedder), advance)
+    with progress(f"embedding ({sel.embedder})", len(items), enabled=cfg.progress) as bar:
+        dim = embedder_dim(sel.embedder)
+        return embed_examples(items, keys, load, cache, scorer, dim, bar.advance)
 
 
 def _judge_config(cfg: CurateConfig):
@@ -127,9 +107,9 @@ def _ifd_scores(items, keys, cfg: CurateConfig, cache: ScoreCache, result):
         loaded.model.eval()
         return loaded
 
-    with progress_bar(cfg.progress, f"IFD ({sel.ifd_model})", len(items)) as advance:
+    with progress(f"IFD ({sel.ifd_model})", len(items), enabled=cfg.progress) as bar:
         scores, report = ifd_scores(
-            items, keys, load_model, scorer, cache, sel.ifd_tokens, sel.ifd_batch_size, advance
+            items, keys, load_model, scorer, cache, sel.ifd_tokens, sel.ifd_batch_size, bar.advance
         )
     result.computed["ifd"] = report.computed
     result.notes += report.notes

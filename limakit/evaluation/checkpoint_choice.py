@@ -16,9 +16,9 @@ Everything lands under ``RUN_DIR/select/``; a rerun reuses answers and cached ve
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
+from limakit.core.console import note
 from limakit.core.errors import LimaError
 from limakit.core.files import atomic_write, write_json
 from limakit.evaluation.answers import read_answers
@@ -305,7 +305,7 @@ def select_checkpoint(
         ckpt = run_dir / "checkpoints" / f"epoch-{epoch}"
         if not (ckpt / "config.json").exists():
             notes.append(f"epoch {epoch}: no checkpoint at {ckpt}, skipped")
-            print(f"note: {notes[-1]}", file=sys.stderr)
+            note(f"note: {notes[-1]}")
             continue
         out_file = sel / f"epoch-{epoch}" / "answers.jsonl"
         answers = _generate(ckpt, prompts, samples, seed, out_file, decode, device)

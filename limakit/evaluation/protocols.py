@@ -12,11 +12,11 @@ config names another) makes a rerun free and a killed run resume.
 from __future__ import annotations
 
 import os
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import limakit.evaluation.metrics as metrics
+from limakit.core.console import warn
 from limakit.core.files import write_json, write_jsonl
 from limakit.evaluation.answers import category_of, model_name, read_answers
 from limakit.evaluation.pairs import pair_answers
@@ -116,10 +116,9 @@ def judge_pairwise(
     out_dir = Path(out_dir)
     ps = pair_answers(a_path, b_path)
     if ps.only_a or ps.only_b:
-        print(
-            f"warning: {len(ps.only_a)} answers only in {a_path}, {len(ps.only_b)} only in "
-            f"{b_path} (listed in summary.json under 'unmatched')",
-            file=sys.stderr,
+        warn(
+            f"{len(ps.only_a)} answers only in {a_path}, {len(ps.only_b)} only in "
+            f"{b_path} (listed in summary.json under 'unmatched')"
         )
     prompt = get_prompt("pairwise", judge.prompt)
     requests = []

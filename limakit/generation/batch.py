@@ -20,6 +20,7 @@ import os
 import time
 from pathlib import Path
 
+from limakit.core import console
 from limakit.core.errors import LimaError
 from limakit.core.faults import crash_point
 from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records
@@ -385,24 +386,12 @@ def _requests(engine, fmt, convs, seed, config, limit, answered) -> list:
 
 
 def _drive(engine, reqs, progress: bool, label: str = "answers") -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     for r in reqs:
         engine.add(r)
     start = time.perf_counter()
-    columns = [
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-    ]
-    from rich.console import Console
-
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
-        task = bar.add_task("generate", total=len(reqs), rate="")
+    with console.progress(label, len(reqs), status="", enabled=progress) as bar:
         while engine.busy:
             engine.step()
             elapsed = max(time.perf_counter() - start, 1e-9)
             finished = sum(r.done for r in reqs)
-            bar.update(task, completed=finished, rate=f"{engine.generated / elapsed:.1f} tok/s")
+            bar.update(completed=finished, status=f"{engine.generated / elapsed:.1f} tok/s")

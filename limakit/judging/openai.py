@@ -12,12 +12,12 @@ import email.utils
 import json
 import os
 import random
-import sys
 import time
 from typing import TYPE_CHECKING, cast
 
 import openai
 
+from limakit.core.console import note
 from limakit.core.errors import LimaError
 from limakit.judging.config import JudgeConfig
 from limakit.judging.reply import Reply
@@ -33,7 +33,7 @@ def make_client(cfg: JudgeConfig) -> openai.AsyncOpenAI:
     if not key:
         # Local servers (vLLM, llama.cpp, Ollama, `lima serve`) accept any key; real APIs answer
         # 401, which is reported below with the variable's name.
-        print(f"note: ${cfg.api_key_env} is not set; sending a placeholder key", file=sys.stderr)
+        note(f"note: ${cfg.api_key_env} is not set; sending a placeholder key")
         key = "not-set"
     return openai.AsyncOpenAI(
         base_url=cfg.base_url, api_key=key, timeout=cfg.timeout, max_retries=0

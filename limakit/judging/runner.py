@@ -11,11 +11,11 @@ invalid; it is never dropped.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from limakit.core.console import progress
 from limakit.judging.cache import JudgeCache, cache_key
 from limakit.judging.config import JudgeConfig
 from limakit.judging.reply import Reply
@@ -76,22 +76,6 @@ def _absorb(out: Outcome, reply: Reply, prompt: Asked) -> bool:
     return out.label is not None
 
 
-def progress_bar(total: int, what: str):
-    """A rich progress bar on stderr for ``total`` judge calls (or grades), and its task id."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=not sys.stderr.isatty(),
-    )
-    return bar, bar.add_task(what, total=total)
-
-
 OnOutcome = Callable[[int, Outcome], None]
 
 
@@ -109,7 +93,7 @@ async def _run_openai(
     client = make_client(cfg)
     gate = asyncio.Semaphore(cfg.concurrency)
     outcomes = [Outcome() for _ in requests]
-    bar, task = progress_bar(len(requests), what)
+    bar = progress(what, len(requests))
 
     async def one(i: int) -> None:
         out, prompt = outcomes[i], prompts[i]
@@ -134,7 +118,7 @@ async def _run_openai(
                 break
         if on_outcome is not None:
             on_outcome(i, out)
-        bar.advance(task)
+        bar.advance()
 
     with bar:
         try:
@@ -159,9 +143,8 @@ def _run_local(
         else:
             outcomes[i].cached += 1
             _absorb(outcomes[i], hit, prompt)
-    bar, task = progress_bar(len(requests), what)
-    with bar:
-        bar.advance(task, len(requests) - len(misses))
+    with progress(what, len(requests)) as bar:
+        bar.advance(len(requests) - len(misses))
         # Several judgements per forward pass; similar lengths together to pad little.
         misses.sort(key=lambda i: sum(len(m["content"]) for m in requests[i]))
         for s in range(0, len(misses), cfg.batch_size):
@@ -173,7 +156,7 @@ def _run_local(
                 outcomes[i].calls += 1
                 _absorb(outcomes[i], reply, prompt)
                 cache.put(_key(cfg, prompt, requests[i], 0), reply.cached())
-            bar.advance(task, len(batch))
+            bar.advance(len(batch))
     return outcomes
 
 

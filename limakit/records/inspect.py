@@ -7,10 +7,11 @@ weight (``⟦w=0.1 ...⟧`` without colours).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TextIO
 
+from limakit.core.console import console_on
 from limakit.core.files import append_jsonl
 from limakit.records.example import Example
 from limakit.records.template import IGNORE, Rendered, Template, TrainOn, render
@@ -36,15 +37,14 @@ def inspect_examples(
     drop_prompts: bool = False,
     as_json: bool = False,
     limit: int | None = None,
-    out=None,
+    out: TextIO,
     template: Template | None = None,
 ) -> InspectTotals:
-    """Render each example; print JSON lines (``as_json``) or a highlighted view, return totals."""
-    from rich.console import Console
+    """Render each example onto ``out`` (the command's result: ``lima inspect`` gives stdout) as
+    JSON lines (``as_json``) or a highlighted view; return the totals."""
     from rich.table import Table
 
-    out = out or sys.stdout
-    console = Console(file=out, highlight=False, soft_wrap=True)
+    console = console_on(out)
     template = template or Template.from_tokenizer(tokenizer)  # the loader's, when given
     totals = InspectTotals()
     rows = []

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from rich.console import Console
 
 from limakit.core.config import Config, apply_overrides, format_validation_error, read_yaml_mapping
+from limakit.core.console import console
 from limakit.core.errors import LimaError
 from limakit.core.files import read_json, read_jsonl_records, write_json
 from limakit.run.config import resolve_ref
@@ -259,13 +259,12 @@ def arm_checks(run_dir: Path) -> dict:
     return out
 
 
-def ablate(cfg: AblateConfig, out: Path, console: Console | None = None) -> Path:
+def ablate(cfg: AblateConfig, out: Path) -> Path:
     """Run every arm (resumable, cached), then write ``out/report.md`` with the plots."""
     from limakit.evaluation import metrics
     from limakit.run import execute
     from limakit.run.config import run_config_data, validate_run_config
 
-    console = console or Console(stderr=True, highlight=False)
     out = Path(out)
     arms = plan_arms(cfg)
     configs = []
@@ -278,8 +277,8 @@ def ablate(cfg: AblateConfig, out: Path, console: Console | None = None) -> Path
     write_json(out / "arms.json", [{"dir": f"arms/{a.dir_name}", "overrides": list(a.overrides)}
                                    for a in arms])  # fmt: skip
     for i, (arm, run_cfg) in enumerate(zip(arms, configs), start=1):
-        console.rule(f"[bold]arm {i}/{len(arms)}: {arm.ablation} {arm.arm} (seed {arm.seed})")
-        execute(run_cfg, out / "arms" / arm.dir_name, cache=out / "cache", console=console)
+        console().rule(f"[bold]arm {i}/{len(arms)}: {arm.ablation} {arm.arm} (seed {arm.seed})")
+        execute(run_cfg, out / "arms" / arm.dir_name, cache=out / "cache")
 
     judge = configs[0].judge
     resamples, seed = (judge.bootstrap, judge.seed) if judge else (1000, 0)

@@ -57,7 +57,6 @@ def execute(
     *,
     only: list[str] | None = None,
     cache: Path | None = None,
-    console=None,
 ) -> list[StepResult]:
     """Run (or resume) every stage of ``cfg`` in ``run_dir``; returns what each stage did."""
     from limakit.run.stages import stages
@@ -68,6 +67,5 @@ def execute(
     info = {"config": "config.yaml", **provenance()}
     _write_if_changed(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
     cache = cache or (Path(cfg.cache) if cfg.cache else None)
-    kwargs = {"console": console} if console is not None else {}
-    pipe = Pipeline(run_dir, stages(cfg), cache=cache, **kwargs)
+    pipe = Pipeline(run_dir, stages(cfg), cache=cache)
     return pipe.run(only)

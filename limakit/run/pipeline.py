@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-
+from limakit.core.console import console
 from limakit.core.errors import LimaError
 from limakit.core.steps import DAMAGED, Step, StepFolder, StepResult
 
@@ -31,7 +30,6 @@ def _fmt_time(s: float) -> str:
 class Pipeline:
     run_dir: Path
     stages: list[Step] = field(default_factory=list)
-    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
     cache: Path | None = None  # shared stage cache (hard links), e.g. across ablation arms
 
     def run(self, only: list[str] | None = None) -> list[StepResult]:
@@ -41,6 +39,7 @@ class Pipeline:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         steps = StepFolder(self.run_dir, MARKERS, label="run", cache=self.cache)
         results: list[StepResult] = []
+        out = console()
         t_run = time.perf_counter()
         for i, stage in enumerate(self.stages, start=1):
             if only and stage.name not in only:
@@ -49,23 +48,23 @@ class Pipeline:
 
             def starting(stage: Step, why: str, resuming: bool, head=head, i=i) -> None:
                 if why.startswith(DAMAGED):
-                    self.console.print(f"    [yellow]{why}; running the stage again[/yellow]")
+                    out.print(f"    [yellow]{why}; running the stage again[/yellow]")
                 note = "resuming its partial outputs" if resuming else why
                 left = self._remaining(steps, i - 1)
                 timing = f"elapsed {_fmt_time(time.perf_counter() - t_run)}"
                 timing += f", about {_fmt_time(left)} left" if left else ""
-                self.console.print(f"{head} {stage.help} [dim]({note})[/dim] [dim]{timing}[/dim]")
+                out.print(f"{head} {stage.help} [dim]({note})[/dim] [dim]{timing}[/dim]")
 
             result = steps.run(stage, starting)
             if result.status == "skipped":
-                self.console.print(f"{head} [dim]done earlier, inputs unchanged[/dim]")
+                out.print(f"{head} [dim]done earlier, inputs unchanged[/dim]")
             elif result.status == "cached":
-                self.console.print(f"{head} [dim]same key in the cache: outputs linked[/dim]")
+                out.print(f"{head} [dim]same key in the cache: outputs linked[/dim]")
             else:
                 took = _fmt_time(result.seconds)
-                self.console.print(f"    {result.summary} [dim]({took})[/dim]")
+                out.print(f"    {result.summary} [dim]({took})[/dim]")
             results.append(result)
-        self.console.print(
+        out.print(
             f"[bold]run finished[/bold] in {_fmt_time(time.perf_counter() - t_run)}: "
             + ", ".join(f"{r.name} {r.status}" for r in results)
         )

@@ -12,9 +12,9 @@ import os
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 
+from limakit.core.console import note
 from limakit.core.errors import LimaError
 from limakit.core.files import read_json, read_jsonl_records, write_json
 from limakit.core.steps import Step as Stage  # a run's stage is a resumable step
@@ -104,8 +104,7 @@ def data_stage(cfg: RunConfig) -> Stage:
         write_json(out / "prompt_filter.json", {"regex": d.prompt_filter, "pool": len(pool),
                                                    "matched": len(match), "kept": len(picked)})  # fmt: skip
         if len(picked) < cur.n:
-            print(f"note: only {len(picked)} prompts match {d.prompt_filter!r} (asked for {cur.n})",
-                  file=sys.stderr)  # fmt: skip
+            note(f"note: only {len(picked)} prompts match {d.prompt_filter!r} (asked for {cur.n})")
         return (
             f"{len(picked)} of {len(match)} examples whose prompt matches {d.prompt_filter!r} "
             f"({s.examples} passed the rules) -> data/"
@@ -181,7 +180,7 @@ def train_stage(cfg: RunConfig) -> Stage:
             real.save(path)
             cmd = [*cfg.launch, "-m", "limakit", "train", str(path), "--out", str(out)]
             cmd += ["--resume"] if resume else []
-            print("$ " + " ".join(cmd), file=sys.stderr)
+            note("$ " + " ".join(cmd))
             rc = subprocess.run(cmd).returncode
             if rc != 0:
                 raise LimaError(f"training command failed (exit {rc}): {' '.join(cmd)}")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from limakit.core.console import note, warn
 from limakit.core.errors import LimaError
 from limakit.core.faults import crash_point
 from limakit.core.files import is_blank, write_json
@@ -96,13 +96,12 @@ def encode(
             f"{', '.join(untrained[:5])}; fix the data or set drop_untrained=true"
         )
     if stats.trimmed:
-        print(
+        note(
             f"trimmed {stats.trimmed} of {stats.examples} example(s) to max_len={config.max_len} "
-            "tokens (their ends are not trained)",
-            file=sys.stderr,
+            "tokens (their ends are not trained)"
         )
     if untrained:
-        print(f"skipped {len(untrained)} example(s) with no trained token", file=sys.stderr)
+        note(f"skipped {len(untrained)} example(s) with no trained token")
     if not out:
         raise LimaError(f"{config.data}: no example with a trained token")
     return out
@@ -148,11 +147,11 @@ def _train(config: TrainConfig, run: Path, resume: bool, threads: int) -> Path:
         config = config.model_copy(update={"compile": acc.device.type == "cuda"})
     if resume and acc.is_main_process:
         for line in recover_interrupted(run):
-            print(line, file=sys.stderr)
+            note(line)
     acc.wait_for_everyone()
     ckpt = latest_checkpoint(run) if resume else None
     if resume and ckpt is None:
-        print(f"no checkpoint under {run}; starting from scratch", file=sys.stderr)
+        note(f"no checkpoint under {run}; starting from scratch")
     if not resume and latest_checkpoint(run) is not None:
         raise LimaError(f"{run}: holds checkpoints already; pass --resume or use a new --out")
 
@@ -215,11 +214,10 @@ def _train(config: TrainConfig, run: Path, resume: bool, threads: int) -> Path:
             state["global_step"],
         )
         if state.get("threads", threads) != threads and acc.device.type == "cpu":
-            print(
-                f"warning: {ckpt} was trained with threads={state['threads']}, this run uses "
+            warn(
+                f"{ckpt} was trained with threads={state['threads']}, this run uses "
                 f"threads={threads}: CPU sums then round differently, so the rest of the run can "
-                f"differ slightly from an uninterrupted one (set threads={state['threads']} to match)",
-                file=sys.stderr,
+                f"differ slightly from an uninterrupted one (set threads={state['threads']} to match)"
             )
     loss_model = LossModel(
         model,

@@ -1,10 +1,11 @@
-"""Per-step reporting: ``metrics.jsonl``, a rich progress bar, and TensorBoard when installed."""
+"""Per-step reporting: ``metrics.jsonl``, a progress bar, and TensorBoard when installed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from limakit.core.console import progress
 from limakit.core.files import append_jsonl, read_jsonl_records, write_jsonl
 
 
@@ -27,27 +28,8 @@ class Reporter:
             self.tb = SummaryWriter(str(run / "tensorboard"))
         except ImportError:  # tensorboard is optional
             pass
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[tps]} tok/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        self.task = self.progress.add_task("train", total=total, completed=done, loss="-", tps="-")
-        self.progress.start()
+        self.bar = progress("train", total, completed=done, status="loss - - tok/s", eta=True)
+        self.bar.start()
 
     def step(self, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -56,17 +38,13 @@ class Reporter:
         if self.tb is not None:
             for k in ("loss", "lr", "tokens_per_s", "padding"):
                 self.tb.add_scalar(f"train/{k}", row[k], row["step"])
-        self.progress.update(
-            self.task,
-            advance=1,
-            loss=f"{row['loss']:.4f}",
-            tps=f"{row['tokens_per_s']:.0f}",
-        )
+        self.bar.advance()
+        self.bar.update(status=f"loss {row['loss']:.4f} {row['tokens_per_s']:.0f} tok/s")
 
     def close(self) -> None:
         if not self.enabled:
             return
-        self.progress.stop()
+        self.bar.stop()
         self.file.close()
         if self.tb is not None:
             self.tb.close()

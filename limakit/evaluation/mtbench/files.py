@@ -7,11 +7,11 @@ import hashlib
 import json
 import os
 import re
-import sys
 import time
 import uuid
 from pathlib import Path
 
+from limakit.core.console import warn
 from limakit.core.errors import LimaError
 from limakit.core.files import read_jsonl_records, write_jsonl
 
@@ -154,15 +154,11 @@ def read_answers_input(
             f"(line {lineno}: question_id {qid!r})"
         )
     if unknown:
-        print(
-            f"warning: {path}: {len(unknown)} answers to questions not in {questions_path}",
-            file=sys.stderr,
-        )
+        warn(f"{path}: {len(unknown)} answers to questions not in {questions_path}")
     if answered < len(known):
-        print(
-            f"warning: {path}: model {model} answers {answered} of {len(known)} questions; the "
-            f"other {len(known) - answered} are not graded",
-            file=sys.stderr,
+        warn(
+            f"{path}: model {model} answers {answered} of {len(known)} questions; the "
+            f"other {len(known) - answered} are not graded"
         )
     return rows
 
