@@ -164,7 +164,7 @@ def _loaded_parts(loaded) -> tuple[Any, Any, Any, int | None]:
     return loaded.model, loaded.tokenizer, loaded.template, loaded.eot_id
 
 
-def ifd_scores(
+def ifd_scores(  # noqa: PLR0913 - the pool, its cache and model, two limits, the bar
     pool: Sequence[Example],
     keys: Sequence[str],
     load: Callable[[], tuple],

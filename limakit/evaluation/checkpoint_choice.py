@@ -261,7 +261,7 @@ def _checks(answers: Path) -> dict:
             "looping": m["looping"]["value"]}  # fmt: skip
 
 
-def select_checkpoint(
+def select_checkpoint(  # noqa: PLR0913 - keyword-only, one per option of `lima select`
     run_dir: str | os.PathLike,
     dev: str | os.PathLike,
     judge: JudgeConfig,

@@ -149,4 +149,4 @@ def prompts_path() -> Path:
 
 
 if __name__ == "__main__":  # `python -m limakit.evaluation.safety`: where the prompts are
-    print(prompts_path())
+    print(prompts_path())  # noqa: T201 - a script: the path on stdout is its result

@@ -97,7 +97,7 @@ def read_done(out: Path) -> dict[tuple[str, int], Example]:
     return done
 
 
-def generate_answers(
+def generate_answers(  # noqa: PLR0913 - keyword-only, one per option of `lima generate`
     model,
     prompts: list[Example],
     *,
@@ -204,7 +204,7 @@ def decoding_of(config: DecodeConfig) -> dict:
     return config.model_dump(exclude={"template"})
 
 
-def _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, force) -> None:
+def _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, force) -> None:  # noqa: PLR0913 - generate_answers' state, handed on whole
     from limakit.generation.vllm_backend import generate_vllm
     from limakit.models import load_model_for
 

@@ -91,7 +91,7 @@ class EngineWorker:
         self.engine.wakeup.set()
 
 
-def create_app(
+def create_app(  # noqa: PLR0913 - keyword-only, one per option of `lima serve`
     model,
     tokenizer=None,
     *,

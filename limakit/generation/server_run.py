@@ -21,7 +21,7 @@ class ServerRun:
     """The engine sequences of one request (``n`` per prompt, numbered prompt by prompt) and
     their text, as events."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - one request's fields, as its OpenAI body gives them
         self,
         engine,
         tokenizer,

@@ -27,7 +27,7 @@ class InspectTotals:
     untrained: int = 0  # examples left with no trained token (e.g. trimmed before the answer)
 
 
-def inspect_examples(
+def inspect_examples(  # noqa: PLR0913 - one keyword per option of `lima inspect`
     examples: Iterable[Example],
     tokenizer,
     *,

@@ -319,7 +319,7 @@ def scan_site(
     return scan
 
 
-def _rank(
+def _rank(  # noqa: PLR0913 - the scan's columns as separate arrays, so memory stays small
     scan,
     q_ids,
     q_scores,

@@ -43,7 +43,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
     (``wt``: the per-target weights w_i, or None for all 1)."""
 
     @staticmethod
-    def forward(
+    def forward(  # noqa: PLR0913 - autograd's apply passes every input positionally
         ctx, h, weight, bias, y, chunk: int, compute_dtype, scale: float, ws: Workspace, wt=None
     ):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
@@ -129,7 +129,7 @@ def compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def chunked_lm_loss(
+def chunked_lm_loss(  # noqa: PLR0913 - keyword-only options of the one fused loss
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,

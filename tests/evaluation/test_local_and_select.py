@@ -69,7 +69,7 @@ def _fake_generate(quality: dict[int, int]):
     """A stand-in generator: epoch N answers GOOD for the first quality[N] prompts."""
     calls = []
 
-    def generate_answers(
+    def generate_answers(  # noqa: PLR0913 - stands in for the real one: its parameters
         model,
         prompts,
         *,
