@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from limakit.cli import add_overrides, add_runtime
 from limakit.cli.judge_safety import register as register_safety
@@ -131,19 +133,19 @@ def _config(args: argparse.Namespace):
     return load_config(JudgeConfig, args.judge, overrides)
 
 
-def _ci(s: dict, key: str) -> str:
-    lo, hi = s.get(f"{key}_ci") or (0, 0)
-    return f"{100 * s[key]:5.1f}%  [{100 * lo:.1f}, {100 * hi:.1f}]"
+def _ci(share: float, ci: list[float]) -> str:
+    lo, hi = ci
+    return f"{100 * share:5.1f}%  [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def _failures(s: dict, what: str, out: str) -> int:
+def _failures(s: Mapping[str, Any], what: str, out: str) -> int:
     """Print the failed calls; 1 (a failed run) when not one ``what`` could be judged."""
-    if s.get("errors"):
-        print(f"  {s['errors']} calls failed after retries (first: {s.get('first_error')})")
+    if s["errors"]:
+        print(f"  {s['errors']} calls failed after retries (first: {s['first_error']})")
     if s["n"]:
         return 0
     print(
-        f"error: no {what} could be judged ({s['invalid']} invalid: {s.get('errors', 0)} calls "
+        f"error: no {what} could be judged ({s['invalid']} invalid: {s['errors']} calls "
         f"failed, the other replies had no verdict); see {out}/verdicts.jsonl",
         file=sys.stderr,
     )
@@ -157,9 +159,13 @@ def run_pairwise(args: argparse.Namespace) -> int:
 
     s = judge_pairwise(args.a, args.b, _config(args), args.out)
     print(f"{s['a']['model']} vs {s['b']['model']}: {s['n']} pairs judged ({s['pairs']} matched)")
-    for key in ("win", "tie", "lose"):
-        print(f"  {key:5s}{_ci(s, key)}")
-    print(f"  score {_ci(s, 'score')}  (win + tie/2)")
+    for key, share, ci in (
+        ("win", s["win"], s["win_ci"]),
+        ("tie", s["tie"], s["tie_ci"]),
+        ("lose", s["lose"], s["lose_ci"]),
+    ):
+        print(f"  {key:5s}{_ci(share, ci)}")
+    print(f"  score {_ci(s['score'], s['score_ci'])}  (win + tie/2)")
     print(f"  LC win rate {lc_text(s)}  (length-controlled)")
     print(f"  {MEANING}")
     lb = s["length_bias"]["longer_won"]
@@ -227,7 +233,7 @@ def run_select(args: argparse.Namespace) -> int:
     return 0 if result["chosen"] is not None else 1
 
 
-def _dump(obj: dict, out: str | None) -> None:
+def _dump(obj: Mapping[str, object], out: str | None) -> None:
     if out:
         from limakit.core.files import write_json
 

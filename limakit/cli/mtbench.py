@@ -116,7 +116,7 @@ def run_mtbench(args: argparse.Namespace) -> int:
         print(
             f"answers of {name}: {path}" + (f" (from {source})" if source else ""), file=sys.stderr
         )
-    if judge is None:
+    if "models" not in result:  # no judge, no grades
         print("no --judge: answers only", file=sys.stderr)
         return 0
     for line in table_lines(result["models"]):

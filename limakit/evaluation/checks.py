@@ -40,6 +40,7 @@ from limakit.evaluation.answers import read_answers
 from limakit.evaluation.metrics import Measure, measure
 from limakit.evaluation.role import RoleBreak, role_break
 from limakit.evaluation.safety import safety_checks
+from limakit.evaluation.summaries import AnswerChecks, LengthStats, ReferenceCounts
 from limakit.records.example import Example
 
 NGRAM = 4
@@ -103,7 +104,7 @@ def turn_prompt(ex: Example) -> str:
     return next(m.content for m in reversed(ex.messages[:-1]) if m.role == "user")
 
 
-def _stats(values: list[float]) -> dict:
+def _stats(values: list[float]) -> LengthStats:
     if not values:
         return {"mean": None, "median": None, "p90": None, "min": None, "max": None}
     x = np.asarray(values, dtype=float)
@@ -118,7 +119,7 @@ def _stats(values: list[float]) -> dict:
 
 def _references(
     answers: Sequence[Example], path: str | os.PathLike | None
-) -> tuple[dict[str, str], dict]:
+) -> tuple[dict[str, str], ReferenceCounts]:
     """References by prompt id (the file first, then the answers' own ``meta.reference``), and
     where they came from, counted."""
     from limakit.evaluation.similarity import own_reference, read_references
@@ -130,7 +131,7 @@ def _references(
     for ex in answers:
         if ex.id not in found and (own := own_reference(ex)) is not None:
             found[ex.id] = own
-    info = {
+    info: ReferenceCounts = {
         "file": None if path is None else str(path),
         "file_without_reference": without,
         "from_file": from_file,
@@ -155,7 +156,7 @@ def auto_checks(
     references: str | os.PathLike | None = None,
     embed: Callable[[Sequence[str]], np.ndarray] | None = None,
     seed: int = 0,
-) -> dict:
+) -> AnswerChecks:
     """The judge-free measures of an answer file (``measures``: name -> ``{value, ci, n}``), with
     stop reasons, role breaks and length statistics.
 
@@ -182,18 +183,7 @@ def auto_checks(
         "looping": per_prompt(answers, lambda ex: reps[id(ex)] > REPETITIVE),
     }
     measures.update(safety_checks(answers))  # answers to the packaged safety prompts, if any
-    out = {
-        "answers": str(answers_path),
-        "n": len(answers),
-        "prompts": len({ex.id for ex in answers}),
-        "measures": measures,
-        "stop": dict(sorted(stops.items())),
-        "role_breaks": dict(Counter(b.rule for b in breaks.values() if b is not None)),
-        "length_chars": _stats([len(t) for t in texts]),
-        "length_words": _stats([len(t.split()) for t in texts]),
-        "new_tokens": _stats(tokens),
-    }
-    refs, out["references"] = _references(answers, references)
+    refs, ref_counts = _references(answers, references)
     if refs:
         from limakit.evaluation.similarity import default_embed, reference_similarity
 
@@ -202,12 +192,26 @@ def auto_checks(
         measures["reference_similarity"] = measure(list(scores.values()))
     if ifbench is None:
         ifbench = any(ex.id.startswith(ID_PREFIX) for ex in answers)
+    scored = None
     if ifbench:
         from limakit.evaluation.ifbench import score_answers
 
-        out["ifbench"] = score_answers(answers_path)
-        measures["ifbench_strict"] = out["ifbench"]["prompt_strict_measure"]
-    out["measures"] = {k: measures[k] for k in sorted(measures, key=_order)}
+        scored = score_answers(answers_path)
+        measures["ifbench_strict"] = scored["prompt_strict_measure"]
+    out: AnswerChecks = {
+        "answers": str(answers_path),
+        "n": len(answers),
+        "prompts": len({ex.id for ex in answers}),
+        "measures": {k: measures[k] for k in sorted(measures, key=_order)},
+        "stop": dict(sorted(stops.items())),
+        "role_breaks": dict(Counter(b.rule for b in breaks.values() if b is not None)),
+        "length_chars": _stats([len(t) for t in texts]),
+        "length_words": _stats([len(t.split()) for t in texts]),
+        "new_tokens": _stats(tokens),
+        "references": ref_counts,
+    }
+    if scored is not None:
+        out["ifbench"] = scored
     return out
 
 
@@ -228,7 +232,7 @@ def _cell(m: Measure | None, info: MeasureInfo | None, prompts: int) -> str:
     return text if m["n"] == prompts else f"{text} (n={m['n']})"
 
 
-def measures_table(checks_by_system: Mapping[str, dict]) -> list[str]:
+def measures_table(checks_by_system: Mapping[str, AnswerChecks]) -> list[str]:
     """A Markdown table of every measure (rows) for each system (columns), each cell the value
     and its 95% interval, ``v [lo, hi]``; a measure over fewer prompts than the system answered
     (reference similarity, IFBench) says over how many, ``(n=k)``. ``checks_by_system`` maps a
@@ -239,9 +243,7 @@ def measures_table(checks_by_system: Mapping[str, dict]) -> list[str]:
     '| ends its turn (`ends_turn`, higher is better) | 50% [0%, 100%] | 50% [0%, 100%] |'
     """
     systems = list(checks_by_system)
-    names = sorted(
-        {k for c in checks_by_system.values() for k in c.get("measures", {})}, key=_order
-    )
+    names = sorted({k for c in checks_by_system.values() for k in c["measures"]}, key=_order)
     lines = [
         "| measure | " + " | ".join(systems) + " |",
         "|---|" + "---:|" * len(systems),
@@ -254,14 +256,11 @@ def measures_table(checks_by_system: Mapping[str, dict]) -> list[str]:
             better = "higher" if info.higher_is_better else "lower"
             label = f"{info.words} (`{name}`, {better} is better)"
         cells = [
-            _cell(c.get("measures", {}).get(name), info, c.get("prompts", 0))
-            for c in checks_by_system.values()
+            _cell(c["measures"].get(name), info, c["prompts"]) for c in checks_by_system.values()
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(
-        "| prompts | "
-        + " | ".join(str(c.get("prompts", 0)) for c in checks_by_system.values())
-        + " |"
+        "| prompts | " + " | ".join(str(c["prompts"]) for c in checks_by_system.values()) + " |"
     )
     return lines
 

@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TypedDict
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+from typing_extensions import TypedDict
 
 RESULTS = ("win", "tie", "lose")
 SCORE = {"win": 1.0, "tie": 0.5, "lose": 0.0}  # a tie is worth half a win
@@ -97,9 +97,24 @@ def measure(values: Sequence[float | bool], *, resamples: int = 1000, seed: int 
     }
 
 
+class PairwiseStats(TypedDict):
+    """Win / tie / lose shares of the first model over ``n`` judged pairs, each with its 95%
+    interval, and ``score`` = win + tie/2 with its interval."""
+
+    n: int
+    win: float
+    win_ci: list[float]
+    tie: float
+    tie_ci: list[float]
+    lose: float
+    lose_ci: list[float]
+    score: float
+    score_ci: list[float]
+
+
 def pairwise_stats(
     results: Sequence[str], *, resamples: int = 1000, seed: int = 0
-) -> dict[str, float | list[float]]:
+) -> PairwiseStats:
     """Win/tie/lose fractions for A with bootstrap intervals (each from the same resamples), and
     ``score`` = win + tie / 2 (AlpacaEval's win rate, a tie worth half a win) with its interval.
 
@@ -107,17 +122,33 @@ def pairwise_stats(
     >>> s["score"], s["win"] + s["tie"] / 2
     (0.625, 0.625)
     """
-    out: dict[str, float | list[float]] = {"n": len(results)}
-    for r, frac in fractions(results).items():
-        out[r] = round(frac, 6)
-        out[f"{r}_ci"] = bootstrap_ci([x == r for x in results], resamples=resamples, seed=seed)
+    share = fractions(results)
+
+    def ci(r: str) -> list[float]:
+        return bootstrap_ci([x == r for x in results], resamples=resamples, seed=seed)
+
     values = [SCORE[x] for x in results]
-    out["score"] = round(float(np.mean(values)), 6) if values else 0.0
-    out["score_ci"] = bootstrap_ci(values, resamples=resamples, seed=seed)
-    return out
+    return {
+        "n": len(results),
+        "win": round(share["win"], 6),
+        "win_ci": ci("win"),
+        "tie": round(share["tie"], 6),
+        "tie_ci": ci("tie"),
+        "lose": round(share["lose"], 6),
+        "lose_ci": ci("lose"),
+        "score": round(float(np.mean(values)), 6) if values else 0.0,
+        "score_ci": bootstrap_ci(values, resamples=resamples, seed=seed),
+    }
 
 
-def length_bias(rows: Sequence[tuple[str, int, int]]) -> dict[str, float | int | None]:
+class LengthBias(TypedDict):
+    """How often the longer answer won among the ``decided`` pairs (None without any)."""
+
+    longer_won: float | None
+    decided: int
+
+
+def length_bias(rows: Sequence[tuple[str, int, int]]) -> LengthBias:
     """How often the longer answer won, among decided pairs whose lengths differ.
 
     ``rows`` holds (result for A, length of A, length of B).
@@ -132,9 +163,19 @@ def length_bias(rows: Sequence[tuple[str, int, int]]) -> dict[str, float | int |
     return {"longer_won": round(longer / len(decided), 6), "decided": len(decided)}
 
 
+class MeanScore(TypedDict):
+    """A mean score over ``prompts`` prompts (``n`` scores) with its 95% interval; None without
+    any score."""
+
+    mean: float | None
+    mean_ci: list[float] | None
+    prompts: int
+    n: int
+
+
 def mean_with_ci(
-    groups: dict[str, list[float]], *, resamples: int = 1000, seed: int = 0
-) -> dict[str, float | list[float] | int]:
+    groups: Mapping[str, list[float]], *, resamples: int = 1000, seed: int = 0
+) -> MeanScore:
     """Mean score with a 95% interval, resampling *prompts* (each prompt's samples stay together).
 
     Samples of one prompt are correlated; resampling prompts keeps the interval honest.

@@ -7,13 +7,17 @@ config names another) makes a rerun free and a killed run resume.
 
 >>> summary = judge_pairwise("lima.jsonl", "gpt4.jsonl", cfg, "out/lima-vs-gpt4")  # doctest: +SKIP
 >>> summary["win"], summary["score"], summary["lc_win_rate"]  # doctest: +SKIP
+
+The summaries' shapes are the TypedDicts of :mod:`limakit.evaluation.summaries`.
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import limakit.evaluation.metrics as metrics
 from limakit.core.console import warn
@@ -21,6 +25,18 @@ from limakit.core.files import write_json, write_jsonl
 from limakit.evaluation.answers import category_of, model_name, read_answers
 from limakit.evaluation.pairs import pair_answers
 from limakit.evaluation.prompts import get_prompt
+from limakit.evaluation.summaries import (
+    CategoryShares,
+    Failures,
+    JudgeInfo,
+    LcInfo,
+    LengthControlled,
+    PairwiseSummary,
+    RateShares,
+    RateSummary,
+    SingleSummary,
+    Usage,
+)
 from limakit.judging.cache import JudgeCache
 from limakit.judging.config import JudgeConfig
 from limakit.judging.prompt import question_text
@@ -33,7 +49,7 @@ def _cache(cfg: JudgeConfig, out_dir: Path) -> JudgeCache:
     return JudgeCache(cfg.cache or out_dir / "cache.sqlite")
 
 
-def _usage(outcomes: list[Outcome], cfg: JudgeConfig) -> dict:
+def _usage(outcomes: list[Outcome], cfg: JudgeConfig) -> Usage:
     pt = sum(o.prompt_tokens for o in outcomes)
     ct = sum(o.completion_tokens for o in outcomes)
     cost = None
@@ -51,18 +67,20 @@ def _usage(outcomes: list[Outcome], cfg: JudgeConfig) -> dict:
     }
 
 
-def _judge_info(cfg: JudgeConfig, kind: str) -> dict:
+def _judge_info(cfg: JudgeConfig, kind: str) -> JudgeInfo:
     prompt = get_prompt(kind, cfg.prompt)
     return {"backend": cfg.backend, "model": cfg.model, "prompt": prompt.version}
 
 
-def _write(out_dir: Path, rows: list[dict], summary: dict, cfg: JudgeConfig) -> None:
+def _write(
+    out_dir: Path, rows: list[dict], summary: Mapping[str, object], cfg: JudgeConfig
+) -> None:
     write_jsonl(out_dir / "verdicts.jsonl", rows)
     write_json(out_dir / "summary.json", summary)
     cfg.save(out_dir / "judge.yaml")  # holds the key's variable name only, never the key
 
 
-def _errors(outcomes: list[Outcome]) -> dict:
+def _errors(outcomes: list[Outcome]) -> Failures:
     """How many judge calls failed for good (after retries), and the first failure's message."""
     failed = [o.error for o in outcomes if o.error is not None]
     return {"errors": len(failed), "first_error": failed[0] if failed else None}
@@ -79,7 +97,7 @@ def _verdict(o: Outcome) -> dict:
 
 def length_controlled(
     rows: list[dict], model: str, baseline: str, *, resamples: int = 1000, seed: int = 0
-) -> dict:
+) -> LengthControlled:
     """The summary's LC fields for A against B from the verdict rows: ``lc_win_rate`` and its
     95% interval as fractions (like ``win``), None when the fit is impossible, and ``lc`` with
     the fit's details or the ``reason`` it could not be made."""
@@ -91,14 +109,16 @@ def length_controlled(
     ]
     lc = lc_or_reason(judged, resamples=resamples, seed=seed)
     ci = lc["lc_win_rate_ci"]
+    info: LcInfo = {"reason": lc["reason"], "min_pairs": MIN_PAIRS}
+    if lc["reason"] is None:  # fitted: the fit's details
+        info["formula"] = lc["formula"]
+        info["coefficients"] = lc["coefficients"]
+        info["C"] = lc["C"]
+        info["interval"] = lc["interval"]
     return {
         "lc_win_rate": None if lc["lc_win_rate"] is None else round(lc["lc_win_rate"] / 100, 6),
         "lc_win_rate_ci": None if ci is None else [round(x / 100, 6) for x in ci],
-        "lc": {
-            "reason": lc["reason"],
-            "min_pairs": MIN_PAIRS,
-            **{k: lc[k] for k in ("formula", "coefficients", "C", "interval") if k in lc},
-        },
+        "lc": info,
     }
 
 
@@ -107,7 +127,7 @@ def judge_pairwise(
     b_path: str | os.PathLike,
     judge: JudgeConfig,
     out_dir: str | os.PathLike,
-) -> dict:
+) -> PairwiseSummary:
     """Judge every (id, sample) pair of two answer files in both orders; return the summary.
 
     A wins a pair only when the judge prefers it in both orders; a disagreement (position bias)
@@ -133,7 +153,10 @@ def judge_pairwise(
     finally:
         cache.close()
 
-    rows, results, lengths, invalid_ids = [], [], [], []
+    rows: list[dict] = []
+    results: list[str] = []
+    lengths: list[tuple[str, int, int]] = []
+    invalid_ids: list[str] = []
     by_cat: dict[str, list[str]] = defaultdict(list)
     consistent = 0
     for i, p in enumerate(ps.pairs):
@@ -153,16 +176,16 @@ def judge_pairwise(
             invalid_ids.append(p.id)
         else:
             res = metrics.outcome(first.label, second.label)
-            row["result"] = res
-            row["consistent"] = metrics.consistent(first.label, second.label)
-            consistent += row["consistent"]
+            alike = metrics.consistent(first.label, second.label)
+            row["result"], row["consistent"] = res, alike
+            consistent += alike
             results.append(res)
             lengths.append((res, len_a, len_b))
-            by_cat[row["category"]].append(res)
+            by_cat[p.category].append(res)
         rows.append(row)
 
     stats = metrics.pairwise_stats(results, resamples=judge.bootstrap, seed=judge.seed)
-    summary = {
+    summary: PairwiseSummary = {
         "protocol": "pairwise",
         "a": {"path": str(a_path), "model": ps.a_model},
         "b": {"path": str(b_path), "model": ps.b_model},
@@ -184,23 +207,31 @@ def judge_pairwise(
             "b_ids": [k[0] for k in ps.only_b[:50]],
         },
         "usage": _usage(outcomes, judge),
-        "categories": {
-            cat: {"n": len(rs), **{k: round(v, 6) for k, v in metrics.fractions(rs).items()}}
-            for cat, rs in sorted(by_cat.items())
-        },
+        "categories": {cat: _shares(rs) for cat, rs in sorted(by_cat.items())},
     }
     _write(out_dir, rows, summary, judge)
     return summary
 
 
+def _shares(results: list[str]) -> CategoryShares:
+    share = metrics.fractions(results)
+    return {
+        "n": len(results),
+        "win": round(share["win"], 6),
+        "tie": round(share["tie"], 6),
+        "lose": round(share["lose"], 6),
+    }
+
+
 def _judge_single(
-    kind: str,
+    kind: Literal["rate", "likert"],
     answers_path: str | os.PathLike,
     judge: JudgeConfig,
-    out_dir: str | os.PathLike,
+    out_dir: Path,
     samples: int | None,
-) -> dict:
-    out_dir = Path(out_dir)
+) -> tuple[SingleSummary, list[dict], list[str]]:
+    """Judge each answer (or its first ``samples`` samples): the summary, the verdict rows and
+    the labels given (invalid replies left out); nothing is written yet."""
     answers = read_answers(answers_path)
     keys = [k for k in answers if samples is None or k[1] < samples]
     skipped = len(answers) - len(keys)
@@ -218,25 +249,29 @@ def _judge_single(
     def score(label: str) -> float:
         return float(RATE_SCORES[label] if kind == "rate" else int(label))
 
-    rows, groups, invalid_ids = [], defaultdict(list), []
+    rows: list[dict] = []
+    groups: dict[str, list[float]] = defaultdict(list)
+    invalid_ids: list[str] = []
     cat_groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     labels: list[str] = []
     for key, o in zip(keys, outcomes):
         ex = answers[key]
-        row = {"id": key[0], "sample": key[1], "category": category_of(ex), **_verdict(o)}
+        category = category_of(ex)
+        row = {"id": key[0], "sample": key[1], "category": category, **_verdict(o)}
         if o.label is None:
             invalid_ids.append(key[0])
             row["score"] = None
         else:
-            row["score"] = score(o.label)
-            groups[key[0]].append(row["score"])
-            cat_groups[row["category"]][key[0]].append(row["score"])
+            value = score(o.label)
+            row["score"] = value
+            groups[key[0]].append(value)
+            cat_groups[category][key[0]].append(value)
             labels.append(o.label)
         rows.append(row)
-    per_prompt = defaultdict(int)
+    per_prompt: dict[str, int] = defaultdict(int)
     for k in keys:
         per_prompt[k[0]] += 1
-    summary = {
+    summary: SingleSummary = {
         "protocol": kind,
         "answers": {"path": str(answers_path), "model": model_name(answers, answers_path)},
         "judge": _judge_info(judge, kind),
@@ -254,15 +289,31 @@ def _judge_single(
             for cat, g in sorted(cat_groups.items())
         },
     }
-    if kind == "rate":
-        # The paper reports the share of Fail / Pass / Excellent answers.
-        for lab in prompt.labels:
-            summary[lab.lower()] = round(labels.count(lab) / len(labels), 6) if labels else 0.0
-            summary[f"{lab.lower()}_ci"] = metrics.bootstrap_ci(
-                [x == lab for x in labels], resamples=judge.bootstrap, seed=judge.seed
-            )
-    _write(out_dir, rows, summary, judge)
-    return summary
+    return summary, rows, labels
+
+
+def rate_shares(labels: list[str], *, resamples: int = 1000, seed: int = 0) -> RateShares:
+    """The share of Fail / Pass / Excellent among the labels, each with its 95% interval (the
+    paper reports these shares).
+
+    >>> rate_shares(["Pass", "Pass", "Fail", "Excellent"])["pass"]
+    0.5
+    """
+
+    def share(label: str) -> float:
+        return round(labels.count(label) / len(labels), 6) if labels else 0.0
+
+    def ci(label: str) -> list[float]:
+        return metrics.bootstrap_ci([x == label for x in labels], resamples=resamples, seed=seed)
+
+    return {
+        "fail": share("Fail"),
+        "fail_ci": ci("Fail"),
+        "pass": share("Pass"),
+        "pass_ci": ci("Pass"),
+        "excellent": share("Excellent"),
+        "excellent_ci": ci("Excellent"),
+    }
 
 
 def judge_rate(
@@ -271,9 +322,16 @@ def judge_rate(
     out_dir: str | os.PathLike,
     *,
     samples: int | None = None,
-) -> dict:
+) -> RateSummary:
     """Absolute rating Fail / Pass / Excellent (scores 0 / 1 / 2) of every answer (or K samples)."""
-    return _judge_single("rate", answers_path, judge, out_dir, samples)
+    out_dir = Path(out_dir)
+    single, rows, labels = _judge_single("rate", answers_path, judge, out_dir, samples)
+    summary: RateSummary = {
+        **single,
+        **rate_shares(labels, resamples=judge.bootstrap, seed=judge.seed),
+    }
+    _write(out_dir, rows, summary, judge)
+    return summary
 
 
 def judge_likert(
@@ -282,6 +340,9 @@ def judge_likert(
     out_dir: str | os.PathLike,
     *,
     samples: int | None = 5,
-) -> dict:
+) -> SingleSummary:
     """1-6 helpfulness of up to ``samples`` answers per prompt; mean with a 95% interval."""
-    return _judge_single("likert", answers_path, judge, out_dir, samples)
+    out_dir = Path(out_dir)
+    summary, rows, _labels = _judge_single("likert", answers_path, judge, out_dir, samples)
+    _write(out_dir, rows, summary, judge)
+    return summary

@@ -11,16 +11,29 @@ PosixPath('report/report.md')
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import TypedDict
+
 from limakit.core.errors import LimaError
-from limakit.core.files import atomic_write, read_json
+from limakit.core.files import atomic_write
+from limakit.evaluation.metrics import PairwiseStats
+from limakit.evaluation.summaries import (
+    JudgeSummary,
+    LengthControlled,
+    PairwiseSummary,
+    SingleSummary,
+    load_judge_summary,
+)
 
 COLORS = {"win": "#2b6cb0", "tie": "#a0aec0", "lose": "#e2e8f0"}
 
 
-def load_summary(d: Path) -> dict:
+def load_summary(d: Path) -> JudgeSummary:
+    """The checked ``summary.json`` of a judged folder (or of people's verdicts)."""
     path = Path(d) / "summary.json"
     if not path.exists():
         raise LimaError(
@@ -28,23 +41,70 @@ def load_summary(d: Path) -> dict:
             "verdicts from `lima annotate export` or `import-labelstudio` / `import-argilla`); a "
             "report needs no judge folder: leave it out to report on the other folders alone"
         )
-    s = read_json(path)
-    if s.get("protocol") not in ("pairwise", "rate", "likert"):
-        raise LimaError(f"{path}: unknown protocol {s.get('protocol')!r}")
-    return s
+    return load_judge_summary(path)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A pairwise folder as the report shows it: the label of its row, and its summary."""
+
+    folder: Path
+    label: str
+    summary: PairwiseSummary
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The folders of a report, read: the pairwise comparisons and the rated answer files."""
+
+    dirs: list[Path]
+    pairs: list[Comparison]
+    singles: list[SingleSummary]
+
+
+def read_folders(dirs: Sequence[Path]) -> Judged:
+    """Each folder's summary, checked; a pairwise one labelled "A vs B", with the folder's name
+    too when the same two models were judged twice."""
+    pairs: list[tuple[Path, PairwiseSummary]] = []
+    singles: list[SingleSummary] = []
+    for d in dirs:
+        s = load_summary(d)
+        if s["protocol"] == "pairwise":
+            pairs.append((Path(d), s))
+        else:
+            singles.append(s)
+    names = [f"{s['a']['model']} vs {s['b']['model']}" for _d, s in pairs]
+    comparisons = [
+        Comparison(d, name if names.count(name) == 1 else f"{name} ({d.name})", s)
+        for name, (d, s) in zip(names, pairs)
+    ]
+    return Judged([Path(d) for d in dirs], comparisons, singles)
+
+
+class Bar(TypedDict):
+    """One bar of :func:`bars_png`: the win / tie / lose shares and the score of a comparison,
+    and its LC win rate with its 95% interval (None: no LC figure)."""
+
+    label: str
+    win: float
+    tie: float
+    lose: float
+    score: float
+    lc_win_rate: float | None
+    lc_win_rate_ci: list[float] | None
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _ci(ci: list | None, pct: bool = True) -> str:
+def _ci(ci: Sequence[float] | None, pct: bool = True) -> str:
     if not ci:
         return "-"
     return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if pct else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def lc_text(s: dict) -> str:
+def lc_text(s: LengthControlled) -> str:
     """A pairwise summary's length-controlled win rate with its 95% interval, or why it has none.
 
     >>> lc_text({"lc_win_rate": 0.4, "lc_win_rate_ci": [0.3, 0.5]})
@@ -52,17 +112,17 @@ def lc_text(s: dict) -> str:
     >>> lc_text({"lc_win_rate": None, "lc": {"reason": "too few pairs (3 valid verdicts, 20 needed)"}})
     'n/a (too few pairs (3 valid verdicts, 20 needed))'
     """
-    if s.get("lc_win_rate") is None:
-        return f"n/a ({(s.get('lc') or {}).get('reason') or 'not computed'})"
-    return f"{_pct(s['lc_win_rate'])} {_ci(s.get('lc_win_rate_ci'))}"
+    if s["lc_win_rate"] is None:
+        return f"n/a ({s['lc']['reason'] or 'not computed'})"
+    return f"{_pct(s['lc_win_rate'])} {_ci(s['lc_win_rate_ci'])}"
 
 
-def score_text(s: dict) -> str:
+def score_text(s: PairwiseStats) -> str:
     """``score`` = win + tie/2 with its 95% interval."""
-    return f"{_pct(s.get('score'))} {_ci(s.get('score_ci'))}"
+    return f"{_pct(s['score'])} {_ci(s['score_ci'])}"
 
 
-def bars_png(pairs: list[dict], out: Path, *, lc: bool = True) -> Path:
+def bars_png(pairs: list[Bar], out: Path, *, lc: bool = True) -> Path:
     """Stacked horizontal Win / Tie / Lose bars, one per comparison (the paper's Figure 1);
     ``lc``: also each pair's length-controlled win rate (or "LC n/a")."""
     import matplotlib
@@ -74,8 +134,8 @@ def bars_png(pairs: list[dict], out: Path, *, lc: bool = True) -> Path:
     labels = [s["label"] for s in pairs]
     for row, s in enumerate(pairs):
         left = 0.0
-        for key in ("win", "tie", "lose"):
-            width = 100 * s[key]
+        for key, share in (("win", s["win"]), ("tie", s["tie"]), ("lose", s["lose"])):
+            width = 100 * share
             ax.barh(row, width, left=left, color=COLORS[key], edgecolor="white",
                     label=key.capitalize() if row == 0 else None)  # fmt: skip
             if width >= 6:
@@ -84,10 +144,11 @@ def bars_png(pairs: list[dict], out: Path, *, lc: bool = True) -> Path:
             left += width
         ax.plot(100 * s["score"], row - 0.25, "D", color="black", ms=5,
                 label="score = win + tie/2" if row == 0 else None)  # fmt: skip
-        if s.get("lc_win_rate") is not None:
-            lo, hi = s.get("lc_win_rate_ci") or (s["lc_win_rate"],) * 2
-            lc = 100 * s["lc_win_rate"]
-            ax.errorbar(lc, row + 0.25, xerr=[[lc - 100 * lo], [100 * hi - lc]], fmt="o",
+        rate = s["lc_win_rate"]
+        if rate is not None:
+            lo, hi = s["lc_win_rate_ci"] or (rate, rate)
+            x = 100 * rate
+            ax.errorbar(x, row + 0.25, xerr=[[x - 100 * lo], [100 * hi - x]], fmt="o",
                         color="#dd6b20", capsize=3, ms=5,
                         label="LC win rate, 95% CI" if row == 0 else None)  # fmt: skip
         elif lc:
@@ -118,25 +179,25 @@ def _md_table(table: tuple[list[str], list[list[str]]]) -> str:
     return "\n".join(lines)
 
 
-def _sections(
-    dirs: list[Path], summaries: list[dict], png: str | None, agreements: list[dict] = ()
-) -> list[tuple[str, Any]]:
+Block = tuple[str, Any]  # (kind, content): a heading, paragraph, table or image
+
+
+def _sections(judged: Judged, png: str | None, agreements: Sequence[dict] = ()) -> list[Block]:
     """(kind, text) blocks: ('h', heading), ('p', paragraph), ('t', markdown table), ('img', path)."""
-    blocks: list[tuple[str, str]] = [("h1", "Evaluation report")]
-    pairs = [(d, s) for d, s in zip(dirs, summaries) if s["protocol"] == "pairwise"]
-    singles = [(d, s) for d, s in zip(dirs, summaries) if s["protocol"] != "pairwise"]
-    if pairs:
+    blocks: list[Block] = [("h1", "Evaluation report")]
+    if judged.pairs:
         blocks.append(("h2", "Pairwise preference (Win / Tie / Lose for the first model)"))
         if png:
             blocks.append(("img", png))
         rows = []
-        for _d, s in pairs:
-            lb = s.get("length_bias", {}).get("longer_won")
+        for c in judged.pairs:
+            s = c.summary
             rows.append([
-                s["label"], s["n"], score_text(s), lc_text(s),
-                f"{_pct(s['win'])} {_ci(s.get('win_ci'))}", f"{_pct(s['tie'])} {_ci(s.get('tie_ci'))}",
-                f"{_pct(s['lose'])} {_ci(s.get('lose_ci'))}", _pct(s.get("consistency")),
-                s.get("invalid", 0), _pct(lb), f"{s['judge']['model']} ({s['judge']['prompt']})",
+                c.label, s["n"], score_text(s), lc_text(s),
+                f"{_pct(s['win'])} {_ci(s['win_ci'])}", f"{_pct(s['tie'])} {_ci(s['tie_ci'])}",
+                f"{_pct(s['lose'])} {_ci(s['lose_ci'])}", _pct(s["consistency"]),
+                s["invalid"], _pct(s["length_bias"]["longer_won"]),
+                f"{s['judge']['model']} ({s['judge']['prompt']})",
                 "; ".join(short for short, _long in cautions(s)) or "-",
             ])  # fmt: skip
         blocks.append(("t", _table(
@@ -144,42 +205,52 @@ def _sections(
              "win [95% CI]", "tie", "lose", "consistency", "invalid", "longer won", "judge",
              "reading"], rows)))  # fmt: skip
         blocks.append(("p", lc_paragraph()))
-        for _d, s in pairs:
-            for _short, long in cautions(s):
-                blocks.append(("p", f"Caution, {s['label']}: {long}"))
-        for _d, s in pairs:
-            cats = s.get("categories") or {}
+        for c in judged.pairs:
+            for _short, long in cautions(c.summary):
+                blocks.append(("p", f"Caution, {c.label}: {long}"))
+        for c in judged.pairs:
+            cats = c.summary["categories"]
             if len(cats) > 1:
-                blocks.append(("h3", f"{s['label']} by category"))
+                blocks.append(("h3", f"{c.label} by category"))
                 blocks.append(("t", _table(
                     ["category", "n", "score (win + tie/2)", "win", "tie", "lose"],
-                    [[c, v["n"], _pct(v["win"] + v["tie"] / 2), _pct(v["win"]), _pct(v["tie"]),
-                      _pct(v["lose"])] for c, v in cats.items()])))  # fmt: skip
+                    [[k, v["n"], _pct(v["win"] + v["tie"] / 2), _pct(v["win"]), _pct(v["tie"]),
+                      _pct(v["lose"])] for k, v in cats.items()])))  # fmt: skip
+    blocks += _single_blocks(judged.singles)
+    blocks += agreement_blocks(agreements)
+    blocks.append(("p", "Sources: " + ", ".join(f"`{d}`" for d in judged.dirs)))
+    return blocks
+
+
+def _single_blocks(singles: list[SingleSummary]) -> list[Block]:
+    """The rating and Likert tables: one row per answer file, then its categories."""
+    blocks: list[Block] = []
     for kind, title in (("rate", "Absolute rating (Fail / Pass / Excellent)"),
                         ("likert", "Helpfulness, 1-6 Likert")):  # fmt: skip
-        group = [s for _d, s in singles if s["protocol"] == kind]
+        group = [s for s in singles if s["protocol"] == kind]
         if not group:
             continue
         blocks.append(("h2", title))
         rows = []
         for s in group:
             dist = ", ".join(f"{k}: {v}" for k, v in s["distribution"].items())
-            mean = "-" if s["mean"] is None else f"{s['mean']:.2f}"
-            rows.append([s["answers"]["model"], s["prompts"], s["n"], mean,
-                         _ci(s.get("mean_ci"), pct=False), dist, s.get("invalid", 0)])  # fmt: skip
+            rows.append([s["answers"]["model"], s["prompts"], s["n"], _mean(s["mean"]),
+                         _ci(s["mean_ci"], pct=False), dist, s["invalid"]])  # fmt: skip
         blocks.append(("t", _table(
             ["model", "prompts", "answers", "mean", "95% CI", "distribution", "invalid"], rows)))  # fmt: skip
         for s in group:
-            cats = s.get("categories") or {}
+            cats = s["categories"]
             if len(cats) > 1:
                 blocks.append(("h3", f"{s['answers']['model']} by category"))
                 blocks.append(("t", _table(
                     ["category", "prompts", "mean", "95% CI"],
-                    [[c, v["prompts"], f"{v['mean']:.2f}", _ci(v.get("mean_ci"), pct=False)]
-                     for c, v in cats.items()])))  # fmt: skip
-    blocks += agreement_blocks(agreements)
-    blocks.append(("p", "Sources: " + ", ".join(f"`{d}`" for d in dirs)))
+                    [[k, v["prompts"], _mean(v["mean"]), _ci(v["mean_ci"], pct=False)]
+                     for k, v in cats.items()])))  # fmt: skip
     return blocks
+
+
+def _mean(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def lc_paragraph() -> str:
@@ -193,18 +264,18 @@ def lc_paragraph() -> str:
     )
 
 
-def cautions(s: dict) -> list[tuple[str, str]]:
+def cautions(s: PairwiseSummary) -> list[tuple[str, str]]:
     """What a pairwise summary's own figures say about trusting it: (short, full sentence) pairs.
 
     A judge that agrees with itself across the two orders on under half the pairs is mostly
     following position, not content; a win-rate interval that holds 50% leaves the comparison
     undecided.
 
-    >>> cautions({"consistency": 0.08, "win_ci": [0.1, 0.2]})[0][0]
+    >>> cautions({"consistency": 0.08, "win_ci": [0.1, 0.2], "n": 30})[0][0]
     'judge unreliable (consistency 8.0% < 50%)'
     """
     out = []
-    c = s.get("consistency")
+    c = s["consistency"]
     if c is not None and c < 0.5:
         out.append((
             f"judge unreliable (consistency {_pct(c)} < 50%)",
@@ -212,8 +283,8 @@ def cautions(s: dict) -> list[tuple[str, str]]:
             "pairs (below 50%), so its verdicts follow the answers' position more than their "
             "content; do not read this Win / Tie / Lose as a result.",
         ))  # fmt: skip
-    ci = s.get("win_ci")
-    if ci and s.get("n") and ci[0] <= 0.5 <= ci[1]:
+    ci = s["win_ci"]
+    if ci and s["n"] and ci[0] <= 0.5 <= ci[1]:
         out.append((
             "win rate undecided (95% CI spans 50%)",
             f"the 95% interval of the win rate, {_ci(ci)}, includes 50%, so these pairs do "
@@ -222,7 +293,7 @@ def cautions(s: dict) -> list[tuple[str, str]]:
     return out
 
 
-def _labels_of(d: Path, s: dict) -> dict:
+def _labels_of(d: Path) -> dict:
     """From a folder's verdicts.jsonl: {(id, sample): {rater: label}} with labels a / b / tie."""
     from limakit.core.files import read_jsonl_records
     from limakit.evaluation.agreement import RESULT_TO_LABEL
@@ -240,34 +311,36 @@ def _labels_of(d: Path, s: dict) -> dict:
     return out
 
 
-def _agreements(dirs: list[Path], summaries: list[dict]) -> list[dict]:
+def _models(c: Comparison) -> tuple[str, str]:
+    return c.summary["a"]["model"], c.summary["b"]["model"]
+
+
+def _agreements(pairs: list[Comparison]) -> list[dict]:
     """Agreement for every folder of people's verdicts: among them, and with each LLM judge
     folder that compares the same two models (either way round)."""
     from limakit.evaluation.agreement import against_judge, between_annotators
 
-    pairwise = [(d, s) for d, s in zip(dirs, summaries) if s["protocol"] == "pairwise"]
-    people = [(d, s) for d, s in pairwise if s["judge"].get("backend") == "human"]
-    judges = [(d, s) for d, s in pairwise if s["judge"].get("backend") != "human"]
+    people = [c for c in pairs if c.summary["judge"]["backend"] == "human"]
+    judges = [c for c in pairs if c.summary["judge"]["backend"] != "human"]
     flip = {"a": "b", "b": "a", "tie": "tie"}
     out = []
-    for d, s in people:
-        labels = _labels_of(d, s)
-        out.append({"label": s["label"], "kind": "people",
+    for c in people:
+        labels = _labels_of(c.folder)
+        out.append({"label": c.label, "kind": "people",
                     **between_annotators(labels)})  # fmt: skip
-        models = (s["a"]["model"], s["b"]["model"])
-        for jd, js in judges:
-            jmodels = (js["a"]["model"], js["b"]["model"])
-            if jmodels not in (models, models[::-1]):
+        models = _models(c)
+        for j in judges:
+            if _models(j) not in (models, models[::-1]):
                 continue
-            judged = {k: v["judge"] for k, v in _labels_of(jd, js).items() if "judge" in v}
-            if jmodels != models:
+            judged = {k: v["judge"] for k, v in _labels_of(j.folder).items() if "judge" in v}
+            if _models(j) != models:
                 judged = {k: flip[v] for k, v in judged.items()}
-            out.append({"label": s["label"], "kind": "judge", "judge": js["label"],
+            out.append({"label": c.label, "kind": "judge", "judge": j.label,
                         **against_judge(labels, judged)})  # fmt: skip
     return out
 
 
-def agreement_blocks(agreements: list[dict]) -> list[tuple[str, Any]]:
+def agreement_blocks(agreements: Sequence[dict]) -> list[Block]:
     if not agreements:
         return []
     rows = []
@@ -294,17 +367,16 @@ def agreement_blocks(agreements: list[dict]) -> list[tuple[str, Any]]:
     ]  # fmt: skip
 
 
-def console_lines(summaries: list[dict], agreements: list[dict]) -> list[str]:
+def console_lines(pairs: list[Comparison], agreements: Sequence[dict]) -> list[str]:
     """The short account ``lima report`` prints: each comparison, its cautions, the agreement."""
     lines = []
-    for s in summaries:
-        if s["protocol"] != "pairwise":
-            continue
+    for c in pairs:
+        s = c.summary
         lines.append(
-            f"{s['label']} ({s['judge']['model']}): score {score_text(s)}, "
-            f"LC win rate {lc_text(s)}, win {_pct(s['win'])} {_ci(s.get('win_ci'))}, "
+            f"{c.label} ({s['judge']['model']}): score {score_text(s)}, "
+            f"LC win rate {lc_text(s)}, win {_pct(s['win'])} {_ci(s['win_ci'])}, "
             f"tie {_pct(s['tie'])}, lose {_pct(s['lose'])}, n {s['n']}, "
-            f"consistency {_pct(s.get('consistency'))}"
+            f"consistency {_pct(s['consistency'])}"
         )
         lines += [f"  caution: {long}" for _short, long in cautions(s)]
     for a in agreements:
@@ -314,14 +386,14 @@ def console_lines(summaries: list[dict], agreements: list[dict]) -> list[str]:
             f"agreement, {a['label']}, {who}: {_pct(a['accuracy'])} {_ci(a['accuracy_ci'])} "
             f"tie-discounted, kappa {kappa}, {a['comparisons']} comparisons"
         )
-    if any(s["protocol"] == "pairwise" for s in summaries):
+    if pairs:
         from limakit.evaluation.lc import MEANING
 
         lines.append(f"score = win + tie/2. {MEANING}")
     return lines
 
 
-def _markdown(blocks: list[tuple[str, Any]]) -> str:
+def _markdown(blocks: list[Block]) -> str:
     out = []
     for kind, text in blocks:
         if kind.startswith("h"):
@@ -335,7 +407,7 @@ def _markdown(blocks: list[tuple[str, Any]]) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def _html(blocks: list[tuple[str, Any]]) -> str:
+def _html(blocks: list[Block]) -> str:
     body = []
     for kind, text in blocks:
         if kind.startswith("h"):
@@ -373,19 +445,24 @@ def report_with_lines(dirs: list[Path], out: Path) -> tuple[Path, list[str]]:
     if not dirs:
         raise LimaError("report: give at least one folder written by `lima judge`")
     out = Path(out)
-    summaries = [load_summary(d) for d in dirs]
-    names = [f"{s['a']['model']} vs {s['b']['model']}" for s in summaries if "a" in s]
-    for d, s in zip(dirs, summaries):
-        if s["protocol"] == "pairwise":
-            s["label"] = f"{s['a']['model']} vs {s['b']['model']}"
-            if names.count(s["label"]) > 1:  # same models judged twice: name the folder too
-                s["label"] += f" ({d.name})"
-    pairs = [s for s in summaries if s["protocol"] == "pairwise"]
-    png = bars_png(pairs, out / "winrates.png").name if pairs else None
-    agreements = _agreements(dirs, summaries)
-    blocks = _sections(dirs, summaries, png, agreements)
+    judged = read_folders(dirs)
+    bars: list[Bar] = [
+        {
+            "label": c.label,
+            "win": c.summary["win"],
+            "tie": c.summary["tie"],
+            "lose": c.summary["lose"],
+            "score": c.summary["score"],
+            "lc_win_rate": c.summary["lc_win_rate"],
+            "lc_win_rate_ci": c.summary["lc_win_rate_ci"],
+        }
+        for c in judged.pairs
+    ]
+    png = bars_png(bars, out / "winrates.png").name if bars else None
+    agreements = _agreements(judged.pairs)
+    blocks = _sections(judged, png, agreements)
     with atomic_write(out / "report.md") as f:
         f.write(_markdown(blocks))
     with atomic_write(out / "report.html") as f:
         f.write(_html(blocks))
-    return out / "report.md", console_lines(summaries, agreements)
+    return out / "report.md", console_lines(judged.pairs, agreements)

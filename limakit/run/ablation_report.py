@@ -9,6 +9,8 @@ from itertools import combinations
 from pathlib import Path
 
 from limakit.core.files import atomic_write
+from limakit.evaluation.metrics import Measure, PairwiseStats
+from limakit.evaluation.summaries import LengthControlled
 from limakit.run.run_report import to_html
 
 TITLES = {
@@ -51,6 +53,11 @@ def plot(ablation: str, rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+class ArmPairwise(PairwiseStats, LengthControlled):
+    """An arm's figures against one baseline, its seeds pooled: those of a pairwise summary,
+    with the LC fit's ``formula`` (None: no fit) and ``n``."""
+
+
 def pairwise_figures(rows: list[dict], *, resamples: int = 1000, seed: int = 0) -> None:
     """Replace each arm's ``pairwise`` (baseline -> verdict rows, seeds pooled) by its figures:
     win / tie / lose, score = win + tie/2 with a 95% interval, and the LC win rate with its 95%
@@ -71,20 +78,23 @@ def pairwise_figures(rows: list[dict], *, resamples: int = 1000, seed: int = 0) 
             results = [v["result"] for v in r["pairwise"][baseline] if v["result"] != "invalid"]
             e = lc[r["arm"]]
             ci = e["lc_win_rate_ci"]
-            r["pairwise"][baseline] = {
+            figures: ArmPairwise = {
                 **metrics.pairwise_stats(results, resamples=resamples, seed=seed),
                 "lc_win_rate": None if e["lc_win_rate"] is None else e["lc_win_rate"] / 100,
                 "lc_win_rate_ci": None if ci is None else [x / 100 for x in ci],
                 "lc": {"reason": e["reason"], "formula": e.get("formula"), "n": e["n"],
                        "min_pairs": MIN_PAIRS},
             }  # fmt: skip
+            r["pairwise"][baseline] = figures
     for r in rows:  # an arm judged against no baseline (or not pairwise) has nothing to show
         for b, v in list((r.get("pairwise") or {}).items()):
             if isinstance(v, list):
                 del r["pairwise"][b]
 
 
-def pairwise_plot(ablation: str, baseline: str, rows: list[dict], out: Path) -> None:
+def pairwise_plot(
+    ablation: str, baseline: str, rows: list[tuple[str, ArmPairwise]], out: Path
+) -> None:
     """Score and LC win rate per arm against one baseline, with their 95% intervals."""
     import matplotlib
 
@@ -93,9 +103,11 @@ def pairwise_plot(ablation: str, baseline: str, rows: list[dict], out: Path) -> 
 
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     xs = range(len(rows))
-    for key, dx, color, name in (("score", -0.1, "#2b6cb0", "score = win + tie/2"),
-                                 ("lc_win_rate", 0.1, "#dd6b20", "LC win rate")):  # fmt: skip
-        pts = [(x + dx, r[key], r[f"{key}_ci"]) for x, r in zip(xs, rows) if r[key] is not None]
+    score = [(f["score"], f["score_ci"]) for _arm, f in rows]
+    lc = [(f["lc_win_rate"], f["lc_win_rate_ci"]) for _arm, f in rows]
+    for values, dx, color, name in ((score, -0.1, "#2b6cb0", "score = win + tie/2"),
+                                    (lc, 0.1, "#dd6b20", "LC win rate")):  # fmt: skip
+        pts = [(x + dx, v, ci) for x, (v, ci) in zip(xs, values) if v is not None]
         if not pts:
             continue
         ax.errorbar([p[0] for p in pts], [100 * p[1] for p in pts],
@@ -103,7 +115,7 @@ def pairwise_plot(ablation: str, baseline: str, rows: list[dict], out: Path) -> 
                           [100 * ((p[2] or [0, p[1]])[1] - p[1]) for p in pts]],
                     fmt="o", capsize=4, color=color, label=name)  # fmt: skip
     ax.axhline(50, color="#a0aec0", lw=1, ls="--")
-    ax.set_xticks(list(xs), [r["arm"] for r in rows])
+    ax.set_xticks(list(xs), [arm for arm, _f in rows])
     ax.set_ylim(0, 100)
     ax.set_ylabel(f"% against {baseline}, 95% CI")
     ax.set_title(f"{TITLES[ablation]}: pairwise", fontsize=9)
@@ -121,16 +133,16 @@ def pairwise_lines(ablation: str, rows: list[dict], out: Path) -> list[str]:
 
     lines = []
     for baseline in sorted({b for r in rows for b in r.get("pairwise") or {}}):
-        table = [{"arm": r["arm"], "examples": r["examples"], **r["pairwise"][baseline]}
-                 for r in rows if baseline in (r.get("pairwise") or {})]  # fmt: skip
+        arms = [r for r in rows if baseline in (r.get("pairwise") or {})]
+        table: list[tuple[str, ArmPairwise]] = [(r["arm"], r["pairwise"][baseline]) for r in arms]
         png = f"{ablation}-pairwise-{baseline}.png"
         pairwise_plot(ablation, baseline, table, out / png)
-        formulas = sorted({t["lc"]["formula"] for t in table if t["lc"]["formula"]})
+        formulas = sorted({f for _arm, t in table if (f := t["lc"].get("formula"))})
         lines += [f"### Pairwise against {baseline}", "", f"![{ablation} pairwise]({png})", "",
                   "| arm | examples | pairs | score (win + tie/2) [95% CI] | LC win rate [95% CI] "
                   "| win [95% CI] | tie | lose |", "|---|---:|---:|---|---|---|---:|---:|"]  # fmt: skip
-        for t in table:
-            lines.append(f"| {t['arm']} | {t['examples']} | {t['n']} | {score_text(t)} | "
+        for r, (arm, t) in zip(arms, table):
+            lines.append(f"| {arm} | {r['examples']} | {t['n']} | {score_text(t)} | "
                          f"{lc_text(t)} | {_pct(t['win'])} {_ci(t['win_ci'])} | "
                          f"{_pct(t['tie'])} | {_pct(t['lose'])} |")  # fmt: skip
         lines += ["", f"{MEANING} LC formula: {', '.join(formulas) or 'none fitted'} "
@@ -155,13 +167,13 @@ def verdict_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _measure(m: dict | None, share: bool) -> str:
-    if not m or m.get("value") is None:
+def _measure(m: Measure | None, share: bool) -> str:
+    if m is None or m["value"] is None:
         return "-"
+    lo, hi = m["ci"] or (m["value"], m["value"])
     if share:
-        lo, hi = m["ci"]
         return f"{100 * m['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
-    return f"{m['value']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+    return f"{m['value']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def checks_lines(rows: list[dict]) -> list[str]:

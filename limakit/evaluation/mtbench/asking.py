@@ -12,10 +12,11 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from limakit.core.errors import LimaError
 from limakit.evaluation.mtbench.matches import Match
+from limakit.evaluation.summaries import MtCounts
 from limakit.judging.cache import JudgeCache
 from limakit.judging.runner import Outcome, run_judgements
 
@@ -37,15 +38,18 @@ class JudgePrompt:
     parse: Callable[[str], str | None]
 
 
+M = TypeVar("M", bound=Match)
+
+
 def ask_into(
     path: Path,
-    matches: Sequence[Match],
+    matches: Sequence[M],
     parse: Callable[[str], str | None],
     cfg,
     out_dir: str | os.PathLike,
-    on_reply: Callable[[IO[str], Match, Outcome], None],
+    on_reply: Callable[[IO[str], M, Outcome], None],
     what: str,
-    counts: dict,
+    counts: MtCounts,
 ) -> None:
     """Ask the judge for ``matches`` through the reply cache of ``out_dir``, with ``path`` open
     for appending: ``on_reply(file, match, outcome)`` writes what each reply gives as it arrives,

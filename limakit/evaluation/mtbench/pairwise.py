@@ -21,6 +21,7 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import IO
 
 from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records, write_json
@@ -32,6 +33,7 @@ from limakit.evaluation.mtbench.files import (
     safe_name,
 )
 from limakit.evaluation.mtbench.matches import MatchPair, pair_matches
+from limakit.evaluation.summaries import MtBenchPairSummary, MtCounts, MtPairStats
 from limakit.judging.runner import Outcome
 
 MODES = ("pairwise-baseline", "pairwise-all")
@@ -91,7 +93,7 @@ def judge_pairwise(
     prompts: dict[str, dict],
     refs: dict,
     pairs: list[tuple[str, str]],
-) -> dict:
+) -> MtCounts:
     """Judge every (question, pair, turn) not yet in the pair file, both games; returns counts."""
     require_openai_judge(cfg)
     path = judgment_file(Path(out_dir), cfg.model, "pair")
@@ -108,12 +110,12 @@ def judge_pairwise(
             skipped.add(key)
         else:
             matches.append(m)
-    counts = {"judged": 0, "unparsable": 0, "skipped": len(skipped), "errors": 0}
+    counts: MtCounts = {"judged": 0, "unparsable": 0, "skipped": len(skipped), "errors": 0}
     if not matches:
         return counts
     games: dict[tuple, dict[int, tuple[MatchPair, Outcome]]] = defaultdict(dict)
 
-    def on_reply(f, m: MatchPair, o: Outcome) -> None:
+    def on_reply(f: IO[str], m: MatchPair, o: Outcome) -> None:
         row_key = game_key(m.question_id, m.model_1, m.model_2, m.turn)
         games[row_key][m.game] = (m, o)
         if len(games[row_key]) < 2:
@@ -158,7 +160,7 @@ def summarise_pairwise(
     *,
     resamples: int = 1000,
     seed: int = 0,
-) -> dict:
+) -> dict[str, MtPairStats]:
     """Per model (the baseline left out in ``pairwise-baseline``): wins, losses, ties, FastChat's
     win_rate, loss_rate and win_rate_adjusted, a 95% bootstrap interval of the last, and the rows
     left out for an unparsable game."""
@@ -181,7 +183,7 @@ def summarise_pairwise(
                 left_out[m] += 1
             else:
                 results[m].append(result_for(row, m))
-    out = {}
+    out: dict[str, MtPairStats] = {}
     for m in sorted(set(results) | set(left_out)):
         if mode == "pairwise-baseline" and m == baseline:
             continue
@@ -201,7 +203,7 @@ def summarise_pairwise(
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["win_rate_adjusted"]))
 
 
-def pairwise_lines(summary: dict, mode: str, baseline: str) -> list[str]:
+def pairwise_lines(summary: dict[str, MtPairStats], mode: str, baseline: str) -> list[str]:
     """FastChat's pairwise table, with the adjusted win rate's interval."""
     against = f"against {baseline}" if mode == "pairwise-baseline" else "against each other"
     lines = [f"MT-Bench pairwise, {against} (a tie counts half in win_rate_adjusted)"]
@@ -228,11 +230,11 @@ def run_mtbench_pairwise(
     judge_prompts_path: str | os.PathLike | None = None,
     reference_path: str | os.PathLike | None = None,
     **answering,
-) -> dict:
+) -> MtBenchPairSummary:
     """Answer (as :func:`~limakit.evaluation.mtbench.single.run_mtbench` does), judge the pairs of
     ``mode`` and summarise into ``summary_pair.json`` and ``pairwise.png``. ``answering``: the
     answering arguments of ``collect_answers`` (model, model_id, other_answers, ...)."""
-    from limakit.evaluation.report import bars_png
+    from limakit.evaluation.report import Bar, bars_png
 
     if judge is None:
         raise LimaError(f"{mode} needs a --judge")
@@ -240,7 +242,7 @@ def run_mtbench_pairwise(
     names = [answering.get("model_id") or Path(str(model)).name] if model is not None else []
     pairs_of(names + [Path(p).stem for p in others], mode, baseline)  # before any answering
     out_dir = Path(out_dir)
-    result, questions, answer_files = collect_answers(out_dir, **answering)
+    found, questions, answer_files = collect_answers(out_dir, **answering)
     pairs = pairs_of(list(answer_files), mode, baseline)
     answers, prompts, refs = grading_inputs(answer_files, judge_prompts_path, reference_path)
     counts = judge_pairwise(out_dir, questions, answers, judge, prompts, refs, pairs)
@@ -248,13 +250,15 @@ def run_mtbench_pairwise(
     summary = summarise_pairwise(
         path, questions, mode, baseline, resamples=judge.bootstrap, seed=judge.seed
     )
-    bars = [
+    bars: list[Bar] = [
         {
             "label": m if mode == "pairwise-all" else f"{m} vs {baseline}",
             "win": s["win_rate"],
             "tie": 1 - s["win_rate"] - s["loss_rate"],
             "lose": s["loss_rate"],
             "score": s["win_rate_adjusted"],
+            "lc_win_rate": None,
+            "lc_win_rate_ci": None,
         }  # fmt: skip
         for m, s in summary.items()
         if s["win"] + s["loss"] + s["tie"]
@@ -262,15 +266,16 @@ def run_mtbench_pairwise(
     plot = out_dir / f"pairwise-{safe_name(judge.model)}.png"
     if bars:
         bars_png(bars, plot, lc=False)
-    result.update(
-        {
-            "mode": mode,
-            "baseline": baseline if mode == "pairwise-baseline" else None,
-            "judge": {"model": judge.model, "file": str(path)},
-            "counts": counts,
-            "pairwise": summary,
-            "plot": str(plot) if bars else None,
-        }
-    )
+    result: MtBenchPairSummary = {
+        "questions": found["questions"],
+        "answers": found["answers"],
+        "answers_from": found["answers_from"],
+        "mode": mode,
+        "baseline": baseline if mode == "pairwise-baseline" else None,
+        "judge": {"model": judge.model, "file": str(path)},
+        "counts": counts,
+        "pairwise": summary,
+        "plot": str(plot) if bars else None,
+    }
     write_json(out_dir / "summary_pair.json", result)
     return result

@@ -13,7 +13,9 @@ import os
 import re
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records, write_json
 from limakit.evaluation.mtbench.answering import collect_answers
@@ -24,6 +26,14 @@ from limakit.evaluation.mtbench.files import (
     safe_name,
 )
 from limakit.evaluation.mtbench.matches import MatchSingle, single_matches
+from limakit.evaluation.summaries import (
+    AnswersOnly,
+    MtBenchSummary,
+    MtCounts,
+    MtModel,
+    MtStat,
+    MtTurns,
+)
 from limakit.judging.runner import Outcome
 
 _RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
@@ -61,7 +71,7 @@ def judge_single(
     cfg,
     prompts: dict[str, dict],
     refs: dict,
-) -> dict:
+) -> MtCounts:
     """Grade every (model, question, turn) not yet in the judgment file; returns counts."""
     require_openai_judge(cfg)
     path = judgment_file(Path(out_dir), cfg.model)
@@ -76,11 +86,11 @@ def judge_single(
         for m in single_matches(questions, answers, prompts, refs)
         if (m.question_id, m.model, m.turn) not in done
     ]
-    counts = {"judged": 0, "unparsable": 0, "skipped": len(done), "errors": 0}
+    counts: MtCounts = {"judged": 0, "unparsable": 0, "skipped": len(done), "errors": 0}
     if not matches:
         return counts
 
-    def on_reply(f, m: MatchSingle, o: Outcome) -> None:
+    def on_reply(f: IO[str], m: MatchSingle, o: Outcome) -> None:
         score = -1 if o.label is None else float(o.label)
         counts["judged"] += 1
         counts["unparsable"] += score == -1
@@ -108,7 +118,7 @@ def judge_single(
 
 def summarise(
     judgment_path: Path, questions: list[dict], *, resamples: int = 1000, seed: int = 0
-) -> dict:
+) -> dict[str, MtModel]:
     """Per model: mean score per category and turn with 95% bootstrap intervals over questions,
     per turn, overall (FastChat's average over both turns), and the unparsable count."""
     from limakit.evaluation.metrics import bootstrap_ci
@@ -119,17 +129,17 @@ def summarise(
         if row["question_id"] in category:
             scores[row["model"]].append(row)
 
-    def stat(values: list[float]) -> dict:
+    def stat(values: list[float]) -> MtStat:
         if not values:
             return {"mean": None, "ci": None, "n": 0}
         mean = sum(values) / len(values)
         ci = bootstrap_ci(values, resamples=resamples, seed=seed)
         return {"mean": round(mean, 4), "ci": ci, "n": len(values)}
 
-    out = {}
+    out: dict[str, MtModel] = {}
     for model, rows in sorted(scores.items()):
         valid = [r for r in rows if r["score"] != -1]
-        cats: dict[str, dict] = {}
+        cats: dict[str, MtTurns] = {}
         for cat in sorted({category[r["question_id"]] for r in rows}):
             in_cat = [r for r in valid if category[r["question_id"]] == cat]
             cats[cat] = {
@@ -148,11 +158,11 @@ def summarise(
     return out
 
 
-def table_lines(summary: dict) -> list[str]:
+def table_lines(summary: dict[str, MtModel]) -> list[str]:
     """A plain-text table per model: category x turn with intervals, then the overall mean."""
 
-    def cell(s: dict) -> str:
-        if s["mean"] is None:
+    def cell(s: MtStat) -> str:
+        if s["mean"] is None or s["ci"] is None:
             return "-"
         return f"{s['mean']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}]"
 
@@ -180,7 +190,7 @@ def table_lines(summary: dict) -> list[str]:
     return lines
 
 
-def radar_plot(model: str, s: dict, out: Path) -> Path:
+def radar_plot(model: str, s: MtModel, out: Path) -> Path:
     """Mean score per category (both turns) on a 0-10 radar, as FastChat shows MT-Bench."""
     import math
 
@@ -189,8 +199,9 @@ def radar_plot(model: str, s: dict, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cats = [c for c, v in s["categories"].items() if v["both"]["mean"] is not None]
-    values = [s["categories"][c]["both"]["mean"] for c in cats]
+    both = {c: v["both"]["mean"] for c, v in s["categories"].items()}
+    cats = [c for c, mean in both.items() if mean is not None]
+    values = [mean for mean in both.values() if mean is not None]
     fig = plt.figure(figsize=(5.5, 5.5))
     ax = fig.add_subplot(111, projection="polar")
     if cats:
@@ -218,22 +229,22 @@ def run_mtbench(
     questions_path: str | os.PathLike | None = None,
     judge_prompts_path: str | os.PathLike | None = None,
     reference_path: str | os.PathLike | None = None,
-    other_answers: list[str | os.PathLike] = (),
+    other_answers: Sequence[str | os.PathLike] = (),
     config=None,
     seed: int = 0,
     batch_size: int = 16,
     dtype: str = "auto",
     device: str | None = "auto",
     progress: bool = True,
-) -> dict:
+) -> AnswersOnly | MtBenchSummary:
     """Answer (when ``model`` is given), grade (when ``judge`` is given) and summarise."""
     out_dir = Path(out_dir)
-    result, questions, answer_files = collect_answers(
+    found, questions, answer_files = collect_answers(
         out_dir,
         model=model,
         model_id=model_id,
         questions_path=questions_path,
-        other_answers=other_answers,
+        other_answers=list(other_answers),
         config=config,
         seed=seed,
         batch_size=batch_size,
@@ -241,8 +252,13 @@ def run_mtbench(
         device=device,
         progress=progress,
     )
+    files: AnswersOnly = {
+        "questions": found["questions"],
+        "answers": found["answers"],
+        "answers_from": found["answers_from"],
+    }
     if judge is None:
-        return result
+        return files
     answers, prompts, refs = grading_inputs(answer_files, judge_prompts_path, reference_path)
     counts = judge_single(out_dir, questions, answers, judge, prompts, refs)
     jpath = judgment_file(out_dir, judge.model)
@@ -253,12 +269,11 @@ def run_mtbench(
             summary[name]["unanswered"] = sum(q["question_id"] not in by_q for q in questions)
     for name in summary:
         radar_plot(name, summary[name], out_dir / f"radar-{safe_name(name)}.png")
-    result.update(
-        {
-            "judge": {"model": judge.model, "file": str(jpath)},
-            "counts": counts,
-            "models": summary,
-        }
-    )
+    result: MtBenchSummary = {
+        **files,
+        "judge": {"model": judge.model, "file": str(jpath)},
+        "counts": counts,
+        "models": summary,
+    }
     write_json(out_dir / "summary.json", result)
     return result
