@@ -12,6 +12,7 @@ from limakit.core.errors import LimaError
 from limakit.run.ablate import load_ablate_config, plan_arms
 from limakit.run.ablation_report import overlap, verdict_lines
 from tests.evaluation.fake_server import FakeServer
+from tests.evaluation.summary_cases import answer_checks
 from tests.runkit import judge_behaviour, read_json, tiny_config
 
 ARMS = [
@@ -285,9 +286,9 @@ def test_judge_free_measures_and_shift_per_arm_in_the_report(tmp_path):
 
     m = {"value": 0.75, "ci": [0.5, 1.0], "n": 4}
     run = tmp_path / "arms" / "custom-plw0.1-seed0"
-    write_json(run / "judge" / "checks.json", {"model": {"measures": {
-        "ends_turn": m, "repetition": {"value": 0.125, "ci": [0.1, 0.15], "n": 4}}},
-        "base": {"measures": {"ends_turn": {"value": 0.0, "ci": [0, 0], "n": 4}}}})  # fmt: skip
+    write_json(run / "judge" / "checks.json", {"model": answer_checks({
+        "ends_turn": m, "repetition": {"value": 0.125, "ci": [0.1, 0.15], "n": 4}}),
+        "base": answer_checks({"ends_turn": {"value": 0.0, "ci": [0, 0], "n": 4}})})  # fmt: skip
     shares = {k: {"value": v, "ci": [v - 0.01, v + 0.01], "n": 4}
               for k, v in (("unshifted", 0.9), ("marginal", 0.06), ("shifted", 0.04))}  # fmt: skip
     write_json(run / "shift" / "shift.json", {"base": "smollm2-135m", "files": [

@@ -22,6 +22,7 @@ from limakit.core.console import note
 from limakit.core.errors import LimaError
 from limakit.core.files import atomic_write, write_json
 from limakit.evaluation.answers import read_answers
+from limakit.evaluation.metrics import PairwiseStats
 from limakit.judging.config import JudgeConfig
 from limakit.records.example import Example, read_examples, write_examples
 
@@ -143,12 +144,12 @@ def _table_md(rows: list[dict], protocol: str, chosen: int | None) -> str:
     return "\n".join(lines)
 
 
-def _score_ci(s: dict, judge: JudgeConfig) -> list[float]:
+def _score_ci(s: PairwiseStats, judge: JudgeConfig) -> list[float]:
     """95% interval of the pairwise score (win = 1, tie = 1/2, lose = 0 per judged pair)."""
     from limakit.evaluation.metrics import bootstrap_ci
 
-    n = int(s.get("n") or 0)
-    counts = {k: round(s[k] * n) for k in ("win", "tie", "lose")}
+    n = s["n"]
+    counts = {"win": round(s["win"] * n), "tie": round(s["tie"] * n), "lose": round(s["lose"] * n)}
     values = [1.0] * counts["win"] + [0.5] * counts["tie"] + [0.0] * counts["lose"]
     return bootstrap_ci(values, resamples=judge.bootstrap, seed=judge.seed)
 
@@ -318,7 +319,8 @@ def select_checkpoint(  # noqa: PLR0913 - keyword-only, one per option of `lima 
                          "score_ci": _score_ci(s, judge), "win": s["win"],
                          "tie": s["tie"], "lose": s["lose"], "win_ci": s["win_ci"],
                          "consistency": s["consistency"], "invalid": s["invalid"], "n": s["n"],
-                         **{k: s.get(k) for k in ("lc_win_rate", "lc_win_rate_ci", "lc")}})  # fmt: skip
+                         "lc_win_rate": s["lc_win_rate"], "lc_win_rate_ci": s["lc_win_rate_ci"],
+                         "lc": s["lc"]})  # fmt: skip
         else:
             s = judge_likert(answers, judge, out, samples=samples)
             rows.append({"epoch": epoch, "score": s["mean"] if s["mean"] is not None else 0.0,

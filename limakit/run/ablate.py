@@ -246,9 +246,11 @@ def arm_checks(run_dir: Path) -> dict:
     """The run's judge-free figures of the fine-tuned model's answers: ``measures`` (name ->
     ``{value, ci, n}``, from ``judge/checks.json``) and ``shift`` (its token-distribution shift
     against the base, from ``shift/shift.json``), each None where the run has none."""
+    from limakit.evaluation.summaries import load_checks
+
     checks = run_dir / CHECKS_FILE
-    model = read_json(checks).get("model") if checks.exists() else None
-    out: dict = {"measures": (model or {}).get("measures"), "shift": None}
+    model = load_checks(checks).get("model") if checks.exists() else None
+    out: dict = {"measures": model["measures"] if model else None, "shift": None}
     if (run_dir / SHIFT_FILE).exists():
         summary = read_json(run_dir / SHIFT_FILE)
         mine = [f for f in summary["files"] if Path(f["answers"]).name == "model.jsonl"]

@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from limakit.core.files import atomic_write, read_json, read_jsonl_records
 from limakit.run.config import RunConfig
+
+if TYPE_CHECKING:
+    from limakit.evaluation.summaries import ChecksFile
 
 
 def _demote(md: str, levels: int = 1) -> str:
@@ -141,7 +145,7 @@ def prompt_lines(cfg: RunConfig, root: Path) -> list[str]:
     ]
 
 
-def _checks_lines(checks: dict) -> list[str]:
+def _checks_lines(checks: ChecksFile) -> list[str]:
     """Every judge-free measure per system with its 95% interval, then answer lengths."""
     from limakit.evaluation.checks import measures_table
 
@@ -152,13 +156,14 @@ def _checks_lines(checks: dict) -> list[str]:
 def subset_lines(cfg: RunConfig, root: Path) -> list[str]:
     """The judge-free measures of each prompt subset (``sample.subsets``), e.g. safety."""
     from limakit.evaluation.checks import measures_table
+    from limakit.evaluation.summaries import load_checks
 
     lines: list[str] = []
     for k, path in cfg.sample.subsets.items():
         checks = root / "judge" / f"checks-{k}.json"
         if checks.exists():
             lines += [f"### Prompt subset `{k}`", "", f"Prompts: `{_shown(Path(path))}`.", ""]
-            lines += [*measures_table(read_json(checks)), ""]
+            lines += [*measures_table(load_checks(checks)), ""]
             lines += [f"From [judge/checks-{k}.json](../judge/checks-{k}.json).", ""]
     return lines
 
@@ -298,7 +303,9 @@ def write_run_report(cfg: RunConfig, root: Path) -> Path:
     checks = root / "judge" / "checks.json"
     if checks.exists():
         lines += ["## Automatic checks (no judge)", ""]
-        lines += _checks_lines(read_json(checks))
+        from limakit.evaluation.summaries import load_checks
+
+        lines += _checks_lines(load_checks(checks))
         lines += ["", "From [judge/checks.json](../judge/checks.json).", ""]
     lines += subset_lines(cfg, root)
     lines += shift_report_lines(root)

@@ -174,3 +174,15 @@ def test_the_report_of_a_damaged_summary_is_the_loaders_error(tmp_path, capsys):
     assert main(["report", str(folder), "--out", str(tmp_path / "r")]) == 2
     err = "".join(capsys.readouterr().err.split())  # rich wraps long error lines
     assert "".join(f"{path}: field 'b.model' is missing".split()) in err
+
+
+def test_an_arms_checks_are_read_through_the_loader(tmp_path):
+    from limakit.run.ablate import arm_checks
+
+    (tmp_path / "judge").mkdir()
+    damaged = _without(fixture("checks"), "model", "prompts")
+    (tmp_path / "judge" / "checks.json").write_text(json.dumps(damaged), encoding="utf-8")
+    with pytest.raises(LimaError, match=r"checks\.json: field 'model\.prompts' is missing"):
+        arm_checks(tmp_path)
+    (tmp_path / "judge" / "checks.json").write_text(json.dumps(fixture("checks")))
+    assert arm_checks(tmp_path)["measures"] == fixture("checks")["model"]["measures"]
