@@ -30,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from limakit.generation import DecodeConfig, generate_answers  # noqa: E402
-from limakit.models import load  # noqa: E402
+from limakit.models import LoadedModel, load_model_for  # noqa: E402
 from limakit.records.example import Example, Message  # noqa: E402
 from limakit.records.template import render_prompt  # noqa: E402
 
@@ -71,10 +71,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_limakit(model, tok, prompts, batch) -> tuple[float, int]:
+def run_limakit(loaded: LoadedModel, prompts, batch) -> tuple[float, int]:
     cfg = DecodeConfig(max_new_tokens=NEW)
     t = time.perf_counter()
-    answers = generate_answers((model, tok), prompts, config=cfg, batch_size=batch, progress=False)
+    answers = generate_answers(loaded, prompts, config=cfg, batch_size=batch, progress=False)
     dt = time.perf_counter() - t
     return dt, sum(a.meta["new_tokens"] for a in answers)
 
@@ -103,7 +103,7 @@ def run_hf(model, tok, ids: list[list[int]], batch: int) -> tuple[float, int]:
     return time.perf_counter() - t, total
 
 
-def run_serve(model, tok, prompts, clients: int = 16) -> tuple[float, int]:
+def run_serve(loaded: LoadedModel, prompts, clients: int = 16) -> tuple[float, int]:
     import socket
 
     import openai
@@ -114,7 +114,7 @@ def run_serve(model, tok, prompts, clients: int = 16) -> tuple[float, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(model, tok, model_name="bench", max_batch=16)
+    app = create_app(loaded, model_name="bench", max_batch=16)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
@@ -164,7 +164,7 @@ def main() -> int:
     args = ap.parse_args()
     dtypes = (args.dtypes or ("float32,bfloat16" if bf16_is_fast("cpu") else "float32")).split(",")
     torch.manual_seed(0)
-    _, tok = load("smollm2-135m", "float32")
+    tok = load_model_for("smollm2-135m", "cpu", "float32").tokenizer  # with the limakit format
     prompts, lengths = sharegpt_prompts(tok)
     ids = [render_prompt(p.messages, tok) for p in prompts]
     print(
@@ -184,16 +184,17 @@ def main() -> int:
 
     ours, batched8 = "limakit generate (continuous, pool 16)", "transformers generate, batches of 8"
     for dtype in dtypes:
-        model, _ = load("smollm2-135m", dtype)
-        row(ours, dtype, *run_limakit(model, tok, prompts, args.batch_size))
+        model = load_model_for("smollm2-135m", "cpu", dtype).model
+        loaded = LoadedModel.of(model, tok)  # one tokenizer for every dtype, as the prompts were
+        row(ours, dtype, *run_limakit(loaded, prompts, args.batch_size))
         if dtype == dtypes[-1]:
-            row("lima serve, 16 concurrent clients", dtype, *run_serve(model, tok, prompts))
+            row("lima serve, 16 concurrent clients", dtype, *run_serve(loaded, prompts))
         row(batched8, dtype, *run_hf(model, tok, ids, 8))
         if dtype == "float32":
             k = args.single_subset
             subset = [ids[round(i * (len(ids) - 1) / max(1, k - 1))] for i in range(k)]
             row("transformers generate, 1 at a time", dtype, *run_hf(model, tok, subset, 1))
-        del model
+        del model, loaded
     print(f"\npeak RSS: {peak_rss_mb():.0f} MB")
     ok = True
     for dtype in dtypes:  # like with like: both sides in the same dtype

@@ -157,9 +157,9 @@ def build_model(tokenizer_dir: str, dest: Path, dry: bool) -> int:
     torch.manual_seed(0)
     with torch.device(device_name(dry)):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    attach(tok, model, Template.from_tokenizer(tok))
+    attach(tok, model, Template())
     model.save_pretrained(dest)
-    save_tokenizer(tok, dest)  # with its template file, as a trained checkpoint
+    save_tokenizer(tok, dest, Template())  # with its template file, as a trained checkpoint
     return sum(p.numel() for p in model.parameters())
 
 
@@ -428,12 +428,13 @@ def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
     import torch
 
     from limakit.generation import DecodeConfig, generate_answers
-    from limakit.models import load
+    from limakit.models import load_model_for
     from limakit.records.template import render_prompt
 
     n, new = (8, 16) if dry else (GEN["n"], GEN["new"])
     dev = device_name(dry)
-    lm, tok = load(model, "auto" if dry else "bfloat16", device=dev)
+    loaded = load_model_for(model, dev, "auto" if dry else "bfloat16")
+    lm, tok = loaded.pair
     prompts = gen_prompts(data, n)
 
     def sync() -> None:
@@ -459,7 +460,7 @@ def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
         # "limakit-eager": the dynamic steps, no graphs. Graph captures count in the timing.
         graphs = which == "limakit"
         generate_answers(
-            (lm, tok),
+            loaded,
             prompts[:2],
             config=DecodeConfig(max_new_tokens=4),
             progress=False,
@@ -468,7 +469,7 @@ def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
         with EngineWatch() as watch:
             t = time.perf_counter()
             answers = generate_answers(
-                (lm, tok), prompts, config=cfg, batch_size=n, progress=False, cuda_graphs=graphs
+                loaded, prompts, config=cfg, batch_size=n, progress=False, cuda_graphs=graphs
             )
             sync()
             wall = time.perf_counter() - t
@@ -479,7 +480,7 @@ def gen_worker(which: str, data: str, model: str, out: str, dry: bool) -> dict:
                 "ms_per_step": 1e3 * sorted(steps)[len(steps) // 2] if steps else None}  # fmt: skip
     else:  # lima serve, one client per prompt at once
         with EngineWatch() as watch:
-            made, t = serve_clients(lm, tok, prompts, new)
+            made, t = serve_clients(loaded, prompts, new)
             wall = time.perf_counter() - t
         return {"tokens_per_s": made / wall, "tokens": made, "gpu_gb": peak_memory_gb(),
                 "decode": watch.mode()}  # fmt: skip
@@ -552,7 +553,7 @@ def decode_profile(mode: str, data: str, model: str, out: str, dry: bool, steps:
             "trace": str(trace), "table": text}  # fmt: skip
 
 
-def serve_clients(lm, tok, prompts, new: int) -> tuple[int, float]:
+def serve_clients(loaded, prompts, new: int) -> tuple[int, float]:
     """Start ``lima serve``'s app; 32 clients (at most) stream their answers at once."""
     import socket
     import threading
@@ -566,7 +567,7 @@ def serve_clients(lm, tok, prompts, new: int) -> tuple[int, float]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(lm, tok, model_name="bench", max_batch=len(prompts))
+    app = create_app(loaded, model_name="bench", max_batch=len(prompts))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

@@ -105,22 +105,23 @@ def answer(model_dir: str, qpath: Path, out: Path, args) -> dict[int, dict]:
     import limakit.generation as generation
     from limakit.evaluation.mtbench.answering import answer_questions
     from limakit.evaluation.mtbench.files import read_questions
+    from limakit.generation.batch import model_for_answers
 
     timer = TurnTimer(generation.generate_answers)
     generation.generate_answers = timer  # answer_questions looks it up at call time
+    # lima mt-bench's defaults (FastChat's): no nucleus cut, no repetition penalty
+    config = generation.DecodeConfig(
+        max_new_tokens=args.max_new_tokens, top_p=1.0, repetition_penalty=1.0
+    )
+    load = model_for_answers(model_dir, device="cpu", dtype=args.dtype, template=config.template)
     try:
         answer_questions(
-            model_dir,
+            load,
             read_questions(qpath),
             out,
             MODEL,
-            # lima mt-bench's defaults (FastChat's): no nucleus cut, no repetition penalty
-            generation.DecodeConfig(
-                max_new_tokens=args.max_new_tokens, top_p=1.0, repetition_penalty=1.0
-            ),
+            config,
             batch_size=args.batch_size,
-            dtype=args.dtype,
-            device="cpu",
             progress=False,
         )
     finally:

@@ -214,7 +214,7 @@ def trl_worker(mode: str, tokens: str, out: str) -> None:
 
     tokenizer = load_tokenizer("smollm2-135m")
     model = AutoModelForCausalLM.from_pretrained(resolve("smollm2-135m"), dtype=torch.float32)
-    attach(tokenizer, model, Template.from_tokenizer(tokenizer))  # the same EOT row as ours
+    attach(tokenizer, model, Template())  # the same EOT row as ours
     rows = [json.loads(x) for x in Path(tokens).read_text().splitlines()]
     ds = Dataset.from_list(rows)
     times: list[float] = []

@@ -17,17 +17,16 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import torch
 
 from limakit.core.errors import LimaError
 from limakit.core.files import give_usual_mode
-
-if TYPE_CHECKING:
-    from limakit.records.template import Template
+from limakit.records.template import Template
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -153,24 +152,30 @@ def resolve(name: str = DEFAULT_MODEL) -> str:
     return name  # a hub id: transformers downloads it (on machines with network access)
 
 
-def load_tokenizer(name: str = DEFAULT_MODEL):
+def load_tokenizer(name: str = DEFAULT_MODEL) -> Any:
+    """The tokenizer alone (its vocabulary); a model to run is loaded by :func:`load_model_for`,
+    which also reads the chat format saved beside it."""
     from transformers import AutoTokenizer
 
     path = resolve(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise LimaError(f"cannot load tokenizer of {name!r}: {e}") from None
-    if os.path.isdir(path):  # a checkpoint saved with its template file carries it whole
-        from limakit.records.template import carry, read_template
-
-        template = read_template(path)
-        if template is not None:
-            carry(tokenizer, template)
-    return tokenizer
 
 
-def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, **kwargs):
+def saved_template(name: str) -> Template | None:
+    """The template a limakit checkpoint was saved with (``limakit_template.json`` beside its
+    weights), or None for a model that is not one."""
+    from limakit.records.template import read_template
+
+    path = resolve(name)
+    return read_template(path) if os.path.isdir(path) else None
+
+
+def load_model(
+    name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, **kwargs: Any
+) -> Any:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -185,7 +190,9 @@ def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float
         raise LimaError(f"cannot load model {name!r}: {e}") from None
 
 
-def host_to_device(data, device: torch.device | str, dtype: torch.dtype | None = None):
+def host_to_device(
+    data: Any, device: torch.device | str, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """A host tensor (or nested lists, made into one) on ``device``.
 
     On CUDA the copy goes through pinned memory with ``non_blocking``: a copy from pageable memory
@@ -198,7 +205,7 @@ def host_to_device(data, device: torch.device | str, dtype: torch.dtype | None =
     return t.to(device)
 
 
-def resolve_device(name: str | None = "auto") -> torch.device:
+def resolve_device(name: torch.device | str | None = "auto") -> torch.device:
     """``auto`` (or None): CUDA when this machine has it, else the CPU; otherwise the named device,
     which must exist here: a missing one is an error, never a silent fallback."""
     if name in (None, "", "auto"):
@@ -252,27 +259,34 @@ class LoadedModel:
     ``template`` is limakit's chat format as attached (None when the model is used in its own
     chat format); ``eot_id`` its end-of-turn id (None without a template). ``model`` is None for
     a loader that reads only the tokenizer and template (a backend that loads its own weights).
+    The template travels here, with the model: nothing looks it up from the tokenizer.
     """
 
     model: Any
     tokenizer: Any
-    template: Any  # limakit.records.template.Template | None
+    template: Template | None
     eot_id: int | None
     device: torch.device
     dtype: torch.dtype
     name: str = ""
 
     @classmethod
-    def of(cls, model, tokenizer, template: Any = "limakit", name: str | None = None):
-        """An already loaded ``(model, tokenizer)``, where it is: its device and dtype are read
-        from its weights. ``template``: a Template, "limakit" (the one the tokenizer carries,
-        EOT added to the tokenizer if missing), "auto"/"own" (see ``choose_template``), or None
-        (no format decided: no template, no EOT id)."""
+    def of(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        template: Template | Literal["limakit"] | None = "limakit",
+        name: str | None = None,
+    ) -> LoadedModel:
+        """A model and tokenizer already in memory (built by a test or a bench), where they are:
+        the device and dtype are read from the weights. ``template``: the Template the model
+        speaks, "limakit" (the default Template), or None (its own format: no template, no EOT
+        id). The EOT is added to the tokenizer if it lacks it; the model is left as it is."""
         from limakit.records.template import add_eot_token
 
         first = next(model.parameters())
         name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
-        chosen = _chosen_template(tokenizer, template)
+        chosen = Template() if template == "limakit" else template
         eot_id = None if chosen is None else add_eot_token(tokenizer, chosen)
         return cls(model, tokenizer, chosen, eot_id, first.device, first.dtype, name)
 
@@ -281,42 +295,53 @@ class LoadedModel:
         return self.model, self.tokenizer
 
 
-def _chosen_template(tokenizer, template):
-    """The Template a loader attaches, or None for a model used as it is."""
-    from limakit.records.template import Template, choose_template
+TemplateChoice = Template | str | None
+"""What a loader is asked for: a Template, "limakit" (the checkpoint's saved template, else the
+default one), "auto"/"own" (a model's own chat template when it has one), a plain-text layout
+("plain", "in-context"), or None (the model as it is)."""
+
+
+def _chosen_template(
+    tokenizer: Any, template: TemplateChoice, saved: Template | None
+) -> Template | None:
+    """The Template a loader attaches, or None for a model used as it is (``saved``: the one its
+    checkpoint was saved with, if any)."""
+    from limakit.records.template import choose_template
 
     if template is None or isinstance(template, Template):
         return template
     if template in ("plain", "in-context"):  # a pretrained model used as it is, in plain text
         return None
-    if template != "limakit" and choose_template(tokenizer, template) == "own":
+    if template != "limakit" and choose_template(tokenizer, template, saved) == "own":
         return None
-    return Template.from_tokenizer(tokenizer)
+    return saved or Template()
 
 
 def load_model_for(
     name: str = DEFAULT_MODEL,
     device: torch.device | str | None = "auto",
     dtype: torch.dtype | str = "auto",
-    template: Any = "limakit",
+    template: TemplateChoice = "limakit",
     *,
     weights: bool = True,
     eot_init: str = "mean",
-    **model_kwargs,
+    **model_kwargs: Any,
 ) -> LoadedModel:
     """Load ``name`` once, with its runtime decided: the device and dtype resolved here (the
-    weights go straight there), the chat format attached and its EOT id looked up.
+    weights go straight there), the chat format attached and its EOT id looked up. The one
+    place a model named by a command, a config or a stage becomes a :class:`LoadedModel`;
+    everything below takes that object.
 
-    ``template``: "limakit" (default: the template the checkpoint carries, or the default one for
-    a base model), a :class:`~limakit.records.template.Template`, or "auto"/"own" (a model with a chat
-    template of its own is then loaded as it is, without limakit's format). ``weights=False``
-    reads the tokenizer and template only (``model`` is None).
+    ``template``: "limakit" (default: the template the checkpoint was saved with, or the default
+    one for a base model), a :class:`~limakit.records.template.Template`, or "auto"/"own" (a
+    model with a chat template of its own is then loaded as it is, without limakit's format).
+    ``weights=False`` reads the tokenizer and template only (``model`` is None).
     """
     from limakit.records.template import add_eot_token
 
     runtime = resolve_runtime(device, dtype)
     tokenizer = load_tokenizer(name)
-    chosen = _chosen_template(tokenizer, template or "limakit")
+    chosen = _chosen_template(tokenizer, template or "limakit", saved_template(name))
     model = None
     if weights:
         placed = {"device_map": str(runtime.device)} if runtime.device.type != "cpu" else {}
@@ -327,21 +352,6 @@ def load_model_for(
     elif chosen is not None:
         eot_id = add_eot_token(tokenizer, chosen)
     return LoadedModel(model, tokenizer, chosen, eot_id, runtime.device, runtime.dtype, str(name))
-
-
-def load(
-    name: str = DEFAULT_MODEL,
-    dtype: torch.dtype | str = torch.float32,
-    template=None,
-    device: torch.device | str | None = "cpu",
-):
-    """Model and tokenizer with the limakit chat format attached (EOT added if missing).
-
-    The weights are loaded straight onto ``device`` ("auto": CUDA when present); a dtype of
-    "auto" is bf16 where that device multiplies bf16 at full speed, else float32. The pair form
-    of :func:`load_model_for`, which returns everything decided about the model.
-    """
-    return load_model_for(name, device, dtype, template or "limakit").pair
 
 
 def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
@@ -383,7 +393,7 @@ def parse_dtype(name: str, device: torch.device | str = "cpu") -> torch.dtype:
 
 
 @contextlib.contextmanager
-def offline():
+def offline() -> Iterator[None]:
     """Force transformers and the hub client offline inside the block (tests, the demo)."""
     saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
@@ -400,7 +410,9 @@ def offline():
 # --- model surgery: the EOT's embedding rows ---------------------------------------------------
 
 
-def add_eot(tokenizer, model=None, template: Template | None = None, init: str = "mean") -> int:
+def add_eot(
+    tokenizer: Any, model: Any = None, template: Template | None = None, init: str = "mean"
+) -> int:
     """Add the EOT special token and grow the embeddings; returns the EOT id.
 
     The new row(s) start as the mean row (``init="mean"``), or as a copy of the base model's EOS
@@ -408,7 +420,7 @@ def add_eot(tokenizer, model=None, template: Template | None = None, init: str =
     model's own end-of-text, instead of near zero, so even a short run learns to stop.
     Idempotent: a tokenizer that already has the EOT is left alone.
     """
-    from limakit.records.template import Template, add_eot_token
+    from limakit.records.template import add_eot_token
 
     template = template or Template()
     if init not in ("mean", "eos"):
@@ -437,18 +449,21 @@ def add_eot(tokenizer, model=None, template: Template | None = None, init: str =
     return eot_id
 
 
-def attach(tokenizer, model=None, template: Template | None = None, eot_init: str = "mean") -> int:
+def attach(
+    tokenizer: Any, model: Any = None, template: Template | None = None, eot_init: str = "mean"
+) -> int:
     """Make ``tokenizer`` (and ``model``) speak the limakit format; returns the EOT id.
 
     Adds the EOT, stores the Jinja ``chat_template``, makes the EOT the tokenizer's EOS and the
-    model's generation EOS, and gives the tokenizer a pad token if it has none. The tokenizer
-    then carries the whole template: :func:`save_tokenizer` writes it beside the checkpoint.
+    model's generation EOS, and gives the tokenizer a pad token if it has none. The template
+    itself travels in the :class:`LoadedModel`;
+    :func:`~limakit.records.template.save_tokenizer` writes it beside a
+    checkpoint.
     """
-    from limakit.records.template import Template, carry, chat_template
+    from limakit.records.template import chat_template
 
     template = template or Template()
     eot_id = add_eot(tokenizer, model, template, init=eot_init)
-    carry(tokenizer, template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or template.eot
     tokenizer.chat_template = chat_template(tokenizer, template)

@@ -80,11 +80,11 @@ def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> str:
     """A saved tiny random Llama with the SmolLM2 tokenizer and limakit format (its template file
     beside it, as a trained checkpoint has): loads like any model."""
     from limakit.models import attach
-    from limakit.records.template import save_tokenizer
+    from limakit.records.template import Template, save_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-llama")
     model = make_tiny_model(smollm2_tokenizer)
     attach(smollm2_tokenizer, model)
     model.save_pretrained(path)
-    save_tokenizer(smollm2_tokenizer, path)
+    save_tokenizer(smollm2_tokenizer, path, Template())
     return str(path)

@@ -54,7 +54,9 @@ def test_the_demo_baseline_is_sampled_in_its_own_chat_format(smollm2_dir, tmp_pa
     monkeypatch.setattr(generation, "generate_answers", fake_generate)
     (stage,) = baseline_stages(cfg)
     stage.run(tmp_path)
-    assert got["model"] == "smollm2-135m" and got["config"].template == "auto"
+    assert got["config"].template == "auto"
+    loaded = got["model"]()  # the stage's loader: the model it names, in its own format
+    assert loaded.name == "smollm2-135m" and loaded.template is None
     assert got["config"].max_new_tokens == cfg.sample.decode.max_new_tokens
 
 

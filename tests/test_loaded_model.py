@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from limakit.core.errors import LimaError
-from limakit.models import LoadedModel, attach, load_model_for, resolve_runtime
+from limakit.models import LoadedModel, attach, load_model_for, resolve_runtime, saved_template
 from limakit.records.example import Message
 from limakit.records.template import (
     TEMPLATE_FILE,
     Template,
-    is_limakit,
     read_template,
     render_prompt,
     save_tokenizer,
@@ -52,7 +51,8 @@ def _checkpoint(smollm2_dir, dest: Path, template: Template) -> Path:
     tok = _fresh_tokenizer(smollm2_dir)
     model = make_tiny_model(tok)
     attach(tok, model, template)
-    save_checkpoint(dest, _Accelerator(), model.save_pretrained, tok, _Config(), {"global_step": 1})
+    save_checkpoint(dest, _Accelerator(), model.save_pretrained, tok, _Config(), {"global_step": 1},
+                    template=template)  # fmt: skip
     return dest
 
 
@@ -67,14 +67,18 @@ def test_a_checkpoint_saved_with_custom_headers_reloads_with_the_same_template(
     loaded = load_model_for(str(path), "cpu", "float32")
     assert loaded.template == CUSTOM  # the headers too, not only the EOT
     assert loaded.eot_id == loaded.tokenizer.convert_tokens_to_ids(CUSTOM.eot)
-    assert Template.from_tokenizer(loaded.tokenizer) == CUSTOM
-    assert is_limakit(loaded.tokenizer)
-    text = loaded.tokenizer.decode(render_prompt([Message("user", "Hi")], loaded.tokenizer))
+    assert saved_template(str(path)) == CUSTOM
+    hi = [Message("user", "Hi")]
+    text = loaded.tokenizer.decode(render_prompt(hi, loaded.tokenizer, loaded.template))
     assert "### Human:\nHi<|end_of_turn|>### Bot:\n" in text
     # Loaded again and saved again, the template is kept.
     again = tmp_path / "again"
-    save_tokenizer(loaded.tokenizer, again)
+    save_tokenizer(loaded.tokenizer, again, loaded.template)
     assert read_template(again) == CUSTOM
+    # The template travels with the LoadedModel, not with the tokenizer: nothing remembers it
+    # for that tokenizer object, so the same tokenizer without it renders the default format.
+    plain = loaded.tokenizer.decode(render_prompt(hi, loaded.tokenizer))
+    assert "<|user|>\nHi<|eot|><|assistant|>\n" in plain
 
 
 def test_a_bad_template_file_is_an_error_naming_it(tmp_path):

@@ -54,7 +54,7 @@ def test_missing_alias_package_names_pip_command(monkeypatch):
 
 
 def test_local_folder_loads_with_format(tiny_model_dir):
-    model, tok = models.load(tiny_model_dir)
+    model, tok = models.load_model_for(tiny_model_dir, "cpu", "float32").pair
     assert tok.eos_token == "<|eot|>"
     assert model.get_input_embeddings().weight.shape[0] == len(tok)
 

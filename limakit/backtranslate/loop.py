@@ -157,6 +157,7 @@ class Loop:
 
     def augment(self, texts: list[dict], backward: Path) -> list[dict]:
         from limakit.generation import generate_answers
+        from limakit.generation.batch import model_for_answers
 
         cfg = self.cfg.augment
         folder = self.root / "augment"
@@ -175,8 +176,10 @@ class Loop:
                 )
                 prompts.append(Example([Message("user", shown)], source=t["source"], id=t["id"]))
             folder.mkdir(parents=True, exist_ok=True)
+            load = model_for_answers(backward, device=cfg.device, dtype=cfg.dtype,
+                                     template=cfg.decode.template, backend=cfg.backend)  # fmt: skip
             answers = generate_answers(
-                str(backward),
+                load,
                 prompts,
                 samples=1,
                 seed=self.cfg.random_seed,
@@ -184,10 +187,8 @@ class Loop:
                 out=folder / "instructions.jsonl",
                 batch_size=cfg.batch_size,
                 model_name=_rel(backward, self.root),
-                dtype=cfg.dtype,
                 progress=self.cfg.progress,
                 backend=cfg.backend,
-                device=cfg.device,
             )
             by_id = {t["id"]: t for t in texts}
             pairs, drops = [], []

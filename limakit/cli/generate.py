@@ -233,13 +233,16 @@ the x-queue-time header (whole responses) and the per-request log line.
 def run_generate(args) -> int:
     from limakit.core.console import note
     from limakit.generation import generate_answers
+    from limakit.generation.batch import model_for_answers
     from limakit.generation.turns import read_prompts
     from limakit.run.config import resolve_ref
 
     config = _config(args)
     prompts = list(read_prompts(resolve_ref(args.prompts)))
+    load = model_for_answers(args.model, device=args.device, dtype=args.dtype,
+                             template=config.template, backend=args.backend)  # fmt: skip
     answers = generate_answers(
-        args.model,
+        load,
         prompts,
         samples=args.samples,
         seed=args.seed,
@@ -247,9 +250,7 @@ def run_generate(args) -> int:
         out=args.out,
         batch_size=args.batch_size,
         model_name=args.model_name or args.model,
-        dtype=args.dtype,
         backend=args.backend,
-        device=args.device,
         force=args.force,
         cuda_graphs=args.cuda_graphs,
     )
@@ -285,14 +286,14 @@ def run_serve(args) -> int:
     import uvicorn
 
     from limakit.core.errors import LimaError
-    from limakit.generation.batch import load_for_generation
     from limakit.generation.server import MAX_SEQUENCES, create_app
+    from limakit.models import load_model_for
 
     if args.max_body_mb <= 0:
         raise LimaError(f"--max-body-mb must be positive (got {args.max_body_mb})")
     config = _config(args)
     # The chat format is resolved as generate resolves it: the same loader, the same default.
-    loaded = load_for_generation(args.model, args.dtype, None, args.device, config.template)
+    loaded = load_model_for(args.model, args.device, args.dtype, config.template)
     app = create_app(
         loaded,
         model_name=args.model_name or args.model,

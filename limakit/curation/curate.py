@@ -98,7 +98,12 @@ def screen(cfg: CurateConfig, g: Gathered, funnel: Funnel) -> tuple[Screen, Pool
     )
     against = cfg.decontaminate.against
     decon = Decontaminator(against, n=cfg.decontaminate.n) if against else None
-    lengths = TokenLengths(cfg.tokenizer, cfg.max_len) if cfg.max_len is not None else None
+    lengths = None
+    if cfg.max_len is not None:  # counted in the tokenizer and template training will load
+        from limakit.models import load_model_for
+
+        loaded = load_model_for(cfg.tokenizer, "cpu", "float32", weights=False)
+        lengths = TokenLengths(loaded, cfg.max_len)
     sc = Screen(cfg, funnel, deduper, decon, lengths)
     survivors: Pools = defaultdict(lambda: defaultdict(list))
     for b in g.order:

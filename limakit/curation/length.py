@@ -5,7 +5,7 @@ Curation that knows the training length rejects a conversation that would not fi
 tokens once rendered in the training template, instead of letting training trim it later (a
 trimmed example never trains its end of turn; one trimmed inside its prompt trains nothing).
 
->>> lengths = TokenLengths("smollm2-135m", max_len=512)  # doctest: +SKIP
+>>> lengths = TokenLengths(load_model_for("smollm2-135m", weights=False), max_len=512)  # doctest: +SKIP
 >>> lengths.too_long(example)  # doctest: +SKIP
 'rendered conversation exceeds max_len=512 tokens'
 """
@@ -14,26 +14,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from limakit.records.example import Example, read_examples
+from limakit.records.template import Template
+
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
 
 RULE = "too_long"
 
 
 class TokenLengths:
-    """An example's token counts in the training template of ``model``'s tokenizer (its EOT
-    added, as training adds it), so the counts are the ones training sees."""
+    """An example's token counts in the training template of the model training loads
+    (``loaded``: its tokenizer, with the EOT added, and its template, as training loads them;
+    the weights are not needed), so the counts are the ones training sees."""
 
-    def __init__(self, model: str, max_len: int | None = None, tokenizer=None) -> None:
-        from limakit.records.template import Template, add_eot_token
-
-        if tokenizer is None:
-            from limakit.models import load_tokenizer
-
-            tokenizer = load_tokenizer(model)
-        self.tokenizer = tokenizer
-        self.template = Template.from_tokenizer(tokenizer)
-        add_eot_token(tokenizer, self.template)
+    def __init__(self, loaded: LoadedModel, max_len: int | None = None) -> None:
+        self.tokenizer = loaded.tokenizer
+        self.template = loaded.template or Template()
         self.max_len = max_len
 
     def too_long(self, ex: Example) -> str | None:
@@ -63,6 +62,6 @@ class TokenLengths:
         return best, where
 
 
-def longest_trained_answer(model: str, data: str | os.PathLike) -> tuple[int, str | None]:
-    """The longest answer of a training file, in ``model``'s tokens (EOT included)."""
-    return TokenLengths(model).longest_answer(read_examples(data, require_answer=True))
+def longest_trained_answer(loaded: LoadedModel, data: str | os.PathLike) -> tuple[int, str | None]:
+    """The longest answer of a training file, in the ``loaded`` model's tokens (EOT included)."""
+    return TokenLengths(loaded).longest_answer(read_examples(data, require_answer=True))

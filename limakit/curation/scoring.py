@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +19,10 @@ from limakit.core.errors import LimaError
 from limakit.judging.prompt import PROMPT_DIR, ScalePrompt, load_prompt_file, question_text
 from limakit.judging.runner import run_judgements
 from limakit.records.example import Example
+
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
+    from limakit.records.template import Template
 
 SCALE = {"rating": 5, "complexity": 6, "quality": 6}
 PROMPT_FILES = {
@@ -99,7 +103,7 @@ def judge_scores(
 
 
 def ifd_pair(
-    ex: Example, tok, template, max_tokens: int, eot_id: int | None = None
+    ex: Example, tok, template: Template, max_tokens: int, eot_id: int | None = None
 ) -> tuple[list[int], list[int], int]:
     """(ids with the prompt, ids without it, number of answer tokens scored at the end of both).
 
@@ -156,18 +160,10 @@ def answer_losses(model, seqs: list[list[int]], n_targets: list[int], pad_id: in
     return out
 
 
-def _loaded_parts(loaded) -> tuple[Any, Any, Any, int | None]:
-    """(model, tokenizer, template, EOT id) of a LoadedModel or a (model, tokenizer, template)."""
-    if isinstance(loaded, tuple):
-        model, tok, template = loaded
-        return model, tok, template, None
-    return loaded.model, loaded.tokenizer, loaded.template, loaded.eot_id
-
-
 def ifd_scores(  # noqa: PLR0913 - the pool, its cache and model, two limits, the bar
     pool: Sequence[Example],
     keys: Sequence[str],
-    load: Callable[[], tuple],
+    load: Callable[[], LoadedModel],
     scorer: str,
     cache,
     max_tokens: int,
@@ -175,9 +171,9 @@ def ifd_scores(  # noqa: PLR0913 - the pool, its cache and model, two limits, th
     advance: Callable[[int], None] | None = None,
     chunk: int = 512,
 ) -> tuple[np.ndarray, ScoreReport]:
-    """IFD = loss(answer | prompt) / loss(answer alone) per example; ``load()`` returns a
-    :class:`~limakit.models.LoadedModel` (or a (model, tokenizer, template) triple) and is
-    called only when some example is not cached."""
+    """IFD = loss(answer | prompt) / loss(answer alone) per example; ``load()`` returns the
+    scoring :class:`~limakit.models.LoadedModel` (in limakit's format) and is called only when
+    some example is not cached."""
     scores = cache.get_scores(scorer, keys)
     report = ScoreReport(cached=int(np.isfinite(scores).sum()))
     if advance is not None:
@@ -186,7 +182,10 @@ def ifd_scores(  # noqa: PLR0913 - the pool, its cache and model, two limits, th
     for i in np.flatnonzero(np.isnan(scores)):
         todo.setdefault(keys[i], int(i))
     if todo:
-        model, tok, template, eot = _loaded_parts(load())
+        loaded = load()
+        model, tok, template, eot = loaded.model, loaded.tokenizer, loaded.template, loaded.eot_id
+        if template is None:
+            raise LimaError(f"ifd: {loaded.name} is loaded without limakit's format to score in")
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         firsts = list(todo.values())
         by_key: dict[str, float] = {}

@@ -86,18 +86,19 @@ def _generate(
                 return out  # answers from an earlier run: generation is the slow part
         except LimaError:
             pass  # incomplete or damaged: generate again
-    from limakit.generation import generate_answers  # heavy: torch, the model
+    from limakit.generation import DecodeConfig, generate_answers  # heavy: torch, the model
+    from limakit.generation.batch import model_for_answers
 
     out.parent.mkdir(parents=True, exist_ok=True)  # the generator appends (and resumes) there
+    template = (decode or DecodeConfig()).template
     generate_answers(
-        str(ckpt),
+        model_for_answers(ckpt, device=device, template=template),
         prompts,
         samples=samples,
         seed=seed,
         out=out,
         model_name=ckpt.name,
         config=decode,
-        device=device,
     )
     if not out.exists():
         raise LimaError(f"{out}: generation wrote no answers")

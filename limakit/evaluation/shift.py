@@ -22,7 +22,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 
@@ -31,6 +31,9 @@ from limakit.core.files import atomic_write, make_folder, write_json, write_json
 from limakit.evaluation.answers import model_name, read_answers
 from limakit.evaluation.metrics import Measure, measure
 from limakit.records.example import Example
+
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
 
 CLASSES = ("unshifted", "marginal", "shifted")
 BUCKETS = (("1-10", 0, 10), ("11-50", 10, 50), ("51+", 50, None))  # answer token positions
@@ -193,7 +196,9 @@ def _length(it: Item) -> int:
     return len(it.context) + len(it.answer)
 
 
-def rank_tokens(loaded, items: list[Item], *, batch_tokens: int = 8192, chunk: int = 512) -> None:
+def rank_tokens(
+    loaded: LoadedModel, items: list[Item], *, batch_tokens: int = 8192, chunk: int = 512
+) -> None:
     """Fill each item's ``ranks``, ``top`` and ``tied`` from one teacher-forced pass of the base
     over its context + answer, in batches of at most ``batch_tokens`` padded tokens. Only the
     answer positions go through the output head; every tensor lives on the model's device.
@@ -304,17 +309,17 @@ def token_rows(path: str, items: list[Item], text) -> list[dict]:
 # --- the base and the answers' tokenizer ---------------------------------------------------------
 
 
-def base_format(base) -> str:
+def base_format(base: LoadedModel) -> str:
     """The chat format a loaded base renders contexts in: limakit's when a template is attached,
     its own otherwise."""
     return "own" if base.template is None else "limakit"
 
 
-def _template_tokens(base) -> set[str]:
+def _template_tokens(base: LoadedModel) -> set[str]:
     return set() if base.template is None else {base.template.eot}
 
 
-def apart_ids(base) -> set[int]:
+def apart_ids(base: LoadedModel) -> set[int]:
     """Ids of the template's tokens that the base's own vocabulary lacks (the EOT added for the
     limakit format): empty in the model's own format, and for a base that is itself a limakit
     checkpoint (its folder carries the template, so it has learned the EOT)."""
@@ -332,7 +337,7 @@ def apart_ids(base) -> set[int]:
     return {base.eot_id}
 
 
-def check_tokenizer(base, model: str, path) -> None:
+def check_tokenizer(base: LoadedModel, model: str, path) -> None:
     """Refuse answers whose model's tokenizer is not the base's (its vocabulary, leaving out the
     template's added tokens): ranks under the base then mean nothing."""
     from limakit.models import ALIASES, load_tokenizer
@@ -360,7 +365,7 @@ def check_tokenizer(base, model: str, path) -> None:
 
 
 def shift_summary(
-    base,
+    base: LoadedModel,
     answers_paths: list[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,

@@ -11,14 +11,18 @@ A prompt with several user turns awaiting answers is answered turn by turn
 (:mod:`limakit.generation.turns`): every answer is in ``messages``, ``stop`` and ``new_tokens`` are
 the final answer's, and ``meta.turns`` lists each generated answer.
 
->>> answers = generate_answers("smollm2-135m", prompts, samples=5, out="answers.jsonl")  # doctest: +SKIP
+>>> load = model_for_answers("smollm2-135m", template="limakit")  # doctest: +SKIP
+>>> answers = generate_answers(load, prompts, samples=5, out="answers.jsonl")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from limakit.core import console
 from limakit.core.errors import LimaError
@@ -27,48 +31,33 @@ from limakit.core.files import append_jsonl, drop_cut_line, read_jsonl_records
 from limakit.generation.config import DecodeConfig
 from limakit.records.example import Example
 
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
 
-def load_for_generation(
-    model,
-    dtype: str = "auto",
-    model_name: str | None = None,
+
+def model_for_answers(
+    name: str | os.PathLike,
+    *,
     device: str | None = "auto",
+    dtype: str = "auto",
     template: str = "limakit",
-    runtime=None,
-):
-    """A :class:`~limakit.models.LoadedModel` from an alias/path (loaded onto ``device``, or the
-    ``runtime`` already resolved), an already loaded ``(model, tokenizer)`` (which stays where it
-    is) or a LoadedModel (returned as it is, renamed to ``model_name`` if given).
-
-    ``template`` (auto, own, limakit): a model to be sampled in its own chat format is loaded as it
-    is; otherwise limakit's format (the EOT) is attached to it.
+    backend: str = "hf",
+) -> Callable[[], LoadedModel]:
+    """How :func:`generate_answers` gets the model ``name`` (an alias or a folder), decided where a
+    command or stage starts: the device and dtype are resolved now (one this machine lacks fails
+    here, before any reading), the model is loaded by the first call only, and kept (a rerun
+    that finds every answer written loads nothing; the files one stage answers share one load).
+    ``template`` (auto, own, limakit, or a plain-text layout) is the chat format asked for; for
+    the vLLM ``backend``, which reads the weights itself, only the tokenizer and template are.
     """
-    import dataclasses
+    from limakit.models import load_model_for, resolve_runtime
 
-    from limakit.models import LoadedModel, load_model_for
-
-    if isinstance(model, LoadedModel):
-        loaded = model
-    elif isinstance(model, (str, os.PathLike)):
-        if runtime is not None:
-            device, dtype = runtime.device, runtime.dtype_name
-        loaded = load_model_for(str(model), device, dtype, template)
-    else:
-        m, tok = model
-        loaded = LoadedModel.of(m, tok, template)
-    return dataclasses.replace(loaded, name=model_name) if model_name else loaded
-
-
-def load_model(
-    model,
-    dtype: str = "auto",
-    model_name: str | None = None,
-    device: str | None = "auto",
-    template: str = "limakit",
-):
-    """``(model, tokenizer, name)``: the tuple form of :func:`load_for_generation`."""
-    loaded = load_for_generation(model, dtype, model_name, device, template)
-    return loaded.model, loaded.tokenizer, loaded.name
+    if backend == "vllm":
+        return functools.cache(lambda: load_model_for(str(name), template=template, weights=False))
+    runtime = resolve_runtime(device, dtype)
+    return functools.cache(
+        lambda: load_model_for(str(name), runtime.device, runtime.dtype_name, template)
+    )
 
 
 def context_length(model) -> int:
@@ -98,7 +87,7 @@ def read_done(out: Path) -> dict[tuple[str, int], Example]:
 
 
 def generate_answers(  # noqa: PLR0913 - keyword-only, one per option of `lima generate`
-    model,
+    model: LoadedModel | Callable[[], LoadedModel],
     prompts: list[Example],
     *,
     samples: int = 1,
@@ -107,10 +96,8 @@ def generate_answers(  # noqa: PLR0913 - keyword-only, one per option of `lima g
     out: str | Path | None = None,
     batch_size: int = 16,
     model_name: str | None = None,
-    dtype: str = "auto",
     progress: bool = True,
     backend: str = "hf",
-    device: str | None = "auto",
     force: bool = False,
     cuda_graphs: bool | None = None,
 ) -> list[Example]:
@@ -120,25 +107,20 @@ def generate_answers(  # noqa: PLR0913 - keyword-only, one per option of `lima g
     backend or dtype is an error naming the difference (``force=True`` mixes them anyway; each
     line keeps its own settings in ``meta.decoding``).
 
-    ``model`` is an alias, a checkpoint folder (loaded onto ``device``: "auto" = CUDA when the
-    machine has it), a :class:`~limakit.models.LoadedModel`, or a loaded ``(model, tokenizer)``
-    pair, used where it is. Returns
-    the answers in prompt order then sample order (those found in ``out`` included). The same
-    ``seed`` gives the same answers: each (prompt id, sample) has its own random stream.
-    ``cuda_graphs`` (default: on for CUDA) replays decode steps as CUDA graphs.
+    ``model`` is a :class:`~limakit.models.LoadedModel`, sampled where it is and in the format
+    it was loaded for, or a function returning one (:func:`model_for_answers`), called only when
+    some answer is still to be made. Returns the answers in prompt order then sample order
+    (those found in ``out`` included); ``model_name`` (default: the model's) is recorded with
+    each. The same ``seed`` gives the same answers: each (prompt id, sample) has its own random
+    stream. ``cuda_graphs`` (default: on for CUDA) replays decode steps as CUDA graphs.
 
-    >>> ans = generate_answers((model, tok), [Example([Message("user", "Hi")])])  # doctest: +SKIP
+    >>> ans = generate_answers(loaded, [Example([Message("user", "Hi")])])  # doctest: +SKIP
     >>> ans[0].messages[-1].role, ans[0].meta["stop"]  # doctest: +SKIP
     ('assistant', 'eot')
     """
-    config = config or DecodeConfig()
-    runtime = None
-    if backend == "hf" and isinstance(model, (str, os.PathLike)):
-        from limakit.models import resolve_runtime
+    from limakit.models import LoadedModel
 
-        # The device and dtype are decided once, here: one this machine lacks fails now, not
-        # after the reading.
-        runtime = resolve_runtime(device, dtype)
+    config = config or DecodeConfig()
     if samples < 1:
         raise LimaError(f"samples must be at least 1 (got {samples})")
     _check_prompts(prompts)
@@ -149,9 +131,7 @@ def generate_answers(  # noqa: PLR0913 - keyword-only, one per option of `lima g
         raise LimaError(f"{out_path}: the folder {out_path.parent} does not exist; create it first")
     done = read_done(out_path) if out_path else {}
     todo = [(p, k) for p in prompts for k in range(samples) if (p.id, k) not in done]
-    wanted = {
-        "model": model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
-    }
+    wanted = {"model": model_name or (model.name if isinstance(model, LoadedModel) else None)}
     wanted |= {**decoding_of(config), "seed": seed, "backend": backend}
     if not force:  # even with nothing left to do: those answers are not what was asked for
         check_resume(out_path, done.values(), wanted)
@@ -160,11 +140,9 @@ def generate_answers(  # noqa: PLR0913 - keyword-only, one per option of `lima g
             _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, force)
         return [done[(p.id, k)] for p in prompts for k in range(samples)]
     if todo:
-        loaded = load_for_generation(
-            model, dtype, model_name, device, config.template, runtime=runtime
-        )
+        loaded = model if isinstance(model, LoadedModel) else model()
         fmt = _format(loaded, config)
-        name = loaded.name
+        name = model_name or loaded.name
         if not force:  # the dtype and format are known now, before anything is generated
             known = {"model": name, "dtype": _dtype(loaded), "template": fmt.name}
             check_resume(out_path, done.values(), {**wanted, **known})
@@ -182,7 +160,7 @@ def generate_answers(  # noqa: PLR0913 - keyword-only, one per option of `lima g
     return [done[(p.id, k)] for p in prompts for k in range(samples)]
 
 
-def _format(loaded, config: DecodeConfig):
+def _format(loaded: LoadedModel, config: DecodeConfig):
     """The chat format answers are sampled in: the loaded model's, or a plain-text layout."""
     from limakit.generation.chat_format import ChatFormat
     from limakit.generation.layouts import LAYOUTS
@@ -205,21 +183,18 @@ def decoding_of(config: DecodeConfig) -> dict:
 
 
 def _run_vllm(model, todo, seed, config, model_name, out_path, done, wanted, force) -> None:  # noqa: PLR0913 - generate_answers' state, handed on whole
+    from limakit.generation.layouts import LAYOUTS
     from limakit.generation.vllm_backend import generate_vllm
-    from limakit.models import load_model_for
+    from limakit.models import LoadedModel
 
-    loaded = None
-    if isinstance(model, (str, os.PathLike)):  # a loaded pair is refused by generate_vllm
-        from limakit.generation.layouts import LAYOUTS
-
-        if config.template in LAYOUTS:
-            raise LimaError(f"template {config.template}: sample with the hf backend")
-        # vLLM loads the weights; the tokenizer, template and EOT come from limakit's loader.
-        loaded = load_model_for(str(model), template=config.template, weights=False)
-        if not force:
-            template = "own" if loaded.template is None else "limakit"
-            check_resume(out_path, done.values(), {**wanted, "template": template})
-    new = generate_vllm(model, todo, seed=seed, config=config, model_name=model_name, loaded=loaded)
+    if config.template in LAYOUTS:
+        raise LimaError(f"template {config.template}: sample with the hf backend")
+    # vLLM loads the weights; the tokenizer, template and EOT come from limakit's loader.
+    loaded = model if isinstance(model, LoadedModel) else model()
+    if not force:
+        template = "own" if loaded.template is None else "limakit"
+        check_resume(out_path, done.values(), {**wanted, "template": template})
+    new = generate_vllm(loaded, todo, seed=seed, config=config, model_name=model_name)
     if out_path:
         with open(out_path, "a", encoding="utf-8") as f:
             for ex in new:
@@ -231,7 +206,7 @@ RESUME_FIELDS = ("model", "seed", "temperature", "top_p", "repetition_penalty", 
 
 
 def _dtype(model) -> str:
-    """The dtype's name (``model``: a LoadedModel or a transformers model)."""
+    """The dtype's name (``model``: a LoadedModel or a transformers model: both have ``dtype``)."""
     return str(model.dtype).split(".")[-1]
 
 

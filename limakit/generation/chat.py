@@ -6,7 +6,7 @@ Commands: ``/reset`` forgets the conversation, ``/exit`` (or end of input) quits
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from limakit.generation.config import DecodeConfig
 from limakit.generation.engine import Engine, Request
@@ -14,10 +14,12 @@ from limakit.generation.sampler import generator_for
 from limakit.generation.streaming import TextStream
 from limakit.records.example import Message
 
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
+
 
 def chat_loop(
-    model,
-    tokenizer=None,
+    loaded: LoadedModel,
     *,
     config: DecodeConfig | None = None,
     system: str | None = None,
@@ -28,19 +30,16 @@ def chat_loop(
 ) -> int:
     """Read user turns from ``stdin``, stream answers to ``stdout``; returns the number of turns.
 
-    >>> chat_loop(model, tok, stdin=io.StringIO("Hi\\n/exit\\n"))  # doctest: +SKIP
+    >>> chat_loop(load_model_for("smollm2-135m"), stdin=io.StringIO("Hi\\n/exit\\n"))  # doctest: +SKIP
     """
     from limakit.generation.batch import context_length
-    from limakit.models import LoadedModel
     from limakit.records.template import render_prompt
 
     config = config or DecodeConfig()
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    # ``model``: a LoadedModel (``tokenizer`` None), or a loaded pair, used where it is.
-    loaded = model if isinstance(model, LoadedModel) else LoadedModel.of(model, tokenizer)
-    model, tokenizer = loaded.pair
+    tokenizer = loaded.tokenizer
     engine = Engine(loaded, max_batch=1, cuda_graphs=cuda_graphs)
-    limit = context_length(model)
+    limit = context_length(loaded.model)
     history: list[Message] = [Message("system", system)] if system else []
     interactive = stdin.isatty()
     turns = 0

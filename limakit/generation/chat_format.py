@@ -24,16 +24,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from limakit.core.errors import LimaError
 from limakit.generation.layouts import Layout
 from limakit.records.example import Example, Message
 from limakit.records.template import (  # noqa: F401  (recognising a limakit checkpoint lives there)
     TEMPLATES,
+    Template,
     choose_template,
     has_own_template,
-    is_limakit,
 )
+
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
 
 # End-of-turn tokens of well-known chat formats, stopped at when the template uses them.
 TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
@@ -142,23 +146,13 @@ class ChatFormat:
     name: str  # "limakit" | "own" | a plain-text layout's name ("plain", "in-context")
     tokenizer: object
     stop_ids: set[int] = field(default_factory=set)
-    template: object = None  # limakit's format: the Template prompts are rendered in
+    template: Template | None = None  # limakit's format: the Template prompts are rendered in
     marker_ids: set[int] = field(default_factory=set)  # control tokens that end an answer too
     layout: Layout | None = None  # a base model's plain-text layout (limakit.generation.layouts)
     shots: tuple[Example, ...] = ()  # the in-context layout's example exchanges
 
     @classmethod
-    def choose(cls, tokenizer, choice: str = "auto", model=None, generation_config=None):
-        name = choose_template(tokenizer, choice)
-        if name == "own":
-            return cls._own(tokenizer, model, generation_config)
-        from limakit.records.template import Template, add_eot_token
-
-        template = Template.from_tokenizer(tokenizer)
-        return cls(name, tokenizer, {add_eot_token(tokenizer, template)}, template)
-
-    @classmethod
-    def for_loaded(cls, loaded, generation_config=None) -> ChatFormat:
+    def for_loaded(cls, loaded: LoadedModel, generation_config=None) -> ChatFormat:
         """The format a :class:`~limakit.models.LoadedModel` was loaded for: limakit's (its
         template and EOT id) or, without a template, the model's own."""
         if loaded.template is None:
@@ -166,7 +160,7 @@ class ChatFormat:
         return cls("limakit", loaded.tokenizer, {loaded.eot_id}, loaded.template)
 
     @classmethod
-    def plain(cls, loaded, layout: Layout, shots=()) -> ChatFormat:
+    def plain(cls, loaded: LoadedModel, layout: Layout, shots=()) -> ChatFormat:
         """A pretrained model prompted in a plain-text ``layout``: it stops at its own end of
         text or where it writes one of the layout's markers (the layout's end of an answer)."""
         stops = own_stop_ids(loaded.tokenizer, loaded.model)

@@ -21,7 +21,7 @@ Each request's queue time (from its arrival to its last sequence taking a batch 
 ``usage.queue_time_s``, in the ``x-queue-time`` header of whole responses, and in the line the
 ``limakit.serve`` logger writes for each request.
 
->>> app = create_app(model, tokenizer, model_name="lima")  # doctest: +SKIP
+>>> app = create_app(load_model_for("smollm2-135m"), model_name="lima")  # doctest: +SKIP
 >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
 """
 
@@ -34,6 +34,7 @@ import logging
 import secrets
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 from fastapi import Request as HttpRequest
@@ -58,6 +59,8 @@ from limakit.generation.server_run import ServerRun
 from limakit.generation.streaming import TokenPieces
 from limakit.records.example import validate_messages
 
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
 MAX_BODY_BYTES = 8 * 2**20  # far above any context's worth of text, far below a memory problem
 # Sequences (prompts x n) one request may ask for: a batch of prompts as evaluation harnesses send
 # them fits, while one request can no longer hold a small machine for half an hour.
@@ -91,9 +94,8 @@ class EngineWorker:
         self.engine.wakeup.set()
 
 
-def create_app(  # noqa: PLR0913 - keyword-only, one per option of `lima serve`
-    model,
-    tokenizer=None,
+def create_app(
+    loaded: LoadedModel,
     *,
     model_name: str = "lima",
     api_key: str | None = None,
@@ -102,27 +104,19 @@ def create_app(  # noqa: PLR0913 - keyword-only, one per option of `lima serve`
     max_body_bytes: int = MAX_BODY_BYTES,
     cuda_graphs: bool | None = None,
     max_sequences: int = MAX_SEQUENCES,
-    template: str = "limakit",
 ):
     """The FastAPI app; the engine thread starts now and stops with the app's shutdown.
 
     With ``api_key`` every route (the API docs too) needs ``Authorization: Bearer KEY``. A request
     asking for more than ``max_sequences`` sequences (prompts times ``n``) is refused. Chat
-    prompts are rendered in the format ``model`` was loaded for (a LoadedModel) or, for a pair,
-    in ``template`` (auto, own or limakit, as ``LoadedModel.of`` reads it).
+    prompts are rendered in the format ``loaded`` was loaded for (its template, or its own chat
+    template without one); its loader added the EOT to the tokenizer, so renders (in worker
+    threads) only read the tokenizer.
     """
-    from limakit.models import LoadedModel
-
     if max_sequences < 1:
         raise ValueError(f"max_sequences must be at least 1 (got {max_sequences})")
     config = config or DecodeConfig()
-    # ``model``: a LoadedModel (``tokenizer`` None), or a loaded pair, used where it is. Wrapping
-    # a pair adds the EOT token to the tokenizer here, once, if it lacks it: later renders (in
-    # worker threads) then only read the tokenizer.
-    if not isinstance(model, LoadedModel):
-        model = LoadedModel.of(model, tokenizer, template)
-    loaded, fmt = model, ChatFormat.for_loaded(model)
-    model, tokenizer = loaded.pair
+    fmt = ChatFormat.for_loaded(loaded)
     engine = Engine(
         loaded,
         max_batch=max_batch,
@@ -132,7 +126,7 @@ def create_app(  # noqa: PLR0913 - keyword-only, one per option of `lima serve`
         marker_ids=fmt.marker_ids,
     )
     worker = EngineWorker(engine)
-    limit = context_length(model)
+    limit = context_length(loaded.model)
 
     def check_key(http: HttpRequest) -> None:
         if api_key is None:

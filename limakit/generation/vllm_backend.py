@@ -10,9 +10,14 @@ builds are tested with a stand-in for vLLM; a real run is tested where vLLM is i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from limakit.core.errors import LimaError
 from limakit.generation.config import DecodeConfig
 from limakit.records.example import Example
+
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
 
 
 def _seed(*keys: object) -> int:
@@ -22,19 +27,19 @@ def _seed(*keys: object) -> int:
 
 
 def generate_vllm(
-    model: str,
+    loaded: LoadedModel,
     todo: list[tuple[Example, int]],
     *,
     seed: int,
     config: DecodeConfig,
-    model_name=None,
-    loaded=None,
+    model_name: str | None = None,
 ) -> list[Example]:
     """Answer ``(prompt, sample)`` pairs with vLLM; returns Examples shaped like the HF backend's.
 
     Prompts with several user turns are answered turn by turn, one ``generate`` call per turn.
-    vLLM loads the weights itself; the tokenizer, template and EOT come from limakit's loader
-    (``loaded``: a :class:`~limakit.models.LoadedModel` read without weights, made here if None).
+    vLLM loads the weights itself, from the folder ``loaded`` names; the tokenizer, template and
+    EOT come from limakit's loader (``loaded``: a :class:`~limakit.models.LoadedModel` read
+    without weights).
     """
     try:
         from vllm import LLM
@@ -42,15 +47,16 @@ def generate_vllm(
         raise LimaError(
             "--backend vllm needs vLLM installed (pip install vllm; a GPU machine)"
         ) from None
-    if not isinstance(model, str):
-        raise LimaError("the vLLM backend takes a model folder or alias, not a loaded model")
+    if loaded.model is not None:
+        raise LimaError(
+            "the vLLM backend reads the weights itself: load the model without weights "
+            "(model_for_answers(..., backend='vllm'))"
+        )
     from limakit.generation.chat_format import ChatFormat
     from limakit.generation.turns import Conversation
-    from limakit.models import load_model_for, resolve
+    from limakit.models import resolve
 
-    path = resolve(model)
-    if loaded is None:
-        loaded = load_model_for(path, template=config.template, weights=False)
+    path = resolve(loaded.name)
     fmt = ChatFormat.for_loaded(loaded, generation_config=_generation_config(path))
     llm = LLM(model=path, seed=seed)
     convs = [Conversation(p, k) for p, k in todo]
@@ -62,7 +68,7 @@ def generate_vllm(
             stop = "eot" if out.finish_reason == "stop" else "length"
             c.answer(out.text.strip(), stop, len(out.token_ids))
     decoding = {**config.model_dump(exclude={"template"}), "seed": seed, "backend": "vllm"}
-    meta = {"model": model_name or model, "decoding": decoding, "template": fmt.name}
+    meta = {"model": model_name or loaded.name, "decoding": decoding, "template": fmt.name}
     return [c.example(meta) for c in convs]
 
 

@@ -7,33 +7,36 @@ prefer one position), which the two-order pairwise protocol turns into ties rath
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from limakit.core.errors import LimaError
 from limakit.judging.config import JudgeConfig
 from limakit.judging.reply import Reply
+
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
 
 VERDICT_OPENING = "[["  # the prompts ask for [[label]]; the model continues right after it
 
 
 class LocalJudge:
-    """>>> judge = LocalJudge(JudgeConfig(backend="local", model="smollm2-135m"))  # doctest: +SKIP"""
+    """>>> judge = LocalJudge.from_config(JudgeConfig(backend="local", model="smollm2-135m"))  # doctest: +SKIP"""
 
-    def __init__(self, cfg: JudgeConfig, model=None, tokenizer=None) -> None:
-        """``model``: a :class:`~limakit.models.LoadedModel` (or, with ``tokenizer``, a loaded
-        pair, used where it is); by default ``cfg.model`` is loaded on ``cfg.device``."""
-        from limakit.models import LoadedModel, load_model_for
-
-        if isinstance(model, LoadedModel):
-            loaded = model
-        elif model is not None and tokenizer is not None:
-            loaded = LoadedModel.of(model, tokenizer)
-        else:
-            loaded = load_model_for(cfg.model, cfg.device, cfg.dtype)
+    def __init__(self, cfg: JudgeConfig, loaded: LoadedModel) -> None:
+        """``loaded``: the judge model, used where it is, its prompts in its template."""
         self.loaded = loaded
         self.model = loaded.model.eval()
         self.tok = loaded.tokenizer
         self.template = loaded.template
         self.max_prompt_tokens = cfg.max_prompt_tokens
         self._label_ids: dict[tuple[str, ...], list[int]] = {}
+
+    @classmethod
+    def from_config(cls, cfg: JudgeConfig) -> LocalJudge:
+        """The judge ``cfg`` names: ``cfg.model`` loaded on ``cfg.device`` in ``cfg.dtype``."""
+        from limakit.models import load_model_for
+
+        return cls(cfg, load_model_for(cfg.model, cfg.device, cfg.dtype))
 
     def label_ids(self, labels: tuple[str, ...]) -> list[int]:
         """First token of each label as it follows ``[[``; they must differ to be told apart."""

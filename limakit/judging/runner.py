@@ -149,7 +149,7 @@ def _run_local(
         misses.sort(key=lambda i: sum(len(m["content"]) for m in requests[i]))
         for s in range(0, len(misses), cfg.batch_size):
             batch = misses[s : s + cfg.batch_size]
-            judge = judge or LocalJudge(cfg)
+            judge = judge or LocalJudge.from_config(cfg)
             for i, reply in zip(
                 batch, judge.choose_batch([requests[i] for i in batch], prompt.labels)
             ):

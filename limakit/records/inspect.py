@@ -45,7 +45,7 @@ def inspect_examples(  # noqa: PLR0913 - one keyword per option of `lima inspect
     from rich.table import Table
 
     console = console_on(out)
-    template = template or Template.from_tokenizer(tokenizer)  # the loader's, when given
+    template = template or Template()  # the loaded model's, when given
     totals = InspectTotals()
     rows = []
     for i, ex in enumerate(examples):

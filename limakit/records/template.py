@@ -18,7 +18,9 @@ EOS), so a saved checkpoint reproduces the training format in plain transformers
 
 The whole template (EOT and role headers) also travels beside the weights, in
 ``limakit_template.json``: :func:`save_tokenizer` writes it with the tokenizer and
-:func:`read_template` reads it back; a tokenizer is limakit's when it carries a template.
+:func:`read_template` reads it back; a checkpoint is limakit's when its folder holds that file.
+In memory the template travels with the loaded model (``limakit.models.LoadedModel.template``),
+never looked up from the tokenizer: every function here that needs it takes it.
 """
 
 from __future__ import annotations
@@ -52,13 +54,6 @@ class Template:
         }
     )
 
-    @classmethod
-    def from_tokenizer(cls, tokenizer, default_eot: str = "<|eot|>") -> Template:
-        """The template ``tokenizer`` carries (attached to it, or read with it from a
-        checkpoint's template file); else the default one, with ``default_eot``."""
-        known = carried(tokenizer)
-        return cls(eot=default_eot) if known is None else known
-
     def token_id(self, tokenizer) -> int:
         """The EOT's id in ``tokenizer`` (which must already have it)."""
         return int(tokenizer.convert_tokens_to_ids(self.eot))
@@ -82,48 +77,26 @@ class Template:
         return cls(eot=data["eot"], headers={k: str(v) for k, v in headers.items()})
 
 
-# The template each tokenizer was given by :func:`attach` or read with from a checkpoint.
-_CARRIED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def has_own_template(tokenizer, saved: Template | None = None) -> bool:
+    """Whether the model has a chat template that is not limakit's (``saved``: the template its
+    checkpoint was saved with, None for a model that is not a limakit checkpoint)."""
+    return bool(getattr(tokenizer, "chat_template", None)) and saved is None
 
 
-def carried(tokenizer) -> Template | None:
-    """The whole template ``tokenizer`` is known to carry, or None."""
-    try:
-        return _CARRIED.get(tokenizer)
-    except TypeError:  # a tokenizer that cannot be weakly referenced carries none
-        return None
-
-
-def carry(tokenizer, template: Template) -> None:
-    """Record that ``tokenizer`` speaks ``template`` (saved with it by :func:`save_tokenizer`)."""
-    try:
-        _CARRIED[tokenizer] = template
-    except TypeError:
-        pass
-
-
-def is_limakit(tokenizer) -> bool:
-    """Whether ``tokenizer`` carries limakit's chat format (as a limakit checkpoint's does)."""
-    return carried(tokenizer) is not None
-
-
-def has_own_template(tokenizer) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None)) and not is_limakit(tokenizer)
-
-
-def choose_template(tokenizer, choice: str = "auto") -> str:
+def choose_template(tokenizer, choice: str = "auto", saved: Template | None = None) -> str:
     """``"limakit"`` or ``"own"``: the format ``choice`` (auto, own, limakit) means for this model.
 
-    ``own`` on a limakit checkpoint is limakit's format (that is its own); ``own`` on a model
-    without a chat template is an error.
+    ``saved``: the template the model's checkpoint was saved with (:func:`read_template`), None
+    for a model that is not a limakit checkpoint. ``own`` on a limakit checkpoint is limakit's
+    format (that is its own); ``own`` on a model without a chat template is an error.
     """
     if choice not in TEMPLATES:
         raise LimaError(f"unknown template {choice!r}; choose one of {', '.join(TEMPLATES)}")
     if choice == "limakit":
         return "limakit"
-    if has_own_template(tokenizer):
+    if has_own_template(tokenizer, saved):
         return "own"
-    if choice == "own" and not is_limakit(tokenizer):
+    if choice == "own" and saved is None:
         raise LimaError(
             "template own: this model has no chat template of its own; use limakit (or auto)"
         )
@@ -155,10 +128,10 @@ def read_template(folder: str | Path) -> Template | None:
         raise LimaError(f"{path}: {e}") from None
 
 
-def save_tokenizer(tokenizer, folder: str | Path) -> None:
-    """``tokenizer.save_pretrained(folder)``, plus the template file when it carries one."""
+def save_tokenizer(tokenizer, folder: str | Path, template: Template | None) -> None:
+    """``tokenizer.save_pretrained(folder)``, plus the template file for a model that speaks
+    ``template`` (None: a model in its own format, saved without one)."""
     tokenizer.save_pretrained(folder)
-    template = carried(tokenizer)
     if template is not None:
         save_template(folder, template)
 
@@ -237,7 +210,8 @@ def special_ids(tokenizer) -> set[int]:
 
     Read on every rendering, so it is kept per tokenizer: a fast tokenizer rebuilds its added
     tokens on each read (30 ms for Gemma's thousands), while its named specials, which change
-    whenever a special token is added, are cheap and key the kept set.
+    whenever a special token is added, are cheap and key the kept set. A cache of a value derived
+    from the tokenizer alone, not a record of anything decided about it: emptied, it is rebuilt.
     """
     named = tuple(i for i in tokenizer.all_special_ids if i is not None)
     known = _SPECIAL.get(tokenizer)
@@ -249,6 +223,8 @@ def special_ids(tokenizer) -> set[int]:
     return set(known[1])
 
 
+# Caches of values derived from a tokenizer (its control ids, its longest entry), each checked
+# against the tokenizer's named specials on every read; nothing else is kept per tokenizer.
 _SPECIAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -308,8 +284,9 @@ def char_cap(tokenizer, max_len: int) -> int:
     entry has one character per byte), so ``max_len`` tokens never cover more than ``max_len``
     times that many characters; twice that is kept, so a cut lies well past the last token kept.
     """
-    # Kept per tokenizer, keyed by its named specials (asking its size costs milliseconds on a
-    # 262k vocabulary): the tokens limakit adds are short markers, never the longest entry.
+    # Cached per tokenizer, checked against its named specials (asking its size costs
+    # milliseconds on a 262k vocabulary): the tokens limakit adds are short markers, never the
+    # longest entry.
     named = tuple(tokenizer.all_special_ids)
     known = _LONGEST.get(tokenizer)
     if known is None or known[0] != named:
@@ -339,6 +316,9 @@ def render(
     drop_prompts: bool = False,
 ) -> Rendered:
     """Tokens, labels and loss weights for one training conversation, trimmed to ``max_len``.
+
+    ``template``: the format of the model trained (its ``LoadedModel.template``); None is the
+    default one.
 
     ``train_on``: ``"assistant"`` trains every assistant turn and its EOT (the default),
     ``"last"`` only the final assistant turn, ``"all"`` every token (``prompt_weight=1``).
@@ -393,7 +373,7 @@ def _render_whole(
     prompt_weight: float,
 ) -> Rendered:
     """:func:`render` without the cut: every character of every message is tokenised."""
-    template = template or Template.from_tokenizer(tokenizer)
+    template = template or Template()
     if not has_token(tokenizer, template.eot):
         add_eot_token(tokenizer, template)  # never split the EOT into text pieces
     text, spans, markers = _layout(messages, tokenizer, template, train_on, prompt_weight)
@@ -416,8 +396,9 @@ def _render_whole(
 def render_prompt(
     messages: list[Message], tokenizer, template: Template | None = None
 ) -> list[int]:
-    """Token ids of a conversation prefix followed by the assistant header: what generation feeds."""
-    template = template or Template.from_tokenizer(tokenizer)
+    """Token ids of a conversation prefix followed by the assistant header: what generation feeds
+    (``template``: the loaded model's; None is the default one)."""
+    template = template or Template()
     if not has_token(tokenizer, template.eot):
         add_eot_token(tokenizer, template)
     text, _, markers = _layout(messages, tokenizer, template)

@@ -20,8 +20,11 @@ def longest_answer(cfg: RunConfig, root: Path, keep: bool = False) -> tuple[int,
         got = read_json(path)
         return int(got["longest_answer_tokens"]), got.get("example")
     from limakit.curation.length import longest_trained_answer
+    from limakit.models import load_model_for
 
-    longest, where = longest_trained_answer(cfg.train.model, root / training_data(cfg))
+    # The tokenizer and template training loads (the weights are not needed to count tokens).
+    loaded = load_model_for(cfg.train.model, "cpu", "float32", weights=False)
+    longest, where = longest_trained_answer(loaded, root / training_data(cfg))
     if not keep:
         return longest, where
     path.parent.mkdir(parents=True, exist_ok=True)

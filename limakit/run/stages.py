@@ -313,6 +313,7 @@ def _generate(
     shots: str | None = None,
 ) -> int:  # fmt: skip
     from limakit.generation import generate_answers
+    from limakit.generation.batch import model_for_answers
 
     s = cfg.sample
     decode = s.decode if template is None else s.decode.model_copy(update={"template": template})
@@ -322,11 +323,13 @@ def _generate(
     sets = [(out, sampled_prompts(cfg, root))]
     sets += [(root / subset_file(out.stem, k), prompts_in(Path(v)))
              for k, v in s.subsets.items()]  # fmt: skip
+    # Decided once for the stage: the test prompts and every subset share one load.
+    load = model_for_answers(model, device=s.device, dtype=s.dtype, template=decode.template,
+                             backend=s.backend)  # fmt: skip
     counts = [
         len(generate_answers(
-            model, prompts, samples=s.samples, seed=s.seed, config=decode, out=path,
-            batch_size=s.batch_size, model_name=name, dtype=s.dtype, backend=s.backend,
-            device=s.device,
+            load, prompts, samples=s.samples, seed=s.seed, config=decode, out=path,
+            batch_size=s.batch_size, model_name=name, backend=s.backend,
         ))
         for path, prompts in sets
     ]  # fmt: skip

@@ -23,7 +23,7 @@ import torch
 from limakit.core.errors import LimaError
 from limakit.core.faults import crash_point
 from limakit.core.files import give_usual_mode, write_json
-from limakit.records.template import save_tokenizer
+from limakit.records.template import Template, save_tokenizer
 
 STATE = "trainer_state.pt"
 META = "checkpoint.json"  # written last: a folder without it is incomplete
@@ -63,10 +63,13 @@ def save_checkpoint(
     config,
     state: dict[str, Any],
     optimizer_shard: dict | None = None,
+    *,
+    template: Template | None,
 ) -> None:
     """Write a checkpoint to ``dest`` atomically; every process calls this (each saves its RNG).
 
-    ``write_model(folder)`` saves the (merged, consolidated) weights with ``save_pretrained``.
+    ``write_model(folder)`` saves the (merged, consolidated) weights with ``save_pretrained``;
+    ``template`` (the trained model's, from its ``LoadedModel``) is saved beside the tokenizer.
     ``optimizer_shard`` (FSDP/DeepSpeed) is this process's part of the optimizer state, saved as
     ``optimizer-rank{R}-of-{N}.pt``; resuming needs the same number of processes.
     """
@@ -81,7 +84,7 @@ def save_checkpoint(
     if optimizer_shard is not None:
         torch.save(optimizer_shard, tmp / f"optimizer-rank{rank}-of-{world}.pt")
     if accelerator.is_main_process:
-        save_tokenizer(tokenizer, tmp)  # with limakit_template.json: the template travels along
+        save_tokenizer(tokenizer, tmp, template)  # limakit_template.json: the template travels
         config.save(tmp / "train_config.yaml")
         torch.save(state, tmp / STATE)
         meta = {k: state[k] for k in ("global_step", "epoch", "step_in_epoch") if k in state}

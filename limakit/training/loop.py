@@ -20,6 +20,7 @@ from limakit.core.console import note, warn
 from limakit.core.errors import LimaError
 from limakit.core.faults import crash_point
 from limakit.core.files import is_blank, write_json
+from limakit.records.template import Template
 from limakit.training.attention import NAME as PACKED
 from limakit.training.batching import (
     Encoded,
@@ -63,17 +64,17 @@ def check_data(path: str | Path) -> None:
 
 
 def encode(
-    config: TrainConfig, tokenizer, stats: DataStats | None = None, template=None
+    config: TrainConfig, tokenizer, stats: DataStats | None = None, template: Template | None = None
 ) -> list[Encoded]:
-    """Render every example with the template; fail (or skip, if allowed) on untrained ones.
+    """Render every example with ``template`` (the loaded model's; None: the default one); fail
+    (or skip, if allowed) on untrained ones.
 
     ``stats`` (if given) gets the counts; examples trimmed to ``max_len`` are also reported.
     """
     from limakit.records.example import read_examples
-    from limakit.records.template import Template, render
+    from limakit.records.template import render
 
     stats = stats if stats is not None else DataStats()
-    template = template or Template.from_tokenizer(tokenizer)  # the loader's, when given
     check_data(config.data)
     out: list[Encoded] = []
     untrained: list[str] = []
@@ -267,9 +268,8 @@ def _train(config: TrainConfig, run: Path, resume: bool, threads: int) -> Path:
             lm = acc.unwrap_model(wrapped).lm
             state["adapter"] = {k: v for k, v in lm.state_dict().items() if "lora_" in k}
         shard = optimizer.state_dict() if sharded else None
-        save_checkpoint(
-            run / "checkpoints" / name, acc, write_model, tokenizer, config, state, shard
-        )
+        save_checkpoint(run / "checkpoints" / name, acc, write_model, tokenizer, config, state,
+                        shard, template=loaded.template)  # fmt: skip
         crash_point(f"train:checkpoint:{global_step}")  # resume tests kill the run here
 
     if acc.is_main_process:

@@ -83,7 +83,7 @@ def test_reversed_examples_train_exactly_the_instruction(smollm2_tokenizer):
     from limakit.backtranslate.training import reversed_example
     from limakit.records.template import IGNORE, Template, render
 
-    template = Template.from_tokenizer(smollm2_tokenizer)
+    template = Template()
     eot = smollm2_tokenizer.convert_tokens_to_ids(template.eot)
     for i, (q, a) in enumerate(SEED):
         seed = Example(

@@ -302,18 +302,21 @@ class CopyModel(torch.nn.Module):
 def test_ifd_ranks_a_prompt_predictable_answer_above_an_unpredictable_one(
     smollm2_tokenizer, tmp_path
 ):
+    from limakit.models import LoadedModel
     from limakit.records.template import Template
 
-    tok, template = smollm2_tokenizer, Template.from_tokenizer(smollm2_tokenizer)
+    tok, template = smollm2_tokenizer, Template()
     text = "Copper kettles whistle softly while eleven violet herons circle the quarry"
     copy = ex(f"Repeat after me: {text}", text, 0)  # the answer is in the prompt
     fresh = ex("Name a harbour town.", "Seven lanterns glow beside the northern pier", 1)
     pool = [fresh, copy]
     model = CopyModel(len(tok))
+    cpu = torch.device("cpu")
+    loaded = LoadedModel(model, tok, template, template.token_id(tok), cpu, torch.float32)
     scores, report = ifd_scores(
         pool,
         [content_hash(e) for e in pool],
-        lambda: (model, tok, template),
+        lambda: loaded,
         "ifd-copy",
         ScoreCache(tmp_path / "s.sqlite"),
         max_tokens=256,
@@ -332,7 +335,7 @@ def test_answer_losses_batched_equal_one_at_a_time_on_a_tiny_model(smollm2_token
 
     from limakit.records.template import Template
 
-    tok, template = smollm2_tokenizer, Template.from_tokenizer(smollm2_tokenizer)
+    tok, template = smollm2_tokenizer, Template()
     model = make_tiny_model(tok).eval()
     pool = [
         ex("Short?", "Yes."),

@@ -39,6 +39,13 @@ def _pool(path, sizes):
     write_jsonl(path, rows)
 
 
+def _lengths_model(name: str):
+    """The tokenizer and template training loads for ``name``, as curation reads them."""
+    from limakit.models import load_model_for
+
+    return load_model_for(name, "cpu", "float32", weights=False)
+
+
 def test_an_example_over_max_len_is_rejected_by_its_own_rule(tmp_path, smollm2_dir):
     _pool(tmp_path / "pool.jsonl", [20, 30, 200, 400, 25])
     cfg = CurateConfig(pool=[str(tmp_path / "pool.jsonl")], n=5, out=str(tmp_path / "out"),
@@ -51,15 +58,15 @@ def test_an_example_over_max_len_is_rejected_by_its_own_rule(tmp_path, smollm2_d
     assert "exceeds max_len=96 tokens" in rejected[0]["reason"]
     assert summary.rejected_by_rule["too_long"] == 2 and summary.examples == 3
     assert "too_long" in (tmp_path / "out" / "card.md").read_text()
-    lengths = TokenLengths(smollm2_dir, 96)
+    lengths = TokenLengths(_lengths_model(smollm2_dir), 96)
     for ex in read_examples(tmp_path / "out" / "examples.jsonl"):
         r = render(ex, lengths.tokenizer, lengths.template, max_len=96)
         assert not r.trimmed and len(r.input_ids) <= 96
     # The boundary is exact: the same example fits a max_len of its own rendered length.
     ex = next(iter(read_examples(tmp_path / "out" / "examples.jsonl")))
     size = len(render(ex, lengths.tokenizer, lengths.template, max_len=4096).input_ids)
-    assert TokenLengths(smollm2_dir, size).too_long(ex) is None
-    assert TokenLengths(smollm2_dir, size - 1).too_long(ex) is not None
+    assert TokenLengths(_lengths_model(smollm2_dir), size).too_long(ex) is None
+    assert TokenLengths(_lengths_model(smollm2_dir), size - 1).too_long(ex) is not None
 
 
 def test_max_len_needs_a_tokenizer():
@@ -72,7 +79,7 @@ def test_the_longest_trained_answer_counts_its_eot(smollm2_dir, smollm2_tokenize
 
     ex = Example([Message("user", "q"), Message("assistant", "Hello there, friend.")], "t", "a")
     n = len(smollm2_tokenizer("Hello there, friend.", add_special_tokens=False).input_ids)
-    assert TokenLengths(smollm2_dir).longest_answer([ex]) == (n + 1, "a")
+    assert TokenLengths(_lengths_model(smollm2_dir)).longest_answer([ex]) == (n + 1, "a")
 
 
 def test_a_run_whose_cap_is_below_the_longest_trained_answer_refuses_to_train(

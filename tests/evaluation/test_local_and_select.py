@@ -79,11 +79,10 @@ def _fake_generate(quality: dict[int, int]):
         out=None,
         batch_size=16,
         model_name=None,
-        device="auto",
     ):
-        epoch = int(str(model).rstrip("/").rsplit("-", 1)[-1])
+        epoch = int(model_name.rsplit("-", 1)[-1])  # the checkpoint's name: epoch-N
         calls.append(epoch)
-        generate_answers.received = {"config": config, "device": device}
+        generate_answers.received = {"config": config}
         rows = []
         for i, p in enumerate(prompts):
             for k in range(samples):
@@ -108,13 +107,21 @@ def test_select_chooses_the_best_epoch(tmp_path, monkeypatch):
     fake, calls = _fake_generate({5: 2, 6: 20, 7: 4, 9: 8})
     gen = importlib.import_module("limakit.generation")
     monkeypatch.setattr(gen, "generate_answers", fake, raising=False)
+    batch = importlib.import_module("limakit.generation.batch")
+    devices, real_loader = [], batch.model_for_answers
+
+    def loader(name, **kw):
+        devices.append(kw.get("device"))
+        return real_loader(name, **kw)  # how the model would load; the stand-in loads nothing
+
+    monkeypatch.setattr(batch, "model_for_answers", loader)
     with FakeServer(prefer_marked) as server:
         conf = tmp_path / "judge.yaml"
         conf.write_text(f"backend: openai\nmodel: judge\nbase_url: {server.url}\n")
         rc = main(["select", str(run), "--dev", str(dev), "--judge", str(conf), "--device", "cpu"])
         n_calls = len(server.calls)
         assert rc == 0
-        assert fake.received["device"] == "cpu"  # --device reaches the generator
+        assert set(devices) == {"cpu"}  # --device reaches the loader of every epoch
         sel = json.loads((run / "select" / "selection.json").read_text())
         assert sel["chosen"] == 6 and sel["decided_by"] == "judge"  # clear of every other
         assert [r["epoch"] for r in sel["table"]] == [5, 6, 7, 9]

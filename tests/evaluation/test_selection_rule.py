@@ -68,7 +68,7 @@ def _generator(stops: dict[int, str]):
     """Epoch N answers every prompt alike; its answers end with ``stops[N]`` (eot or length)."""
 
     def generate_answers(model, prompts, *, samples=1, seed=0, config=None, out=None, **kw):
-        epoch = int(str(model).rstrip("/").rsplit("-", 1)[-1])
+        epoch = int(kw["model_name"].rsplit("-", 1)[-1])  # the checkpoint's name: epoch-N
         rows = []
         for p in prompts:
             for k in range(samples):

@@ -147,7 +147,7 @@ def test_limakit_answers_count_the_eot_apart_and_say_which_lost_tokens(tmp_path,
         tmp_path / "shift" / "shift.json")))  # fmt: skip
     checkpoint = tmp_path / "checkpoint"
     base.model.save_pretrained(checkpoint)
-    save_tokenizer(base.tokenizer, checkpoint)  # with its template file, as training saves it
+    save_tokenizer(base.tokenizer, checkpoint, base.template)  # its template file, as training
     trained = load_model_for(str(checkpoint), "cpu", "float32")
     f = shift_summary(trained, [path], tmp_path / "again", models=[tiny_own_dir])["files"][0]
     assert f["apart"] == {} and f["tokens"] == 2 * n + 2  # the two EOTs ranked too

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from limakit.records.example import Example, Message
 
@@ -16,7 +15,7 @@ def boost_eot(model, tokenizer, amount: float = 8.0):
     """Add ``amount`` to the EOT logit so a random model ends answers early, at random lengths."""
     from limakit.records.template import Template
 
-    eot = tokenizer.convert_tokens_to_ids(Template.from_tokenizer(tokenizer).eot)
+    eot = tokenizer.convert_tokens_to_ids(Template().eot)
 
     def hook(_module, _inputs, logits):
         logits[..., eot] += amount
@@ -63,11 +62,11 @@ def script(model, ids: list[int]):
 
 @pytest.fixture
 def tiny(tiny_model_dir):
-    """A fresh (model, tokenizer) pair of the tiny random Llama, fp32."""
-    from limakit.models import load
+    """A fresh :class:`~limakit.models.LoadedModel` of the tiny random Llama, fp32 on the CPU
+    (``tiny.pair``: its model and tokenizer)."""
+    from limakit.models import load_model_for
 
-    model, tok = load(tiny_model_dir, torch.float32)
-    return model, tok
+    return load_model_for(tiny_model_dir, "cpu", "float32")
 
 
 def prompts(n: int) -> list[Example]:

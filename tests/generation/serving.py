@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from limakit.generation.server import create_app
+from limakit.models import LoadedModel
 
 
 def free_port() -> int:
@@ -19,8 +20,9 @@ def free_port() -> int:
 
 
 def start(model, tok, model_name: str = "lima-test", **kw):
-    """(server, thread, base url, app): uvicorn serving ``create_app`` in a daemon thread."""
-    return start_app(create_app(model, tok, model_name=model_name, **kw))
+    """(server, thread, base url, app): uvicorn serving ``create_app`` in a daemon thread, over
+    ``model`` and ``tok`` (a stand-in tokenizer, say) in limakit's default format."""
+    return start_app(create_app(LoadedModel.of(model, tok), model_name=model_name, **kw))
 
 
 def start_app(app):
@@ -39,7 +41,8 @@ def start_app(app):
 @contextmanager
 def serving(model, tok, **kw):
     """``with serving(model, tok) as (url, app):`` a server that stops at the end of the block."""
-    with serving_app(create_app(model, tok, **{"model_name": "lima-test", **kw})) as served:
+    app = create_app(LoadedModel.of(model, tok), **{"model_name": "lima-test", **kw})
+    with serving_app(app) as served:
         yield served
 
 

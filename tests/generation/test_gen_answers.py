@@ -20,11 +20,11 @@ CFG = DecodeConfig(max_new_tokens=8)
 
 
 def test_answers_are_examples_with_meta(tiny, tmp_path):
-    model, tok = tiny
+    model, tok = tiny.pair
     boost_eot(model, tok, 6.0)
     ps = prompts(4)
     out = tmp_path / "answers.jsonl"
-    answers = generate_answers((model, tok), ps, samples=2, config=CFG, out=out, model_name="tiny")
+    answers = generate_answers(tiny, ps, samples=2, config=CFG, out=out, model_name="tiny")
     assert [(a.id, a.meta["sample"]) for a in answers] == [(p.id, k) for p in ps for k in (0, 1)]
     on_disk = list(read_examples(out, require_answer=True))
     assert sorted((a.id, a.meta["sample"]) for a in on_disk) == sorted(
@@ -43,11 +43,11 @@ def test_answers_are_examples_with_meta(tiny, tmp_path):
 
 
 def test_same_seed_same_text_and_samples_differ(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     ps = prompts(2)
-    a = generate_answers((model, tok), ps, samples=3, seed=5, config=CFG, progress=False)
-    b = generate_answers((model, tok), ps, samples=3, seed=5, config=CFG, progress=False)
-    c = generate_answers((model, tok), ps[:1], samples=3, seed=6, config=CFG, progress=False)
+    a = generate_answers(tiny, ps, samples=3, seed=5, config=CFG, progress=False)
+    b = generate_answers(tiny, ps, samples=3, seed=5, config=CFG, progress=False)
+    c = generate_answers(tiny, ps[:1], samples=3, seed=6, config=CFG, progress=False)
     text = [x.messages[-1].content for x in a]
     assert text == [x.messages[-1].content for x in b]
     assert text[:3] != [x.messages[-1].content for x in c]
@@ -59,10 +59,10 @@ class _Killed(Exception):
 
 
 def test_resume_after_a_killed_run_answers_only_the_rest(tiny, tmp_path, monkeypatch):
-    model, tok = tiny
+    model, tok = tiny.pair
     sharpen(model)  # batch composition changes rounding: no near-ties for it to flip
     ps = prompts(5)
-    full = generate_answers((model, tok), ps, samples=2, seed=1, config=CFG, progress=False)
+    full = generate_answers(tiny, ps, samples=2, seed=1, config=CFG, progress=False)
     out = tmp_path / "answers.jsonl"
 
     # First run dies after 4 answers, in the middle of writing the 5th line.
@@ -81,7 +81,7 @@ def test_resume_after_a_killed_run_answers_only_the_rest(tiny, tmp_path, monkeyp
 
     monkeypatch.setattr(batch_mod, "append_jsonl", dying_append)
     with pytest.raises(_Killed):
-        generate_answers((model, tok), ps, samples=2, seed=1, config=CFG, out=out, progress=False)
+        generate_answers(tiny, ps, samples=2, seed=1, config=CFG, out=out, progress=False)
     monkeypatch.undo()
     assert len(out.read_text().splitlines()) == 5  # 4 answers + the cut-off line
 
@@ -89,9 +89,7 @@ def test_resume_after_a_killed_run_answers_only_the_rest(tiny, tmp_path, monkeyp
     monkeypatch.setattr(
         engine_mod.Engine, "add", lambda self, req: added.append(req.tag) or real_add(self, req)
     )
-    again = generate_answers(
-        (model, tok), ps, samples=2, seed=1, config=CFG, out=out, progress=False
-    )
+    again = generate_answers(tiny, ps, samples=2, seed=1, config=CFG, out=out, progress=False)
     assert len(added) == 10 - 4  # only the unanswered (id, sample) pairs were generated
     done_first = {(r["id"], r["meta"]["sample"]) for r in written}
     assert not done_first & {(p.id, k) for p, k in added}

@@ -38,7 +38,7 @@ def test_chat_subprocess_streams_resets_and_exits(tiny_model_dir):
 
 
 def test_chat_keeps_history_until_reset(tiny, monkeypatch):
-    model, tok = tiny
+    tok = tiny.tokenizer
     seen_prompts = []
     real_run = chat_mod.Engine.run
 
@@ -49,8 +49,7 @@ def test_chat_keeps_history_until_reset(tiny, monkeypatch):
     monkeypatch.setattr(chat_mod.Engine, "run", spy)
     out = io.StringIO()
     turns = chat_mod.chat_loop(
-        model,
-        tok,
+        tiny,
         config=DecodeConfig(max_new_tokens=4),
         stdin=io.StringIO("first q\nsecond q\n/reset\nthird q\n"),
         stdout=out,

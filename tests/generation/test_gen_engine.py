@@ -22,7 +22,7 @@ def _requests(tok, n, **kw):
 
 def test_sampled_text_does_not_depend_on_batch_composition(tiny):
     """Sequences joining and leaving a pool of 3 produce exactly what each produces alone."""
-    model, tok = tiny
+    model, tok = tiny.pair
     boost_eot(model, tok, 6.0)  # random lengths: rows finish at different steps and are replaced
     pooled = _requests(tok, 7, max_new_tokens=20)  # some stop at EOT, one at the length cap
     Engine(LoadedModel.of(model, tok), max_batch=3).run(pooled)
@@ -36,7 +36,7 @@ def test_sampled_text_does_not_depend_on_batch_composition(tiny):
 
 
 def test_stops_at_eot_and_eot_never_in_output(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     boost_eot(model, tok, 9.0)
     reqs = _requests(tok, 6, max_new_tokens=200)
     engine = Engine(LoadedModel.of(model, tok), max_batch=4)
@@ -49,7 +49,7 @@ def test_stops_at_eot_and_eot_never_in_output(tiny):
 
 
 def test_length_stop_and_cancel(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     reqs = _requests(tok, 3, max_new_tokens=7, temperature=0.0, repetition_penalty=1.0)
     reqs[1].cancelled = True
     Engine(LoadedModel.of(model, tok), max_batch=2).run(reqs)
@@ -79,20 +79,20 @@ def _greedy_matches_generate(model, tok, n_prompts, new_tokens):
 
 
 def test_greedy_equals_transformers_generate_tiny(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     _greedy_matches_generate(model, tok, 4, 12)
 
 
 @pytest.mark.slow
 def test_greedy_equals_transformers_generate_smollm2(smollm2_dir):
-    from limakit.models import load
+    from limakit.models import load_model_for
 
-    model, tok = load(smollm2_dir, torch.float32)
+    model, tok = load_model_for(smollm2_dir, "cpu", "float32").pair
     _greedy_matches_generate(model, tok, 2, 10)
 
 
 def test_batched_prefill_gives_what_one_prompt_at_a_time_gives(tiny, monkeypatch):
-    model, tok = tiny
+    model, tok = tiny.pair
     calls = []
     real = Engine._prefill
     monkeypatch.setattr(
@@ -121,11 +121,11 @@ def test_generation_makes_no_tensor_off_the_model_device(tiny):
 
     from limakit.generation import DecodeConfig, generate_answers
 
-    model, tok = tiny
+    model, tok = tiny.pair
     recorder = DevicelessFactories()
     with recorder:
         generate_answers(
-            (model, tok),
+            tiny,
             prompts(5),
             samples=2,
             config=DecodeConfig(max_new_tokens=6),
@@ -139,7 +139,7 @@ def test_generation_makes_no_tensor_off_the_model_device(tiny):
 
 def test_a_step_that_raises_in_prefill_leaves_no_request_behind(tiny):
     """The server's worker calls fail_all after a failed step: every request must end, none wait."""
-    model, tok = tiny
+    model, tok = tiny.pair
 
     def explode(_module, _args):
         raise RuntimeError("device lost")
@@ -165,7 +165,7 @@ def test_fixed_shape_decode_gives_what_dynamic_decode_gives(tiny, monkeypatch):
     """The CUDA-graph path's steps (rows and span padded to buckets), run eagerly on the CPU."""
     from limakit.generation.graphs import StaticDecode
 
-    model, tok = tiny
+    model, tok = tiny.pair
     boost_eot(model, tok, 6.0)  # rows leave at different steps: the row bucket shrinks
     monkeypatch.setattr(StaticDecode, "span_step", 16)  # several span buckets in 20 tokens
     shapes = []
@@ -190,7 +190,7 @@ def test_fixed_shape_decode_gives_what_dynamic_decode_gives(tiny, monkeypatch):
 
 def test_fixed_shape_decode_pads_rows_without_touching_live_ones(tiny):
     """A padding row writes only at position 0 of a free slot; live rows' caches stay intact."""
-    model, tok = tiny
+    model, tok = tiny.pair
     reqs = _requests(tok, 3, max_new_tokens=6, temperature=0.0)
     engine = Engine(LoadedModel.of(model, tok), max_batch=8, cuda_graphs=True)
     for r in reqs:
@@ -232,9 +232,13 @@ class _ReplayCheck:
 
 def test_graph_bookkeeping_recaptures_when_the_cache_grows(tiny, monkeypatch):
     """Graphs are kept per (rows, span), replayed into their own output, dropped on cache growth."""
-    from limakit.generation.graphs import StaticDecode
+    from functools import partial
 
-    model, tok = tiny
+    from limakit.generation import engine as engine_mod
+    from limakit.generation.graphs import StaticDecode
+    from limakit.generation.kv_cache import SlotCache
+
+    model, tok = tiny.pair
     sharpen(model)  # long answers: float rounding must not decide between near-equal tokens
 
     def record(self, fn):
@@ -245,17 +249,20 @@ def test_graph_bookkeeping_recaptures_when_the_cache_grows(tiny, monkeypatch):
     monkeypatch.setattr(StaticDecode, "_record", record)
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: object())
     monkeypatch.setattr(StaticDecode, "span_step", 64)
-    graphed = _requests(tok, 5, max_new_tokens=300)  # past the first capacity of the cache
+    # The cache starts at 256 positions (128 asked for, plus its growth margin): the longest prompt
+    # (217 tokens) fits, and its answer passes the end within 40 tokens, after graphs were captured.
+    monkeypatch.setattr(engine_mod, "SlotCache", partial(SlotCache, capacity=128))
+    graphed = _requests(tok, 5, max_new_tokens=60)
     engine = Engine(LoadedModel.of(model, tok), max_batch=4, cuda_graphs=True)
     engine.static.use_graphs = True
     engine.run(graphed)
-    dynamic = _requests(tok, 5, max_new_tokens=300)
+    dynamic = _requests(tok, 5, max_new_tokens=60)
     Engine(LoadedModel.of(model, tok), max_batch=4, cuda_graphs=False).run(dynamic)
     assert [r.output_ids for r in graphed] == [r.output_ids for r in dynamic]
     assert engine.cache.capacity > 256 and engine.static.captured_capacity == engine.cache.capacity
     assert engine.static.captures > len(engine.static.graphs)  # some were dropped and recaptured
     assert _ReplayCheck.replays > 10 * engine.static.captures  # most steps replay a graph
-    assert {len(r.output_ids) for r in graphed} == {300}
+    assert {len(r.output_ids) for r in graphed} == {60}
 
 
 def test_the_fixed_shape_decode_step_never_waits_for_the_host(tiny, monkeypatch):
@@ -265,7 +272,7 @@ def test_the_fixed_shape_decode_step_never_waits_for_the_host(tiny, monkeypatch)
 
     from limakit.generation.graphs import StaticDecode
 
-    model, tok = tiny
+    model, tok = tiny.pair
     boost_eot(model, tok, 6.0)  # rows leave: several row buckets
     monkeypatch.setattr(StaticDecode, "span_step", 16)  # several span buckets
     in_step, shapes = HostSyncs(), set()

@@ -25,7 +25,7 @@ MSG = [{"role": "user", "content": "Say something about the sea."}]
 
 def scripted_answer(tok, text: str) -> list[int]:
     """The ids of ``text`` then the EOT (where a model that ignored the marker would stop)."""
-    eot = tok.convert_tokens_to_ids(Template.from_tokenizer(tok).eot)
+    eot = tok.convert_tokens_to_ids(Template().eot)
     return tok(text, add_special_tokens=False)["input_ids"] + [eot]
 
 
@@ -49,7 +49,7 @@ def test_limakit_markers_are_its_headers_and_eot(tiny_model_dir):
 
 
 def test_the_engine_ends_a_sequence_at_a_marker_id(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     marker = tok("sea", add_special_tokens=False)["input_ids"][0]
     words = tok(" hello world", add_special_tokens=False)["input_ids"]
     script(model, [*words, marker, *words])
@@ -63,10 +63,10 @@ def test_the_engine_ends_a_sequence_at_a_marker_id(tiny):
 
 @pytest.mark.parametrize("header", ["<|user|>", "<|assistant|>"])
 def test_generate_ends_the_answer_at_the_next_role_header(tiny, header):
-    model, tok = tiny
+    model, tok = tiny.pair
     script(model, scripted_answer(tok, f"The sea is blue.\n{header}\nAnd then more text"))
     prompts = [Example([Message("user", "Tell me about the sea.")], id="p0")]
-    (answer,) = generate_answers((model, tok), prompts, config=DecodeConfig(max_new_tokens=40),
+    (answer,) = generate_answers(tiny, prompts, config=DecodeConfig(max_new_tokens=40),
                                  progress=False)  # fmt: skip
     assert answer.answer == "The sea is blue."
     assert answer.meta["stop"] == "marker"
@@ -75,16 +75,16 @@ def test_generate_ends_the_answer_at_the_next_role_header(tiny, header):
 
 
 def test_generate_without_a_marker_is_unchanged(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     script(model, scripted_answer(tok, "The sea is blue, <user> says."))
     prompts = [Example([Message("user", "Tell me about the sea.")], id="p0")]
-    (answer,) = generate_answers((model, tok), prompts, config=DecodeConfig(max_new_tokens=40),
+    (answer,) = generate_answers(tiny, prompts, config=DecodeConfig(max_new_tokens=40),
                                  progress=False)  # fmt: skip
     assert answer.answer == "The sea is blue, <user> says." and answer.meta["stop"] == "eot"
 
 
 def test_the_server_strips_the_marker_and_says_stop(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     script(model, scripted_answer(tok, "The sea is blue.\n<|user|>\nAnd then more text"))
     with serving(model, tok, config=DecodeConfig(max_new_tokens=40)) as (url, _):
         body = {"model": "lima-test", "messages": MSG, "temperature": 0}

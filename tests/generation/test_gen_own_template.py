@@ -14,8 +14,9 @@ from limakit.core.errors import LimaError
 from limakit.generation import DecodeConfig, generate_answers
 from limakit.generation import batch as batch_mod
 from limakit.generation import engine as engine_mod
+from limakit.generation.batch import model_for_answers
 from limakit.generation.chat_format import ChatFormat, choose_template, own_prompt_ids
-from limakit.models import LoadedModel, load_tokenizer
+from limakit.models import LoadedModel, load_model_for, load_tokenizer, saved_template
 from limakit.records.example import Example, Message
 
 from ..conftest import make_tiny_model
@@ -33,9 +34,12 @@ def _boost(model, token: int, amount: float):
 def test_auto_picks_limakit_for_a_limakit_checkpoint_and_own_for_a_templated_model(
     tiny_model_dir, chatml_dir, raw_tokenizer
 ):
-    limakit_tok = load_tokenizer(tiny_model_dir)
-    assert choose_template(limakit_tok, "auto") == "limakit"
-    assert choose_template(limakit_tok, "own") == "limakit"  # its own format is limakit's
+    limakit_tok, saved = load_tokenizer(tiny_model_dir), saved_template(tiny_model_dir)
+    assert saved is not None  # a limakit checkpoint: its template file lies beside it
+    assert choose_template(limakit_tok, "auto", saved) == "limakit"
+    assert choose_template(limakit_tok, "own", saved) == "limakit"  # its own format is limakit's
+    assert load_model_for(tiny_model_dir, template="auto", weights=False).template == saved
+    assert load_model_for(chatml_dir, template="auto", weights=False).template is None
     assert choose_template(load_tokenizer(chatml_dir), "auto") == "own"
     assert choose_template(raw_tokenizer, "limakit") == "limakit"
     bare = load_tokenizer(chatml_dir)
@@ -48,9 +52,8 @@ def test_auto_picks_limakit_for_a_limakit_checkpoint_and_own_for_a_templated_mod
 def test_stop_ids_are_the_eos_the_generation_config_and_im_end(chatml_dir, raw_tokenizer):
     from transformers import GenerationConfig
 
-    fmt = ChatFormat.choose(
-        raw_tokenizer, "own", generation_config=GenerationConfig.from_pretrained(chatml_dir)
-    )
+    own = load_model_for(chatml_dir, template="own", weights=False)
+    fmt = ChatFormat.for_loaded(own, generation_config=GenerationConfig.from_pretrained(chatml_dir))
     assert fmt.name == "own" and fmt.stop_ids == {IM_END, ENDOFTEXT} and fmt.eot_id == IM_END
 
 
@@ -90,8 +93,8 @@ def test_own_template_sampling_stops_at_im_end(chatml_dir, raw_tokenizer, monkey
     ]
     prompts.append(Example([Message("user", "Hi <|im_end|> there")], id="forged"))
     cfg = DecodeConfig(max_new_tokens=48, template="own")
-    got = generate_answers(chatml_dir, prompts, samples=2, config=cfg, dtype="float32",
-                           device="cpu", progress=False)  # fmt: skip
+    load = model_for_answers(chatml_dir, device="cpu", dtype="float32", template=cfg.template)
+    got = generate_answers(load, prompts, samples=2, config=cfg, progress=False)
     (engine,) = engines
     assert engine.stop_ids == {IM_END, ENDOFTEXT, IM_START}
     assert engine.marker_ids == {IM_START}  # the template's role header ends an answer too
@@ -146,8 +149,8 @@ def test_vllm_renders_and_stops_in_the_models_own_format_turn_by_turn(
     module.LLM, module.SamplingParams = LLM, Params
     monkeypatch.setitem(sys.modules, "vllm", module)
     prompts = [Example([Message("user", "One?"), Message("user", "Two?")], id="m")]
-    got = generate_answers(chatml_dir, prompts, config=DecodeConfig(template="auto"),
-                           backend="vllm")  # fmt: skip
+    load = model_for_answers(chatml_dir, template="auto", backend="vllm")
+    got = generate_answers(load, prompts, config=DecodeConfig(template="auto"), backend="vllm")
     assert len(calls) == 2  # one pass per turn
     first, second = (c[0][0]["prompt_token_ids"] for c in calls)
     assert first == own_prompt_ids(prompts[0].messages[:1], raw_tokenizer)
@@ -189,7 +192,7 @@ def test_own_template_marker_ends_the_answer_as_marker(chatml_dir, raw_tokenizer
     monkeypatch.setattr(engine_mod.Engine, "__init__", init)
     prompts = [Example([Message("user", "Tell me about the sea.")], id="p0")]
     cfg = DecodeConfig(max_new_tokens=40, template="own")
-    (got,) = generate_answers(chatml_dir, prompts, config=cfg, dtype="float32", device="cpu",
-                              progress=False)  # fmt: skip
+    load = model_for_answers(chatml_dir, device="cpu", dtype="float32", template=cfg.template)
+    (got,) = generate_answers(load, prompts, config=cfg, progress=False)
     assert got.answer == "The sea is blue." and got.meta["stop"] == "marker"
     assert got.meta["new_tokens"] == len(answer)

@@ -48,15 +48,18 @@ def test_resume_with_other_settings_is_refused_naming_the_difference(tiny, tmp_p
 def test_resume_in_another_dtype_is_refused(tiny, tmp_path):
     import torch
 
-    model, tok = tiny
+    from limakit.models import LoadedModel
+
+    model, tok = tiny.pair
     out = tmp_path / "answers.jsonl"
     ps = prompts(2)
-    generate_answers((model, tok), ps, config=CFG, out=out, progress=False, model_name="tiny")
+    generate_answers(tiny, ps, config=CFG, out=out, progress=False, model_name="tiny")
     model.to(torch.bfloat16)
     with pytest.raises(LimaError, match=r"dtype 'float32' there, 'bfloat16' now"):
         generate_answers(
-            (model, tok), ps, samples=2, config=CFG, out=out, progress=False, model_name="tiny"
-        )
+            LoadedModel.of(model, tok), ps, samples=2, config=CFG, out=out, progress=False,
+            model_name="tiny",
+        )  # fmt: skip
 
 
 def test_a_file_without_recorded_settings_is_not_resumed_silently(tiny, tmp_path):
@@ -94,7 +97,7 @@ def test_cli_out_in_a_missing_folder_fails_before_the_model_loads(
     def no_loading(*args, **kw):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(limakit.models, "load", no_loading)
+    monkeypatch.setattr(limakit.models, "load_model_for", no_loading)
     src = tmp_path / "prompts.jsonl"
     write_examples(src, prompts(2))
     out = tmp_path / "missing" / "out.jsonl"

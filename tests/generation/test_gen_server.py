@@ -21,11 +21,10 @@ def _serve(model, tok, **kw):
 
 @pytest.fixture(scope="module")
 def server_url(tiny_model_dir):
-    import torch
 
-    from limakit.models import load
+    from limakit.models import load_model_for
 
-    model, tok = load(tiny_model_dir, torch.float32)
+    model, tok = load_model_for(tiny_model_dir, "cpu", "float32").pair
     server, thread, url = _serve(
         model, tok, api_key="sekret", config=DecodeConfig(max_new_tokens=8)
     )
@@ -158,9 +157,9 @@ def test_sixteen_concurrent_requests(client):
 
 @pytest.mark.slow
 def test_smollm2_end_to_end(smollm2_dir):
-    from limakit.models import load
+    from limakit.models import load_model_for
 
-    model, tok = load(smollm2_dir, "bfloat16")
+    model, tok = load_model_for(smollm2_dir, "cpu", "bfloat16").pair
     server, thread, url = _serve(model, tok)
     try:
         c = openai.OpenAI(base_url=url, api_key="none", max_retries=0)

@@ -31,9 +31,9 @@ TOL = 1e-4  # fp32: a batched, cached decode step against one plain forward pass
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    from limakit.models import load
+    from limakit.models import load_model_for
 
-    return load(tiny_model_dir, torch.float32)
+    return load_model_for(tiny_model_dir, "cpu", "float32").pair
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def log_softmax(model, ids: list[int]) -> torch.Tensor:
 def test_engine_logprobs_are_the_models_log_softmax(tiny, fixed_shape):
     """Answer and prompt log-probabilities equal one plain forward pass, in the dynamic decode
     and in the fixed-shape (CUDA graph) decode; rows that do not ask get nothing."""
-    model, tok = tiny
+    model, tok = tiny.pair
     ps = [render_prompt(p.messages, tok) for p in prompts(4)]
     reqs = [
         Request(
@@ -94,7 +94,7 @@ def test_engine_logprobs_are_the_models_log_softmax(tiny, fixed_shape):
 
 
 def test_engine_scores_a_prompt_without_generating(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     ids = render_prompt(prompts(1)[0].messages, tok)
     req = Request(ids, max_new_tokens=0, prompt_logprobs=0)
     Engine(LoadedModel.of(model, tok)).run([req])
@@ -373,7 +373,7 @@ def test_fields_harmless_at_their_default_are_accepted(served):
 
 def test_queue_time_in_usage_header_and_log(tiny, caplog):
     """With one batch slot held by a long answer, a short request waits, and says how long."""
-    model, tok = tiny
+    model, tok = tiny.pair
     started = threading.Event()
 
     def slow(_module, _args):

@@ -9,7 +9,6 @@ import threading
 import httpx
 import openai
 import pytest
-import torch
 
 from limakit.generation.config import DecodeConfig
 
@@ -22,9 +21,9 @@ ERROR_FIELDS = {"message", "type", "param", "code"}
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir):
-    from limakit.models import load
+    from limakit.models import load_model_for
 
-    model, tok = load(tiny_model_dir, torch.float32)
+    model, tok = load_model_for(tiny_model_dir, "cpu", "float32").pair
     with serving(model, tok, api_key="sekret", config=DecodeConfig(max_new_tokens=8)) as s:
         yield s
 
@@ -61,7 +60,7 @@ def test_a_50mb_request_is_refused_with_413_before_it_is_read(served):
 
 
 def test_a_chunked_body_over_the_limit_is_413(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
 
     def chunked(data: bytes) -> bytes:
         parts = [data[i : i + 1000] for i in range(0, len(data), 1000)]
@@ -98,7 +97,7 @@ class GatedTokenizer:
 
 
 def test_a_slow_tokenisation_does_not_block_other_clients(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     gated = GatedTokenizer(tok, "HUGE-PROMPT")
     with serving(model, gated) as (url, _):
         big: dict = {}
@@ -196,7 +195,7 @@ class FailingTokenizer(GatedTokenizer):
 
 
 def test_server_faults_are_500_server_error(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     broken = {"on": False}
 
     def hook(_module, _args):
@@ -240,7 +239,7 @@ def test_docs_and_openapi_need_the_key(served):
 
 
 def test_a_non_streaming_client_that_hangs_up_is_cancelled(tiny):
-    model, tok = tiny
+    model, tok = tiny.pair
     from limakit.generation.engine import Request
 
     cancelled, stepping, finished = threading.Event(), threading.Event(), threading.Event()

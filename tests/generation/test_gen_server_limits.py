@@ -8,7 +8,6 @@ import threading
 
 import httpx
 import pytest
-import torch
 
 from limakit.cli import build_parser, main
 from limakit.generation.admission import FairQueue
@@ -23,9 +22,9 @@ MSG = [{"role": "user", "content": "Say something about the sea."}]
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir):
-    from limakit.models import load
+    from limakit.models import load_model_for
 
-    model, tok = load(tiny_model_dir, torch.float32)
+    model, tok = load_model_for(tiny_model_dir, "cpu", "float32").pair
     with serving(model, tok, config=DecodeConfig(max_new_tokens=4), max_sequences=6) as s:
         yield s
 
@@ -79,7 +78,7 @@ def test_a_small_request_behind_a_large_one_is_admitted_within_a_few_sequences(t
     """A 32-sequence request holds both batch slots and the queue; a 1-sequence request sent
     behind it gets a slot after at most one more of the large one's sequences (first come, first
     served admitted all 32 first). Counted in admissions, not in time."""
-    model, tok = tiny
+    model, tok = tiny.pair
     gate, holding = threading.Event(), threading.Event()
 
     def hold_first_forward(_module, _args):

@@ -112,12 +112,12 @@ def _multi_prompts() -> list[Example]:
 
 
 def test_turns_are_answered_in_order_each_answer_fed_back_batched_across_prompts(tiny, monkeypatch):
-    model, tok = tiny
+    model, tok = tiny.pair
     boost_eot(model, tok, 5.0)
     sharpen(model)
     passes = _recording(monkeypatch)
     ps = _multi_prompts()
-    got = generate_answers((model, tok), ps, samples=2, seed=3, config=CFG, progress=False)
+    got = generate_answers(tiny, ps, samples=2, seed=3, config=CFG, progress=False)
     # All first turns in one pass, then all second turns, then m1's third.
     assert [sorted({(i, t) for i, t, _ in p}) for p in passes] == [
         [("m0", 0), ("m1", 0), ("p0", 0), ("p1", 0)],
@@ -141,7 +141,7 @@ def test_turns_are_answered_in_order_each_answer_fed_back_batched_across_prompts
     assert m1.answer == m1.messages[8].content
     # One-turn prompts keep the single-turn fields only, and the same text as a run without
     # the multi-turn prompts (their random streams did not move).
-    alone = generate_answers((model, tok), ps[2:], samples=2, seed=3, config=CFG, progress=False)
+    alone = generate_answers(tiny, ps[2:], samples=2, seed=3, config=CFG, progress=False)
     for a in alone:
         b = by[(a.id, a.meta["sample"])]
         assert "turns" not in b.meta and b.messages == a.messages
@@ -151,13 +151,13 @@ def test_turns_are_answered_in_order_each_answer_fed_back_batched_across_prompts
 
 
 def test_a_rerun_skips_finished_conversations(tiny, tmp_path, monkeypatch):
-    model, tok = tiny
+    model, tok = tiny.pair
     boost_eot(model, tok, 5.0)
     ps = _multi_prompts()
     out = tmp_path / "answers.jsonl"
-    first = generate_answers((model, tok), ps[:1], seed=1, config=CFG, out=out, progress=False)
+    first = generate_answers(tiny, ps[:1], seed=1, config=CFG, out=out, progress=False)
     passes = _recording(monkeypatch)
-    again = generate_answers((model, tok), ps, seed=1, config=CFG, out=out, progress=False)
+    again = generate_answers(tiny, ps, seed=1, config=CFG, out=out, progress=False)
     assert all(i != "m0" for p in passes for i, _, _ in p)  # m0 was done: not asked again
     assert again[0].to_dict() == first[0].to_dict()
     rows = list(read_examples(out, require_answer=True))
@@ -165,15 +165,15 @@ def test_a_rerun_skips_finished_conversations(tiny, tmp_path, monkeypatch):
 
 
 def test_an_empty_answer_in_a_middle_turn_is_kept_and_resumed(tiny, tmp_path):
-    model, tok = tiny
+    model, tok = tiny.pair
     boost_eot(model, tok, 60.0)  # every answer ends at once: empty
     ps = _multi_prompts()[:1]
     out = tmp_path / "answers.jsonl"
-    got = generate_answers((model, tok), ps, config=CFG, out=out, progress=False)
+    got = generate_answers(tiny, ps, config=CFG, out=out, progress=False)
     assert [m.content for m in got[0].messages] == ["Name a colour.", "", "And another?", ""]
     assert [t["stop"] for t in got[0].meta["turns"]] == ["eot", "eot"]
     before = out.read_text()
-    again = generate_answers((model, tok), ps, config=CFG, out=out, progress=False)
+    again = generate_answers(tiny, ps, config=CFG, out=out, progress=False)
     assert out.read_text() == before and again[0].to_dict() == got[0].to_dict()
 
 

@@ -9,6 +9,7 @@ import types
 import pytest
 
 from limakit.generation import DecodeConfig, generate_answers
+from limakit.generation.batch import model_for_answers
 from limakit.models import load_tokenizer
 from limakit.records.template import Template, render_prompt
 
@@ -50,14 +51,15 @@ def test_vllm_requests_follow_lima_decoding_and_answers_match_the_engine_shape(
     tiny_model_dir, tiny, monkeypatch, tmp_path
 ):
     tok = load_tokenizer(tiny_model_dir)
-    eot = tok.convert_tokens_to_ids(Template.from_tokenizer(tok).eot)
+    eot = tok.convert_tokens_to_ids(Template().eot)
     calls: dict = {}
     monkeypatch.setitem(sys.modules, "vllm", _stand_in(calls, eot))
     ps = prompts(3)
     cfg = DecodeConfig(max_new_tokens=7)
     out = tmp_path / "answers.jsonl"
-    got = generate_answers(tiny_model_dir, ps, samples=2, seed=4, config=cfg, out=out,
-                           backend="vllm", model_name="m")  # fmt: skip
+    vllm = model_for_answers(tiny_model_dir, backend="vllm")  # the tokenizer and template only
+    got = generate_answers(vllm, ps, samples=2, seed=4, config=cfg, out=out, backend="vllm",
+                           model_name="m")  # fmt: skip
     assert calls["init"]["model"] == tiny_model_dir and calls["init"]["seed"] == 4
     pairs = [(p, k) for p in ps for k in (0, 1)]
     assert [x["prompt_token_ids"] for x in calls["prompts"]] == [
@@ -79,15 +81,15 @@ def test_vllm_requests_follow_lima_decoding_and_answers_match_the_engine_shape(
     assert [a.messages[-1].content for a in got][:2] == ["answer 0", "answer 1"]
     assert len(out.read_text().splitlines()) == 6  # written like the engine's, resumable
     calls.clear()
-    generate_answers(tiny_model_dir, ps, samples=2, seed=4, config=cfg, out=out, backend="vllm",
+    generate_answers(vllm, ps, samples=2, seed=4, config=cfg, out=out, backend="vllm",
                      model_name="m")  # fmt: skip
     assert calls == {}  # a rerun finds every answer done and starts no vLLM engine
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
 def test_real_vllm_stops_at_the_eot(tiny_model_dir):
-    got = generate_answers(tiny_model_dir, prompts(2), config=DecodeConfig(max_new_tokens=8),
-                           backend="vllm")  # fmt: skip
+    vllm = model_for_answers(tiny_model_dir, backend="vllm")
+    got = generate_answers(vllm, prompts(2), config=DecodeConfig(max_new_tokens=8), backend="vllm")
     assert all(a.meta["new_tokens"] <= 8 and "<|eot|>" not in a.messages[-1].content for a in got)
 
 

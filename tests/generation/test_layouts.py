@@ -7,6 +7,7 @@ import pytest
 
 from limakit.core.errors import LimaError
 from limakit.generation import generate_answers
+from limakit.generation.batch import model_for_answers
 from limakit.generation.chat_format import ChatFormat
 from limakit.generation.config import DecodeConfig
 from limakit.generation.layouts import IN_CONTEXT, PLAIN, PREAMBLE, pick_shots
@@ -77,10 +78,9 @@ def test_sampling_in_a_layout_records_it(tmp_path, tiny_model_dir):
     prompts = [Example([Message("user", "Why is the sea salty?")], "t", "p1")]
     cfg = DecodeConfig(max_new_tokens=5, template="in-context", shots=str(shots))
     out = tmp_path / "a.jsonl"
-    (ans,) = generate_answers(tiny_model_dir, prompts, config=cfg, out=out, device="cpu",
-                              dtype="float32", progress=False)  # fmt: skip
+    load = model_for_answers(tiny_model_dir, device="cpu", dtype="float32", template=cfg.template)
+    (ans,) = generate_answers(load, prompts, config=cfg, out=out, progress=False)
     assert ans.meta["template"] == "in-context" and ans.meta["stop"] in ("eot", "length")
     assert ans.meta["decoding"]["shots"] == str(shots)
     with pytest.raises(LimaError, match="needs `shots`"):
-        generate_answers(tiny_model_dir, prompts, config=DecodeConfig(template="in-context"),
-                         device="cpu", dtype="float32", progress=False)  # fmt: skip
+        generate_answers(load, prompts, config=DecodeConfig(template="in-context"), progress=False)

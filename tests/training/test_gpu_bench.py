@@ -75,13 +75,12 @@ def _bench_module():
 def test_the_bench_says_when_decode_steps_fell_back_from_cuda_graphs(tiny_model_dir):
     """A capture that fails must show in the table, never pass for a graph run: here capturing
     is forced on a machine without CUDA, fails, and the engine goes on eagerly."""
-    import torch
 
     from limakit.generation.engine import Engine, Request
-    from limakit.models import LoadedModel, load
+    from limakit.models import LoadedModel, load_model_for
 
     bench = _bench_module()
-    model, tok = load(tiny_model_dir, torch.float32)
+    model, tok = load_model_for(tiny_model_dir, "cpu", "float32").pair
 
     def run(**kw):
         with bench.EngineWatch() as watch:
@@ -102,7 +101,6 @@ def test_the_bench_says_when_decode_steps_fell_back_from_cuda_graphs(tiny_model_
 def test_prepare_writes_what_a_bare_gpu_machine_needs_and_the_toy_builds_from_it(tmp_path):
     """--prepare: the examples and the tokenizer folder (no weights), from which the bench builds
     its model and reads its data without the packaged pool or models."""
-    import torch
 
     bench = _bench_module()
     dest = tmp_path / "inputs"
@@ -119,8 +117,8 @@ def test_prepare_writes_what_a_bare_gpu_machine_needs_and_the_toy_builds_from_it
     )
     params = bench.build_model(str(tok), tmp_path / "model", dry=True)
     assert params > 0 and (tmp_path / "model" / "config.json").exists()
-    from limakit.models import load
+    from limakit.models import load_model_for
 
-    model, t = load(str(tmp_path / "model"), torch.float32)
+    model, t = load_model_for(str(tmp_path / "model"), "cpu", "float32").pair
     eot = t.convert_tokens_to_ids(t.eos_token)  # the limakit EOT, added to the vocabulary
     assert eot >= 49152 and eot < model.get_input_embeddings().weight.shape[0]

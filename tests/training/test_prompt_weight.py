@@ -65,10 +65,10 @@ def test_collate_puts_each_targets_weight_beside_its_index():
 
 def test_prompt_weight_reaches_the_loss_the_trainer_computes(smollm2_tokenizer, tiny_model_dir):
     """The trainer's loss with a prompt weight is the weighted mean over the rendered tokens."""
-    from limakit.models import load
+    from limakit.models import load_model_for
     from limakit.training.model import LossModel
 
-    model, tok = load(tiny_model_dir)
+    model, tok = load_model_for(tiny_model_dir, "cpu", "float32").pair
     ex = Example([Message("user", "Name a colour."), Message("assistant", "Blue, like the sea.")])
     r = render(ex, tok, prompt_weight=0.1)
     item = encoded(0, r)

@@ -18,6 +18,7 @@ from training.helpers import write_data
 
 from limakit.core.config import load_config
 from limakit.core.errors import LimaError
+from limakit.records.template import Template
 from limakit.training import TrainConfig, train
 from limakit.training.checkpoint import latest_checkpoint
 
@@ -55,7 +56,7 @@ def _env() -> dict[str, str]:
 
 
 def test_train_writes_loadable_checkpoints_and_metrics(tmp_path, tiny_model_dir):
-    from limakit.models import load
+    from limakit.models import load_model_for
 
     data = write_data(tmp_path / "d.jsonl", 12)
     cfg = load_config(TrainConfig, None, _cfg(tiny_model_dir, data, "epochs=2"))
@@ -67,7 +68,7 @@ def test_train_writes_loadable_checkpoints_and_metrics(tmp_path, tiny_model_dir)
     ckpt = run / "checkpoints" / "epoch-2"
     for name in ("model.safetensors", "tokenizer.json", "train_config.yaml", "trainer_state.pt"):
         assert (ckpt / name).exists(), name
-    model, tok = load(str(ckpt))
+    model, tok = load_model_for(str(ckpt), "cpu", "float32").pair
     assert tok.eos_token == "<|eot|>" and "limakit" in tok.chat_template
     assert model.generation_config.eos_token_id == tok.convert_tokens_to_ids("<|eot|>")
     with pytest.raises(LimaError, match="--resume"):
@@ -207,7 +208,8 @@ def test_sharded_optimizer_state_is_saved_per_process_and_refused_at_another_siz
             is_main_process=rank == 0,
             wait_for_everyone=barrier.wait,
         )
-        save_checkpoint(dest, acc, lambda f: None, Tok(), cfg, {"global_step": 1}, shards[rank])
+        save_checkpoint(dest, acc, lambda f: None, Tok(), cfg, {"global_step": 1}, shards[rank],
+                        template=Template())  # fmt: skip
 
     threads = [threading.Thread(target=process, args=(r,)) for r in (0, 1)]
     for t in threads:
@@ -246,7 +248,7 @@ def test_a_huge_answer_is_cut_before_tokenising_and_the_trim_is_counted(
     tmp_path, tiny_model_dir, smollm2_tokenizer, capsys
 ):
     from limakit.records.example import Example, Message
-    from limakit.records.template import Template, char_cap, render
+    from limakit.records.template import char_cap, render
     from limakit.training.loop import DataStats, encode
 
     data = write_data(tmp_path / "d.jsonl", 4)
@@ -264,7 +266,7 @@ def test_a_huge_answer_is_cut_before_tokenising_and_the_trim_is_counted(
     whole = render(  # no cap can bite at this max_len: every character is tokenised
         Example([Message("user", "Go on?"), Message("assistant", huge)]),
         smollm2_tokenizer,
-        Template.from_tokenizer(smollm2_tokenizer),
+        Template(),
         max_len=10**9,
     )
     assert len(items[4].ids) == cfg.max_len and items[4].ids == whole.input_ids[: cfg.max_len]
@@ -332,6 +334,7 @@ def test_checkpoint_files_follow_the_umask(tmp_path, mask):
             Tok(),
             load_config(TrainConfig, None, []),
             {"global_step": 1},
+            template=Template(),
         )
     finally:
         os.umask(old)

@@ -12,7 +12,9 @@ import os
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from limakit.core.errors import LimaError
 from limakit.core.files import append_jsonl, drop_cut_line
@@ -25,6 +27,9 @@ from limakit.evaluation.mtbench.files import (
     read_questions,
     safe_name,
 )
+
+if TYPE_CHECKING:
+    from limakit.models import LoadedModel
 
 TEMPERATURES = {
     "writing": 0.7,
@@ -45,7 +50,7 @@ def temperature_of(category: str) -> float:
 
 
 def answer_questions(
-    model,
+    model: LoadedModel | Callable[[], LoadedModel],
     questions: list[dict],
     out_dir: str | os.PathLike,
     model_id: str,
@@ -53,15 +58,14 @@ def answer_questions(
     *,
     seed: int = 0,
     batch_size: int = 16,
-    dtype: str = "auto",
-    device: str | None = "auto",
     progress: bool = True,
 ) -> Path:
     """Answer every turn of every question not yet in ``model_answer/<model_id>.jsonl``.
 
     Turn ``j`` of all questions is generated in one batched run per temperature, each prompt
     holding the question's earlier turns and the model's own answers to them. ``model`` is what
-    :func:`limakit.generation.generate_answers` takes (a name, a folder or a loaded pair).
+    :func:`limakit.generation.generate_answers` takes (a LoadedModel, or a function loading
+    one: called only when some question is still to be answered).
     """
     from limakit.generation import DecodeConfig, generate_answers
     from limakit.records.example import Example, Message
@@ -79,11 +83,9 @@ def answer_questions(
         return answer_file
     work = out_dir / "work" / safe_name(model_id)
     work.mkdir(parents=True, exist_ok=True)
-    loaded = model
-    if isinstance(model, (str, os.PathLike)):
-        from limakit.generation.batch import load_for_generation
+    from limakit.models import LoadedModel
 
-        loaded = load_for_generation(model, dtype, model_id, device, config.template)
+    loaded = model if isinstance(model, LoadedModel) else model()
     answers: dict[object, list[str]] = {q["question_id"]: [] for q in todo}
     for turn in range(max(len(q["turns"]) for q in todo)):
         groups: dict[float, list[Example]] = defaultdict(list)
@@ -179,16 +181,19 @@ def collect_answers(
     }
     answer_files: dict[str, Path] = {}
     if model is not None:
+        from limakit.generation import DecodeConfig
+        from limakit.generation.batch import model_for_answers
+
+        template = (config or DecodeConfig()).template
+        load = model_for_answers(model, device=device, dtype=dtype, template=template)
         answer_files[model_id] = answer_questions(
-            model,
+            load,
             questions,
             out_dir,
             model_id,
             config,
             seed=seed,
             batch_size=batch_size,
-            dtype=dtype,
-            device=device,
             progress=progress,
         )
     answer_files.update(placed)
