@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM := false
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.limakit-installed
 
-.PHONY: venv venv-gemma venv-bench bench-train test lint demo demo-base clean
+.PHONY: venv venv-gemma venv-bench bench-train test test-fast lint demo demo-base clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,10 @@ lint: venv
 
 test: lint
 	$(BIN)/python -m pytest -q -ra
+
+# The inner loop: the suite without the slow end-to-end checks, stopping at the first failure.
+test-fast: venv
+	$(BIN)/python -m pytest -q -ra -x -m "not slow"
 
 demo: venv
 	$(BIN)/lima demo

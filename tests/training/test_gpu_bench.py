@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # nine processes, one per setting, each starting torch: over a minute
 def test_gpu_bench_dry_run_runs_every_setting_with_the_same_losses(tmp_path):
     rows_file = tmp_path / "rows.jsonl"
     res = subprocess.run(
