@@ -45,7 +45,7 @@ class JudgeCache:
         self.db.commit()
 
     def __len__(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+        return int(self.db.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
 
     def close(self) -> None:
         self.db.close()

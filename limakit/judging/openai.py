@@ -13,7 +13,7 @@ import json
 import os
 import random
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 
@@ -40,7 +40,7 @@ def make_client(cfg: JudgeConfig) -> openai.AsyncOpenAI:
     )
 
 
-def retry_after(response) -> float | None:
+def retry_after(response: Any) -> float | None:  # the client's HTTP response, or None
     """Seconds a server asked us to wait (``Retry-After`` as seconds or an HTTP date)."""
     if response is None:
         return None
@@ -62,7 +62,7 @@ def retry_after(response) -> float | None:
 
 def backoff(attempt: int) -> float:
     # Exponential with jitter so that 16 workers hit by the same outage do not retry in lockstep.
-    return min(0.5 * 2**attempt, 30.0) * random.uniform(0.5, 1.0)
+    return float(min(0.5 * 2**attempt, 30.0) * random.uniform(0.5, 1.0))
 
 
 async def complete(client: openai.AsyncOpenAI, cfg: JudgeConfig, messages: list[dict]) -> Reply:
@@ -118,7 +118,7 @@ async def complete(client: openai.AsyncOpenAI, cfg: JudgeConfig, messages: list[
     return Reply(error=f"gave up after {retries} retries: {last_error}", retries=retries)
 
 
-def _read(resp, retries: int) -> Reply:
+def _read(resp: Any, retries: int) -> Reply:  # a ChatCompletion, or a server's malformed body
     """The reply in a chat completion; a malformed one (no ``choices[0].message``, content that
     is not text, bad token counts) is an error, so that nothing of it is cached or parsed.
 
@@ -142,7 +142,7 @@ def _read(resp, retries: int) -> Reply:
     )
 
 
-def _usage(usage) -> tuple[int, int] | str:
+def _usage(usage: object) -> tuple[int, int] | str:
     """The reply's (prompt, completion) token counts, or what is wrong with them.
 
     A server that sends no usage (some local ones) is counted as 0; a count that is not a whole

@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from limakit.core.errors import LimaError
+
+if TYPE_CHECKING:
+    from limakit.judging.runner import Outcome
+    from limakit.records.example import Message
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 
@@ -119,14 +124,14 @@ def load_prompt_file(path: Path, kind: str) -> Prompt:
     )
 
 
-def question_text(messages: list[dict] | list) -> str:
+def question_text(messages: Sequence[dict[str, str] | Message]) -> str:
     """The conversation before the judged answer: the prompt alone, or a labelled transcript."""
     turns = [
         (m["role"], m["content"]) if isinstance(m, dict) else (m.role, m.content) for m in messages
     ]
     users = [t for t in turns if t[0] != "system"]
     if len(users) == 1:
-        return users[0][1]
+        return str(users[0][1])
     names = {"system": "System", "user": "User", "assistant": "Assistant"}
     return "\n\n".join(f"{names[r]}: {c}" for r, c in turns)
 
@@ -155,7 +160,7 @@ class ScalePrompt:
     def parse(self, text: str) -> str | None:
         return self.strict(text) if self.strict else parse_verdict(text, self.labels)
 
-    def score(self, outcome) -> float:
+    def score(self, outcome: Outcome) -> float:
         """The expected number when the judge gave label probabilities (the local judge), else
         the parsed label; NaN when there is neither."""
         if outcome.probs:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from limakit.core.console import progress
 from limakit.judging.cache import JudgeCache, cache_key
@@ -30,6 +30,14 @@ class Asked(Protocol):
     def version(self) -> str: ...
 
     def parse(self, text: str) -> str | None: ...
+
+
+@runtime_checkable
+class Labelled(Asked, Protocol):
+    """A prompt the local backend can ask: it reads the probabilities of these labels."""
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
 
 
 @dataclass
@@ -129,7 +137,7 @@ async def _run_openai(
 
 
 def _run_local(
-    requests: list[list[dict]], prompt, cfg: JudgeConfig, cache: JudgeCache, what: str
+    requests: list[list[dict]], prompt: Labelled, cfg: JudgeConfig, cache: JudgeCache, what: str
 ) -> list[Outcome]:
     from limakit.judging.local import LocalJudge
 
@@ -183,6 +191,8 @@ def run_judgements(
     if cfg.backend == "local":
         if isinstance(prompt, list):
             raise ValueError("the local judge reads one prompt's labels for every request")
+        if not isinstance(prompt, Labelled):
+            raise ValueError("the local judge reads a prompt's labels; this prompt names none")
         outcomes = _run_local(requests, prompt, cfg, cache, what)
         for i, out in enumerate(outcomes):
             if on_outcome is not None:
