@@ -225,7 +225,7 @@ def test_answers_the_base_cannot_measure_are_refused(smollm2_own, tmp_path, tiny
     from conftest import make_tiny_model
 
     from limakit.models import load_model_for
-    from tests.test_template import bpe_tokenizer
+    from tests.records.test_template import bpe_tokenizer
 
     answers, _ = smollm2_own
     base = load_model_for(tiny_own_dir, "cpu", "float32", "own")

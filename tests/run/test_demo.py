@@ -14,7 +14,7 @@ from limakit.run import load_run_config
 from limakit.run.demo import demo_config
 from limakit.training import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_config_is_the_one_in_configs():

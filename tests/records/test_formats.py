@@ -13,7 +13,7 @@ from limakit.records.converters import FORMATS
 from limakit.records.example import Example, Message, load_examples
 from limakit.records.formats import ReadReport, convert, read_any
 
-FIX = Path(__file__).parent / "fixtures" / "formats"
+FIX = Path(__file__).parents[1] / "fixtures" / "formats"
 
 
 def turns(ex: Example) -> list[tuple[str, str]]:
