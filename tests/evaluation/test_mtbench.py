@@ -24,21 +24,7 @@ from limakit.evaluation.mtbench.files import (
 from limakit.evaluation.mtbench.matches import NEED_REFERENCE
 from limakit.evaluation.mtbench.single import parse_rating, run_mtbench
 from tests.evaluation.fake_server import Act, FakeServer
-
-QUESTIONS = [
-    {"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Now shorter."]},
-    {"question_id": 111, "category": "math", "turns": ["What is 2+2?", "And 3+3?"]},
-    {"question_id": 131, "category": "extraction", "turns": ["List the names."]},
-]
-REFERENCE = [
-    {
-        "question_id": 111,
-        "answer_id": "r",
-        "model_id": "gpt-4",
-        "choices": [{"index": 0, "turns": ["REF-ONE 4", "REF-TWO 6"]}],
-        "tstamp": 0,
-    }
-]
+from tests.evaluation.summary_cases import QUESTIONS, REFERENCE
 
 
 def fastchat_loaders() -> dict:
